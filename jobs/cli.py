@@ -1,0 +1,453 @@
+"""`eoy-reset`: the operator's command line (SPEC §8).
+
+Thin on purpose: each command parses its options, calls one function of the module that
+does the work, and prints the result (a rich table, or one JSON document with --json).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+
+from jobs import __version__
+from jobs.config import ConfigError, Settings
+from jobs.errors import EoyError
+
+app = typer.Typer(
+    name="eoy-reset",
+    help=(
+        "End-of-year student data reset: plan who is due, snapshot their student data, "
+        "delete it, check what must be kept, and record every step in a ledger."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+TargetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--target", help="Warehouse: duckdb (embedded, default) or postgres. Env EOY_TARGET."
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+AsOfOpt = Annotated[
+    str, typer.Option("--as-of", help="The day to plan for, YYYY-MM-DD (the reset date).")
+]
+YearOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--school-year",
+        help="School year by the calendar year it ends in (2022-23 is 2023). "
+        "Default: the year of --as-of.",
+    ),
+]
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+def parse_date(value: str, option: str) -> date:
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise ConfigError(f"{option} {value!r} is not a date: use YYYY-MM-DD") from None
+
+
+def emit_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, default=str, sort_keys=False) + "\n")
+
+
+@app.callback()
+def global_options(
+    ctx: typer.Context,
+    target: TargetOpt = None,
+    duckdb_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--duckdb-path", help="DuckDB warehouse file. Env EOY_DUCKDB_PATH. "
+            "Default .eoy/warehouse.duckdb."
+        ),
+    ] = None,
+    pg_dsn: Annotated[
+        str | None,
+        typer.Option(
+            "--pg-dsn", help="postgresql://user:pw@host:port/db. Env EOY_PG_DSN."
+        ),
+    ] = None,
+    snapshot_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--snapshot-root", help="Where snapshots are kept. Env EOY_SNAPSHOT_ROOT. "
+            "Default snapshots/."
+        ),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)
+    ] = False,
+) -> None:
+    if version:
+        console.print(f"eoy-reset {__version__}")
+        raise typer.Exit(0)
+    ctx.obj = Settings.from_env(
+        target=target, duckdb_path=duckdb_path, pg_dsn=pg_dsn, snapshot_root=snapshot_root
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# set-up
+# ---------------------------------------------------------------------------------------
+@app.command()
+def init(
+    ctx: typer.Context,
+    roles: Annotated[
+        bool,
+        typer.Option(
+            "--roles",
+            help="PostgreSQL only: also create the least-privilege roles eoy_runner, "
+            "eoy_dbt and eoy_analyst.",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create schemas app and eoy_runner (idempotent: safe to run again)."""
+    from jobs.schema import init_warehouse
+    from jobs.warehouse import connect
+
+    settings = settings_of(ctx)
+    if roles and settings.target != "postgres":
+        raise ConfigError("--roles needs --target postgres: DuckDB has no roles")
+    with connect(settings, create=True, require_init=False) as wh:
+        statements = init_warehouse(wh)
+        created_roles: list[str] = []
+        if roles:
+            from jobs.roles import create_roles
+
+            created_roles = create_roles(wh)
+    if as_json:
+        emit_json({"warehouse": settings.describe(), "statements": len(statements),
+                   "roles": created_roles})
+    else:
+        console.print(f"Initialised {settings.describe()}: schemas app and eoy_runner ready.")
+        if created_roles:
+            console.print(f"Roles: {', '.join(created_roles)}")
+
+
+@app.command()
+def generate(
+    ctx: typer.Context,
+    districts: Annotated[int, typer.Option("--districts", min=1, help="How many districts.")],
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same data.")],
+    students_per_district: Annotated[
+        int | None,
+        typer.Option(
+            "--students-per-district", min=1,
+            help="Fix every district's size instead of the long-tailed default.",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load deterministic synthetic districts into schema app (for demos, tests, benchmarks)."""
+    from jobs.generate import generate_districts
+    from jobs.warehouse import connect
+
+    with connect(settings_of(ctx)) as wh:
+        counts = generate_districts(
+            wh, districts=districts, seed=seed, students_per_district=students_per_district,
+            show_progress=not as_json,
+        )
+    if as_json:
+        emit_json({"rows": counts})
+    else:
+        from jobs.generate import render_counts
+
+        render_counts(console, counts)
+
+
+# ---------------------------------------------------------------------------------------
+# plan and run
+# ---------------------------------------------------------------------------------------
+@app.command()
+def plan(
+    ctx: typer.Context,
+    as_of: AsOfOpt,
+    school_year: YearOpt = None,
+    as_json: JsonOpt = False,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the plan to approve (with its hash) to this file."),
+    ] = None,
+) -> None:
+    """Show who is due as of a date: districts, rows per table, blocked districts, issues."""
+    from jobs.plan import make_plan, render_plan, write_plan
+
+    settings = settings_of(ctx)
+    the_plan = make_plan(settings, parse_date(as_of, "--as-of"), school_year)
+    if out is not None:
+        write_plan(the_plan, out)
+    if as_json:
+        emit_json(the_plan)
+    else:
+        render_plan(console, the_plan)
+        if out is not None:
+            console.print(f"Plan written to {out}: pass it to `eoy-reset run --plan {out}`.")
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    as_of: AsOfOpt,
+    school_year: YearOpt = None,
+    district: Annotated[
+        list[str] | None,
+        typer.Option("--district", help="Only these districts (repeat the option)."),
+    ] = None,
+    plan_file: Annotated[
+        Path | None,
+        typer.Option("--plan", help="An approved plan from `plan --out`: run only what it says."),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")
+    ] = False,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Districts reset in parallel.")
+    ] = 1,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reset the due districts: pause syncs, export, verify, delete, check retention."""
+    from jobs.runner import render_summary, run_reset
+
+    settings = settings_of(ctx)
+    result = run_reset(
+        settings,
+        as_of=parse_date(as_of, "--as-of"),
+        school_year=school_year,
+        districts=district or None,
+        plan_path=plan_file,
+        yes=yes,
+        dry_run=dry_run,
+        workers=workers,
+        interactive=sys.stdin.isatty() and not as_json,
+        show_progress=not as_json,
+        console=console,
+    )
+    if as_json:
+        emit_json(result)
+    else:
+        render_summary(console, result)
+    if result.get("failed"):
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    ctx: typer.Context, school_year: YearOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Per district: last step, rows deleted, snapshot, errors."""
+    from jobs.runner import render_status, reset_status
+
+    doc = reset_status(settings_of(ctx), school_year)
+    if as_json:
+        emit_json(doc)
+    else:
+        render_status(console, doc)
+
+
+@app.command("resume-syncs")
+def resume_syncs_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Turn import syncs back on for districts whose new-year rostering is complete."""
+    from jobs.runner import resume_syncs
+
+    doc = resume_syncs(settings_of(ctx))
+    if as_json:
+        emit_json(doc)
+    else:
+        n = len(doc["resumed"])
+        console.print(f"Resumed import syncs of {n} district{'s' if n != 1 else ''}.")
+
+
+@app.command()
+def restore(
+    ctx: typer.Context,
+    district: Annotated[str, typer.Option("--district", help="District id.")],
+    school_year: Annotated[int, typer.Option("--school-year", help="School year.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Put a district's deleted rows back from its verified snapshot."""
+    from jobs.runner import restore_district
+
+    doc = restore_district(settings_of(ctx), district, school_year)
+    if as_json:
+        emit_json(doc)
+    else:
+        console.print(
+            f"Restored {doc['rows_restored']:,} rows of district {district} "
+            f"for school year {school_year}."
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# snapshots
+# ---------------------------------------------------------------------------------------
+@app.command("verify-snapshot")
+def verify_snapshot_cmd(
+    ctx: typer.Context,
+    directory: Annotated[Path, typer.Argument(help="A district's snapshot folder.")],
+    against_source: Annotated[
+        bool,
+        typer.Option("--against-source", help="Also compare with the rows in the warehouse."),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-read every file of a snapshot and check it against its manifest."""
+    from jobs.verify import render_verify, verify_snapshot
+
+    result = verify_snapshot(
+        directory, settings=settings_of(ctx) if against_source else None
+    )
+    if as_json:
+        emit_json(result)
+    else:
+        render_verify(console, result)
+    if not result["ok"]:
+        first = result["problems"][0]
+        err_console.print(f"eoy-reset: snapshot {directory} failed verification: {first}",
+                          highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+@app.command("export")
+def export_cmd(
+    ctx: typer.Context,
+    district: Annotated[str, typer.Option("--district", help="District id.")],
+    school_year: Annotated[int, typer.Option("--school-year", help="School year.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="csv (zipped, for people) or parquet.")
+    ] = "csv",
+    out: Annotated[Path, typer.Option("--out", help="Folder to write into.")] = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """A copy of a district's data for the district: from the warehouse, or its snapshot."""
+    from jobs.export import export_for_district
+
+    doc = export_for_district(settings_of(ctx), district, school_year, fmt, out)
+    if as_json:
+        emit_json(doc)
+    else:
+        console.print(f"Wrote {doc['path']} ({doc['source']}).")
+
+
+@app.command("purge-snapshots")
+def purge_snapshots_cmd(
+    ctx: typer.Context,
+    older_than: Annotated[
+        int, typer.Option("--older-than", min=0, help="Days past which a snapshot goes.")
+    ] = 90,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove snapshots past the recovery window, except districts under a legal hold."""
+    from jobs.snapshots import purge_snapshots
+
+    doc = purge_snapshots(settings_of(ctx), older_than_days=older_than)
+    if as_json:
+        emit_json(doc)
+    else:
+        console.print(
+            f"Purged {len(doc['purged'])} snapshot(s); kept {len(doc['held'])} under legal hold."
+        )
+
+
+@app.command()
+def hold(
+    ctx: typer.Context,
+    district: Annotated[str, typer.Option("--district", help="District id.")],
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (no student PII).")] = None,
+) -> None:
+    """Put a district's snapshots under legal hold: purge-snapshots leaves them."""
+    from jobs.snapshots import set_hold
+
+    set_hold(settings_of(ctx), district, held=True, reason=reason)
+    console.print(f"District {district} is under legal hold.")
+
+
+@app.command()
+def release(
+    ctx: typer.Context,
+    district: Annotated[str, typer.Option("--district", help="District id.")],
+) -> None:
+    """Lift a district's legal hold."""
+    from jobs.snapshots import set_hold
+
+    set_hold(settings_of(ctx), district, held=False)
+    console.print(f"District {district} is no longer under legal hold.")
+
+
+# ---------------------------------------------------------------------------------------
+# audit, demo
+# ---------------------------------------------------------------------------------------
+@app.command()
+def report(
+    ctx: typer.Context,
+    html: Annotated[Path, typer.Option("--html", help="The HTML file to write.")],
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Report as of this day (default today).")
+    ] = None,
+) -> None:
+    """Write the compliance report: one self-contained HTML file."""
+    from jobs.report import write_report
+
+    day = parse_date(as_of, "--as-of") if as_of else date.today()
+    write_report(settings_of(ctx), html, day)
+    console.print(f"Report written to {html}.")
+
+
+@app.command()
+def demo(ctx: typer.Context) -> None:
+    """The whole reset on a fresh embedded DuckDB, in about a minute."""
+    from jobs.demo import run_demo
+
+    run_demo(settings_of(ctx), console)
+
+
+def main() -> None:
+    try:
+        rv = app(standalone_mode=False, prog_name="eoy-reset")
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err_console.print("eoy-reset: aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err_console.print("eoy-reset: interrupted; run the same command again to finish")
+        sys.exit(130)
+    except EoyError as exc:
+        print(f"eoy-reset: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if os.environ.get("EOY_DEBUG"):
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(
+            f"eoy-reset: unexpected {type(exc).__name__}: {first} (EOY_DEBUG=1 shows more)",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)

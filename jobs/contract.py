@@ -1,0 +1,274 @@
+"""The source contract of SPEC §3 and the ledger of SPEC §6, as data.
+
+Everything that touches `app` (init, the generator, the export, the delete, the retention
+checks) reads table and column names from here, so the contract is written once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Logical column types; each target maps them to its own SQL type.
+TEXT, INT, FLOAT, DATE, TIMESTAMP = "text", "int", "float", "date", "timestamp"
+
+SQL_TYPES = {
+    "duckdb": {
+        TEXT: "varchar",
+        INT: "integer",
+        FLOAT: "double",
+        DATE: "date",
+        TIMESTAMP: "timestamp",
+    },
+    "postgres": {
+        TEXT: "text",
+        INT: "integer",
+        FLOAT: "double precision",
+        DATE: "date",
+        TIMESTAMP: "timestamp",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[tuple[str, str], ...]  # (name, logical type), primary key first
+    primary_key: tuple[str, ...]
+    deleted: bool  # SPEC §5: snapshotted then deleted for a due district
+    not_null: tuple[str, ...] = ()
+    foreign_keys: tuple[tuple[tuple[str, ...], str, tuple[str, ...]], ...] = ()
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c for c, _ in self.columns]
+
+    def column_type(self, column: str) -> str:
+        return dict(self.columns)[column]
+
+
+def _t(
+    name: str,
+    columns: str,
+    pk: str,
+    deleted: bool,
+    not_null: str = "",
+    fks: tuple[tuple[str, str, str], ...] = (),
+) -> Table:
+    cols = tuple(
+        (c.split(":")[0], c.split(":")[1] if ":" in c else TEXT) for c in columns.split()
+    )
+    return Table(
+        name=name,
+        columns=cols,
+        primary_key=tuple(pk.split()),
+        deleted=deleted,
+        not_null=tuple(not_null.split()),
+        foreign_keys=tuple(
+            (tuple(a.split()), ref, tuple(b.split())) for a, ref, b in fks
+        ),
+    )
+
+
+_D = ("district_id", "districts", "district_id")
+
+APP_TABLES: tuple[Table, ...] = (
+    _t("districts", "district_id name state", "district_id", False),
+    _t(
+        "schools", "school_id district_id name", "school_id", False, "district_id", (_D,)
+    ),
+    _t(
+        "educators",
+        "educator_id district_id school_id email first_name last_name role "
+        "last_login_at:timestamp created_at:timestamp",
+        "educator_id",
+        False,
+        "district_id",
+        (_D, ("school_id", "schools", "school_id")),
+    ),
+    _t(
+        "students",
+        "student_id district_id school_id username first_name last_name grade_level "
+        "created_at:timestamp",
+        "student_id",
+        True,
+        "district_id",
+        (_D, ("school_id", "schools", "school_id")),
+    ),
+    _t(
+        "classrooms",
+        "classroom_id district_id school_id educator_id product name created_at:timestamp",
+        "classroom_id",
+        True,
+        "district_id",
+        (_D, ("school_id", "schools", "school_id"), ("educator_id", "educators", "educator_id")),
+    ),
+    _t(
+        "classroom_enrollments",
+        "classroom_id student_id district_id",
+        "classroom_id student_id",
+        True,
+        "district_id",
+        (
+            _D,
+            ("classroom_id", "classrooms", "classroom_id"),
+            ("student_id", "students", "student_id"),
+        ),
+    ),
+    _t(
+        "assessments",
+        "assessment_id district_id student_id product assessment_type taken_at:timestamp "
+        "scaled_score:int",
+        "assessment_id",
+        True,
+        "district_id",
+        (_D, ("student_id", "students", "student_id")),
+    ),
+    _t(
+        "progress",
+        "progress_id district_id student_id product lesson_id status completed_at:timestamp "
+        "score:float",
+        "progress_id",
+        True,
+        "district_id",
+        (_D, ("student_id", "students", "student_id")),
+    ),
+    _t(
+        "pathways",
+        "pathway_id district_id student_id product pathway_name grade_band "
+        "assigned_at:timestamp",
+        "pathway_id",
+        True,
+        "district_id",
+        (_D, ("student_id", "students", "student_id")),
+    ),
+    _t(
+        "usage_sessions",
+        "session_id district_id student_id product started_at:timestamp minutes:int",
+        "session_id",
+        True,
+        "district_id",
+        (_D, ("student_id", "students", "student_id")),
+    ),
+    _t(
+        "import_syncs",
+        "sync_id district_id provider status paused_at:timestamp resumed_at:timestamp "
+        "last_run_at:timestamp",
+        "sync_id",
+        False,
+        "district_id",
+        (_D,),
+    ),
+    _t(
+        "district_reset_requests",
+        "district_id school_year:int requested_reset_date:date school_year_end_date:date "
+        "summer_session_end_date:date rostering_start_date:date",
+        "district_id school_year",
+        False,
+        "",
+        (_D,),
+    ),
+    _t(
+        "rostering_runs",
+        "district_id school_year:int completed_at:timestamp",
+        "district_id school_year",
+        False,
+        "",
+        (_D,),
+    ),
+)
+
+TABLES = {t.name: t for t in APP_TABLES}
+
+# The seven student-data tables of SPEC §5, in the order the export writes them.
+DELETED_TABLES: tuple[str, ...] = tuple(t.name for t in APP_TABLES if t.deleted)
+# Children first, so no foreign key ever points at a row already gone.
+DELETE_ORDER: tuple[str, ...] = (
+    "classroom_enrollments",
+    "assessments",
+    "progress",
+    "pathways",
+    "usage_sessions",
+    "classrooms",
+    "students",
+)
+# The reverse, for putting rows back (restore).
+INSERT_ORDER: tuple[str, ...] = tuple(reversed(DELETE_ORDER))
+RETAINED_TABLES: tuple[str, ...] = tuple(t.name for t in APP_TABLES if not t.deleted)
+
+# Columns that carry student PII: never in the ledger, logs, or audit models.
+STUDENT_PII_COLUMNS = {"students": ("username", "first_name", "last_name")}
+
+PRODUCTS = ("imagine_math", "imagine_math_facts")
+GRADE_BANDS = ("prek_2", "3_plus")
+GRADE_LEVELS = ("PK", "K", *(str(g) for g in range(1, 13)))
+PROVIDERS = ("clever", "classlink", "oneroster_sftp")
+SYNC_STATUSES = ("active", "paused")
+EDUCATOR_ROLES = ("teacher", "administrator")
+
+# ---------------------------------------------------------------------------------------
+# Ledger, schema eoy_runner (SPEC §6)
+# ---------------------------------------------------------------------------------------
+RUN_STATUSES = ("running", "completed", "failed", "restored")
+STEPS = ("pause_syncs", "export", "verify", "delete", "check_retention", "complete")
+
+LEDGER_DDL = {
+    "duckdb": [
+        """create table if not exists eoy_runner.reset_runs (
+            district_id varchar not null,
+            school_year integer not null,
+            status varchar not null,
+            effective_reset_date date,
+            started_at timestamp,
+            finished_at timestamp,
+            snapshot_path varchar,
+            manifest_sha256 varchar,
+            rows_deleted bigint,
+            error varchar,
+            primary key (district_id, school_year)
+        )""",
+        "create sequence if not exists eoy_runner.reset_events_seq",
+        """create table if not exists eoy_runner.reset_events (
+            event_id bigint primary key default nextval('eoy_runner.reset_events_seq'),
+            district_id varchar not null,
+            school_year integer,
+            step varchar not null,
+            status varchar not null,
+            "at" timestamp not null default current_timestamp,
+            detail json
+        )""",
+        """create table if not exists eoy_runner.legal_holds (
+            district_id varchar primary key,
+            held_at timestamp not null default current_timestamp,
+            reason varchar
+        )""",
+    ],
+    "postgres": [
+        """create table if not exists eoy_runner.reset_runs (
+            district_id text not null,
+            school_year integer not null,
+            status text not null check (status in ('running','completed','failed','restored')),
+            effective_reset_date date,
+            started_at timestamp,
+            finished_at timestamp,
+            snapshot_path text,
+            manifest_sha256 text,
+            rows_deleted bigint,
+            error text,
+            primary key (district_id, school_year)
+        )""",
+        """create table if not exists eoy_runner.reset_events (
+            event_id bigserial primary key,
+            district_id text not null,
+            school_year integer,
+            step text not null,
+            status text not null,
+            "at" timestamp not null default (now() at time zone 'utc'),
+            detail jsonb
+        )""",
+        """create table if not exists eoy_runner.legal_holds (
+            district_id text primary key,
+            held_at timestamp not null default (now() at time zone 'utc'),
+            reason text
+        )""",
+    ],
+}

@@ -1,0 +1,22 @@
+with
+
+source as (
+
+    select * from {{ source('app', 'classroom_enrollments') }}
+
+),
+
+renamed as (
+
+    select
+
+        -- ids
+        classroom_id,
+        student_id,
+        district_id
+
+    from source
+
+)
+
+select * from renamed

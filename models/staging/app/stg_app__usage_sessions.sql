@@ -1,0 +1,28 @@
+with
+
+source as (
+
+    select * from {{ source('app', 'usage_sessions') }}
+
+),
+
+renamed as (
+
+    select
+
+        -- ids
+        session_id,
+        district_id,
+        student_id,
+        -- attributes
+        product,
+        -- numbers
+        minutes,
+        -- dates
+        started_at
+
+    from source
+
+)
+
+select * from renamed

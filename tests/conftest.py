@@ -1,0 +1,102 @@
+"""Real warehouses for every test: a DuckDB file in tmp_path, and a fresh database on a real
+PostgreSQL server (EOY_PG_DSN, or a throwaway server the session starts itself).
+
+Tests that take the `settings` or `wh` fixture run once per target.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+from jobs.config import Settings
+from jobs.schema import init_warehouse
+from jobs.warehouse import Warehouse, connect
+from tests.throwaway_pg import ThrowawayPostgres
+
+TARGETS = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def with_dbname(dsn: str, dbname: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def pg_base_dsn() -> Iterator[str]:
+    """A PostgreSQL server for the whole session; databases are made per test."""
+    dsn = os.environ.get("EOY_PG_DSN")
+    if dsn:
+        yield dsn
+        return
+    server = ThrowawayPostgres().start()
+    try:
+        yield server.dsn("postgres")
+    finally:
+        server.destroy()
+
+
+def create_pg_database(base_dsn: str) -> str:
+    name = f"eoy_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base_dsn, autocommit=True) as con:
+        con.execute(f"create database {name}")
+    return with_dbname(base_dsn, name)
+
+
+def drop_pg_database(base_dsn: str, dsn: str) -> None:
+    name = urlsplit(dsn).path.lstrip("/")
+    with psycopg.connect(base_dsn, autocommit=True) as con:
+        con.execute(f"drop database if exists {name} with (force)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_env() -> Iterator[None]:
+    """The user's own EOY_* settings must not leak into what the tests build."""
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("EOY_") and k != "EOY_PG_DSN"}
+    yield
+    os.environ.update(saved)
+
+
+def make_settings(target: str, tmp_path, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    snapshot_root = tmp_path / "snapshots"
+    if target == "duckdb":
+        yield Settings(
+            target="duckdb",
+            duckdb_path=tmp_path / "warehouse.duckdb",
+            snapshot_root=snapshot_root,
+        )
+        return
+    base = request.getfixturevalue("pg_base_dsn")
+    dsn = create_pg_database(base)
+    try:
+        yield Settings(target="postgres", pg_dsn=dsn, snapshot_root=snapshot_root,
+                       duckdb_path=tmp_path / "unused.duckdb")
+    finally:
+        drop_pg_database(base, dsn)
+
+
+@pytest.fixture(params=TARGETS)
+def target(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def settings(target: str, tmp_path, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """Settings for an empty warehouse of each target (not yet initialised)."""
+    yield from make_settings(target, tmp_path, request)
+
+
+@pytest.fixture
+def wh(settings: Settings) -> Iterator[Warehouse]:
+    """An initialised, empty warehouse of each target."""
+    w = connect(settings, create=True, require_init=False)
+    init_warehouse(w)
+    try:
+        yield w
+    finally:
+        w.close()

@@ -1,0 +1,87 @@
+"""Least privilege on PostgreSQL: the runner cannot touch what the reset keeps, and the
+analyst cannot read student rows (issue: reliability and security, item 5)."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from urllib.parse import urlsplit, urlunsplit
+
+from jobs.roles import create_roles
+from jobs.warehouse import Warehouse
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def target() -> str:
+    return "postgres"
+
+
+def as_role(dsn: str, role: str) -> psycopg.Connection:
+    parts = urlsplit(dsn)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return psycopg.connect(urlunsplit((parts.scheme, f"{role}@{host}", parts.path, "", "")),
+                           autocommit=True)
+
+
+@pytest.fixture
+def roles_wh(wh: Warehouse) -> Warehouse:
+    wh.execute("insert into app.districts values ('d1', 'North', 'TX')")
+    wh.execute("insert into app.schools values ('s1', 'd1', 'North High')")
+    wh.execute(
+        "insert into app.educators values ('e1', 'd1', 's1', 'e1@example.org', 'Ann', 'Lee', "
+        "'teacher', null, '2022-08-01')"
+    )
+    wh.execute(
+        "insert into app.students values ('st1', 'd1', 's1', 'u1', 'Zoë', 'Ng', '3', "
+        "'2022-08-01')"
+    )
+    wh.execute(
+        "insert into app.import_syncs values ('y1', 'd1', 'clever', 'active', null, null, null)"
+    )
+    assert create_roles(wh) == ["eoy_dbt", "eoy_runner", "eoy_analyst"]
+    create_roles(wh)  # idempotent
+    return wh
+
+
+@pytest.mark.parametrize("table", ["districts", "schools", "educators"])
+def test_runner_cannot_delete_retained_tables(roles_wh: Warehouse, table: str) -> None:
+    with as_role(roles_wh.settings.pg_dsn or "", "eoy_runner") as con:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            con.execute(f"delete from app.{table}")
+    assert roles_wh.scalar(f"select count(*) from app.{table}") == 1
+
+
+def test_runner_cannot_change_educators_or_sync_config(roles_wh: Warehouse) -> None:
+    with as_role(roles_wh.settings.pg_dsn or "", "eoy_runner") as con:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            con.execute("update app.educators set email = 'x@example.org'")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            con.execute("update app.import_syncs set provider = 'classlink'")
+        con.execute("update app.import_syncs set status = 'paused', paused_at = now()")
+        con.execute("delete from app.students where district_id = 'd1'")
+    assert roles_wh.scalar("select status from app.import_syncs") == "paused"
+    assert roles_wh.scalar("select count(*) from app.students") == 0
+
+
+def test_runner_owns_the_ledger(roles_wh: Warehouse) -> None:
+    with as_role(roles_wh.settings.pg_dsn or "", "eoy_runner") as con:
+        con.execute(
+            "insert into eoy_runner.reset_events (district_id, school_year, step, status) "
+            "values ('d1', 2023, 'pause_syncs', 'completed')"
+        )
+
+
+def test_analyst_reads_audit_views_but_no_student_rows(roles_wh: Warehouse) -> None:
+    with as_role(roles_wh.settings.pg_dsn or "", "eoy_dbt") as con:
+        con.execute(
+            "create view eoy_audit.audit_probe as "
+            "select district_id, count(*) as students from app.students group by 1"
+        )
+    with as_role(roles_wh.settings.pg_dsn or "", "eoy_analyst") as con:
+        assert con.execute("select students from eoy_audit.audit_probe").fetchall() == [(1,)]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            con.execute("select * from app.students")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            con.execute("select * from app.educators")

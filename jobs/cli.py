@@ -13,13 +13,17 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 
 from jobs import __version__
 from jobs.config import ConfigError, Settings
 from jobs.errors import EoyError
+
+try:  # typer vendors its own copy of click
+    from typer import _click as click
+except ImportError:  # pragma: no cover
+    import click  # type: ignore[no-redef]
 
 app = typer.Typer(
     name="eoy-reset",
@@ -427,12 +431,12 @@ def demo(ctx: typer.Context) -> None:
 def main() -> None:
     try:
         rv = app(standalone_mode=False, prog_name="eoy-reset")
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
+    except click.exceptions.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         err_console.print("eoy-reset: aborted")
         sys.exit(130)
     except KeyboardInterrupt:

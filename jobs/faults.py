@@ -1,0 +1,31 @@
+"""Test-only fault switch: kill the process at a named point, to prove a rerun recovers.
+
+Set `EOY_FAULT=<point>` (or `<point>@<n>` to die at the n-th time the point is reached;
+`*` wildcards allowed) and the process kills itself with SIGKILL there — no cleanup, no
+rollback from Python, exactly like a crash or `kill -9`. Unset, a fault point costs one
+dictionary lookup.
+
+Points: before:<step> and after:<step> for every runner step, delete:<table> (inside the
+delete transaction, after that table's rows went), export:<table> (between snapshot
+files), and commit:delete (just before the delete transaction commits).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from fnmatch import fnmatchcase
+
+_hits: dict[str, int] = {}
+
+
+def fault_point(name: str) -> None:
+    spec = os.environ.get("EOY_FAULT")
+    if not spec:
+        return
+    pattern, _, nth = spec.partition("@")
+    if not fnmatchcase(name, pattern):
+        return
+    _hits[pattern] = _hits.get(pattern, 0) + 1
+    if _hits[pattern] >= int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,17 @@
+{#
+    reset_school_year(): the school year to plan, as an integer.
+
+    Reads var `school_year`; null means the calendar year of reset_as_of_date()
+    (school years are named by the year they end in). Pure Jinja, every adapter.
+#}
+{% macro reset_school_year() %}
+    {%- set raw = var('school_year', none) -%}
+    {%- if raw is none or (raw | string | trim) == '' -%}
+        {{ return(reset_as_of_date()[:4] | int) }}
+    {%- endif -%}
+    {%- set text = raw | string | trim -%}
+    {%- if not modules.re.match('^[0-9]{4}$', text) -%}
+        {{ exceptions.raise_compiler_error("var school_year " ~ text ~ " is not a year: use e.g. 2023 for 2022-23") }}
+    {%- endif -%}
+    {{ return(text | int) }}
+{% endmacro %}

@@ -1,0 +1,176 @@
+{#- One row per district and school year: the audited school year for every district,
+    plus every run the ledger holds (earlier years too). -#}
+{%- set school_year = reset_school_year() %}
+with
+
+schedule as (
+
+    select * from {{ ref('reset_schedule') }}
+
+),
+
+runs as (
+
+    select * from {{ ref('stg_eoy_runner__reset_runs') }}
+
+),
+
+events as (
+
+    select * from {{ ref('stg_eoy_runner__reset_events') }}
+
+),
+
+districts as (
+
+    select * from {{ ref('stg_app__districts') }}
+
+),
+
+due_districts as (
+
+    select * from {{ ref('due_districts') }}
+
+),
+
+import_syncs as (
+
+    select * from {{ ref('stg_app__import_syncs') }}
+
+),
+
+audited as (
+
+    select district_id, school_year
+    from schedule
+    where school_year = {{ school_year }}
+
+    union
+
+    select district_id, school_year
+    from runs
+
+),
+
+sync_events as (
+
+    select
+        district_id,
+        school_year,
+        max(case when step = 'pause_syncs' and status = 'completed' then "at" end)
+            as syncs_paused_at,
+        max(case when step = 'resume_syncs' and status = 'completed' then "at" end)
+            as syncs_resumed_at
+    from events
+    group by district_id, school_year
+
+),
+
+last_events as (
+
+    select
+        district_id,
+        school_year,
+        step,
+        status,
+        "at",
+        row_number() over (
+            partition by district_id, school_year order by "at" desc, event_id desc
+        ) as recency
+    from events
+
+),
+
+latest_run_years as (
+
+    select district_id, max(school_year) as school_year
+    from runs
+    group by district_id
+
+),
+
+current_syncs as (
+
+    select
+        district_id,
+        count(*) as syncs_total,
+        sum(case when status = 'paused' then 1 else 0 end) as syncs_paused_now,
+        max(paused_at) as last_paused_at,
+        max(resumed_at) as last_resumed_at
+    from import_syncs
+    group by district_id
+
+),
+
+joined as (
+
+    select
+        -- ids
+        audited.district_id,
+        districts.name as district_name,
+        audited.school_year,
+        -- schedule (SPEC §4)
+        schedule.effective_reset_date,
+        schedule.date_source,
+        schedule.status as schedule_status,
+        coalesce(schedule.issues, '') as schedule_issues,
+        -- ledger (SPEC §6)
+        case
+            when runs.status is not null then runs.status
+            when schedule.status = 'blocked' then 'blocked'
+            else 'not_started'
+        end as status,
+        due_districts.district_id is not null as is_due,
+        runs.started_at as run_started_at,
+        runs.finished_at as run_finished_at,
+        runs.rows_deleted,
+        runs.snapshot_path,
+        runs.manifest_sha256,
+        runs.error as run_error,
+        last_events.step as last_step,
+        last_events.status as last_step_status,
+        last_events."at" as last_step_at,
+        -- import syncs: the ledger's times; app.import_syncs only for a district's latest run
+        coalesce(
+            sync_events.syncs_paused_at,
+            case when latest_run_years.school_year is not null then current_syncs.last_paused_at end
+        ) as syncs_paused_at,
+        coalesce(
+            sync_events.syncs_resumed_at,
+            case
+                when latest_run_years.school_year is not null
+                    and current_syncs.last_resumed_at >= current_syncs.last_paused_at
+                    then current_syncs.last_resumed_at
+            end
+        ) as syncs_resumed_at,
+        coalesce(current_syncs.syncs_total, 0) as syncs_total,
+        coalesce(current_syncs.syncs_paused_now, 0) as syncs_paused_now
+
+    from audited
+    left join schedule
+        on schedule.district_id = audited.district_id
+        and schedule.school_year = audited.school_year
+    left join runs
+        on runs.district_id = audited.district_id
+        and runs.school_year = audited.school_year
+    left join districts
+        on districts.district_id = audited.district_id
+    left join due_districts
+        on due_districts.district_id = audited.district_id
+        and due_districts.school_year = audited.school_year
+    left join sync_events
+        on sync_events.district_id = audited.district_id
+        and sync_events.school_year = audited.school_year
+    left join last_events
+        on last_events.district_id = audited.district_id
+        and last_events.school_year = audited.school_year
+        and last_events.recency = 1
+    left join latest_run_years
+        on latest_run_years.district_id = audited.district_id
+        and latest_run_years.school_year = audited.school_year
+    left join current_syncs
+        on current_syncs.district_id = audited.district_id
+
+)
+
+select * from joined

@@ -1,0 +1,175 @@
+{#- What SPEC §5 promises after a district's latest completed reset, checked against app now.
+    Empty when all is well; tests/dbt/assert_audit_no_retention_violations.sql fails otherwise.
+    - student_rows_present: rows of a student-data table dated before the run started (last
+      year's data the reset should have removed; new-year rostering after it is fine). A row
+      without a date of its own is dated by its student's created_at; undated rows count.
+    - retained_rows_missing: fewer rows in a retained table than the `check_retention` event
+      recorded right after the delete: {"retained": {"educators": [14, <fingerprint>], ...}}
+      (a bare count, {"educators": 14}, is read too). -#}
+with
+
+runs as (
+
+    select * from {{ ref('stg_eoy_runner__reset_runs') }}
+
+),
+
+events as (
+
+    select * from {{ ref('stg_eoy_runner__reset_events') }}
+
+),
+
+students as (
+
+    select * from {{ ref('stg_app__students') }}
+
+),
+
+completed_runs as (
+
+    select
+        district_id,
+        school_year,
+        coalesce(
+            started_at, finished_at, cast(effective_reset_date as {{ dbt.type_timestamp() }})
+        ) as reset_at,
+        row_number() over (partition by district_id order by school_year desc) as recency
+    from runs
+    where status = 'completed'
+
+),
+
+latest_completed as (
+
+    select * from completed_runs where recency = 1
+
+),
+
+retention_checks as (
+
+    select
+        events.district_id,
+        events.school_year,
+        events.detail,
+        row_number() over (
+            partition by events.district_id, events.school_year
+            order by events."at" desc, events.event_id desc
+        ) as recency
+    from events
+    inner join latest_completed
+        on latest_completed.district_id = events.district_id
+        and latest_completed.school_year = events.school_year
+    where events.step = 'check_retention' and events.status = 'completed'
+
+),
+
+{% for table in audit_student_tables() %}
+{%- set has_student = table.name != 'students' and table.name != 'classrooms' %}
+{%- if table.dated_by is none %}
+    {%- set dated = 'students.created_at' %}
+{%- elif has_student %}
+    {%- set dated = 'coalesce(rows_.' ~ table.dated_by ~ ', students.created_at)' %}
+{%- else %}
+    {%- set dated = 'rows_.' ~ table.dated_by %}
+{%- endif %}
+present_{{ table.name }} as (
+
+    select
+        rows_.district_id,
+        count(*) as actual_rows
+    from {{ ref('stg_app__' ~ table.name) }} as rows_
+    inner join latest_completed
+        on latest_completed.district_id = rows_.district_id
+    {%- if has_student %}
+    left join students
+        on students.student_id = rows_.student_id
+    {%- endif %}
+    where {{ dated }} is null
+        or {{ dated }} < latest_completed.reset_at
+    group by rows_.district_id
+
+),
+
+{% endfor %}
+{%- for table in reset_retained_tables() %}
+kept_{{ table }} as (
+
+    select district_id, count(*) as actual_rows
+    from {{ ref('stg_app__' ~ table) }}
+    group by district_id
+
+),
+
+{% endfor -%}
+violations as (
+
+{%- for table in audit_student_tables() %}
+
+    select
+        latest_completed.district_id,
+        latest_completed.school_year,
+        cast('{{ table.name }}' as {{ dbt.type_string() }}) as table_name,
+        cast('student_rows_present' as {{ dbt.type_string() }}) as violation,
+        cast(0 as {{ dbt.type_bigint() }}) as expected_rows,
+        cast(present_{{ table.name }}.actual_rows as {{ dbt.type_bigint() }}) as actual_rows,
+        latest_completed.reset_at
+    from latest_completed
+    inner join present_{{ table.name }}
+        on present_{{ table.name }}.district_id = latest_completed.district_id
+
+    union all
+{%- endfor %}
+{%- for table in reset_retained_tables() %}
+{#- the runner records [rows, fingerprint] per table; a bare row count is read as well #}
+{%- set recorded_text = json_get_text('retention_checks.detail', ['retained', table]) %}
+{%- set recorded_rows = dbt.split_part("replace(replace(" ~ recorded_text ~ ", '[', ''), ']', '')", "','", 1) %}
+{%- set recorded = 'cast(trim(' ~ recorded_rows ~ ') as ' ~ dbt.type_bigint() ~ ')' %}
+
+    select
+        latest_completed.district_id,
+        latest_completed.school_year,
+        cast('{{ table }}' as {{ dbt.type_string() }}) as table_name,
+        cast('retained_rows_missing' as {{ dbt.type_string() }}) as violation,
+        {{ recorded }} as expected_rows,
+        cast(coalesce(kept_{{ table }}.actual_rows, 0) as {{ dbt.type_bigint() }}) as actual_rows,
+        latest_completed.reset_at
+    from latest_completed
+    inner join retention_checks
+        on retention_checks.district_id = latest_completed.district_id
+        and retention_checks.school_year = latest_completed.school_year
+        and retention_checks.recency = 1
+    left join kept_{{ table }}
+        on kept_{{ table }}.district_id = latest_completed.district_id
+    where coalesce(kept_{{ table }}.actual_rows, 0) < {{ recorded }}
+{%- if not loop.last %}
+
+    union all
+{%- endif %}
+{%- endfor %}
+
+),
+
+final as (
+
+    select
+        -- ids
+        district_id,
+        school_year,
+        table_name,
+        violation,
+        -- numbers
+        expected_rows,
+        actual_rows,
+        case
+            when violation = 'student_rows_present' then actual_rows
+            else expected_rows - actual_rows
+        end as rows_in_violation,
+        -- when the reset ran: rows dated before it should be gone
+        reset_at
+
+    from violations
+
+)
+
+select * from final

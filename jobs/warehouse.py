@@ -181,8 +181,8 @@ class DuckDBWarehouse(Warehouse):
     def record_batches(
         self, sql: str, params: Sequence[Any] | None = None, batch_rows: int = BATCH_ROWS
     ) -> pa.RecordBatchReader:
-        cur = self.con.execute(_duckdb_sql(sql), list(params) if params is not None else None)
-        return cur.fetch_record_batch(batch_rows)
+        rel = self.con.sql(_duckdb_sql(sql), params=list(params) if params is not None else None)
+        return rel.to_arrow_reader(batch_rows)
 
     def load_arrow(self, schema: str, table: str, data: pa.Table | pa.RecordBatchReader) -> int:
         self.con.register("_eoy_load", data)

@@ -132,6 +132,7 @@ def delete_part(
     """
     entries = manifest["tables"]
     deleted: dict[str, int] = {}
+    products: dict[str, dict[str, int]] = {}
     with wh.transaction():
         if wh.target == "postgres":
             wh.execute("set transaction isolation level repeatable read")
@@ -154,6 +155,17 @@ def delete_part(
                 )
             keys = TABLES[table].primary_key
             on = " and ".join(f"t.{quote_ident(k)} = k.{quote_ident(k)}" for k in keys)
+            if "product" in TABLES[table].column_names:
+                # per-product counts, for the audit's rows-deleted-by-product
+                products[table] = {
+                    str(p): int(c)
+                    for p, c in wh.query(
+                        f"select t.product, count(*) from app.{quote_ident(table)} t "
+                        f"join {_key_table(table)} k on {on} where t.district_id = %s "
+                        "group by t.product",
+                        [district_id],
+                    )
+                }
             n = wh.execute(
                 f"delete from app.{quote_ident(table)} t using {_key_table(table)} k "
                 f"where {on} and t.district_id = %s",
@@ -187,6 +199,7 @@ def delete_part(
             "path": str(folder),
             "manifest_sha256": manifest_sha256,
             "rows": deleted,
+            "products": products,
             "rows_total": sum(deleted.values()),
             "remaining": remaining,
             "retained_before": retained_before,

@@ -411,13 +411,18 @@ def report(
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="Report as of this day (default today).")
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Write the compliance report: one self-contained HTML file."""
     from jobs.report import write_report
 
     day = parse_date(as_of, "--as-of") if as_of else date.today()
-    write_report(settings_of(ctx), html, day)
-    console.print(f"Report written to {html}.")
+    doc = write_report(settings_of(ctx), html, day)
+    if as_json:
+        emit_json(doc)
+    else:
+        figures = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in doc["counts"].items())
+        console.print(f"Report for school year {doc['school_year']} written to {html}: {figures}.")
 
 
 @app.command()

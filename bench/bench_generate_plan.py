@@ -14,17 +14,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.common import postgres_database, write_section
 from jobs.config import Settings
 from jobs.schema import init_warehouse
 from jobs.warehouse import connect
 
 SEED = 1
 AS_OF = "2023-07-28"  # the 2023 default reset date: most districts are due
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "Generate and plan"
 ACADEMIC = ("assessments", "progress", "pathways", "usage_sessions")
 
@@ -105,21 +104,10 @@ def render(results: list[dict[str, Any]]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-def write_results(table: str, note: str) -> None:
-    section = f"## {SECTION}\n\n{note}\n\n{table}"
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    parts = text.split("\n## ")
-    kept = [parts[0].rstrip("\n")] + [
-        "## " + p.rstrip("\n") for p in parts[1:] if not p.startswith(SECTION)
-    ]
-    RESULTS.write_text("\n\n".join([*kept, section.rstrip("\n")]) + "\n")
-
-
 def main() -> int:
     districts = int(os.environ.get("EOY_BENCH_DISTRICTS", "1000"))
     load = os.getloadavg()[0]
     scratch = Path(tempfile.mkdtemp(prefix="eoy-bench-gen-"))
-    server = None
     results = []
     try:
         print(f"== duckdb, {districts:,} districts", flush=True)
@@ -134,38 +122,20 @@ def main() -> int:
             )
         )
         (scratch / "bench.duckdb").unlink()
-        base = os.environ.get("EOY_PG_DSN")
-        if not base:
-            from tests.throwaway_pg import ThrowawayPostgres
-
-            server = ThrowawayPostgres().start()
-            base = server.dsn("postgres")
-        import psycopg
-
-        from tests.conftest import with_dbname
-
-        name = f"eoy_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(base, autocommit=True) as con:
-            con.execute(f"create database {name}")
-        try:
+        with postgres_database() as dsn:
             print(f"== postgres, {districts:,} districts", flush=True)
             results.append(
                 bench_target(
                     Settings(
                         target="postgres",
-                        pg_dsn=with_dbname(base, name),
+                        pg_dsn=dsn,
                         snapshot_root=scratch / "snapshots",
                         duckdb_path=scratch / "unused.duckdb",
                     ),
                     districts,
                 )
             )
-        finally:
-            with psycopg.connect(base, autocommit=True) as con:
-                con.execute(f"drop database if exists {name} with (force)")
     finally:
-        if server is not None:
-            server.destroy()
         shutil.rmtree(scratch, ignore_errors=True)
     table = render(results)
     print(table)
@@ -179,7 +149,7 @@ def main() -> int:
         "after). Peak RSS of each step in its own process. Load average when it started: "
         f"{load:.1f} (other work on the machine slows every figure)."
     )
-    write_results(table, note)
+    write_section(SECTION, note, table)
     return 0
 
 

@@ -16,12 +16,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from bench.common import postgres_database, write_section
 from jobs.config import Settings
 from jobs.contract import DELETED_TABLES, SQL_TYPES, TABLES
 from jobs.export import select_sql
@@ -30,7 +30,6 @@ from jobs.warehouse import connect
 
 DISTRICT = "bench-district"
 YEAR = 2024
-RESULTS = Path(__file__).with_name("RESULTS.md")
 # share of the district's rows per table (sums to 1)
 SHARES = {
     "students": 0.02,
@@ -233,21 +232,10 @@ def render(results: list[dict[str, Any]]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-def write_results(table: str, note: str) -> None:
-    section = f"## Snapshots\n\n{note}\n\n{table}"
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    parts = text.split("\n## ")
-    kept = [parts[0].rstrip("\n")] + [
-        "## " + p.rstrip("\n") for p in parts[1:] if not p.startswith("Snapshots")
-    ]
-    RESULTS.write_text("\n\n".join([*kept, section.rstrip("\n")]) + "\n")
-
-
 def main() -> int:
     total = int(os.environ.get("EOY_BENCH_ROWS", "10000000"))
     load_at_start = os.getloadavg()[0]
     scratch = Path(tempfile.mkdtemp(prefix="eoy-bench-snap-"))
-    server = None
     results = []
     try:
         print(f"== duckdb, {total:,} rows", flush=True)
@@ -263,38 +251,20 @@ def main() -> int:
             )
         )
         (scratch / "bench.duckdb").unlink()
-        base = os.environ.get("EOY_PG_DSN")
-        if not base:
-            from tests.throwaway_pg import ThrowawayPostgres
-
-            server = ThrowawayPostgres().start()
-            base = server.dsn("postgres")
-        import psycopg
-
-        from tests.conftest import with_dbname
-
-        name = f"eoy_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(base, autocommit=True) as con:
-            con.execute(f"create database {name}")
-        try:
+        with postgres_database() as dsn:
             print(f"== postgres, {total:,} rows", flush=True)
             results.append(
                 bench_target(
                     Settings(
                         target="postgres",
-                        pg_dsn=with_dbname(base, name),
+                        pg_dsn=dsn,
                         snapshot_root=scratch / "snapshots-postgres",
                     ),
                     total,
                     scratch,
                 )
             )
-        finally:
-            with psycopg.connect(base, autocommit=True) as con:
-                con.execute(f"drop database if exists {name} with (force)")
     finally:
-        if server is not None:
-            server.destroy()
         shutil.rmtree(scratch, ignore_errors=True)
     table = render(results)
     print(table)
@@ -313,7 +283,7 @@ def main() -> int:
         "twice on the way. The DuckDB floor uses both cores on data already in its own "
         "format; PostgreSQL's floor is bound by the server, so the ratio is better there."
     )
-    write_results(table, note)
+    write_section("Snapshots", note, table)
     return 0
 
 

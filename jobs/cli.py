@@ -83,21 +83,19 @@ def global_options(
     duckdb_path: Annotated[
         Path | None,
         typer.Option(
-            "--duckdb-path", help="DuckDB warehouse file. Env EOY_DUCKDB_PATH. "
-            "Default .eoy/warehouse.duckdb."
+            "--duckdb-path",
+            help="DuckDB warehouse file. Env EOY_DUCKDB_PATH. Default .eoy/warehouse.duckdb.",
         ),
     ] = None,
     pg_dsn: Annotated[
         str | None,
-        typer.Option(
-            "--pg-dsn", help="postgresql://user:pw@host:port/db. Env EOY_PG_DSN."
-        ),
+        typer.Option("--pg-dsn", help="postgresql://user:pw@host:port/db. Env EOY_PG_DSN."),
     ] = None,
     snapshot_root: Annotated[
         Path | None,
         typer.Option(
-            "--snapshot-root", help="Where snapshots are kept. Env EOY_SNAPSHOT_ROOT. "
-            "Default snapshots/."
+            "--snapshot-root",
+            help="Where snapshots are kept. Env EOY_SNAPSHOT_ROOT. Default snapshots/.",
         ),
     ] = None,
     version: Annotated[
@@ -143,8 +141,13 @@ def init(
 
             created_roles = create_roles(wh)
     if as_json:
-        emit_json({"warehouse": settings.describe(), "statements": len(statements),
-                   "roles": created_roles})
+        emit_json(
+            {
+                "warehouse": settings.describe(),
+                "statements": len(statements),
+                "roles": created_roles,
+            }
+        )
     else:
         console.print(f"Initialised {settings.describe()}: schemas app and eoy_runner ready.")
         if created_roles:
@@ -159,7 +162,8 @@ def generate(
     students_per_district: Annotated[
         int | None,
         typer.Option(
-            "--students-per-district", min=1,
+            "--students-per-district",
+            min=1,
             help="Fix every district's size instead of the long-tailed default.",
         ),
     ] = None,
@@ -171,7 +175,10 @@ def generate(
 
     with connect(settings_of(ctx)) as wh:
         counts = generate_districts(
-            wh, districts=districts, seed=seed, students_per_district=students_per_district,
+            wh,
+            districts=districts,
+            seed=seed,
+            students_per_district=students_per_district,
             show_progress=not as_json,
         )
     if as_json:
@@ -259,9 +266,7 @@ def run(
 
 
 @app.command()
-def status(
-    ctx: typer.Context, school_year: YearOpt = None, as_json: JsonOpt = False
-) -> None:
+def status(ctx: typer.Context, school_year: YearOpt = None, as_json: JsonOpt = False) -> None:
     """Per district: last step, rows deleted, snapshot, errors."""
     from jobs.runner import render_status, reset_status
 
@@ -321,17 +326,18 @@ def verify_snapshot_cmd(
     """Re-read every file of a snapshot and check it against its manifest."""
     from jobs.verify import render_verify, verify_snapshot
 
-    result = verify_snapshot(
-        directory, settings=settings_of(ctx) if against_source else None
-    )
+    result = verify_snapshot(directory, settings=settings_of(ctx) if against_source else None)
     if as_json:
         emit_json(result)
     else:
         render_verify(console, result)
     if not result["ok"]:
         first = result["problems"][0]
-        err_console.print(f"eoy-reset: snapshot {directory} failed verification: {first}",
-                          highlight=False, soft_wrap=True)
+        err_console.print(
+            f"eoy-reset: snapshot {directory} failed verification: {first}",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(1)
 
 

@@ -54,18 +54,14 @@ def _t(
     not_null: str = "",
     fks: tuple[tuple[str, str, str], ...] = (),
 ) -> Table:
-    cols = tuple(
-        (c.split(":")[0], c.split(":")[1] if ":" in c else TEXT) for c in columns.split()
-    )
+    cols = tuple((c.split(":")[0], c.split(":")[1] if ":" in c else TEXT) for c in columns.split())
     return Table(
         name=name,
         columns=cols,
         primary_key=tuple(pk.split()),
         deleted=deleted,
         not_null=tuple(not_null.split()),
-        foreign_keys=tuple(
-            (tuple(a.split()), ref, tuple(b.split())) for a, ref, b in fks
-        ),
+        foreign_keys=tuple((tuple(a.split()), ref, tuple(b.split())) for a, ref, b in fks),
     )
 
 
@@ -73,9 +69,7 @@ _D = ("district_id", "districts", "district_id")
 
 APP_TABLES: tuple[Table, ...] = (
     _t("districts", "district_id name state", "district_id", False),
-    _t(
-        "schools", "school_id district_id name", "school_id", False, "district_id", (_D,)
-    ),
+    _t("schools", "school_id district_id name", "school_id", False, "district_id", (_D,)),
     _t(
         "educators",
         "educator_id district_id school_id email first_name last_name role "
@@ -134,8 +128,7 @@ APP_TABLES: tuple[Table, ...] = (
     ),
     _t(
         "pathways",
-        "pathway_id district_id student_id product pathway_name grade_band "
-        "assigned_at:timestamp",
+        "pathway_id district_id student_id product pathway_name grade_band assigned_at:timestamp",
         "pathway_id",
         True,
         "district_id",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -279,10 +279,8 @@ class PostgresWarehouse(Warehouse):
 
     def close(self) -> None:
         if self._adbc is not None:
-            try:
+            with suppress(Exception):
                 self._adbc.close()
-            except Exception:
-                pass
             self._adbc = None
         self.con.close()
 

@@ -57,7 +57,8 @@ def drop_pg_database(base_dsn: str, dsn: str) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def _clean_env() -> Iterator[None]:
     """The user's own EOY_* settings must not leak into what the tests build."""
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("EOY_") and k != "EOY_PG_DSN"}
+    names = [k for k in os.environ if k.startswith("EOY_") and k != "EOY_PG_DSN"]
+    saved = {k: os.environ.pop(k) for k in names}
     yield
     os.environ.update(saved)
 
@@ -74,8 +75,12 @@ def make_settings(target: str, tmp_path, request: pytest.FixtureRequest) -> Iter
     base = request.getfixturevalue("pg_base_dsn")
     dsn = create_pg_database(base)
     try:
-        yield Settings(target="postgres", pg_dsn=dsn, snapshot_root=snapshot_root,
-                       duckdb_path=tmp_path / "unused.duckdb")
+        yield Settings(
+            target="postgres",
+            pg_dsn=dsn,
+            snapshot_root=snapshot_root,
+            duckdb_path=tmp_path / "unused.duckdb",
+        )
     finally:
         drop_pg_database(base, dsn)
 

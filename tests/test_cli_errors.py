@@ -13,13 +13,18 @@ import pytest
 from jobs.config import Settings
 
 
-def eoy(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-        ) -> subprocess.CompletedProcess[str]:
+def eoy(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("EOY_")}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "jobs", *args], capture_output=True, text=True, env=full_env,
-        cwd=cwd, timeout=120,
+        [sys.executable, "-m", "jobs", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=120,
     )
 
 
@@ -43,8 +48,9 @@ def global_args(settings: Settings) -> list[str]:
 
 
 def test_unknown_target(tmp_path: Path) -> None:
-    assert_one_line_error(eoy("--target", "oracle", "init", cwd=tmp_path), "unknown target",
-                          "oracle")
+    assert_one_line_error(
+        eoy("--target", "oracle", "init", cwd=tmp_path), "unknown target", "oracle"
+    )
 
 
 def test_unknown_target_from_env(tmp_path: Path) -> None:
@@ -57,8 +63,14 @@ def test_postgres_without_dsn(tmp_path: Path) -> None:
 
 
 def test_unreachable_server(tmp_path: Path) -> None:
-    proc = eoy("--target", "postgres", "--pg-dsn", "postgresql://u:secret@127.0.0.1:1/x",
-               "init", cwd=tmp_path)
+    proc = eoy(
+        "--target",
+        "postgres",
+        "--pg-dsn",
+        "postgresql://u:secret@127.0.0.1:1/x",
+        "init",
+        cwd=tmp_path,
+    )
     assert_one_line_error(proc, "cannot reach PostgreSQL")
     assert "secret" not in proc.stderr
 
@@ -92,7 +104,20 @@ def test_usage_errors_exit_non_zero(tmp_path: Path) -> None:
 def test_help_explains_every_command(tmp_path: Path) -> None:
     proc = eoy("--help", cwd=tmp_path)
     assert proc.returncode == 0
-    for command in ("init", "generate", "plan", "run", "status", "verify-snapshot",
-                    "resume-syncs", "restore", "export", "purge-snapshots", "hold",
-                    "release", "report", "demo"):
+    for command in (
+        "init",
+        "generate",
+        "plan",
+        "run",
+        "status",
+        "verify-snapshot",
+        "resume-syncs",
+        "restore",
+        "export",
+        "purge-snapshots",
+        "hold",
+        "release",
+        "report",
+        "demo",
+    ):
         assert command in proc.stdout

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 from datetime import date
-from pathlib import Path
 
 import pytest
 
@@ -33,8 +32,14 @@ DISTRICTS, SEED = 4, 11
 STEP_POINTS = [f"{edge}:{step}" for step in STEPS for edge in ("before", "after")]
 INNER_POINTS = ["export:progress", "delete:assessments", "delete:students", "commit:delete"]
 # Every point on DuckDB; the step boundaries that matter most on PostgreSQL.
-POSTGRES_POINTS = ["after:pause_syncs", "export:progress", "delete:students",
-                   "commit:delete", "after:delete", "before:complete"]
+POSTGRES_POINTS = [
+    "after:pause_syncs",
+    "export:progress",
+    "delete:students",
+    "commit:delete",
+    "after:delete",
+    "before:complete",
+]
 CASES = [("duckdb", p) for p in STEP_POINTS + INNER_POINTS] + [
     pytest.param("postgres", p, marks=pytest.mark.postgres) for p in POSTGRES_POINTS
 ]
@@ -42,8 +47,12 @@ CASES = [("duckdb", p) for p in STEP_POINTS + INNER_POINTS] + [
 
 def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EOY_")}
-    env.update(EOY_TARGET=settings.target, EOY_SNAPSHOT_ROOT=str(settings.snapshot_root),
-               EOY_DUCKDB_PATH=str(settings.duckdb_path), **extra)
+    env.update(
+        EOY_TARGET=settings.target,
+        EOY_SNAPSHOT_ROOT=str(settings.snapshot_root),
+        EOY_DUCKDB_PATH=str(settings.duckdb_path),
+        **extra,
+    )
     if settings.pg_dsn:
         env["EOY_PG_DSN"] = settings.pg_dsn
     return env
@@ -52,7 +61,10 @@ def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
 def run_cli(settings: Settings, **extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "jobs", "run", "--as-of", AS_OF.isoformat(), "--yes", "--json"],
-        cwd=PROJECT_DIR, env=cli_env(settings, **extra), capture_output=True, text=True,
+        cwd=PROJECT_DIR,
+        env=cli_env(settings, **extra),
+        capture_output=True,
+        text=True,
         timeout=600,
     )
 
@@ -60,8 +72,7 @@ def run_cli(settings: Settings, **extra: str) -> subprocess.CompletedProcess[str
 def fresh(settings: Settings) -> None:
     with connect(settings, create=True, require_init=False) as wh:
         init_warehouse(wh)
-        generate_districts(wh, DISTRICTS, seed=SEED, students_per_district=3,
-                           show_progress=False)
+        generate_districts(wh, DISTRICTS, seed=SEED, students_per_district=3, show_progress=False)
 
 
 def outcome(settings: Settings) -> dict[str, object]:
@@ -69,26 +80,25 @@ def outcome(settings: Settings) -> dict[str, object]:
     with connect(settings) as wh:
         data = dump_app(wh, ignore_sync_state=True)
         runs = sorted(
-            (d, y, s, n) for d, y, s, n in wh.query(
-                "select district_id, school_year, status, rows_deleted "
-                "from eoy_runner.reset_runs"
+            (d, y, s, n)
+            for d, y, s, n in wh.query(
+                "select district_id, school_year, status, rows_deleted from eoy_runner.reset_runs"
             )
         )
-        deletes = dict(wh.query(
-            "select district_id, sum(cast(1 as integer)) from eoy_runner.reset_events "
-            "where step = 'delete' and status = 'completed' group by district_id"
-        ))
-        paused = wh.query(
-            "select district_id, status from app.import_syncs order by sync_id"
+        deletes = dict(
+            wh.query(
+                "select district_id, sum(cast(1 as integer)) from eoy_runner.reset_events "
+                "where step = 'delete' and status = 'completed' group by district_id"
+            )
         )
+        paused = wh.query("select district_id, status from app.import_syncs order by sync_id")
     snapshots = {}
     for district, _, _, _ in runs:
         folder = district_dir(settings.snapshot_root, YEAR, district)
         result = verify_snapshot(folder)
         assert result["ok"], result["problems"]
         snapshots[district] = {t: parquet_rows(folder / f"{t}.parquet") for t in DELETED_TABLES}
-    return {"data": data, "runs": runs, "deletes": deletes, "snapshots": snapshots,
-            "syncs": paused}
+    return {"data": data, "runs": runs, "deletes": deletes, "snapshots": snapshots, "syncs": paused}
 
 
 @pytest.fixture(scope="module")

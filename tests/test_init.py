@@ -26,8 +26,16 @@ def test_app_tables_follow_the_contract(wh: Warehouse) -> None:
 
 def test_ledger_tables_exist(wh: Warehouse) -> None:
     assert columns_of(wh, "eoy_runner", "reset_runs") == [
-        "district_id", "school_year", "status", "effective_reset_date", "started_at",
-        "finished_at", "snapshot_path", "manifest_sha256", "rows_deleted", "error",
+        "district_id",
+        "school_year",
+        "status",
+        "effective_reset_date",
+        "started_at",
+        "finished_at",
+        "snapshot_path",
+        "manifest_sha256",
+        "rows_deleted",
+        "error",
     ]
     assert {"district_id", "school_year", "step", "status", "at", "detail"} <= set(
         columns_of(wh, "eoy_runner", "reset_events")
@@ -43,7 +51,7 @@ def test_init_is_idempotent(wh: Warehouse) -> None:
 
 def test_primary_keys_hold(wh: Warehouse) -> None:
     wh.execute("insert into app.districts values ('d1', 'North', 'TX')")
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match=r"(?i)duplicate|constraint"):
         wh.execute("insert into app.districts values ('d1', 'Again', 'TX')")
 
 

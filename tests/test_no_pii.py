@@ -16,12 +16,21 @@ from jobs.warehouse import Warehouse, connect
 
 def eoy(settings: Settings, *args: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EOY_")}
-    env.update(EOY_TARGET=settings.target, EOY_SNAPSHOT_ROOT=str(settings.snapshot_root),
-               EOY_DUCKDB_PATH=str(settings.duckdb_path))
+    env.update(
+        EOY_TARGET=settings.target,
+        EOY_SNAPSHOT_ROOT=str(settings.snapshot_root),
+        EOY_DUCKDB_PATH=str(settings.duckdb_path),
+    )
     if settings.pg_dsn:
         env["EOY_PG_DSN"] = settings.pg_dsn
-    done = subprocess.run([sys.executable, "-m", "jobs", *args], cwd=PROJECT_DIR, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs", *args],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout + done.stderr
 
@@ -31,8 +40,9 @@ def relation_text(wh: Warehouse, schema: str, name: str) -> str:
     return "\n".join("|".join("" if v is None else str(v) for v in row) for row in rows)
 
 
-def test_no_student_pii_outside_app_and_snapshots(settings: Settings, wh: Warehouse,
-                                                   tmp_path: Path) -> None:
+def test_no_student_pii_outside_app_and_snapshots(
+    settings: Settings, wh: Warehouse, tmp_path: Path
+) -> None:
     generate_districts(wh, 6, seed=5, students_per_district=4, show_progress=False)
     students = wh.query("select username, first_name, last_name from app.students")
     needles = {u for u, _, _ in students} | {f"{f} {last}" for _, f, last in students}
@@ -40,17 +50,18 @@ def test_no_student_pii_outside_app_and_snapshots(settings: Settings, wh: Wareho
     wh.close()
 
     report = tmp_path / "report.html"
-    printed = "\n".join([
-        eoy(settings, "plan", "--as-of", "2023-07-28", "--json"),
-        eoy(settings, "plan", "--as-of", "2023-07-28"),
-        eoy(settings, "run", "--as-of", "2023-07-28", "--yes", "--json"),
-        eoy(settings, "status", "--school-year", "2023", "--json"),
-        eoy(settings, "report", "--html", str(report), "--as-of", "2023-07-28"),
-    ])
+    printed = "\n".join(
+        [
+            eoy(settings, "plan", "--as-of", "2023-07-28", "--json"),
+            eoy(settings, "plan", "--as-of", "2023-07-28"),
+            eoy(settings, "run", "--as-of", "2023-07-28", "--yes", "--json"),
+            eoy(settings, "status", "--school-year", "2023", "--json"),
+            eoy(settings, "report", "--html", str(report), "--as-of", "2023-07-28"),
+        ]
+    )
     texts = {"command output": printed, "report": report.read_text()}
     with connect(settings) as w:
-        assert w.scalar("select count(*) from eoy_runner.reset_runs "
-                        "where status = 'completed'") > 0
+        assert w.scalar("select count(*) from eoy_runner.reset_runs where status = 'completed'") > 0
         texts["reset_runs"] = relation_text(w, "eoy_runner", "reset_runs")
         texts["reset_events"] = relation_text(w, "eoy_runner", "reset_events")
         relations = w.query(

@@ -3,9 +3,10 @@ analyst cannot read student rows (issue: reliability and security, item 5)."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 import psycopg
 import pytest
-from urllib.parse import urlsplit, urlunsplit
 
 from jobs.roles import create_roles
 from jobs.warehouse import Warehouse
@@ -21,8 +22,9 @@ def target() -> str:
 def as_role(dsn: str, role: str) -> psycopg.Connection:
     parts = urlsplit(dsn)
     host = parts.netloc.rsplit("@", 1)[-1]
-    return psycopg.connect(urlunsplit((parts.scheme, f"{role}@{host}", parts.path, "", "")),
-                           autocommit=True)
+    return psycopg.connect(
+        urlunsplit((parts.scheme, f"{role}@{host}", parts.path, "", "")), autocommit=True
+    )
 
 
 @pytest.fixture
@@ -34,8 +36,7 @@ def roles_wh(wh: Warehouse) -> Warehouse:
         "'teacher', null, '2022-08-01')"
     )
     wh.execute(
-        "insert into app.students values ('st1', 'd1', 's1', 'u1', 'Zoë', 'Ng', '3', "
-        "'2022-08-01')"
+        "insert into app.students values ('st1', 'd1', 's1', 'u1', 'Zoë', 'Ng', '3', '2022-08-01')"
     )
     wh.execute(
         "insert into app.import_syncs values ('y1', 'd1', 'clever', 'active', null, null, null)"
@@ -47,9 +48,11 @@ def roles_wh(wh: Warehouse) -> Warehouse:
 
 @pytest.mark.parametrize("table", ["districts", "schools", "educators"])
 def test_runner_cannot_delete_retained_tables(roles_wh: Warehouse, table: str) -> None:
-    with as_role(roles_wh.settings.pg_dsn or "", "eoy_runner") as con:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            con.execute(f"delete from app.{table}")
+    with (
+        as_role(roles_wh.settings.pg_dsn or "", "eoy_runner") as con,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        con.execute(f"delete from app.{table}")
     assert roles_wh.scalar(f"select count(*) from app.{table}") == 1
 
 

@@ -52,15 +52,27 @@ class ThrowawayPostgres:
 
     def _run(self, *args: str) -> None:
         subprocess.run(
-            [*self._as_user, *args], check=True, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, cwd=self.root,
+            [*self._as_user, *args],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=self.root,
         )
 
     def start(self) -> ThrowawayPostgres:
         if not self.data.exists():
             self._run(
-                str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust",
-                "-U", "postgres", "-E", "UTF8", "--no-sync", "--locale=C",
+                str(self.bin / "initdb"),
+                "-D",
+                str(self.data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--locale=C",
             )
         opts = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
@@ -68,16 +80,35 @@ class ThrowawayPostgres:
             "-c shared_buffers=256MB"
         )
         self._run(
-            str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", opts,
-            "-l", str(self.log), "-w", "-t", "60", "start",
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            opts,
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            "60",
+            "start",
         )
         return self
 
     def stop(self, mode: str = "fast") -> None:
         subprocess.run(
-            [*self._as_user, str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode,
-             "-w", "stop"],
-            check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                *self._as_user,
+                str(self.bin / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-m",
+                mode,
+                "-w",
+                "stop",
+            ],
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
     def restart(self) -> None:

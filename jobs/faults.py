@@ -8,18 +8,27 @@ dictionary lookup.
 Points: before:<step> and after:<step> for every runner step, delete:<table> (inside the
 delete transaction, after that table's rows went), export:<table> (between snapshot
 files), and commit:delete (just before the delete transaction commits).
+
+`EOY_PAUSE=<point>:<seconds>` sleeps at a point instead, so a test can break the world
+around a live transaction (terminate its connection, restart the server).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 from fnmatch import fnmatchcase
 
 _hits: dict[str, int] = {}
 
 
 def fault_point(name: str) -> None:
+    pause = os.environ.get("EOY_PAUSE")
+    if pause:
+        point, _, seconds = pause.rpartition(":")
+        if fnmatchcase(name, point):
+            time.sleep(float(seconds))
     spec = os.environ.get("EOY_FAULT")
     if not spec:
         return

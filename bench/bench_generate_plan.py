@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import postgres_database, write_section
+from bench.common import on_both_targets, write_section
 from jobs.config import Settings
 from jobs.schema import init_warehouse
 from jobs.warehouse import connect
@@ -107,36 +105,11 @@ def render(results: list[dict[str, Any]]) -> str:
 def main() -> int:
     districts = int(os.environ.get("EOY_BENCH_DISTRICTS", "1000"))
     load = os.getloadavg()[0]
-    scratch = Path(tempfile.mkdtemp(prefix="eoy-bench-gen-"))
-    results = []
-    try:
-        print(f"== duckdb, {districts:,} districts", flush=True)
-        results.append(
-            bench_target(
-                Settings(
-                    target="duckdb",
-                    duckdb_path=scratch / "bench.duckdb",
-                    snapshot_root=scratch / "snapshots",
-                ),
-                districts,
-            )
-        )
-        (scratch / "bench.duckdb").unlink()
-        with postgres_database() as dsn:
-            print(f"== postgres, {districts:,} districts", flush=True)
-            results.append(
-                bench_target(
-                    Settings(
-                        target="postgres",
-                        pg_dsn=dsn,
-                        snapshot_root=scratch / "snapshots",
-                        duckdb_path=scratch / "unused.duckdb",
-                    ),
-                    districts,
-                )
-            )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    results = on_both_targets(
+        "eoy-bench-gen-",
+        f"{districts:,} districts",
+        lambda settings, _scratch: bench_target(settings, districts),
+    )
     table = render(results)
     print(table)
     note = (

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from bench.common import postgres_database, write_section
+from bench.common import on_both_targets, write_section
 from jobs.config import Settings
 from jobs.contract import DELETED_TABLES, SQL_TYPES, TABLES
 from jobs.export import select_sql
@@ -235,37 +233,11 @@ def render(results: list[dict[str, Any]]) -> str:
 def main() -> int:
     total = int(os.environ.get("EOY_BENCH_ROWS", "10000000"))
     load_at_start = os.getloadavg()[0]
-    scratch = Path(tempfile.mkdtemp(prefix="eoy-bench-snap-"))
-    results = []
-    try:
-        print(f"== duckdb, {total:,} rows", flush=True)
-        results.append(
-            bench_target(
-                Settings(
-                    target="duckdb",
-                    duckdb_path=scratch / "bench.duckdb",
-                    snapshot_root=scratch / "snapshots-duckdb",
-                ),
-                total,
-                scratch,
-            )
-        )
-        (scratch / "bench.duckdb").unlink()
-        with postgres_database() as dsn:
-            print(f"== postgres, {total:,} rows", flush=True)
-            results.append(
-                bench_target(
-                    Settings(
-                        target="postgres",
-                        pg_dsn=dsn,
-                        snapshot_root=scratch / "snapshots-postgres",
-                    ),
-                    total,
-                    scratch,
-                )
-            )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    results = on_both_targets(
+        "eoy-bench-snap-",
+        f"{total:,} rows",
+        lambda settings, scratch: bench_target(settings, total, scratch),
+    )
     table = render(results)
     print(table)
     cpus = os.cpu_count()

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
+from jobs.config import Settings
 from tests.conftest import with_dbname
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -48,3 +52,31 @@ def write_section(heading: str, note: str, table: str) -> None:
         "## " + p.rstrip("\n") for p in parts[1:] if not p.startswith(heading)
     ]
     RESULTS.write_text("\n\n".join([*kept, section.rstrip("\n")]) + "\n")
+
+
+def on_both_targets(
+    prefix: str, what: str, bench_target: Callable[[Settings, Path], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Run one benchmark on a scratch DuckDB file, then on a scratch PostgreSQL database."""
+    scratch = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        print(f"== duckdb, {what}", flush=True)
+        duck = Settings(
+            target="duckdb",
+            duckdb_path=scratch / "bench.duckdb",
+            snapshot_root=scratch / "snapshots-duckdb",
+        )
+        results = [bench_target(duck, scratch)]
+        duck.duckdb_path.unlink()
+        with postgres_database() as dsn:
+            print(f"== postgres, {what}", flush=True)
+            pg = Settings(
+                target="postgres",
+                pg_dsn=dsn,
+                snapshot_root=scratch / "snapshots-postgres",
+                duckdb_path=scratch / "unused.duckdb",
+            )
+            results.append(bench_target(pg, scratch))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return results

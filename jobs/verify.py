@@ -2,9 +2,9 @@
 
 Checks, each reported as "<table>: <reason>": the manifest is there, parses and was not
 edited (its digest); no file is missing or extra; every file's sha256, columns, row count,
-content fingerprint and key fingerprint agree with the manifest; with a warehouse, rows and
-fingerprints also agree with the district's live rows. DuckDB reads the Parquet in parallel
-while the sha256 sums run in threads beside it.
+content fingerprint and key fingerprint agree with the manifest, whose fingerprint algorithms
+are this version's; with a warehouse, rows and fingerprints also agree with the district's
+live rows. Two threads share the work: the sha256 sums, then a table each.
 """
 
 from __future__ import annotations
@@ -14,12 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 from rich.console import Console
 from rich.table import Table as RichTable
 
 from jobs.config import Settings
 from jobs.contract import DATE, DELETED_TABLES, FLOAT, INT, TABLES, TEXT, TIMESTAMP
-from jobs.fingerprint import Fingerprint, fingerprint_parquet, scratch_duckdb, sql_string
+from jobs.fingerprint import (
+    CONTENT_ALGORITHM,
+    KEY_ALGORITHM,
+    Fingerprint,
+    fingerprint_parquet,
+    scratch_duckdb,
+    sql_string,
+)
 from jobs.snapshots import MANIFEST, SnapshotError, manifest_digest, read_manifest, sha256_file
 from jobs.warehouse import Warehouse
 
@@ -30,6 +38,7 @@ PARQUET_TYPES = {
     DATE: "DATE",
     TIMESTAMP: "TIMESTAMP",
 }
+ALGORITHMS = {"fingerprint": CONTENT_ALGORITHM, "key_fingerprint": KEY_ALGORITHM}
 
 
 def _first_line(exc: BaseException) -> str:
@@ -76,17 +85,22 @@ def verify_snapshot(
     for extra in sorted(p.name for p in directory.iterdir() if p.name not in expected_files):
         problems.append(f"{extra}: extra file not in the manifest")
 
+    algorithms = manifest.get("algorithms")
+    if algorithms != ALGORITHMS:
+        problems.append(
+            f"manifest: fingerprints made with {algorithms!r}; this version checks {ALGORITHMS!r}"
+        )
     present = [t for t in DELETED_TABLES if (directory / f"{t}.parquet").is_file()]
+    # sums first: a table's check waits for its sum, which is then already running or done
     with ThreadPoolExecutor(max_workers=2) as pool:
         sums = {t: pool.submit(sha256_file, directory / f"{t}.parquet") for t in present}
-        con = scratch_duckdb()
-        try:
-            for table in DELETED_TABLES:
-                result["tables"][table] = _check_table(
-                    con, directory, table, entries.get(table), sums.get(table), problems
-                )
-        finally:
-            con.close()
+        checks = {
+            t: pool.submit(_check_table, directory, t, entries.get(t), sums.get(t))
+            for t in DELETED_TABLES
+        }
+        for table in DELETED_TABLES:
+            result["tables"][table], found = checks[table].result()
+            problems.extend(found)
 
     if settings is not None or wh is not None:
         _check_against_source(result, manifest, settings, wh)
@@ -95,15 +109,19 @@ def verify_snapshot(
 
 
 def _check_table(
-    con: duckdb.DuckDBPyConnection,
-    directory: Path,
-    table: str,
-    entry: Any,
-    sha: Any,
-    problems: list[str],
+    directory: Path, table: str, entry: Any, sha: Any
+) -> tuple[dict[str, Any], list[str]]:
+    """One table's file against its manifest entry: (what was found, problems)."""
+    problems: list[str] = []
+    info = _check_file(directory, table, entry, sha, problems)
+    info["ok"] = not problems
+    return info, problems
+
+
+def _check_file(
+    directory: Path, table: str, entry: Any, sha: Any, problems: list[str]
 ) -> dict[str, Any]:
     info: dict[str, Any] = {"rows": None, "ok": False}
-    before = len(problems)
     path = directory / f"{table}.parquet"
     if not isinstance(entry, dict):
         problems.append(f"{table}: missing from the manifest")
@@ -119,6 +137,7 @@ def _check_table(
     expected_cols = [{"name": c, "type": k} for c, k in TABLES[table].columns]
     if entry.get("columns") != expected_cols:
         problems.append(f"{table}: manifest columns differ from the contract")
+    con = scratch_duckdb()
     try:
         described = con.execute(
             f"describe select * from read_parquet({sql_string(str(path))})"
@@ -129,10 +148,12 @@ def _check_table(
             shown = ", ".join(f"{n} {t}" for n, t in actual)
             problems.append(f"{table}: the file's columns ({shown}) are not the contract's")
             return info
-        fp = fingerprint_parquet(table, path, con)
-    except duckdb.Error as exc:
+        fp = fingerprint_parquet(table, path)
+    except (duckdb.Error, OSError, pa.ArrowException) as exc:
         problems.append(f"{table}: unreadable Parquet (truncated or corrupted): {_first_line(exc)}")
         return info
+    finally:
+        con.close()
     info.update(fp.as_dict())
     for field, label in (
         ("rows", "rows"),
@@ -144,7 +165,6 @@ def _check_table(
                 f"{table}: {label} differ: the file has {info[field]}, "
                 f"the manifest says {entry.get(field)}"
             )
-    info["ok"] = len(problems) == before
     return info
 
 

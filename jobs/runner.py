@@ -389,6 +389,13 @@ def _steps(
     run = get_run(wh, district, year)
     if run is not None and run["status"] == "completed":
         return {"status": "skipped", "error": "already completed by another runner"}
+    if run is not None and run["status"] == "restored" and cand.get("resume") != "restored":
+        # an operator restored it after this run chose it: only naming it again resets it
+        return {
+            "status": "skipped",
+            "error": "restored by an operator during this run: name it with --district "
+            "to reset it again",
+        }
     start_run(wh, district, year, cand["effective_reset_date"])
 
     # pause_syncs: idempotent, only active syncs change

@@ -1,133 +1,132 @@
-"""Crash safety: kill the runner (SIGKILL, no cleanup) at every named point, run the same
-command again, and end in exactly the state of an uninterrupted run (issue: reliability).
+"""Crash safety: kill the runner (SIGKILL, no cleanup) at every named point, and with
+`kill -9` at random moments, on both targets; run the same command again, and end in exactly
+the state of an uninterrupted run (issue: reliability).
 
 The reference is an uninterrupted run on identical data; the comparison covers every app
-table, every snapshot file (rows and verification) and the ledger's runs.
+table, every snapshot file (rows and verification) and the ledger's runs and deletes.
+`pytest -s -m slow -k random` prints where each random kill landed.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from datetime import date
+import json
+import random
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from jobs.config import PROJECT_DIR, Settings
-from jobs.contract import DELETED_TABLES, STEPS
-from jobs.generate import generate_districts
-from jobs.schema import init_warehouse
-from jobs.snapshots import district_dir
-from jobs.verify import verify_snapshot
+from jobs.config import Settings
+from jobs.contract import STEPS
 from jobs.warehouse import connect
-from tests.runner_helpers import dump_app, parquet_rows
+from tests.crash_helpers import (
+    Pristine,
+    assert_same_end_state,
+    outcome,
+    reference_outcome,
+    run_cli,
+    start_cli,
+)
 
 pytestmark = pytest.mark.slow
 
-AS_OF = date(2023, 7, 28)
-YEAR = 2023
-DISTRICTS, SEED = 4, 11
-
 STEP_POINTS = [f"{edge}:{step}" for step in STEPS for edge in ("before", "after")]
 INNER_POINTS = ["export:progress", "delete:assessments", "delete:students", "commit:delete"]
-# Every point on DuckDB; the step boundaries that matter most on PostgreSQL.
-POSTGRES_POINTS = [
-    "after:pause_syncs",
-    "export:progress",
-    "delete:students",
-    "commit:delete",
-    "after:delete",
-    "before:complete",
+POINTS = STEP_POINTS + INNER_POINTS
+CASES = [("duckdb", p) for p in POINTS] + [
+    pytest.param("postgres", p, marks=pytest.mark.postgres) for p in POINTS
 ]
-CASES = [("duckdb", p) for p in STEP_POINTS + INNER_POINTS] + [
-    pytest.param("postgres", p, marks=pytest.mark.postgres) for p in POSTGRES_POINTS
-]
-
-
-def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EOY_")}
-    env.update(
-        EOY_TARGET=settings.target,
-        EOY_SNAPSHOT_ROOT=str(settings.snapshot_root),
-        EOY_DUCKDB_PATH=str(settings.duckdb_path),
-        **extra,
-    )
-    if settings.pg_dsn:
-        env["EOY_PG_DSN"] = settings.pg_dsn
-    return env
-
-
-def run_cli(settings: Settings, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "jobs", "run", "--as-of", AS_OF.isoformat(), "--yes", "--json"],
-        cwd=PROJECT_DIR,
-        env=cli_env(settings, **extra),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-def fresh(settings: Settings) -> None:
-    with connect(settings, create=True, require_init=False) as wh:
-        init_warehouse(wh)
-        generate_districts(wh, DISTRICTS, seed=SEED, students_per_district=3, show_progress=False)
-
-
-def outcome(settings: Settings) -> dict[str, object]:
-    """What an uninterrupted run leaves: data, snapshots (content), ledger runs."""
-    with connect(settings) as wh:
-        data = dump_app(wh, ignore_sync_state=True)
-        runs = sorted(
-            (d, y, s, n)
-            for d, y, s, n in wh.query(
-                "select district_id, school_year, status, rows_deleted from eoy_runner.reset_runs"
-            )
-        )
-        deletes = dict(
-            wh.query(
-                "select district_id, sum(cast(1 as integer)) from eoy_runner.reset_events "
-                "where step = 'delete' and status = 'completed' group by district_id"
-            )
-        )
-        paused = wh.query("select district_id, status from app.import_syncs order by sync_id")
-    snapshots = {}
-    for district, _, _, _ in runs:
-        folder = district_dir(settings.snapshot_root, YEAR, district)
-        result = verify_snapshot(folder)
-        assert result["ok"], result["problems"]
-        snapshots[district] = {t: parquet_rows(folder / f"{t}.parquet") for t in DELETED_TABLES}
-    return {"data": data, "runs": runs, "deletes": deletes, "snapshots": snapshots, "syncs": paused}
+TARGETS = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
+RANDOM_KILLS = {"duckdb": 6, "postgres": 4}
+IN_A_ROW = 2  # kills on the same warehouse before the rerun that must finish the work
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    tmp = tmp_path_factory.mktemp("reference")
-    settings = Settings(duckdb_path=tmp / "w.duckdb", snapshot_root=tmp / "snapshots")
-    fresh(settings)
-    done = run_cli(settings)
-    assert done.returncode == 0, done.stderr
-    return outcome(settings)
+    return reference_outcome(tmp_path_factory.mktemp("reference"))
 
 
-@pytest.mark.parametrize(("target", "point"), CASES, indirect=["target"])
+@pytest.fixture(scope="module")
+def pristine(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Callable[[str], Pristine]]:
+    """The generated warehouse of a target, made on first use and copied for each case."""
+    made: dict[str, Pristine] = {}
+
+    def of(target: str) -> Pristine:
+        if target not in made:
+            base = request.getfixturevalue("pg_base_dsn") if target == "postgres" else None
+            made[target] = Pristine(target, tmp_path_factory.mktemp(f"matrix-{target}"), base)
+        return made[target]
+
+    yield of
+    for each in made.values():
+        each.close()
+
+
+@pytest.mark.parametrize(("target", "point"), CASES)
 def test_killed_run_is_finished_by_running_again(
-    settings: Settings, point: str, reference: dict[str, object]
+    target: str, point: str, pristine: Callable[[str], Pristine], reference: dict[str, object]
 ) -> None:
-    fresh(settings)
+    settings = pristine(target).copy()
     killed = run_cli(settings, EOY_FAULT=point)
     assert killed.returncode == -9, f"the fault point {point} was never reached: {killed.stderr}"
     again = run_cli(settings)
     assert again.returncode == 0, again.stderr
-    got = outcome(settings)
-    assert got["data"] == reference["data"]
-    assert got["runs"] == reference["runs"]
-    assert got["snapshots"] == reference["snapshots"]
-    assert got["syncs"] == reference["syncs"]
-    assert set(got["deletes"].values()) == {1}, "a district was deleted twice"  # type: ignore[union-attr]
+    assert_same_end_state(outcome(settings), reference)
 
 
-def test_reference_run_reset_someone(reference: dict[str, object]) -> None:
-    assert reference["runs"], "the reference run reset no district: the matrix proves nothing"
-    assert all(status == "completed" for _, _, status, _ in reference["runs"])  # type: ignore[union-attr]
+def last_event(settings: Settings) -> tuple[int, str]:
+    """How many ledger events there are, and the last one as 'district step status'."""
+    with connect(settings) as wh:
+        rows = wh.query(
+            "select district_id, step, status from eoy_runner.reset_events order by event_id"
+        )
+    return len(rows), " ".join(rows[-1]) if rows else "-"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_kill_9_at_random_moments_then_rerun(
+    target: str, pristine: Callable[[str], Pristine], reference: dict[str, object]
+) -> None:
+    # an uninterrupted run ends as the reference; a second one (dbt's parse cache now warm,
+    # as for every run below) is timed: start-up (interpreter, dbt build), then the districts
+    settings = pristine(target).copy()
+    assert run_cli(settings).returncode == 0
+    assert_same_end_state(outcome(settings), reference)
+    settings = pristine(target).copy()
+    began = time.monotonic()
+    timed = run_cli(settings)
+    duration = time.monotonic() - began
+    districts = sum(d["seconds"] for d in json.loads(timed.stdout)["districts"])
+    start_up = duration - districts
+
+    # one delay in each equal slice from halfway through the start-up to the end of the run,
+    # in a seeded random order; kills in a row go earliest first
+    rng = random.Random(f"kill-9:{target}")
+    kills = RANDOM_KILLS[target]
+    span = duration - start_up / 2
+    delays = [round(start_up / 2 + span * (i + rng.random()) / kills, 2) for i in range(kills)]
+    rng.shuffle(delays)
+    landed: list[str] = []
+    for first in range(0, kills, IN_A_ROW):
+        settings = pristine(target).copy()
+        for delay in sorted(delays[first : first + IN_A_ROW]):
+            seen, _ = last_event(settings)
+            proc = start_cli(settings)
+            time.sleep(delay)
+            proc.kill()
+            proc.communicate(timeout=60)
+            events, event = last_event(settings)
+            where = event if events > seen else "before the first step (start-up, dbt build)"
+            what = "killed" if proc.returncode == -9 else f"finished first ({proc.returncode})"
+            landed.append(f"{delay:5.2f}s {what}: {where}")
+        again = run_cli(settings)
+        assert again.returncode == 0, again.stderr
+        assert_same_end_state(outcome(settings), reference)
+    print(
+        f"\n{target}: run {duration:.2f}s (start-up {start_up:.2f}s), kill -9 after",
+        *landed,
+        sep="\n  ",
+    )
+    assert sum("killed" in line for line in landed) >= kills // 2, landed

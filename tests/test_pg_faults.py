@@ -1,6 +1,6 @@
-"""PostgreSQL faults mid-delete: the runner's connection terminated inside the delete
-transaction rolls back, fails with one clear line, and the rerun completes
-(issue: reliability, item 2)."""
+"""PostgreSQL faults mid-delete: the runner's connection terminated, or the whole server
+restarted, inside the delete transaction rolls back, fails with one clear line, and the rerun
+completes (issue: reliability, item 2)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -16,7 +18,17 @@ import pytest
 from jobs.config import PROJECT_DIR, Settings
 from jobs.contract import DELETED_TABLES
 from jobs.generate import generate_districts
-from jobs.warehouse import Warehouse
+from jobs.warehouse import Warehouse, connect
+from tests.crash_helpers import (
+    IN_DELETE,
+    assert_same_end_state,
+    fresh,
+    outcome,
+    reference_outcome,
+    run_cli,
+    start_cli,
+)
+from tests.throwaway_pg import ThrowawayPostgres
 
 pytestmark = pytest.mark.postgres
 
@@ -108,3 +120,65 @@ def test_connection_killed_mid_delete_rolls_back_and_rerun_completes(
         "where step = 'delete' and status = 'completed' group by district_id"
     )
     assert {n for _, n in deletes} == {1}
+
+
+@pytest.fixture
+def own_server() -> Iterator[ThrowawayPostgres]:
+    """A server of this test's own: restarting the session's would break every other test."""
+    server = ThrowawayPostgres().start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+def wait_for(dsn: str, sql: str, proc: subprocess.Popen[str], seconds: float = 240) -> bool:
+    """Poll until `sql` returns a row (while `proc` runs)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            if admin.execute(sql).fetchall():
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def test_server_restarted_mid_delete_rolls_back_and_rerun_completes(
+    own_server: ThrowawayPostgres, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    reference = reference_outcome(tmp_path_factory.mktemp("reference"))
+    settings = Settings(
+        target="postgres",
+        pg_dsn=own_server.dsn("postgres"),
+        snapshot_root=tmp_path / "snapshots",
+        duckdb_path=tmp_path / "unused.duckdb",
+    )
+    fresh(settings)
+    with connect(settings) as wh:
+        before = rows_by_district(wh)
+    # every district's delete waits 4 s with its students gone, uncommitted
+    proc = start_cli(settings, EOY_PAUSE="delete:students:4")
+    assert wait_for(settings.pg_dsn or "", IN_DELETE, proc), "never saw the delete transaction"
+    own_server.restart("fast")
+    out, err = proc.communicate(timeout=300)
+
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    result = json.loads(out)
+    first = result["districts"][0]
+    assert first["status"] == "failed" and first["step"] == "delete", first
+    assert "rolled back" in first["error"] and "\n" not in first["error"], first["error"]
+    with connect(settings) as wh:
+        now, done = rows_by_district(wh), completed(wh)
+        status = wh.scalar(
+            "select status from eoy_runner.reset_runs where district_id = %s",
+            [first["district_id"]],
+        )
+    assert now[first["district_id"]] == before[first["district_id"]]  # rolled back whole
+    assert status == "failed"
+    for district, n in before.items():  # the others carried on after the restart
+        assert now.get(district, 0) == (0 if district in done else n), district
+
+    again = run_cli(settings)
+    assert again.returncode == 0, again.stderr
+    assert_same_end_state(outcome(settings), reference)

@@ -111,8 +111,9 @@ class ThrowawayPostgres:
             stderr=subprocess.DEVNULL,
         )
 
-    def restart(self) -> None:
-        self.stop("immediate")
+    def restart(self, mode: str = "fast") -> None:
+        """Stop (fast: sessions are terminated and their transactions rolled back) and start."""
+        self.stop(mode)
         time.sleep(0.2)
         self.start()
 

@@ -1,0 +1,270 @@
+"""Runners started at once (issue: reliability, item 3): on PostgreSQL any number of them
+reset each due district exactly once, and the only thing one may report about another is
+that it holds a district; on DuckDB the second runner is refused cleanly and changes nothing.
+An operator's restore racing a run of the same district is serialised: it waits for the run
+(PostgreSQL, the district's advisory lock) or is refused (DuckDB, the warehouse's file lock).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from jobs.config import Settings
+from jobs.contract import DELETED_TABLES
+from jobs.generate import generate_districts
+from jobs.locks import lock_path
+from jobs.snapshots import district_dir
+from jobs.verify import verify_snapshot
+from jobs.warehouse import Warehouse, connect
+from tests.crash_helpers import (
+    AS_OF,
+    IN_DELETE,
+    RUN,
+    YEAR,
+    assert_same_end_state,
+    fresh,
+    outcome,
+    reference_outcome,
+    run_cli,
+    start_cli,
+)
+from tests.runner_helpers import dump_app, expected_due, of_district, student_rows
+
+# what one runner may say of a district another runner has (or had) in hand
+HELD = {"held by another runner", "already completed by another runner"}
+
+
+def step_counts(wh: Warehouse, step: str, status: str) -> dict[str, int]:
+    rows = wh.query(
+        "select district_id, count(*) from eoy_runner.reset_events "
+        "where step = %s and status = %s group by district_id",
+        [step, status],
+    )
+    return {d: int(n) for d, n in rows}
+
+
+@pytest.mark.parametrize("runners", [2, 4])
+@pytest.mark.parametrize(
+    "target", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_runners_started_at_once_reset_each_district_once(
+    settings: Settings, wh: Warehouse, runners: int
+) -> None:
+    generate_districts(wh, 16, seed=7, students_per_district=2, show_progress=False)
+    due = expected_due(wh, YEAR, AS_OF)
+    # each district takes at least 2 s: the last runner starts while the first still works
+    procs = [
+        start_cli(settings, [*RUN, "--workers", "2"], EOY_PAUSE="after:export:2")
+        for _ in range(runners)
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        assert err.strip() == "", err  # no warning, no traceback
+        results.append(json.loads(out))
+
+    by_runner = [
+        {d["district_id"] for d in r["districts"] if d["status"] == "completed"} for r in results
+    ]
+    completed = [d for done in by_runner for d in done]
+    assert sorted(completed) == sorted(due)  # each due district by exactly one runner
+    others = [d for r in results for d in r["districts"] if d["status"] != "completed"]
+    assert all(d["status"] == "skipped" and d["error"] in HELD for d in others), others
+    assert sum(1 for done in by_runner if done) >= 2, "one runner did everything: no overlap"
+    held = [d for d in others if d["error"] == "held by another runner"]
+    assert held, "no runner ever met a district another one held: they never raced"
+    print(
+        f"{runners} runners, {len(due)} due: completed {[len(d) for d in by_runner]}, "
+        f"skipped as held {len(held)}, as completed {len(others) - len(held)}"
+    )
+
+    assert step_counts(wh, "delete", "completed") == dict.fromkeys(due, 1)
+    assert step_counts(wh, "complete", "completed") == dict.fromkeys(due, 1)
+    assert wh.scalar("select count(*) from eoy_runner.reset_events where status = 'failed'") == 0
+    runs = dict(wh.query("select district_id, status from eoy_runner.reset_runs"))
+    assert runs == dict.fromkeys(due, "completed")
+    for district in due:
+        assert student_rows(wh, district) == 0
+        assert verify_snapshot(district_dir(settings.snapshot_root, YEAR, district))["ok"]
+
+
+def wait_until(path: Path, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("target", ["duckdb"], indirect=True)
+def test_second_duckdb_runner_is_refused_cleanly_and_changes_nothing(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    reference = reference_outcome(tmp_path_factory.mktemp("reference"))
+    fresh(settings)
+    first = start_cli(settings, EOY_PAUSE="before:complete:1.5")
+    # its first snapshot folder: the first runner is inside its run, holding the warehouse
+    wait_until(district_dir(settings.snapshot_root, YEAR, "d00001"))
+    second = run_cli(settings)
+    assert first.poll() is None, "the first runner ended before the second one started"
+    assert second.returncode == 2
+    assert second.stdout == ""
+    assert second.stderr.splitlines() == [
+        f"eoy-reset: another eoy-reset run holds the warehouse {settings.duckdb_path}: "
+        "wait for it to finish, then run again"
+    ]
+    _, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    assert_same_end_state(outcome(settings), reference)  # as if the second never ran
+
+
+# ---------------------------------------------------------------------------------------
+# an operator's restore racing a run of the same district
+# ---------------------------------------------------------------------------------------
+RESTORE = ["restore", "--district", "d00001", "--school-year", str(YEAR), "--json"]
+RERUN = [*RUN, "--district", "d00001"]
+
+
+def district_data(settings: Settings, district: str) -> dict[str, list[tuple[object, ...]]]:
+    with connect(settings) as wh:
+        data = dump_app(wh)
+    return {t: of_district(data[t], t, district) for t in DELETED_TABLES}
+
+
+def ledger_of(settings: Settings, district: str) -> list[tuple[str, str]]:
+    with connect(settings) as wh:
+        rows = wh.query(
+            "select step, status from eoy_runner.reset_events where district_id = %s "
+            "and step in ('delete', 'restore', 'complete') and status <> 'started' "
+            "order by event_id",
+            [district],
+        )
+        assert (
+            wh.scalar("select count(*) from eoy_runner.reset_events where status = 'failed'") == 0
+        )
+    return [(s, st) for s, st in rows]
+
+
+def reset_then_restored(settings: Settings) -> dict[str, list[tuple[object, ...]]]:
+    """Every district reset, then d00001 restored: an operator may now run it again."""
+    fresh(settings)
+    original = district_data(settings, "d00001")
+    assert run_cli(settings).returncode == 0
+    assert run_cli(settings, RESTORE).returncode == 0
+    assert district_data(settings, "d00001") == original
+    return original
+
+
+def flock_held(path: Path) -> bool:
+    """Whether any process holds a flock on the file (read from /proc/locks, taking none)."""
+    if not path.exists():
+        return False
+    inode = path.stat().st_ino
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()  # 1: FLOCK ADVISORY WRITE <pid> <major>:<minor>:<inode> 0 EOF
+        if fields[1] == "FLOCK" and fields[5].endswith(f":{inode}"):
+            return True
+    return False
+
+
+@pytest.mark.parametrize(
+    "target", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_restore_during_a_run_of_the_district_waits_for_it(settings: Settings) -> None:
+    original = reset_then_restored(settings)
+    # the operator resets it again; its delete holds 4 s
+    run = start_cli(settings, RERUN, EOY_PAUSE="delete:students:4")
+    with connect(settings) as wh:
+        deadline = time.monotonic() + 120
+        while not wh.query(IN_DELETE):
+            assert run.poll() is None and time.monotonic() < deadline, "no delete to race"
+            time.sleep(0.05)
+    restore = start_cli(settings, RESTORE)
+    time.sleep(1.5)
+    assert restore.poll() is None, "the restore did not wait for the run holding the district"
+    out, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err
+    out, err = restore.communicate(timeout=300)
+    assert restore.returncode == 0, err
+    # the restore came after the run, whole: the rows of the second reset are back, once
+    assert json.loads(out)["rows_restored"] == sum(len(r) for r in original.values())
+    assert district_data(settings, "d00001") == original
+    assert ledger_of(settings, "d00001") == [
+        ("delete", "completed"),
+        ("complete", "completed"),
+        ("restore", "completed"),
+        ("delete", "completed"),
+        ("complete", "completed"),
+        ("restore", "completed"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "target", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_district_restored_while_a_run_is_under_way_is_left_restored(
+    settings: Settings,
+) -> None:
+    fresh(settings)
+    original = district_data(settings, "d00004")
+    # a run of d00004 died just after its delete committed
+    killed = run_cli(settings, [*RUN, "--district", "d00004"], EOY_FAULT="after:delete")
+    assert killed.returncode == -9, killed.stderr
+    # a full run starts (d00004 is among its due districts), and waits in d00001
+    run = start_cli(settings, EOY_PAUSE="before:complete:3")
+    with connect(settings) as wh:
+        deadline = time.monotonic() + 120
+        while not wh.query(
+            "select 1 from eoy_runner.reset_events where district_id = 'd00001' "
+            "and step = 'check_retention' and status = 'completed'"
+        ):
+            assert run.poll() is None and time.monotonic() < deadline, "d00001 never got there"
+            time.sleep(0.05)
+    # meanwhile the operator restores d00004, which nobody holds
+    restored = run_cli(settings, [*RESTORE[:2], "d00004", *RESTORE[3:]])
+    assert restored.returncode == 0, restored.stderr
+    out, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err
+    by_id = {d["district_id"]: d for d in json.loads(out)["districts"]}
+    assert by_id["d00004"]["status"] == "skipped", by_id["d00004"]
+    assert "restored" in by_id["d00004"]["error"]
+    assert {d: o["status"] for d, o in by_id.items() if d != "d00004"} == dict.fromkeys(
+        ["d00001", "d00002", "d00003"], "completed"
+    )
+    # the operator's restore stands: nothing of d00004 was deleted again
+    assert district_data(settings, "d00004") == original
+    assert ledger_of(settings, "d00004") == [("delete", "completed"), ("restore", "completed")]
+
+
+@pytest.mark.parametrize("target", ["duckdb"], indirect=True)
+def test_restore_during_a_duckdb_run_is_refused_cleanly(settings: Settings) -> None:
+    original = reset_then_restored(settings)
+    before = ledger_of(settings, "d00001")
+    run = start_cli(settings, RERUN, EOY_PAUSE="before:complete:3")
+    deadline = time.monotonic() + 120
+    while not flock_held(lock_path(settings)):
+        assert run.poll() is None and time.monotonic() < deadline, "the run never started"
+        time.sleep(0.05)
+    refused = run_cli(settings, RESTORE)
+    assert run.poll() is None, "the run ended before the restore started"
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.splitlines() == [
+        f"eoy-reset: another eoy-reset run holds the warehouse {settings.duckdb_path}: "
+        "wait for it to finish, then run again"
+    ]
+    _, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err
+    # the run reset the district again; the refused restore left no trace
+    assert district_data(settings, "d00001") == {t: [] for t in DELETED_TABLES}
+    assert ledger_of(settings, "d00001") == [
+        *before,
+        ("delete", "completed"),
+        ("complete", "completed"),
+    ]
+    # once the run is over, the operator's restore goes through
+    assert run_cli(settings, RESTORE).returncode == 0
+    assert district_data(settings, "d00001") == original

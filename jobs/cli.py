@@ -290,6 +290,38 @@ def resume_syncs_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         console.print(f"Resumed import syncs of {n} district{'s' if n != 1 else ''}.")
 
 
+@app.command("import-oneroster")
+def import_oneroster_cmd(
+    ctx: typer.Context,
+    directory: Annotated[
+        Path, typer.Argument(help="Folder of the district's OneRoster 1.1 CSV bulk export.")
+    ],
+    district: Annotated[str, typer.Option("--district", help="District id.")],
+    school_year: Annotated[
+        int, typer.Option("--school-year", help="The new school year the roster is for.")
+    ],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load a district's new-year roster (after its reset) and record rostering complete."""
+    from jobs.oneroster import confirm_at_terminal, import_oneroster, render_import
+
+    interactive = sys.stdin.isatty() and not as_json
+    doc = import_oneroster(
+        settings_of(ctx),
+        directory,
+        district,
+        school_year,
+        yes=yes,
+        confirm=confirm_at_terminal(console) if interactive else None,
+        show_progress=not as_json and sys.stderr.isatty(),
+    )
+    if as_json:
+        emit_json(doc)
+    else:
+        render_import(console, doc)
+
+
 @app.command()
 def restore(
     ctx: typer.Context,

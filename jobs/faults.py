@@ -7,7 +7,8 @@ dictionary lookup.
 
 Points: before:<step> and after:<step> for every runner step, delete:<table> (inside the
 delete transaction, after that table's rows went), export:<table> (between snapshot
-files), and commit:delete (just before the delete transaction commits).
+files), commit:delete (just before the delete transaction commits), and import:<table>
+(inside the `import-oneroster` transaction, after that table's rows were written).
 
 `EOY_PAUSE=<point>:<seconds>` sleeps at a point instead, so a test can break the world
 around a live transaction (terminate its connection, restart the server).

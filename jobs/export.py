@@ -37,6 +37,8 @@ from jobs.fingerprint import (
     KEY_ALGORITHM,
     Fingerprint,
     arrow_schema,
+    content_sum,
+    key_sum,
     scratch_duckdb,
     sql_string,
 )
@@ -144,11 +146,18 @@ def consistent_view(wh: Warehouse, district_id: str) -> Iterator[Source]:
 
 
 def shaped(reader: Iterable[pa.RecordBatch], table: str) -> Iterator[pa.RecordBatch]:
-    """Polars casts each batch to the contract types; Arrow fixes the final schema."""
+    """Polars casts each batch to the contract types; Arrow fixes the final schema.
+
+    A batch already of the contract types (what the casting SELECT usually gives) only has
+    its text widened to large strings, which Arrow does without copying the text."""
     schema = arrow_schema(table, large_text=True)
+    plain = arrow_schema(table)
     columns = TABLES[table].columns
     for batch in reader:
         if batch.num_rows == 0:
+            continue
+        if batch.schema.equals(plain) or batch.schema.equals(schema):
+            yield batch.cast(schema)
             continue
         frame = pl.from_arrow(batch)
         assert isinstance(frame, pl.DataFrame)
@@ -256,20 +265,30 @@ def export_table(
     rows = prefetched(shaped(source.batches(table), table))
 
     def feed(pool: ThreadPoolExecutor) -> Iterator[pa.RecordBatch]:
-        # the fingerprint of batch n runs in a thread while DuckDB writes batch n
-        pending: Future[None] | None = None
+        # batch n's two fingerprints run in threads while DuckDB writes batch n
+        pending: tuple[int, Future[int], Future[int]] | None = None
+
+        def settle() -> None:
+            assert pending is not None
+            count, content, key = pending
+            fp.add(count, content.result(), key.result())
+            if progress is not None:
+                progress(table, fp.rows)
+
         for batch in rows:
             if pending is not None:
-                pending.result()
-                if progress is not None:
-                    progress(table, fp.rows)
-            pending = pool.submit(fp.update, batch)
+                settle()
+            pending = (
+                batch.num_rows,
+                pool.submit(content_sum, batch, table),
+                pool.submit(key_sum, batch, table),
+            )
             yield batch
         if pending is not None:
-            pending.result()
+            settle()
 
     try:
-        with ThreadPoolExecutor(max_workers=1) as pool:
+        with ThreadPoolExecutor(max_workers=2) as pool:
             write_parquet(feed(pool), schema, tmp)
     finally:
         rows.close()  # stops the reading thread before the source's transaction ends

@@ -175,6 +175,15 @@ def _wrapping_sum(values: np.ndarray) -> int:
     return int(values.sum(dtype=np.uint64)) if len(values) else 0
 
 
+def content_sum(batch: pa.RecordBatch | pa.Table, table: str) -> int:
+    """The batch's sum of content-xxh64-mix64-v2 row values, modulo 2**64."""
+    if batch.num_rows == 0:
+        return 0
+    frame = pl.from_arrow(batch)
+    assert isinstance(frame, pl.DataFrame)
+    return _wrapping_sum(content_values(frame, table))
+
+
 @dataclass
 class Fingerprint:
     """Running totals of one table's rows; feed it Arrow batches in any order."""
@@ -187,10 +196,7 @@ class Fingerprint:
     def update(self, batch: pa.RecordBatch | pa.Table) -> None:
         if batch.num_rows == 0:
             return
-        frame = pl.from_arrow(batch)
-        assert isinstance(frame, pl.DataFrame)
-        content = _wrapping_sum(content_values(frame, self.table))
-        self.add(batch.num_rows, content, key_sum(batch, self.table))
+        self.add(batch.num_rows, content_sum(batch, self.table), key_sum(batch, self.table))
 
     def add(self, rows: int, content: int, key: int) -> None:
         self.rows += rows

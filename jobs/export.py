@@ -17,7 +17,7 @@ import threading
 import zipfile
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,6 +39,7 @@ from jobs.fingerprint import (
     arrow_schema,
     content_sum,
     key_sum,
+    parquet_batches,
     scratch_duckdb,
     sql_string,
 )
@@ -54,7 +55,7 @@ from jobs.snapshots import (
     safe_segment,
     sha256_file,
 )
-from jobs.warehouse import DuckDBWarehouse, Warehouse, quote_ident
+from jobs.warehouse import DuckDBWarehouse, Warehouse, connect, quote_ident
 
 BATCH_ROWS = 128_000
 Progress = Callable[[str, int], None]  # (table, rows written so far)
@@ -414,12 +415,6 @@ def _readme(district_id: str, school_year: int, source: str, fmt: str, rows: dic
     return "\n".join(lines) + "\n"
 
 
-def _snapshot_reader(path: Path, con: duckdb.DuckDBPyConnection) -> pa.RecordBatchReader:
-    return con.sql(f"select * from read_parquet({sql_string(str(path))})").to_arrow_reader(
-        BATCH_ROWS
-    )
-
-
 def _write_csv(
     zf: zipfile.ZipFile, name: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch]
 ) -> int:
@@ -439,11 +434,12 @@ def export_for_district(
 ) -> dict[str, Any]:
     """A zip of the district's student data (CSV or Parquet plus a README), for the district.
 
-    From the warehouse while the district still has rows there; after its reset, from its
-    verified snapshot.
+    Before its reset, from the warehouse. After it, from the snapshot parts the ledger says
+    were deleted (the main snapshot and any delta), each verified and the very one deleted,
+    plus any rows the warehouse holds that no part has yet. A district whose rows are gone
+    without a reset in the ledger gets its main snapshot, verified.
     """
-    from jobs.verify import verify_snapshot
-    from jobs.warehouse import connect
+    from jobs.ledger import cycle_deletes
 
     fmt = (fmt or "").strip().lower()
     if fmt not in FORMATS:
@@ -458,21 +454,12 @@ def export_for_district(
             int(wh.scalar(f"select count(*) from app.{t} where district_id = %s", [district_id]))
             for t in DELETED_TABLES
         )
-        snap = district_dir(settings.snapshot_root, school_year, district_id)
-        if not live and not (snap / MANIFEST).is_file():
-            raise ExportError(
-                f"district {district_id!r} has no rows left in the warehouse and no complete "
-                f"snapshot for school year {school_year} at {snap}: nothing to export"
-            )
-        if not live:
-            check = verify_snapshot(snap)
-            if not check["ok"]:
-                raise ExportError(
-                    f"district {district_id!r} has no rows left in the warehouse and its "
-                    f"snapshot for {school_year} at {snap} does not verify: "
-                    f"{check['problems'][0]}"
-                )
-        source = "warehouse" if live else "snapshot"
+        parts = _deleted_parts(
+            district_id, school_year, cycle_deletes(wh, district_id, school_year)
+        )
+        if not parts and not live:
+            parts = [_fallback_snapshot(settings, district_id, school_year)]
+        source = " and ".join(n for n, used in (("snapshot", parts), ("warehouse", live)) if used)
         if not out.exists():  # an existing folder is the operator's: its mode stays
             ensure_dir(out)
         target = out / f"{safe_segment(district_id)}_{int(school_year)}_{fmt}.zip"
@@ -480,19 +467,11 @@ def export_for_district(
         rows: dict[str, int] = {}
         try:
             with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-                if live:
-                    with consistent_view(wh, district_id) as view:
-                        for table in DELETED_TABLES:
-                            rows[table] = _add_table(zf, fmt, table, view, None, out)
-                else:
-                    con = scratch_duckdb()
-                    try:
-                        for table in DELETED_TABLES:
-                            rows[table] = _add_table(
-                                zf, fmt, table, None, snap / f"{table}.parquet", out, con
-                            )
-                    finally:
-                        con.close()
+                with ExitStack() as stack:
+                    view = stack.enter_context(consistent_view(wh, district_id)) if live else None
+                    for table in DELETED_TABLES:
+                        files = [folder / f"{table}.parquet" for folder in parts]
+                        rows[table] = _add_table(zf, fmt, table, files, view, out)
                 zf.writestr("README.txt", _readme(district_id, school_year, source, fmt, rows))
             publish(tmp, target)
         except BaseException:
@@ -502,33 +481,77 @@ def export_for_district(
         "path": str(target),
         "source": source,
         "format": fmt,
+        "parts": [str(p) for p in parts],
         "tables": {t: {"rows": n, "file": f"{t}.{fmt}"} for t, n in rows.items()},
     }
+
+
+def _deleted_parts(district_id: str, school_year: int, deletes: list[dict[str, Any]]) -> list[Path]:
+    """The snapshot folders of the ledger's deletes, each verified and the one deleted."""
+    from jobs.verify import verify_snapshot
+
+    folders = []
+    for done in deletes:
+        folder = Path(done["path"])
+        check = verify_snapshot(folder)
+        if not check["ok"]:
+            raise ExportError(
+                f"district {district_id!r}: snapshot {folder} of school year {school_year} "
+                f"does not verify: {check['problems'][0]}"
+            )
+        if check["manifest_sha256"] != done.get("manifest_sha256"):
+            raise ExportError(
+                f"district {district_id!r}: snapshot {folder} is not the one that was deleted "
+                "(its manifest changed)"
+            )
+        folders.append(folder)
+    return folders
+
+
+def _fallback_snapshot(settings: Settings, district_id: str, school_year: int) -> Path:
+    from jobs.verify import verify_snapshot
+
+    snap = district_dir(settings.snapshot_root, school_year, district_id)
+    if not (snap / MANIFEST).is_file():
+        raise ExportError(
+            f"district {district_id!r} has no rows left in the warehouse and no complete "
+            f"snapshot for school year {school_year} at {snap}: nothing to export"
+        )
+    check = verify_snapshot(snap)
+    if not check["ok"]:
+        raise ExportError(
+            f"district {district_id!r} has no rows left in the warehouse and its "
+            f"snapshot for {school_year} at {snap} does not verify: "
+            f"{check['problems'][0]}"
+        )
+    return snap
 
 
 def _add_table(
     zf: zipfile.ZipFile,
     fmt: str,
     table: str,
+    files: list[Path],
     view: Source | None,
-    snapshot_file: Path | None,
     scratch: Path,
-    con: duckdb.DuckDBPyConnection | None = None,
 ) -> int:
+    """One table of the copy: the rows of the snapshot files, then the view's live rows."""
     schema = arrow_schema(table, large_text=True)
-    if fmt == "csv":
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for path in files:
+            yield from (b.cast(schema) for b in parquet_batches(path, BATCH_ROWS))
         if view is not None:
-            return _write_csv(zf, f"{table}.csv", schema, shaped(view.batches(table), table))
-        assert snapshot_file is not None and con is not None
-        reader = _snapshot_reader(snapshot_file, con)
-        return _write_csv(zf, f"{table}.csv", reader.schema, iter(reader))
-    if view is None:
-        assert snapshot_file is not None
-        zf.write(snapshot_file, f"{table}.parquet", compress_type=zipfile.ZIP_STORED)
-        return int(pq.ParquetFile(snapshot_file).metadata.num_rows)
+            yield from shaped(view.batches(table), table)
+
+    if fmt == "csv":
+        return _write_csv(zf, f"{table}.csv", schema, batches())
+    if len(files) == 1 and view is None:  # the snapshot file as it is
+        zf.write(files[0], f"{table}.parquet", compress_type=zipfile.ZIP_STORED)
+        return int(pq.ParquetFile(files[0]).metadata.num_rows)
     part = scratch / f".{table}.{secrets.token_hex(4)}.parquet"
     try:
-        write_parquet(shaped(view.batches(table), table), schema, part)
+        write_parquet(batches(), schema, part)
         os.chmod(part, FILE_MODE)
         zf.write(part, f"{table}.parquet", compress_type=zipfile.ZIP_STORED)
         return int(pq.ParquetFile(part).metadata.num_rows)

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 import threading
+import zipfile
 from datetime import date, datetime
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
 import jobs.runner
 from jobs.config import PROJECT_DIR, Settings
 from jobs.contract import DELETED_TABLES
+from jobs.export import export_for_district
 from jobs.generate import generate_districts
 from jobs.locks import LockError, command_lock
 from jobs.parts import part_dir
@@ -151,6 +155,19 @@ def test_rows_arriving_after_the_snapshot_become_a_delta(settings, wh, monkeypat
         "select rows_deleted from eoy_runner.reset_runs where district_id = %s", [district]
     )
     assert total == sum(len(of_district(before[t], t, district)) for t in DELETED_TABLES) + 1
+
+    # the district's copy holds every part: the main snapshot and the late row's delta
+    for fmt in ("csv", "parquet"):
+        copy = export_for_district(settings, district, YEAR, fmt, settings.snapshot_root.parent)
+        assert copy["source"] == "snapshot" and len(copy["parts"]) == 2
+        assert sum(t["rows"] for t in copy["tables"].values()) == total
+        with zipfile.ZipFile(copy["path"]) as zf:
+            if fmt == "csv":
+                students = zf.read("students.csv").decode().splitlines()[1:]
+            else:
+                students = pq.read_table(io.BytesIO(zf.read("students.parquet"))).to_pylist()
+        assert len(students) == len(of_district(before["students"], "students", district)) + 1
+        assert any(late_id in str(row) for row in students)
 
     restored = restore_district(settings, district, YEAR)
     assert restored["rows_restored"] == total

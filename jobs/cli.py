@@ -384,7 +384,8 @@ def export_cmd(
     out: Annotated[Path, typer.Option("--out", help="Folder to write into.")] = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
-    """A copy of a district's data for the district: from the warehouse, or its snapshot."""
+    """A zip of a district's data for the district: from the warehouse, or after its reset from
+    its snapshot parts."""
     from jobs.export import export_for_district
 
     doc = export_for_district(settings_of(ctx), district, school_year, fmt, out)

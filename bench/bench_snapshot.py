@@ -257,7 +257,7 @@ def main() -> int:
         "fingerprints every row from the source cannot reach 0.7x here. The key fingerprint "
         "stays MD5 so that the delete can check, in SQL on either target, exactly which keys "
         "it removes. PostgreSQL's floor is bound by the server's COPY, so the ratio is "
-        "better there.\n"
+        "better there."
     )
     write_section("Snapshots", note, table)
     return 0

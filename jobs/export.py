@@ -15,6 +15,7 @@ import secrets
 import shutil
 import threading
 import zipfile
+from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, suppress
@@ -58,6 +59,7 @@ from jobs.snapshots import (
 from jobs.warehouse import DuckDBWarehouse, Warehouse, connect, quote_ident
 
 BATCH_ROWS = 128_000
+IN_FLIGHT = 3  # batches being fingerprinted at once: the writer never waits on one
 Progress = Callable[[str, int], None]  # (table, rows written so far)
 T = TypeVar("T")
 
@@ -266,26 +268,27 @@ def export_table(
     rows = prefetched(shaped(source.batches(table), table))
 
     def feed(pool: ThreadPoolExecutor) -> Iterator[pa.RecordBatch]:
-        # batch n's two fingerprints run in threads while DuckDB writes batch n
-        pending: tuple[int, Future[int], Future[int]] | None = None
+        # each batch's two fingerprints run in threads while DuckDB writes it and the next
+        pending: deque[tuple[int, Future[int], Future[int]]] = deque()
 
         def settle() -> None:
-            assert pending is not None
-            count, content, key = pending
+            count, content, key = pending.popleft()
             fp.add(count, content.result(), key.result())
             if progress is not None:
                 progress(table, fp.rows)
 
         for batch in rows:
-            if pending is not None:
+            while len(pending) >= IN_FLIGHT:
                 settle()
-            pending = (
-                batch.num_rows,
-                pool.submit(content_sum, batch, table),
-                pool.submit(key_sum, batch, table),
+            pending.append(
+                (
+                    batch.num_rows,
+                    pool.submit(content_sum, batch, table),
+                    pool.submit(key_sum, batch, table),
+                )
             )
             yield batch
-        if pending is not None:
+        while pending:
             settle()
 
     try:

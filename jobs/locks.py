@@ -2,8 +2,8 @@
 
 DuckDB: one eoy-reset command at a time per warehouse file, by an exclusive `flock` on
 `<warehouse>.lock` held for the whole command. PostgreSQL: any number of runners on any
-machines; each district is held by a session advisory lock for as long as it is worked on,
-and dbt builds take turns under another advisory lock.
+machines; each district (whatever the school year) is held by a session advisory lock for as
+long as it is worked on, and dbt builds take turns under another advisory lock.
 """
 
 from __future__ import annotations
@@ -56,7 +56,10 @@ def command_lock(settings: Settings) -> Iterator[None]:
 
 
 def district_key(district_id: str, school_year: int) -> str:
-    return f"eoy-reset:{int(school_year)}:{district_id}"
+    """One lock a district, whatever the school year: a restore of last year's reset, a run
+    of this year's and a roster import never touch the same district at once."""
+    del school_year  # the year is in callers' signatures for their messages, not the key
+    return f"eoy-reset:district:{district_id}"
 
 
 def try_district_lock(wh: Warehouse, district_id: str, school_year: int) -> bool:
@@ -88,8 +91,8 @@ def wait_district_lock(
     while not try_district_lock(wh, district_id, school_year):
         if time.monotonic() > deadline:
             raise LockError(
-                f"district {district_id!r} is being reset by another runner: "
-                "try again when that run has finished"
+                f"district {district_id!r} is being worked on by another eoy-reset process "
+                "(a run, restore or roster import): try again when it has finished"
             )
         time.sleep(0.5)
 

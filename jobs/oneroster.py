@@ -733,11 +733,11 @@ def import_oneroster(
         "not_loaded": roster.not_loaded,
     }
     with command_lock(settings), connect(settings) as wh:
-        # on PostgreSQL a runner resetting the previous year holds this lock
+        # on PostgreSQL a run, restore or import of the district holds this lock
         if not try_district_lock(wh, district_id, school_year - 1):
             raise RosterError(
-                f"district {district_id} is being reset by another runner: "
-                "import when that run has finished"
+                f"district {district_id} is being worked on by another eoy-reset process "
+                "(a run, restore or roster import): import when it has finished"
             )
         try:
             if not yes:

@@ -16,7 +16,13 @@ import pytest
 from jobs.config import Settings
 from jobs.contract import DELETED_TABLES
 from jobs.generate import generate_districts
-from jobs.locks import lock_path
+from jobs.locks import (
+    LockError,
+    lock_path,
+    release_district_lock,
+    try_district_lock,
+    wait_district_lock,
+)
 from jobs.snapshots import district_dir
 from jobs.verify import verify_snapshot
 from jobs.warehouse import Warehouse, connect
@@ -268,3 +274,18 @@ def test_restore_during_a_duckdb_run_is_refused_cleanly(settings: Settings) -> N
     # once the run is over, the operator's restore goes through
     assert run_cli(settings, RESTORE).returncode == 0
     assert district_data(settings, "d00001") == original
+
+
+@pytest.mark.parametrize(
+    "target", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_one_lock_a_district_whatever_the_school_year(settings: Settings, wh: Warehouse) -> None:
+    """A restore of last year's reset and a run of this year's never work a district at once."""
+    with connect(settings) as other:
+        assert try_district_lock(wh, "D", YEAR)
+        assert not try_district_lock(other, "D", YEAR + 1)
+        assert try_district_lock(other, "E", YEAR)  # other districts go on
+        with pytest.raises(LockError, match="another eoy-reset process"):
+            wait_district_lock(other, "D", YEAR - 1, timeout=0.5)
+        release_district_lock(wh, "D", YEAR)
+        assert try_district_lock(other, "D", YEAR + 1)

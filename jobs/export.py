@@ -296,7 +296,6 @@ def export_table(
             write_parquet(feed(pool), schema, tmp)
     finally:
         rows.close()  # stops the reading thread before the source's transaction ends
-        fp.close()
     if progress is not None:
         progress(table, fp.rows)
     written = pq.ParquetFile(tmp).metadata.num_rows

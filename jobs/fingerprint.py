@@ -203,9 +203,6 @@ class Fingerprint:
         self.content = (self.content + content) % CONTENT_MOD
         self.key = (self.key + key) % KEY_MOD
 
-    def close(self) -> None:
-        """Nothing to release; kept so callers can treat every fingerprint alike."""
-
     def as_dict(self) -> dict[str, int]:
         return {"rows": self.rows, "fingerprint": self.content, "key_fingerprint": self.key}
 

@@ -16,7 +16,7 @@ from typing import Any
 from jobs.config import Settings
 from jobs.contract import DELETED_TABLES
 from jobs.export import Progress, consistent_view, export_district, shaped
-from jobs.fingerprint import CONTENT_MOD, Fingerprint
+from jobs.fingerprint import CONTENT_MOD, Fingerprint, fingerprint_batches
 from jobs.snapshots import MANIFEST, district_dir, read_manifest, sha256_file
 from jobs.verify import verify_snapshot
 from jobs.warehouse import Warehouse
@@ -69,13 +69,7 @@ def source_fingerprints(wh: Warehouse, district_id: str) -> dict[str, Fingerprin
     out: dict[str, Fingerprint] = {}
     with consistent_view(wh, district_id) as view:
         for table in DELETED_TABLES:
-            fp = Fingerprint(table)
-            try:
-                for batch in shaped(view.batches(table), table):
-                    fp.update(batch)
-            finally:
-                fp.close()
-            out[table] = fp
+            out[table] = fingerprint_batches(table, shaped(view.batches(table), table))
     return out
 
 

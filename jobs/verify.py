@@ -23,7 +23,7 @@ from jobs.contract import DATE, DELETED_TABLES, FLOAT, INT, TABLES, TEXT, TIMEST
 from jobs.fingerprint import (
     CONTENT_ALGORITHM,
     KEY_ALGORITHM,
-    Fingerprint,
+    fingerprint_batches,
     fingerprint_parquet,
     scratch_duckdb,
     sql_string,
@@ -193,12 +193,7 @@ def _check_against_source(
             problems.append("manifest: differs from the one recorded in the ledger")
         with consistent_view(wh, district) as view:
             for table in DELETED_TABLES:
-                fp = Fingerprint(table)
-                try:
-                    for batch in shaped(view.batches(table), table):
-                        fp.update(batch)
-                finally:
-                    fp.close()
+                fp = fingerprint_batches(table, shaped(view.batches(table), table))
                 entry = (manifest.get("tables") or {}).get(table) or {}
                 info = result["tables"].setdefault(table, {"rows": None, "ok": False})
                 info["source_rows"] = fp.rows

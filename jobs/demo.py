@@ -11,7 +11,7 @@ import importlib.util
 import json
 import shutil
 import time
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from rich.console import Console
 from jobs.config import Settings
 from jobs.errors import EoyError
 from jobs.generate import generate_districts, render_counts
+from jobs.oneroster import import_oneroster, render_import, write_sample_export
 from jobs.plan import make_plan, render_plan
 from jobs.runner import render_status, render_summary, reset_status, resume_syncs, run_reset
 from jobs.schema import init_warehouse
@@ -30,7 +31,7 @@ AS_OF = date(2023, 7, 28)
 SCHOOL_YEAR = 2023
 DISTRICTS = 30
 SEED = 1
-ROSTERED = 3  # districts whose 2024 rostering completes during the demo
+ROSTERED = 3  # districts whose 2024 roster is imported during the demo
 
 
 class DemoError(EoyError):
@@ -61,7 +62,14 @@ def _clear_previous(settings: Settings) -> None:
             shutil.rmtree(folder_path, ignore_errors=True)
     for leftover in (path, path.with_name(path.name + ".wal")):
         leftover.unlink(missing_ok=True)
+    shutil.rmtree(_roster_folder(settings), ignore_errors=True)
     marker.unlink()
+
+
+def _roster_folder(settings: Settings) -> Path:
+    """Where the demo writes the OneRoster exports it imports (beside the warehouse)."""
+    path = Path(settings.duckdb_path)
+    return path.with_name(path.name + ".oneroster")
 
 
 def _remember(settings: Settings, folders: list[str]) -> None:
@@ -102,15 +110,16 @@ def run_demo(settings: Settings, console: Console) -> dict[str, Any]:
     render_summary(console, result)
     _remember(settings, _snapshot_folders(settings, district_ids))
 
-    console.rule("[bold]4. Rostering of 2024 completes for a few districts: resume their syncs")
+    console.rule("[bold]4. New-year rostering (OneRoster) for a few districts: resume their syncs")
     done = [d["district_id"] for d in result["districts"] if d["status"] == "completed"]
-    with connect(settings) as wh:
-        for district in done[:ROSTERED]:
-            wh.execute(
-                "insert into app.rostering_runs (district_id, school_year, completed_at) "
-                "values (%s, %s, %s)",
-                [district, SCHOOL_YEAR + 1, datetime(2023, 8, 21, 6, 0)],
-            )
+    rostered = []
+    for district in done[:ROSTERED]:
+        folder = _roster_folder(settings) / district
+        with connect(settings) as wh:
+            write_sample_export(wh, district, SCHOOL_YEAR + 1, folder)
+        doc = import_oneroster(settings, folder, district, SCHOOL_YEAR + 1, yes=True)
+        rostered.append(doc)
+        render_import(console, doc)
     resumed = resume_syncs(settings)
     console.print(f"Resumed the import syncs of {', '.join(resumed['resumed']) or 'no district'}.")
 
@@ -140,6 +149,7 @@ def run_demo(settings: Settings, console: Console) -> dict[str, Any]:
         console.print(f"  {hint}", highlight=False)
     return {
         "run": result,
+        "rostered": [d["district_id"] for d in rostered],
         "resumed": resumed["resumed"],
         "report": str(report_path) if report_path else None,
         "seconds": round(seconds, 1),

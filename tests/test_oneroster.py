@@ -23,7 +23,7 @@ from jobs.cli import main
 from jobs.config import PROJECT_DIR, Settings
 from jobs.contract import APP_TABLES, TABLES
 from jobs.generate import generate_districts
-from jobs.oneroster import RosterError, import_oneroster
+from jobs.oneroster import RosterError, import_oneroster, write_sample_export
 from jobs.runner import resume_syncs, run_reset
 from jobs.warehouse import Warehouse, connect
 from tests.runner_helpers import dump_app, dump_ledger, insert, small_district, without
@@ -832,6 +832,17 @@ def test_generate_reset_roster_resume(settings: Settings, wh: Warehouse, tmp_pat
     )
     assert paused[rostered] == 0
     assert all(paused[d] > 0 for d in done[1:]), "the others wait for their rostering"
+
+    # the sample export (what the demo imports) is a valid roster of the district's own ids
+    second = done[1]
+    sample = write_sample_export(wh, second, YEAR, tmp_path / "sample", per_class=4)
+    doc = import_oneroster(settings, sample, second, YEAR, yes=True)
+    classes = doc["new"]["classrooms"]
+    assert classes > 0 and doc["new"]["schools"] == doc["new"]["educators"] == 0
+    assert doc["new"]["students"] == doc["new"]["classroom_enrollments"] == 4 * classes
+    again = import_oneroster(settings, sample, second, YEAR, yes=True)
+    assert set(again["new"].values()) == {0}
+    assert resume_syncs(settings)["resumed"] == [second]
 
 
 # ---------------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ from jobs.snapshots import (
 from jobs.warehouse import DuckDBWarehouse, Warehouse, connect, quote_ident
 
 BATCH_ROWS = 128_000
-IN_FLIGHT = 3  # batches being fingerprinted at once: the writer never waits on one
+IN_FLIGHT = 3  # batches being fingerprinted at once, so the writer seldom waits for one
 Progress = Callable[[str, int], None]  # (table, rows written so far)
 T = TypeVar("T")
 

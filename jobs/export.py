@@ -442,6 +442,7 @@ def export_for_district(
     without a reset in the ledger gets its main snapshot, verified.
     """
     from jobs.ledger import cycle_deletes
+    from jobs.verify import verify_deleted
 
     fmt = (fmt or "").strip().lower()
     if fmt not in FORMATS:
@@ -456,9 +457,11 @@ def export_for_district(
             int(wh.scalar(f"select count(*) from app.{t} where district_id = %s", [district_id]))
             for t in DELETED_TABLES
         )
-        parts = _deleted_parts(
-            district_id, school_year, cycle_deletes(wh, district_id, school_year)
-        )
+        try:
+            deleted = verify_deleted(cycle_deletes(wh, district_id, school_year))
+        except SnapshotError as exc:
+            raise ExportError(f"district {district_id!r}: {exc}") from None
+        parts = [folder for folder, _ in deleted]
         if not parts and not live:
             parts = [_fallback_snapshot(settings, district_id, school_year)]
         source = " and ".join(n for n, used in (("snapshot", parts), ("warehouse", live)) if used)
@@ -486,28 +489,6 @@ def export_for_district(
         "parts": [str(p) for p in parts],
         "tables": {t: {"rows": n, "file": f"{t}.{fmt}"} for t, n in rows.items()},
     }
-
-
-def _deleted_parts(district_id: str, school_year: int, deletes: list[dict[str, Any]]) -> list[Path]:
-    """The snapshot folders of the ledger's deletes, each verified and the one deleted."""
-    from jobs.verify import verify_snapshot
-
-    folders = []
-    for done in deletes:
-        folder = Path(done["path"])
-        check = verify_snapshot(folder)
-        if not check["ok"]:
-            raise ExportError(
-                f"district {district_id!r}: snapshot {folder} of school year {school_year} "
-                f"does not verify: {check['problems'][0]}"
-            )
-        if check["manifest_sha256"] != done.get("manifest_sha256"):
-            raise ExportError(
-                f"district {district_id!r}: snapshot {folder} is not the one that was deleted "
-                "(its manifest changed)"
-            )
-        folders.append(folder)
-    return folders
 
 
 def _fallback_snapshot(settings: Settings, district_id: str, school_year: int) -> Path:

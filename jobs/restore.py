@@ -19,9 +19,9 @@ from jobs.errors import EoyError
 from jobs.fingerprint import CONTENT_MOD, key_fingerprint_sql, sql_string
 from jobs.ledger import cycle_deletes, get_run, record_event, update_run, utcnow
 from jobs.locks import release_district_lock, wait_district_lock
-from jobs.parts import manifest_of, source_fingerprints, sum_parts
-from jobs.snapshots import sha256_file
-from jobs.verify import verify_snapshot
+from jobs.parts import source_fingerprints, sum_parts
+from jobs.snapshots import SnapshotError, sha256_file
+from jobs.verify import verify_deleted
 from jobs.warehouse import PostgresWarehouse, Warehouse, connect, quote_ident
 
 COPY_BATCH = 50_000
@@ -82,22 +82,10 @@ def restore(settings: Settings, district_id: str, school_year: int) -> dict[str,
                     f"nothing of district {district_id!r} was deleted for school year "
                     f"{school_year}: nothing to restore"
                 )
-            parts: list[tuple[Path, dict[str, Any]]] = []
-            for done in deletes:
-                folder = Path(done["path"])
-                check = verify_snapshot(folder)
-                if not check["ok"]:
-                    raise RestoreError(
-                        f"snapshot {folder} does not verify ({check['problems'][0]}): "
-                        "nothing was restored"
-                    )
-                manifest, sha = manifest_of(folder)
-                if sha != done.get("manifest_sha256"):
-                    raise RestoreError(
-                        f"snapshot {folder} is not the one that was deleted (its manifest "
-                        "changed): nothing was restored"
-                    )
-                parts.append((folder, manifest))
+            try:
+                parts = verify_deleted(deletes)
+            except SnapshotError as exc:
+                raise RestoreError(f"{exc}: nothing was restored") from None
             record_event(
                 wh,
                 district_id,

@@ -108,6 +108,23 @@ def verify_snapshot(
     return result
 
 
+def verify_deleted(deletes: list[dict[str, Any]]) -> list[tuple[Path, dict[str, Any]]]:
+    """The snapshot folders of the ledger's committed deletes, with their manifests, each
+    verified and holding the very manifest that was deleted; SnapshotError otherwise."""
+    parts = []
+    for done in deletes:
+        folder = Path(done["path"])
+        check = verify_snapshot(folder)
+        if not check["ok"]:
+            raise SnapshotError(f"snapshot {folder} does not verify ({check['problems'][0]})")
+        if check["manifest_sha256"] != done.get("manifest_sha256"):
+            raise SnapshotError(
+                f"snapshot {folder} is not the one that was deleted (its manifest changed)"
+            )
+        parts.append((folder, read_manifest(folder)))
+    return parts
+
+
 def _check_table(
     directory: Path, table: str, entry: Any, sha: Any
 ) -> tuple[dict[str, Any], list[str]]:

@@ -4,33 +4,16 @@ analysts for the generated students' usernames and full names (issue: reliabilit
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from jobs.config import PROJECT_DIR, Settings
+from jobs.config import Settings
 from jobs.generate import generate_districts
 from jobs.warehouse import Warehouse, connect
+from tests.crash_helpers import run_cli
 
 
 def eoy(settings: Settings, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EOY_")}
-    env.update(
-        EOY_TARGET=settings.target,
-        EOY_SNAPSHOT_ROOT=str(settings.snapshot_root),
-        EOY_DUCKDB_PATH=str(settings.duckdb_path),
-    )
-    if settings.pg_dsn:
-        env["EOY_PG_DSN"] = settings.pg_dsn
-    done = subprocess.run(
-        [sys.executable, "-m", "jobs", *args],
-        cwd=PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_cli(settings, list(args))
     assert done.returncode == 0, done.stderr
     return done.stdout + done.stderr
 

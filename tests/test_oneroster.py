@@ -9,7 +9,6 @@ import csv
 import json
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
@@ -20,12 +19,13 @@ import pytest
 from rich.console import Console
 
 from jobs.cli import main
-from jobs.config import PROJECT_DIR, Settings
+from jobs.config import Settings
 from jobs.contract import APP_TABLES, TABLES
 from jobs.generate import generate_districts
 from jobs.oneroster import RosterError, import_oneroster, write_sample_export
 from jobs.runner import resume_syncs, run_reset
 from jobs.warehouse import Warehouse, connect
+from tests.crash_helpers import run_cli
 from tests.runner_helpers import dump_app, dump_ledger, insert, small_district, without
 
 YEAR = 2024  # the new school year the roster is for
@@ -475,20 +475,11 @@ def test_killed_mid_import_leaves_nothing_and_a_rerun_completes(
         after_reset(wh)
         before = snapshot(wh)
     folder = write_export(tmp_path / "x", sample_export())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EOY_")}
-    command = [sys.executable, "-m", "jobs", *global_args(settings), *importing(folder, "--yes")]
-    killed = subprocess.run(
-        command,
-        env=env | {"EOY_FAULT": "import:students"},
-        cwd=PROJECT_DIR,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    killed = run_cli(settings, importing(folder, "--yes"), EOY_FAULT="import:students")
     assert killed.returncode == -9, killed.stderr
     with connect(settings) as wh:
         assert snapshot(wh) == before
-    done = subprocess.run(command, env=env, cwd=PROJECT_DIR, capture_output=True, text=True)
+    done = run_cli(settings, importing(folder, "--yes"))
     assert done.returncode == 0, done.stderr
     with connect(settings) as wh:
         assert roster_rows(wh, "classroom_enrollments") == EXPECTED["classroom_enrollments"]

@@ -5,9 +5,7 @@ completes (issue: reliability, item 2)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from jobs.config import PROJECT_DIR, Settings
+from jobs.config import Settings
 from jobs.contract import DELETED_TABLES
 from jobs.generate import generate_districts
 from jobs.warehouse import Warehouse, connect
@@ -55,30 +53,12 @@ def completed(wh: Warehouse) -> set[str]:
     }
 
 
-def runner(settings: Settings, **extra: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EOY_")}
-    env.update(
-        EOY_TARGET="postgres",
-        EOY_PG_DSN=settings.pg_dsn or "",
-        EOY_SNAPSHOT_ROOT=str(settings.snapshot_root),
-        **extra,
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "jobs", "run", "--as-of", "2023-07-28", "--yes", "--json"],
-        cwd=PROJECT_DIR,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def test_connection_killed_mid_delete_rolls_back_and_rerun_completes(
     settings: Settings, wh: Warehouse
 ) -> None:
     generate_districts(wh, 4, seed=9, students_per_district=3, show_progress=False)
     before = rows_by_district(wh)
-    proc = runner(settings, EOY_PAUSE="delete:students:6")
+    proc = start_cli(settings, EOY_PAUSE="delete:students:6")
     killed = 0
     deadline = time.monotonic() + 240
     with psycopg.connect(settings.pg_dsn or "", autocommit=True) as admin:
@@ -105,7 +85,7 @@ def test_connection_killed_mid_delete_rolls_back_and_rerun_completes(
     for district, n in before.items():
         assert now.get(district, 0) == (0 if district in done else n), district
 
-    again = runner(settings)
+    again = start_cli(settings)
     out, err = again.communicate(timeout=300)
     assert again.returncode == 0, err
     due = int(wh.scalar("select count(*) from eoy_runner.reset_runs where status = 'completed'"))

@@ -7,17 +7,24 @@ Tests that take the `settings` or `wh` fixture run once per target.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from jobs.config import Settings
 from jobs.schema import init_warehouse
 from jobs.warehouse import Warehouse, connect
 from tests.throwaway_pg import ThrowawayPostgres
+
+# Hypothesis keeps its example database and its cache of source constants (which name the
+# files they came from) outside the checkout.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "eoy-reset-hypothesis")
 
 TARGETS = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
 

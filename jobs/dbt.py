@@ -20,6 +20,11 @@ from jobs.errors import EoyError
 POLICY_SEED = PROJECT_DIR / "seeds" / "reset_policy.csv"
 # The policy seed and the reset marts with the staging views they read; no audit models, no tests.
 RESET_SELECTION = ["reset_policy", "+path:models/marts/reset"]
+# What `run` reads: who is due, why a named district is not, and the rows of each due district.
+RUN_SELECTION = ["reset_policy", "+due_districts", "+reset_scope"]
+# The reset's parameters reach the models as environment variables, not --vars: a change of
+# --vars makes dbt parse the whole project again (seconds), a changed variable does not.
+PARAMETERS = ("EOY_AS_OF_DATE", "EOY_SCHOOL_YEAR", "EOY_NAMED_DISTRICTS")
 
 # dbt's in-process runner and os.environ are process-wide: one invocation at a time.
 _LOCK = threading.Lock()
@@ -61,8 +66,16 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = old
 
 
-def run_dbt(settings: Settings, args: list[str], vars: dict[str, Any] | None = None) -> None:
-    """Run one dbt command (e.g. ["build", "--select", "x"]); raise DbtError on failure."""
+def run_dbt(
+    settings: Settings,
+    args: list[str],
+    vars: dict[str, Any] | None = None,
+    parameters: dict[str, str] | None = None,
+) -> None:
+    """Run one dbt command (e.g. ["build", "--select", "x"]); raise DbtError on failure.
+
+    `parameters`: the reset's parameters (PARAMETERS) for the models; unset ones are cleared
+    so that nothing of an earlier invocation in this process leaks into this one."""
     from dbt.cli.main import dbtRunner
 
     work = dbt_work_dir(settings)
@@ -88,7 +101,11 @@ def run_dbt(settings: Settings, args: list[str], vars: dict[str, Any] | None = N
     ]
     if vars:
         command += ["--vars", json.dumps(vars, default=str)]
-    env = {**settings.dbt_env(), "EOY_TARGET": settings.target}
+    env = {
+        **settings.dbt_env(),
+        "EOY_TARGET": settings.target,
+        **{name: (parameters or {}).get(name, "") for name in PARAMETERS},
+    }
     with _LOCK, _environ(env):
         try:
             result = dbtRunner().invoke(command)
@@ -131,10 +148,12 @@ def build_reset_models(
     as_of: date,
     school_year: int | None,
     named_districts: list[str] | None = None,
+    for_run: bool = False,
 ) -> int:
     """Seed the policy and build the reset marts for a day; returns the school year used.
 
     named_districts: districts the operator named; a restored one among them is due again.
+    for_run: only what `run` reads (RUN_SELECTION), not the plan's inactive educators.
     """
     from jobs.warehouse import connect
 
@@ -150,16 +169,16 @@ def build_reset_models(
         [
             "build",
             "--select",
-            *RESET_SELECTION,
+            *(RUN_SELECTION if for_run else RESET_SELECTION),
             "--exclude-resource-type",
             "test",
             "--exclude-resource-type",
             "unit_test",
         ],
-        vars={
-            "as_of_date": as_of.isoformat(),
-            "school_year": year,
-            "named_districts": list(named_districts or []),
+        parameters={
+            "EOY_AS_OF_DATE": as_of.isoformat(),
+            "EOY_SCHOOL_YEAR": str(year),
+            "EOY_NAMED_DISTRICTS": json.dumps(list(named_districts or [])),
         },
     )
     return year

@@ -52,6 +52,35 @@ def record_event(
     )
 
 
+def record_events(
+    wh: Warehouse,
+    district_id: str,
+    school_year: int | None,
+    steps: list[tuple[str, str, dict[str, Any]]],
+) -> None:
+    """Append several events (step, status, detail) in one statement, in order."""
+    if not steps:
+        return
+    cast = "%s::jsonb" if wh.target == "postgres" else "cast(%s as json)"
+    row = f"(%s, %s, %s, %s, %s, {cast})"
+    params: list[Any] = []
+    now = utcnow()
+    for step, status, detail in steps:
+        params += [
+            district_id,
+            school_year,
+            step,
+            status,
+            now,
+            json.dumps(detail, sort_keys=True, default=str),
+        ]
+    wh.execute(
+        'insert into eoy_runner.reset_events (district_id, school_year, step, status, "at", '
+        f"detail) values {', '.join([row] * len(steps))}",
+        params,
+    )
+
+
 def get_run(wh: Warehouse, district_id: str, school_year: int) -> dict[str, Any] | None:
     rows = wh.query_dicts(
         f"select {', '.join(RUN_COLUMNS)} from eoy_runner.reset_runs "
@@ -62,10 +91,14 @@ def get_run(wh: Warehouse, district_id: str, school_year: int) -> dict[str, Any]
 
 
 def start_run(
-    wh: Warehouse, district_id: str, school_year: int, effective_reset_date: date
-) -> dict[str, Any]:
-    """Mark the run `running`; a new run row, or a failed/restored one taken up again."""
-    run = get_run(wh, district_id, school_year)
+    wh: Warehouse,
+    district_id: str,
+    school_year: int,
+    effective_reset_date: date,
+    run: dict[str, Any] | None = None,
+) -> None:
+    """Mark the run `running`: a new run row, or a failed/restored one taken up again.
+    `run` is the run row as the caller read it (None: there is none)."""
     now = utcnow()
     if run is None:
         wh.execute(
@@ -73,24 +106,21 @@ def start_run(
             "effective_reset_date, started_at, rows_deleted) values (%s, %s, 'running', %s, %s, 0)",
             [district_id, school_year, effective_reset_date, now],
         )
-    else:
-        # a restored district run again starts a new cycle: nothing of it is deleted yet
-        fresh = run["status"] == "restored"
-        wh.execute(
-            "update eoy_runner.reset_runs set status = 'running', effective_reset_date = %s, "
-            "started_at = %s, finished_at = null, error = null"
-            + (", rows_deleted = 0" if fresh else "")
-            + " where district_id = %s and school_year = %s",
-            [
-                effective_reset_date,
-                now if fresh or run["started_at"] is None else run["started_at"],
-                district_id,
-                school_year,
-            ],
-        )
-    found = get_run(wh, district_id, school_year)
-    assert found is not None
-    return found
+        return
+    # a restored district run again starts a new cycle: nothing of it is deleted yet
+    fresh = run["status"] == "restored"
+    wh.execute(
+        "update eoy_runner.reset_runs set status = 'running', effective_reset_date = %s, "
+        "started_at = %s, finished_at = null, error = null"
+        + (", rows_deleted = 0" if fresh else "")
+        + " where district_id = %s and school_year = %s",
+        [
+            effective_reset_date,
+            now if fresh or run["started_at"] is None else run["started_at"],
+            district_id,
+            school_year,
+        ],
+    )
 
 
 def update_run(wh: Warehouse, district_id: str, school_year: int, **values: Any) -> None:

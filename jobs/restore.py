@@ -16,10 +16,16 @@ import pyarrow.parquet as pq
 from jobs.config import Settings
 from jobs.contract import DELETED_TABLES, INSERT_ORDER, TABLES
 from jobs.errors import EoyError
-from jobs.fingerprint import CONTENT_MOD, key_fingerprint_sql, sql_string
+from jobs.fingerprint import (
+    CONTENT_MOD,
+    Fingerprint,
+    fingerprint_batches,
+    key_fingerprint_sql,
+    sql_string,
+)
 from jobs.ledger import cycle_deletes, get_run, record_event, update_run, utcnow
 from jobs.locks import release_district_lock, wait_district_lock
-from jobs.parts import source_fingerprints, sum_parts
+from jobs.onepass import settle_parts
 from jobs.snapshots import SnapshotError, sha256_file
 from jobs.verify import verify_deleted
 from jobs.warehouse import PostgresWarehouse, Warehouse, connect, quote_ident
@@ -59,9 +65,54 @@ def _insert(wh: Warehouse, table: str, path: Path) -> int:
     return rows
 
 
-def restore(settings: Settings, district_id: str, school_year: int) -> dict[str, Any]:
-    from jobs.delete import load_keys
+def load_keys(wh: Warehouse, table: str, parquet: Path) -> None:
+    """The snapshot file's primary keys into a temporary table on this connection."""
+    keys = TABLES[table].primary_key
+    name = f"eoy_keys_{table}"
+    cols = ", ".join(quote_ident(k) for k in keys)
+    if wh.target == "duckdb":
+        wh.execute(
+            f"create or replace temp table {name} as "
+            f"select {cols} from read_parquet({sql_string(str(parquet))})"
+        )
+        return
+    wh.execute(f"drop table if exists pg_temp.{name}")
+    wh.execute(
+        f"create temp table {name} ({', '.join(f'{quote_ident(k)} text' for k in keys)}) "
+        "on commit drop"
+    )
+    assert isinstance(wh, PostgresWarehouse)
+    data = pq.read_table(parquet, columns=list(keys))
+    columns = [data.column(k).to_pylist() for k in keys]
+    with wh.con.cursor() as cur, cur.copy(f"copy {name} ({cols}) from stdin") as copy:
+        for row in zip(*columns, strict=True):
+            copy.write_row(row)
+    wh.execute(f"analyze {name}")  # a temp table has no statistics: plan the join well
 
+
+def source_fingerprints(wh: Warehouse, district_id: str) -> dict[str, Fingerprint]:
+    """Rows and content fingerprint of the district's live rows, per student-data table."""
+    from jobs.export import consistent_view
+    from jobs.onepass import shaped
+
+    out: dict[str, Fingerprint] = {}
+    with consistent_view(wh, district_id) as view:
+        for table in DELETED_TABLES:
+            out[table] = fingerprint_batches(table, shaped(view.batches(table), table))
+    return out
+
+
+def sum_parts(manifests: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
+    """(rows, content fingerprint) per table over several parts (fingerprints add up)."""
+    out: dict[str, tuple[int, int]] = {}
+    for table in DELETED_TABLES:
+        rows = sum(int(m["tables"][table]["rows"]) for m in manifests)
+        content = sum(int(m["tables"][table]["fingerprint"]) for m in manifests) % CONTENT_MOD
+        out[table] = (rows, content)
+    return out
+
+
+def restore(settings: Settings, district_id: str, school_year: int) -> dict[str, Any]:
     with connect(settings) as wh:
         wait_district_lock(wh, district_id, school_year)
         try:
@@ -83,6 +134,7 @@ def restore(settings: Settings, district_id: str, school_year: int) -> dict[str,
                     f"{school_year}: nothing to restore"
                 )
             try:
+                settle_parts(deletes)
                 parts = verify_deleted(deletes)
             except SnapshotError as exc:
                 raise RestoreError(f"{exc}: nothing was restored") from None

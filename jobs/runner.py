@@ -1,8 +1,10 @@
-"""`eoy-reset run`: reset the due districts, step by step, resumable (SPEC §4-§6).
+"""`eoy-reset run`: reset the due districts, each in one verified pass, resumable (SPEC §4-§6).
 
-Per district: pause_syncs → export → verify → delete → check_retention → complete, each
-recorded in eoy_runner. Every step finds out from the warehouse and the ledger whether it
-was done already, so running the same command again finishes a run stopped anywhere.
+Per district: `pause_syncs` commits on its own; then one transaction takes the snapshot from
+the statements that delete the rows (`jobs.onepass`), verifies it, and records `export`,
+`verify`, `delete`, `check_retention` and `complete` in the ledger before it commits. Every
+step finds out from the warehouse and the ledger whether it was done already, so running the
+same command again finishes a run stopped anywhere.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
@@ -19,8 +22,7 @@ from typing import Any
 from rich.console import Console
 
 from jobs.config import Settings
-from jobs.contract import DELETED_TABLES
-from jobs.delete import DeleteError, delete_part, deleted_counts, retained_fingerprint
+from jobs.contract import DELETED_TABLES, RETAINED_TABLES
 from jobs.errors import EoyError
 from jobs.faults import fault_point
 from jobs.ledger import (
@@ -29,12 +31,21 @@ from jobs.ledger import (
     fail_run,
     get_run,
     record_event,
+    record_events,
     start_run,
     update_run,
     utcnow,
 )
 from jobs.locks import command_lock, dbt_lock, release_district_lock, try_district_lock
-from jobs.parts import MAIN, check_part, delta_number, export_part, manifest_of, part_dir
+from jobs.onepass import (
+    MAIN,
+    StepError,
+    delta_number,
+    district_state,
+    settle_parts,
+    settle_year,
+    take_snapshot,
+)
 from jobs.runner_view import RunProgress, render_status, render_summary
 from jobs.syncs import pause_syncs, reset_status, resume_syncs
 from jobs.warehouse import Warehouse, connect
@@ -50,6 +61,8 @@ __all__ = [
 
 log = logging.getLogger("eoy_reset.runner")
 
+# The ledger steps of the one pass, in their order.
+PASS_STEPS = ("export", "verify", "delete")
 # A planned district runs only if its rows moved by at most this share since the plan.
 PLAN_TOLERANCE = 0.10
 
@@ -133,18 +146,44 @@ def shown(district_id: str, limit: int = 60) -> str:
 
 
 def _known(wh: Warehouse, districts: list[str]) -> None:
+    marks = ", ".join(["%s"] * len(districts))
+    found = {
+        r[0]
+        for r in wh.query(
+            f"select district_id from app.districts where district_id in ({marks})", districts
+        )
+    }
     for district in districts:
-        if not wh.scalar("select count(*) from app.districts where district_id = %s", [district]):
+        if district not in found:
             raise RunError(f"unknown district {shown(district)}: it is not in app.districts")
 
 
-def _current_rows(wh: Warehouse, district_id: str, school_year: int) -> dict[str, int]:
-    """The district's rows per table: live now plus deleted already in this reset."""
-    rows = deleted_counts(wh, district_id)
-    for done in cycle_deletes(wh, district_id, school_year):
-        for table, n in done.get("rows", {}).items():
-            rows[table] = rows.get(table, 0) + int(n)
-    return rows
+def _annotate(wh: Warehouse, school_year: int, candidates: list[dict[str, Any]]) -> None:
+    """Each candidate's live rows per table (dbt's reset_scope counted every due district in
+    one grouped pass per table), its run's status, and rows deleted so far in this cycle."""
+    live: dict[str, dict[str, int]] = {}
+    for district, table, n in wh.query(
+        "select district_id, table_name, row_count from eoy.reset_scope "
+        "where school_year = %s and action = 'delete'",
+        [school_year],
+    ):
+        live.setdefault(district, {})[table] = int(n)
+    runs = {
+        r["district_id"]: r
+        for r in wh.query_dicts(
+            "select district_id, status, rows_deleted from eoy_runner.reset_runs "
+            "where school_year = %s",
+            [school_year],
+        )
+    }
+    for cand in candidates:
+        counts = live.get(cand["district_id"], {})
+        cand["rows"] = {t: counts.get(t, 0) for t in DELETED_TABLES}
+        run = runs.get(cand["district_id"])
+        cand["resume"] = run["status"] if run else None
+        # a restored run starts a new cycle: nothing of it is deleted yet
+        done = run is not None and run["status"] != "restored"
+        cand["rows_done"] = int(run["rows_deleted"] or 0) if done and run else 0
 
 
 def _plan_guard(
@@ -173,7 +212,7 @@ def _plan_guard(
         planned = sum(int(planned_rows.get(t, 0)) for t in DELETED_TABLES)
         if not planned_rows:
             planned = int(entry.get("rows_total", 0))
-        now = sum(cand["rows"].values())
+        now = sum(cand["rows"].values()) + cand["rows_done"]
         moved = abs(now - planned) / max(planned, 1)
         if moved > tolerance:
             refused[district] = (
@@ -220,18 +259,21 @@ def run_reset(
     started = time.perf_counter()
     if not (dry_run or plan_path or yes or interactive):
         raise RunError("refusing to delete without --plan, --yes or a confirmation at a terminal")
+    _check_snapshot_root(settings)
     with command_lock(settings):
-        if districts:
-            with connect(settings) as wh:
-                _known(wh, districts)
         # other runners rebuild the same marts: read them before letting the next one build
         with dbt_lock(settings), connect(settings) as wh:
-            year = build_reset_models(settings, as_of, school_year, named_districts=districts)
+            if districts:
+                _known(wh, districts)
+            began = time.perf_counter()
+            year = build_reset_models(
+                settings, as_of, school_year, named_districts=districts, for_run=True
+            )
+            built = time.perf_counter() - began
             candidates, not_due = _candidates(wh, year, as_of, districts)
-            for cand in candidates:
-                cand["rows"] = _current_rows(wh, cand["district_id"], year)
-                run = get_run(wh, cand["district_id"], year)
-                cand["resume"] = run["status"] if run else None
+            _annotate(wh, year, candidates)
+            if not dry_run:
+                settle_year(wh, settings.snapshot_root, year)
         refused = _plan_guard(plan_path, year, candidates) if plan_path else {}
         runnable = [c for c in candidates if c["district_id"] not in refused]
         result: dict[str, Any] = {
@@ -242,6 +284,7 @@ def run_reset(
             "districts": [],
             "not_due": not_due,
             "failed": [],
+            "seconds_by_phase": {"build_models": round(built, 2)},
         }
         for district, reason in refused.items():
             result["districts"].append(
@@ -265,22 +308,70 @@ def run_reset(
         if settings.target == "duckdb" and workers > 1 and len(runnable) > 1:
             Console(stderr=True).print("DuckDB allows one writer: districts run one at a time.")
             workers = 1
+        began = time.perf_counter()
         total_rows = sum(sum(c["rows"].values()) for c in runnable)
-        with RunProgress(show_progress, len(runnable), total_rows) as progress:
+        with (
+            RunProgress(show_progress, len(runnable), total_rows) as progress,
+            _Connections(settings) as connections,
+        ):
             if workers <= 1 or len(runnable) <= 1:
-                shared = connect(settings) if settings.target == "duckdb" and runnable else None
-                try:
-                    outcomes = [_run_one(settings, c, year, progress, shared) for c in runnable]
-                finally:
-                    if shared is not None:
-                        shared.close()
+                outcomes = [_run_one(connections, c, year, progress) for c in runnable]
             else:
                 with ThreadPoolExecutor(max_workers=workers) as pool:
                     outcomes = list(
-                        pool.map(lambda c: _run_one(settings, c, year, progress, None), runnable)
+                        pool.map(lambda c: _run_one(connections, c, year, progress), runnable)
                     )
+        result["seconds_by_phase"]["districts"] = round(time.perf_counter() - began, 2)
         result["districts"].extend(outcomes)
     return _finish(result, started)
+
+
+def _check_snapshot_root(settings: Settings) -> None:
+    """The snapshot root must be a folder, or a path one can be made at: refuse up front."""
+    root = Path(settings.snapshot_root)
+    probe = root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise RunError(
+            f"snapshot root {root} is not a folder ({probe} is a file): "
+            "point --snapshot-root or EOY_SNAPSHOT_ROOT at a folder; nothing was deleted"
+        )
+
+
+class _Connections:
+    """One warehouse connection per worker thread, kept for every district it resets."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._local = threading.local()
+        self._all: list[Warehouse] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> Warehouse:
+        wh: Warehouse | None = getattr(self._local, "wh", None)
+        if wh is None:
+            wh = connect(self.settings)
+            self._local.wh = wh
+            with self._lock:
+                self._all.append(wh)
+        return wh
+
+    def discard(self) -> None:
+        """Forget this thread's connection (it broke); the next district opens a new one."""
+        wh = getattr(self._local, "wh", None)
+        self._local.wh = None
+        if wh is not None:
+            with contextlib.suppress(Exception):
+                wh.close()
+
+    def __enter__(self) -> _Connections:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for wh in self._all:
+            with contextlib.suppress(Exception):
+                wh.close()
 
 
 def _finish(result: dict[str, Any], started: float) -> dict[str, Any]:
@@ -303,37 +394,31 @@ def _finish(result: dict[str, Any], started: float) -> dict[str, Any]:
 # one district
 # ---------------------------------------------------------------------------------------
 def _run_one(
-    settings: Settings,
-    cand: dict[str, Any],
-    year: int,
-    progress: RunProgress,
-    shared: Warehouse | None,
+    connections: _Connections, cand: dict[str, Any], year: int, progress: RunProgress
 ) -> dict[str, Any]:
+    settings = connections.settings
     district = cand["district_id"]
     began = time.perf_counter()
     outcome: dict[str, Any] = {"district_id": district, "rows_deleted": 0}
-    wh: Warehouse | None = shared
+    wh: Warehouse | None = None
     locked = False
     progress.district_started(district, sum(cand["rows"].values()))
     try:
-        wh = wh or connect(settings)
+        wh = connections.get()
         locked = try_district_lock(wh, district, year)
         if not locked:
             outcome.update(status="skipped", error="held by another runner")
         else:
             outcome.update(_steps(wh, settings, cand, year, progress))
     except Exception as exc:
-        step = exc.step if isinstance(exc, StepFailed) else "run"
-        message = str(exc) if isinstance(exc, StepFailed) else _one_line(exc)
+        step = exc.step if isinstance(exc, StepFailed | StepError) else "run"
+        message = str(exc) if isinstance(exc, StepFailed | StepError) else _one_line(exc)
         outcome.update(status="failed", step=step, error=message)
         if locked:  # only the runner holding the district writes its ledger
-            _record_failure(wh, settings, district, year, step, message)
+            wh = _record_failure(connections, wh, district, year, step, message)
     finally:
         if locked and wh is not None:
             release_district_lock(wh, district, year)
-        if shared is None and wh is not None:
-            with contextlib.suppress(Exception):
-                wh.close()
         progress.district_done(district)
     outcome["seconds"] = round(time.perf_counter() - began, 2)
     log.info("district %s: %s", district, outcome.get("status"))
@@ -347,46 +432,36 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _record_failure(
-    wh: Warehouse | None, settings: Settings, district: str, year: int, step: str, message: str
-) -> None:
-    """Into the ledger; over a new connection (holding the district) when ours broke."""
+    connections: _Connections,
+    wh: Warehouse | None,
+    district: str,
+    year: int,
+    step: str,
+    message: str,
+) -> Warehouse | None:
+    """Into the ledger; over a new connection (holding the district) when ours broke.
+    Returns the connection that still holds the district's lock, if any."""
     if wh is not None:
         try:
             fail_run(wh, district, year, step, message)
-            return
+            return wh
         except Exception:
-            pass
+            connections.discard()
     try:
-        with connect(settings) as fresh:
+        with connect(connections.settings) as fresh:
             if try_district_lock(fresh, district, year):
                 fail_run(fresh, district, year, step, message)
                 release_district_lock(fresh, district, year)
     except Exception:
         log.warning("district %s: could not record the failure in the ledger", district)
-
-
-def _step(wh: Warehouse, district: str, year: int, step: str) -> None:
-    fault_point(f"before:{step}")
-    record_event(wh, district, year, step, "started")
-
-
-def _done(
-    wh: Warehouse,
-    district: str,
-    year: int,
-    step: str,
-    detail: dict[str, Any],
-    status: str = "completed",
-) -> None:
-    record_event(wh, district, year, step, status, detail)
-    fault_point(f"after:{step}")
+    return None
 
 
 def _steps(
     wh: Warehouse, settings: Settings, cand: dict[str, Any], year: int, progress: RunProgress
 ) -> dict[str, Any]:
     district = cand["district_id"]
-    run = get_run(wh, district, year)
+    run = get_run(wh, district, year)  # again, now that this runner holds the district
     if run is not None and run["status"] == "completed":
         return {"status": "skipped", "error": "already completed by another runner"}
     if run is not None and run["status"] == "restored" and cand.get("resume") != "restored":
@@ -396,38 +471,90 @@ def _steps(
             "error": "restored by an operator during this run: name it with --district "
             "to reset it again",
         }
-    start_run(wh, district, year, cand["effective_reset_date"])
 
-    # pause_syncs: idempotent, only active syncs change
-    _step(wh, district, year, "pause_syncs")
-    _done(wh, district, year, "pause_syncs", {"syncs_paused": pause_syncs(wh, district)})
+    # pause_syncs: on its own commit, so no import starts while the rows are being taken
+    fault_point("before:pause_syncs")
+    with wh.transaction():
+        start_run(wh, district, year, cand["effective_reset_date"], run)
+        paused = pause_syncs(wh, district)
+        record_event(wh, district, year, "pause_syncs", "completed", {"syncs_paused": paused})
+    fault_point("after:pause_syncs")
 
-    deletes = cycle_deletes(wh, district, year)
-    live = deleted_counts(wh, district)
-    if not deletes or sum(live.values()) > 0:
-        if deletes:
-            part = f"delta-{1 + max(delta_number(p) for p in all_delete_parts(wh, district, year))}"
-        else:
-            part = MAIN
-        deletes.append(_snapshot_and_delete(wh, settings, district, year, part, progress))
+    deletes = cycle_deletes(wh, district, year) if run is not None else []
+    settle_parts(deletes)  # a part whose rename a kill interrupted goes in place first
+    if deletes and not sum(cand["rows"].values()):
+        return _finish_without_pass(wh, district, year, deletes)
+
+    if deletes:
+        part = f"delta-{1 + max(delta_number(p) for p in all_delete_parts(wh, district, year))}"
     else:
-        for step in ("export", "verify", "delete"):
-            record_event(wh, district, year, step, "skipped", {"reason": "done already"})
+        part = MAIN
+    prior = sum(int(d.get("rows_total", 0)) for d in deletes)
+    parts = [*(d.get("part") for d in deletes), part]
+    verdict: dict[str, Any] = {}
 
-    # check_retention: the delete proved, before its commit, that no retained row (of any
-    # district) changed; now no retained row of the district may be gone and no student row
-    # may be left. Later edits by the app (a teacher logging in) are noted, not failed.
-    _step(wh, district, year, "check_retention")
-    before = deletes[-1].get("retained_before") or {}
-    after = retained_fingerprint(wh, district)
-    gone = sorted(t for t in after if t in before and after[t][0] < before[t][0])
-    if gone:
-        raise StepFailed(
-            "check_retention",
-            f"retained rows of the district are gone from {', '.join(gone)} since the delete",
-        )
-    edited = sorted(t for t in after if t in before and after[t] != before[t])
-    left = {t: n for t, n in deleted_counts(wh, district).items() if n}
+    def record(tx: Warehouse, detail: dict[str, Any]) -> None:
+        """The ledger's events of the pass, written in its transaction."""
+        fault_point("after:delete")
+        fault_point("before:check_retention")
+        rows_deleted = prior + int(detail["rows_total"])
+        left = {t: n for t, n in detail["remaining"].items() if n}
+        sha = detail["manifest_sha256"]
+        steps: list[tuple[str, str, dict[str, Any]]] = [
+            ("export", "completed", {"part": part, "rows": detail["rows"], "manifest_sha256": sha}),
+            ("verify", "completed", {"part": part, "manifest_sha256": sha}),
+            ("delete", "completed", detail),
+        ]
+        snapshot = {"snapshot_path": detail["path"], "manifest_sha256": detail["manifest_sha256"]}
+        values: dict[str, Any] = {"rows_deleted": rows_deleted}
+        if part == MAIN:
+            values.update(snapshot)
+        if left:
+            where = ", ".join(f"{t} {n}" for t, n in left.items())
+            error = (
+                f"{sum(left.values())} rows arrived after the snapshot ({where}): they stay; "
+                "run again to snapshot and delete them as a delta"
+            )
+            steps.append(("check_retention", "failed", {"error": error, "remaining": left}))
+            values.update(status="failed", finished_at=utcnow(), error=error)
+            verdict.update(status="failed", step="check_retention", error=error)
+        else:
+            retained = {t: detail["retained_before"][t] for t in RETAINED_TABLES}
+            steps.append(("check_retention", "completed", {"retained": retained, "remaining": 0}))
+            steps.append(("complete", "completed", {"rows_deleted": rows_deleted, "parts": parts}))
+            values.update(status="completed", finished_at=utcnow(), error=None)
+            verdict.update(status="completed", error=None)
+        fault_point("after:check_retention")
+        fault_point("before:complete")
+        record_events(tx, district, year, steps)
+        update_run(tx, district, year, **values)
+        verdict.update(rows_deleted=rows_deleted)
+
+    fault_point("before:export")
+    detail = take_snapshot(
+        wh,
+        settings,
+        district,
+        year,
+        part,
+        before_commit=record,
+        progress=lambda table, n: progress.table(district, "snapshot", table, n),
+    )
+    fault_point("after:complete")
+    main = (
+        detail["path"]
+        if part == MAIN
+        else next((d.get("path") for d in deletes if d.get("part") == MAIN), None)
+    )
+    return {**verdict, "snapshot_path": main, "parts": parts}
+
+
+def _finish_without_pass(
+    wh: Warehouse, district: str, year: int, deletes: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Every row went in an earlier pass of this cycle: check and complete the district."""
+    state = district_state(wh, district, with_remaining=True)
+    left = {t: state[t][0] for t in DELETED_TABLES if state[t][0]}
     if left:
         total = sum(left.values())
         where = ", ".join(f"{t} {n}" for t, n in left.items())
@@ -436,19 +563,27 @@ def _steps(
             f"{total} rows arrived after the snapshot ({where}): they stay; "
             "run again to snapshot and delete them as a delta",
         )
-    _done(
-        wh,
-        district,
-        year,
-        "check_retention",
-        {"retained": after, "edited_since_delete": edited, "remaining": 0},
-    )
-
-    # complete
-    _step(wh, district, year, "complete")
+    before = deletes[-1].get("retained_before") or {}
+    gone = sorted(t for t in RETAINED_TABLES if t in before and state[t][0] < before[t][0])
+    if gone:
+        raise StepFailed(
+            "check_retention",
+            f"retained rows of the district are gone from {', '.join(gone)} since the delete",
+        )
     rows_deleted = sum(int(d.get("rows_total", 0)) for d in deletes)
+    parts = [d.get("part") for d in deletes]
     main = next((d for d in deletes if d.get("part") == MAIN), deletes[0])
     with wh.transaction():
+        record_events(
+            wh,
+            district,
+            year,
+            [
+                *((step, "skipped", {"reason": "done already"}) for step in PASS_STEPS),
+                ("check_retention", "completed", {"retained": state, "remaining": 0}),
+                ("complete", "completed", {"rows_deleted": rows_deleted, "parts": parts}),
+            ],
+        )
         update_run(
             wh,
             district,
@@ -460,89 +595,13 @@ def _steps(
             manifest_sha256=main.get("manifest_sha256"),
             error=None,
         )
-        record_event(
-            wh,
-            district,
-            year,
-            "complete",
-            "completed",
-            {"rows_deleted": rows_deleted, "parts": [d.get("part") for d in deletes]},
-        )
-    fault_point("after:complete")
     return {
         "status": "completed",
         "rows_deleted": rows_deleted,
         "snapshot_path": main.get("path"),
-        "parts": [d.get("part") for d in deletes],
+        "parts": parts,
         "error": None,
     }
-
-
-def _snapshot_and_delete(
-    wh: Warehouse, settings: Settings, district: str, year: int, part: str, progress: RunProgress
-) -> dict[str, Any]:
-    folder = part_dir(settings, year, district, part)
-
-    # export: reuse a part that verifies and holds exactly the current rows
-    _step(wh, district, year, "export")
-    problems = check_part(wh, folder, district, year) if folder.is_dir() else ["absent"]
-    if not problems:
-        manifest, sha = manifest_of(folder)
-        _done(wh, district, year, "export", {"part": part, "reused": True}, "skipped")
-    else:
-        made = export_part(
-            wh,
-            settings,
-            district,
-            year,
-            part,
-            progress=lambda table, n: progress.table(district, "export", table, n),
-        )
-        manifest, sha = manifest_of(Path(made["path"]))
-        rows = {t: e["rows"] for t, e in manifest["tables"].items()}
-        _done(wh, district, year, "export", {"part": part, "rows": rows, "manifest_sha256": sha})
-    if part == MAIN:
-        update_run(wh, district, year, snapshot_path=str(folder), manifest_sha256=sha)
-
-    # verify: the files against the manifest, and against the live rows
-    _step(wh, district, year, "verify")
-    problems = check_part(wh, folder, district, year)
-    if problems:
-        raise StepFailed(
-            "verify", f"snapshot {folder} did not verify: {problems[0]}; nothing was deleted"
-        )
-    _done(wh, district, year, "verify", {"part": part, "manifest_sha256": sha})
-
-    # delete: one transaction, what was snapshotted and nothing else
-    _step(wh, district, year, "delete")
-    try:
-        detail = delete_part(
-            wh,
-            district,
-            year,
-            part,
-            folder,
-            manifest,
-            sha,
-            progress=lambda table, n: progress.table(district, "delete", table, n),
-        )
-    except DeleteError as exc:
-        raise StepFailed("delete", str(exc)) from None
-    except EoyError:
-        raise
-    except Exception as exc:
-        if type(exc).__name__ == "ForeignKeyViolation":
-            raise StepFailed(
-                "delete",
-                "rows that arrived after the snapshot refer to its rows "
-                f"({_one_line(exc)}): rolled back, nothing was deleted; "
-                "run again to take a new snapshot",
-            ) from None
-        raise StepFailed(
-            "delete", f"the delete failed and was rolled back: {_one_line(exc)}; run again"
-        ) from None
-    fault_point("after:delete")
-    return detail
 
 
 # ---------------------------------------------------------------------------------------

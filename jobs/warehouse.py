@@ -259,6 +259,13 @@ class PostgresWarehouse(Warehouse):
                 ) from None
         return self._adbc
 
+    def drop_adbc(self) -> None:
+        """Forget a broken ADBC connection; the next adbc() opens a new one."""
+        if self._adbc is not None:
+            with suppress(Exception):
+                self._adbc.close()
+            self._adbc = None
+
     def record_batches(
         self, sql: str, params: Sequence[Any] | None = None, batch_rows: int = BATCH_ROWS
     ) -> pa.RecordBatchReader:
@@ -278,10 +285,7 @@ class PostgresWarehouse(Warehouse):
         return int(n)
 
     def close(self) -> None:
-        if self._adbc is not None:
-            with suppress(Exception):
-                self._adbc.close()
-            self._adbc = None
+        self.drop_adbc()
         self.con.close()
 
 

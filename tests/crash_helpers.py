@@ -34,11 +34,12 @@ AS_OF = date(2023, 7, 28)
 YEAR = 2023
 DISTRICTS, SEED = 4, 11
 RUN = ["run", "--as-of", AS_OF.isoformat(), "--yes", "--json"]
-# PostgreSQL: a runner paused inside its delete transaction, the students already deleted
+# PostgreSQL: a runner paused inside its district's transaction, the students already
+# deleted (ADBC streams `delete … returning` through COPY, so the statement is wrapped)
 IN_DELETE = (
     "select pid from pg_stat_activity where datname = current_database() "
     "and pid <> pg_backend_pid() and state = 'idle in transaction' "
-    "and query like 'delete from app.%students%'"
+    "and query ilike '%delete from app.%students%'"
 )
 
 

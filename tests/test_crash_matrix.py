@@ -31,7 +31,9 @@ from tests.crash_helpers import (
 pytestmark = pytest.mark.slow
 
 STEP_POINTS = [f"{edge}:{step}" for step in STEPS for edge in ("before", "after")]
-INNER_POINTS = ["export:progress", "delete:assessments", "delete:students", "commit:delete"]
+# mid-stream (a table's rows taken and deleted, the transaction open), after the files but
+# before the commit, and just after the commit (the snapshot not yet in place)
+INNER_POINTS = ["export:progress", "export:students", "commit:delete", "after:commit"]
 POINTS = STEP_POINTS + INNER_POINTS
 CASES = [("duckdb", p) for p in POINTS] + [
     pytest.param("postgres", p, marks=pytest.mark.postgres) for p in POINTS

@@ -16,7 +16,8 @@ import pytest
 
 from jobs.config import PROJECT_DIR, Settings
 from jobs.contract import DELETED_TABLES, TABLES
-from jobs.export import ExportError, export_district, export_for_district
+from jobs.export import ExportError, export_for_district
+from jobs.onepass import export_district
 from jobs.snapshots import district_dir
 from jobs.warehouse import Warehouse
 from tests.test_snapshots import SEED, same, seed_district, source_rows

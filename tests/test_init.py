@@ -56,12 +56,15 @@ def test_primary_keys_hold(wh: Warehouse) -> None:
 
 
 def test_student_tables_have_a_district_index(wh: Warehouse) -> None:
+    """PostgreSQL finds a district's rows by index; DuckDB by zonemaps over rows loaded in
+    district order, with no index at all (`test_onepass`: an ART index makes deletes slow)."""
     if wh.target == "postgres":
         rows = wh.query("select tablename, indexdef from pg_indexes where schemaname = 'app'")
+        for table in DELETED_TABLES:
+            assert any(t == table and "district_id" in d for t, d in rows), table
     else:
-        rows = wh.query("select table_name, sql from duckdb_indexes() where schema_name = 'app'")
-    for table in DELETED_TABLES:
-        assert any(t == table and "district_id" in d for t, d in rows), table
+        rows = wh.query("select table_name from duckdb_indexes() where schema_name = 'app'")
+        assert not {r[0] for r in rows} & set(DELETED_TABLES)
 
 
 @pytest.mark.postgres

@@ -9,19 +9,17 @@ import sys
 import threading
 import zipfile
 from datetime import date, datetime
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
-import jobs.runner
 from jobs.config import PROJECT_DIR, Settings
 from jobs.contract import DELETED_TABLES
 from jobs.export import export_for_district
 from jobs.generate import generate_districts
 from jobs.locks import LockError, command_lock
-from jobs.parts import part_dir
+from jobs.onepass import part_dir
 from jobs.plan import load_plan, make_plan, write_plan
 from jobs.runner import RunError, restore_district, run_reset
 from jobs.snapshots import district_dir, sha256_file
@@ -34,7 +32,6 @@ from tests.runner_helpers import (
     insert,
     of_district,
     parquet_rows,
-    small_district,
     student_rows,
     without,
 )
@@ -109,18 +106,23 @@ def test_plan_guard_and_named_districts(settings, wh):
     assert student_rows(wh, fine) == 0
 
 
-def arrive_before_delete(monkeypatch, district, arrive) -> None:
-    """Rows of `district` arrive after its snapshot was verified, just before its delete."""
-    real = jobs.runner.delete_part
+def arrive_during_pass(monkeypatch, wh, district, after_table, arrive) -> None:
+    """Rows of `district` arrive while its pass runs, just after `after_table`'s rows were
+    taken and deleted. On PostgreSQL another session writes and commits them (the pass reads
+    at READ COMMITTED); DuckDB has one writer, so they are written in the pass's own
+    transaction, the only way they can appear there."""
+    import jobs.onepass
+
+    real = jobs.onepass._rows_of
     done: list[bool] = []
 
-    def arrive_then_delete(w, d, *args, **kw):
-        if d == district and not done:
-            arrive(w, d)
+    def rows_then_arrive(tx, table, d, delete):
+        yield from real(tx, table, d, delete)
+        if d == district and table == after_table and not done:
+            arrive(wh if wh.target == "postgres" else tx, d)
             done.append(True)
-        return real(w, d, *args, **kw)
 
-    monkeypatch.setattr(jobs.runner, "delete_part", arrive_then_delete)
+    monkeypatch.setattr(jobs.onepass, "_rows_of", rows_then_arrive)
 
 
 def test_rows_arriving_after_the_snapshot_become_a_delta(settings, wh, monkeypatch):
@@ -134,7 +136,7 @@ def test_rows_arriving_after_the_snapshot_become_a_delta(settings, wh, monkeypat
         t = datetime(2023, 7, 27, 23, 59, 59)
         insert(w, "students", [(late_id, d, school, "u", "F", "L", "K", t)])
 
-    arrive_before_delete(monkeypatch, district, late_student)
+    arrive_during_pass(monkeypatch, wh, district, "students", late_student)
     first = run(settings, districts=[district])
     monkeypatch.undo()
     outcome = first["districts"][0]
@@ -200,20 +202,25 @@ def test_a_run_killed_anywhere_is_finished_by_running_again(settings, wh):
         )
         assert done.returncode == -9, done.stderr
 
-    # in the middle of the first district's delete: rolled back
-    killed_at("delete:progress")
+    # in the middle of the first district's pass: rolled back, no snapshot in place
+    killed_at("export:progress")
+    main = district_dir(settings.snapshot_root, YEAR, first)
     with connect(settings) as w:
         assert student_rows(w, first) == sum(
             len(of_district(before[t], t, first)) for t in DELETED_TABLES
         )
-    main = district_dir(settings.snapshot_root, YEAR, first)
-    sha = sha256_file(main / "manifest.json")
-    # just after its delete committed: the rerun must not export or delete it again
-    killed_at("after:delete")
-    assert sha256_file(main / "manifest.json") == sha  # the snapshot was reused
+        assert w.scalar("select status from eoy_runner.reset_runs where district_id = %s", [first])
+    assert not main.exists()
+    # just after its pass committed, before its snapshot folder was put in place
+    killed_at("after:commit")
+    assert not main.exists()
+    staged = [p for p in main.parent.iterdir() if p.name.startswith(f".{first}.tmp-")]
+    assert len(staged) == 1 and (staged[0] / "manifest.json").is_file()
+    sha = sha256_file(staged[0] / "manifest.json")
 
     result = run(settings)
     assert result["failed"] == []
+    assert first not in {d["district_id"] for d in result["districts"]}  # done already
     with connect(settings) as w:
         after = dump_app(w, ignore_sync_state=True)
         for table in DELETED_TABLES:
@@ -225,13 +232,8 @@ def test_a_run_killed_anywhere_is_finished_by_running_again(settings, wh):
             "where step = 'delete' and status = 'completed' group by district_id"
         )
         assert dict(deletes) == dict.fromkeys(due, 1)  # never deleted twice
-        skipped = w.query(
-            "select step from eoy_runner.reset_events where district_id = %s "
-            "and status = 'skipped' order by event_id",
-            [first],
-        )
-        assert [r[0] for r in skipped] == ["export", "export", "verify", "delete"]
-    assert sha256_file(main / "manifest.json") == sha
+    assert sha256_file(main / "manifest.json") == sha  # the committed snapshot, put in place
+    assert not [p for p in main.parent.iterdir() if p.name.startswith(".")]
     for district in due:
         folder = district_dir(settings.snapshot_root, YEAR, district)
         assert verify_snapshot(folder)["ok"]
@@ -294,7 +296,7 @@ def test_a_late_row_referring_to_snapshotted_rows_is_never_lost(settings, wh, mo
         t = datetime(2023, 7, 27, 23, 59, 59)
         insert(w, "assessments", [(f"{d}-late", d, student, "imagine_math", "benchmark", t, 1)])
 
-    arrive_before_delete(monkeypatch, district, late_assessment)
+    arrive_during_pass(monkeypatch, wh, district, "assessments", late_assessment)
     first = run(settings, districts=[district])["districts"][0]
     monkeypatch.undo()
     assert first["status"] == "failed"
@@ -312,24 +314,3 @@ def test_a_late_row_referring_to_snapshotted_rows_is_never_lost(settings, wh, mo
     assert second["rows_deleted"] == rows_before + 1
     assert restore_district(settings, district, YEAR)["rows_restored"] == rows_before + 1
     assert student_rows(wh, district) == rows_before + 1
-
-
-def test_a_delete_that_would_not_match_its_snapshot_rolls_back(settings, wh):
-    from jobs.delete import DeleteError, delete_part
-    from jobs.parts import export_part, manifest_of
-
-    for d in ("a", "b"):
-        small_district(wh, d, students=3)
-    made = export_part(wh, settings, "a", YEAR, "main")
-    manifest, sha = manifest_of(Path(made["path"]))
-    # after the snapshot, one of its rows moves to another district
-    wh.execute("update app.progress set district_id = 'b' where progress_id = 'a-s1-p'")
-    state = dump_app(wh)
-    with pytest.raises(DeleteError, match="progress: 2 of the snapshot's 3 rows"):
-        delete_part(wh, "a", YEAR, "main", Path(made["path"]), manifest, sha)
-    assert dump_app(wh) == state  # nothing deleted, not even the tables deleted before it
-
-    wh.execute("update app.progress set district_id = 'a' where progress_id = 'a-s1-p'")
-    detail = delete_part(wh, "a", YEAR, "main", Path(made["path"]), manifest, sha)
-    assert detail["rows"] == dict.fromkeys(DELETED_TABLES, 3) | {"classrooms": 1}
-    assert student_rows(wh, "a") == 0 and student_rows(wh, "b") == 19

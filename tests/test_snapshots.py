@@ -17,13 +17,13 @@ import pytest
 
 from jobs.config import Settings
 from jobs.contract import DELETED_TABLES, TABLES
-from jobs.export import export_district
 from jobs.fingerprint import (
     arrow_schema,
     fingerprint_batches,
     key_fingerprint_python,
     key_fingerprint_sql,
 )
+from jobs.onepass import export_district
 from jobs.snapshots import (
     MANIFEST,
     SnapshotError,

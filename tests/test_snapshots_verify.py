@@ -19,8 +19,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from jobs.config import PROJECT_DIR, Settings
-from jobs.export import export_district
 from jobs.fingerprint import key_fingerprint_sql
+from jobs.onepass import export_district
 from jobs.schema import init_warehouse
 from jobs.snapshots import MANIFEST, manifest_digest
 from jobs.verify import verify_snapshot

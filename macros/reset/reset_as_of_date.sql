@@ -1,12 +1,17 @@
 {#
     reset_as_of_date(): the day the plan is for, as an ISO string 'YYYY-MM-DD'.
 
-    Reads var `as_of_date` (CLI --as-of); null means today. A value that is not a date
+    Reads var `as_of_date` (`dbt build --vars`), else the environment variable
+    EOY_AS_OF_DATE (how `eoy-reset` passes --as-of: a changed variable does not make dbt parse
+    the project again, a changed var does); neither means today. A value that is not a date
     stops the build with a sentence saying so. Same on every adapter (pure Jinja).
 #}
 {% macro reset_as_of_date() %}
     {%- set raw = var('as_of_date', none) -%}
     {%- if raw is none or (raw | string | trim) == '' -%}
+        {%- set raw = env_var('EOY_AS_OF_DATE', '') -%}
+    {%- endif -%}
+    {%- if (raw | string | trim) == '' -%}
         {{ return(modules.datetime.date.today().isoformat()) }}
     {%- endif -%}
     {%- set text = raw | string | trim -%}

@@ -1,12 +1,13 @@
 {#
-    reset_named_districts(): var `named_districts` (the districts an operator named with
-    `run --district`) as a list of quoted SQL string literals; [] when none. Accepts a list
-    or a comma-separated string. Pure Jinja, every adapter.
+    reset_named_districts(): the districts an operator named with `run --district`, as a list
+    of quoted SQL string literals; [] when none. Reads var `named_districts` (a list or a
+    comma-separated string), else the environment variable EOY_NAMED_DISTRICTS (a JSON list,
+    set by `eoy-reset`). Pure Jinja, every adapter.
 #}
 {% macro reset_named_districts() %}
     {%- set raw = var('named_districts', none) -%}
-    {%- if raw is none or raw == '' -%}
-        {{ return([]) }}
+    {%- if raw is none or raw == '' or raw == [] -%}
+        {%- set raw = fromjson(env_var('EOY_NAMED_DISTRICTS', '') or '[]') -%}
     {%- endif -%}
     {%- set names = raw.split(',') if raw is string else raw -%}
     {%- set literals = [] -%}

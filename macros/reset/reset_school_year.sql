@@ -1,12 +1,16 @@
 {#
     reset_school_year(): the school year to plan, as an integer.
 
-    Reads var `school_year`; null means the calendar year of reset_as_of_date()
-    (school years are named by the year they end in). Pure Jinja, every adapter.
+    Reads var `school_year`, else the environment variable EOY_SCHOOL_YEAR (set by
+    `eoy-reset`); neither means the calendar year of reset_as_of_date() (school years are
+    named by the year they end in). Pure Jinja, every adapter.
 #}
 {% macro reset_school_year() %}
     {%- set raw = var('school_year', none) -%}
     {%- if raw is none or (raw | string | trim) == '' -%}
+        {%- set raw = env_var('EOY_SCHOOL_YEAR', '') -%}
+    {%- endif -%}
+    {%- if (raw | string | trim) == '' -%}
         {{ return(reset_as_of_date()[:4] | int) }}
     {%- endif -%}
     {%- set text = raw | string | trim -%}

@@ -18,6 +18,8 @@ from typing import Any
 
 from rich.console import Console
 
+from jobs.approval import approval_detail as _approval_detail
+from jobs.approval import load_approved_plan
 from jobs.config import Settings
 from jobs.contract import DELETED_TABLES
 from jobs.delete import DeleteError, delete_part, deleted_counts, retained_fingerprint
@@ -148,12 +150,9 @@ def _current_rows(wh: Warehouse, district_id: str, school_year: int) -> dict[str
 
 
 def _plan_guard(
-    plan_path: Path, school_year: int, candidates: list[dict[str, Any]]
+    plan_path: Path, school_year: int, candidates: list[dict[str, Any]], plan: dict[str, Any]
 ) -> dict[str, str]:
     """Districts the approved plan does not cover, with why."""
-    from jobs.plan import load_plan
-
-    plan = load_plan(plan_path)
     plan_year = plan.get("school_year")
     if plan_year is not None and int(plan_year) != school_year:
         raise RunError(
@@ -221,6 +220,8 @@ def run_reset(
     if not (dry_run or plan_path or yes or interactive):
         raise RunError("refusing to delete without --plan, --yes or a confirmation at a terminal")
     with command_lock(settings):
+        # the plan as approved in the ledger, or a refusal before anything changes
+        plan, approval = load_approved_plan(settings, plan_path) if plan_path else ({}, None)
         if districts:
             with connect(settings) as wh:
                 _known(wh, districts)
@@ -229,10 +230,11 @@ def run_reset(
             year = build_reset_models(settings, as_of, school_year, named_districts=districts)
             candidates, not_due = _candidates(wh, year, as_of, districts)
             for cand in candidates:
+                cand["approval"] = approval
                 cand["rows"] = _current_rows(wh, cand["district_id"], year)
                 run = get_run(wh, cand["district_id"], year)
                 cand["resume"] = run["status"] if run else None
-        refused = _plan_guard(plan_path, year, candidates) if plan_path else {}
+        refused = _plan_guard(plan_path, year, candidates, plan) if plan_path else {}
         runnable = [c for c in candidates if c["district_id"] not in refused]
         result: dict[str, Any] = {
             "as_of": as_of.isoformat(),
@@ -242,6 +244,7 @@ def run_reset(
             "districts": [],
             "not_due": not_due,
             "failed": [],
+            "approval": approval,
         }
         for district, reason in refused.items():
             result["districts"].append(
@@ -400,7 +403,8 @@ def _steps(
 
     # pause_syncs: idempotent, only active syncs change
     _step(wh, district, year, "pause_syncs")
-    _done(wh, district, year, "pause_syncs", {"syncs_paused": pause_syncs(wh, district)})
+    paused = {"syncs_paused": pause_syncs(wh, district)}
+    _done(wh, district, year, "pause_syncs", paused | _approval_detail(cand))
 
     deletes = cycle_deletes(wh, district, year)
     live = deleted_counts(wh, district)

@@ -58,7 +58,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from jobs.config import Settings
-from jobs.contract import DELETED_TABLES, TABLES
+from jobs.contract import DELETED_TABLES, GRADE_LEVELS, TABLES
 from jobs.errors import EoyError
 from jobs.faults import fault_point
 from jobs.ledger import utcnow
@@ -121,8 +121,12 @@ USER_ROLES = (
 EDUCATOR_ROLES = ("teacher", "administrator")
 ENROLLMENT_ROLES = ("administrator", "proctor", "student", "teacher")
 STATUSES = ("active", "tobedeleted")
+# users.grades: CEDS entry grade levels (OneRoster 1.1). PK..12 map to the contract's
+# grade_level; the others are valid but outside it, and leave grade_level null.
 GRADES = {"PK": "PK", "KG": "K", "K": "K"}
 GRADES |= {f"{g:02d}": str(g) for g in range(1, 13)} | {str(g): str(g) for g in range(1, 13)}
+OTHER_GRADES = ("IT", "PR", "TK", "13", "PS", "UG", "OTHER")
+GRADE_RANK = {code: GRADE_LEVELS.index(level) for code, level in GRADES.items()}
 FACTS = r"(?i)\bfacts\b"
 
 # app tables in the order they are written (parents first), with the staged columns.
@@ -151,6 +155,7 @@ class Roster:
     district_id: str
     tables: dict[str, pa.Table]
     not_loaded: dict[str, int] = field(default_factory=dict)
+    grades: dict[str, int] = field(default_factory=dict)  # students_with_several_grades, …
 
     def rows(self) -> dict[str, int]:
         return {name: table.num_rows for name, table in self.tables.items()}
@@ -350,16 +355,31 @@ def _students(df: pl.DataFrame) -> pl.DataFrame:
     line = _first_line(df, pl.col("school_id").is_null())
     if line is not None:
         raise _fail(spec, line, "orgSourcedIds", "a student needs a school from orgs.csv")
-    grades = pl.col("grades").str.split(",")
-    line = _first_line(df, grades.list.len().fill_null(0) != 1)
-    if line is not None:
-        raise _fail(spec, line, "grades", "a student needs exactly one grade")
-    df = df.with_columns(
-        pl.col("grades").str.strip_chars().str.to_uppercase().replace_strict(GRADES, default=None)
+    # grades is a list (a student of a combined-grade program has several): keep the lowest
+    # grade of PK..12; none there, or no grade at all, leaves grade_level null
+    listed = (
+        df.select("line", pl.col("grades").str.split(","))
+        .explode("grades")
+        .with_columns(pl.col("grades").str.strip_chars().str.to_uppercase())
+        .filter(pl.col("grades").is_not_null() & (pl.col("grades") != ""))
     )
-    line = _first_line(df, pl.col("grades").is_null())
+    line = _first_line(listed, ~pl.col("grades").is_in([*GRADES, *OTHER_GRADES]))
     if line is not None:
-        raise _fail(spec, line, "grades", "unknown grade: use PK, KG or 01 to 12")
+        raise _fail(
+            spec,
+            line,
+            "grades",
+            "unknown grade: use the CEDS grade levels of OneRoster 1.1 "
+            "(PK, KG, 01 to 12; IT, PR, TK, 13, PS, UG, Other)",
+        )
+    levels = listed.group_by("line").agg(
+        pl.col("grades").replace_strict(GRADE_RANK, default=None).min().alias("rank"),
+        (pl.col("grades").n_unique() > 1).alias("several_grades"),
+    )
+    df = df.join(levels, on="line", how="left", maintain_order="left").with_columns(
+        pl.col("rank").replace_strict(dict(enumerate(GRADE_LEVELS)), default=None).alias("grades"),
+        pl.col("several_grades").fill_null(False),
+    )
     return df.select(
         "line",
         pl.col("sourcedId").alias("student_id"),
@@ -368,6 +388,7 @@ def _students(df: pl.DataFrame) -> pl.DataFrame:
         pl.col("givenName").alias("first_name"),
         pl.col("familyName").alias("last_name"),
         pl.col("grades").alias("grade_level"),
+        "several_grades",
     )
 
 
@@ -496,6 +517,11 @@ def read_roster(directory: Path, district_id: str) -> Roster:
         "product",
         pl.col("title").alias("name"),
     )
+    grades = {
+        "students_with_several_grades": int(students["several_grades"].sum()),
+        "students_without_grade_level": int(students["grade_level"].is_null().sum()),
+    }
+    students = students.drop("several_grades")
     tables = {
         "schools": schools,
         "educators": educators,
@@ -513,6 +539,7 @@ def read_roster(directory: Path, district_id: str) -> Roster:
         district_id=district_id,
         tables={name: frame.to_arrow() for name, frame in tables.items()},
         not_loaded=not_loaded,
+        grades=grades,
     )
 
 
@@ -732,6 +759,7 @@ def import_oneroster(
         "warehouse": settings.describe(),
         "rows": roster.rows(),
         "not_loaded": roster.not_loaded,
+        **roster.grades,
     }
     with command_lock(settings), connect(settings) as wh:
         # on PostgreSQL a run, restore or import of the district holds this lock
@@ -776,6 +804,20 @@ def render_import(console: Console, doc: dict[str, Any]) -> None:
     skipped = ", ".join(f"{n:,} of {f}.csv" for f, n in doc["not_loaded"].items() if n)
     if skipped:
         console.print(f"Rows not loaded (tobedeleted, other roles or org types): {skipped}.")
+    several = doc.get("students_with_several_grades", 0)
+    if several:
+        console.print(
+            f"{several:,} students list several grades (a combined-grade program): "
+            "each gets the lowest.",
+            highlight=False,
+        )
+    ungraded = doc.get("students_without_grade_level", 0)
+    if ungraded:
+        console.print(
+            f"{ungraded:,} students have no grade from PK to 12 (none given, or IT, PR, TK, 13, "
+            "PS, UG, Other): their grade_level is empty.",
+            highlight=False,
+        )
     if done:
         console.print(
             f"Rostering of school year {doc['school_year']} is recorded as complete; "

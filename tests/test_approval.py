@@ -15,7 +15,7 @@ import pytest
 from jobs.config import Settings
 from jobs.plan import write_plan
 from jobs.warehouse import connect
-from tests.crash_helpers import AS_OF, YEAR, fresh, run_cli
+from tests.crash_helpers import AS_OF, fresh, run_cli
 from tests.runner_helpers import dump_app, dump_ledger
 
 RUN_PLAN = ["run", "--as-of", AS_OF.isoformat(), "--json", "--plan"]

@@ -214,7 +214,15 @@ def _read_csv(path: Path, spec: CsvSpec) -> pl.DataFrame:
             columns.append(pl.when(value == "").then(None).otherwise(value).alias(name))
         else:
             columns.append(pl.lit(None, pl.String).alias(name))
-    return body.select(columns).with_row_index("line", offset=2).cast({"line": pl.Int64})
+    # a line with no value at all (a blank line at the end of a file) is no row
+    blank = pl.all_horizontal(pl.col(c).str.strip_chars().fill_null("") == "" for c in raw.columns)
+    return (
+        body.select(*columns, blank.alias("_blank"))
+        .with_row_index("line", offset=2)
+        .cast({"line": pl.Int64})
+        .filter(~pl.col("_blank"))
+        .drop("_blank")
+    )
 
 
 def _check_common(df: pl.DataFrame, spec: CsvSpec) -> pl.DataFrame:
@@ -456,10 +464,11 @@ def _check_enrollments(
     line = _first_line(df, (pl.col("role") == "student") & (pl.col("user_role") != "student"))
     if line is not None:
         raise _fail(spec, line, "userSourcedId", "a student enrollment of a user who is not one")
-    teacher_ok = pl.col("user_role").is_in(EDUCATOR_ROLES)
-    line = _first_line(df, (pl.col("role") == "teacher") & ~teacher_ok)
+    # an aide or proctor may hold a teacher enrollment (1.1 has no aide enrollment role):
+    # like the user, it is not loaded; a student never teaches a class
+    line = _first_line(df, (pl.col("role") == "teacher") & (pl.col("user_role") == "student"))
     if line is not None:
-        raise _fail(spec, line, "userSourcedId", "a teacher enrollment of a user who is not one")
+        raise _fail(spec, line, "userSourcedId", "a teacher enrollment of a user who is a student")
     live = pl.col("status").ne_missing("tobedeleted") & pl.col("class_in")
     live = live & pl.col("user_in")
     used = df.filter(live & pl.col("role").is_in(["student", "teacher"]))

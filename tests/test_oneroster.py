@@ -963,6 +963,14 @@ ACCEPTED: dict[str, tuple[Edit | None, RawEdit | None]] = {
         value("users", 4, userIds="{SIS:1001},{State:88}", sms="", phone=""),
         None,
     ),
+    "an aide's teacher enrollment": (
+        edits(
+            extra("users", user("a2", "dA-s1", "aide", "Ada", "Aide")),
+            extra("enrollments", enrol("e32", "c2", "a2", "teacher", primary="false")),
+        ),
+        None,
+    ),
+    "blank lines at the end": (None, every(*(append_bytes(name, b"\n,,\n") for name in COLUMNS))),
     "a full manifest and files not read": (None, full_manifest),
     "CRLF and a byte order mark": (None, windows_files),
 }

@@ -5,9 +5,12 @@ sync) is checked whole, then loaded into schema `app` in one transaction that en
 writing the `rostering_runs` row `resume-syncs` waits for.
 
 Reading: `manifest.csv` (optional; `oneroster.version` must be 1.1 and each `file.*` of the
-four files below `bulk`), `orgs.csv`, `users.csv`, `classes.csv`, `enrollments.csv`, each
-UTF-8, RFC 4180, header row first. Columns the import does not use may be absent; a missing
-column it uses is an error. A line number is the row's number counting the header as 1.
+four files below `bulk`; other files of the export are not read), `orgs.csv`, `users.csv`,
+`classes.csv`, `enrollments.csv`, each UTF-8 (a byte order mark is fine), RFC 4180, header
+row first. Columns the import does not use may be absent, and any others (`metadata.*`
+extensions) present; a missing column it uses is an error. Optional fields may be empty,
+`status` and `dateLastModified` too (bulk files); a line with no value at all is no row. A
+line number is the row's number counting the header as 1.
 
 Mapping:
 - orgs: `type=school` → app.schools (school_id = sourcedId). A `district` org must be
@@ -15,17 +18,22 @@ Mapping:
   not loaded. The district itself must already be in app.districts.
 - users: `teacher` / `administrator` → app.educators; school_id is the first of the user's
   orgSourcedIds that is a school, null for district staff; a new educator gets created_at now
-  and last_login_at null, an existing one keeps both. `student` → app.students with exactly
-  one of `grades` (PK; KG or K; 01-12 or 1-12 → PK, K, 1-12) and the first school of
-  orgSourcedIds (a student needs one). `aide`, `guardian`, `parent`, `proctor` and `relative`
-  users are not loaded. `enabledUser` is not read: it governs sign-in, not the roster.
-- classes → app.classrooms, school = schoolSourcedId (a school), name = title; educator = the
-  `primary` teacher enrollment, else the first teacher enrollment in file order, else null;
+  and last_login_at null, an existing one keeps both. `student` → app.students with the
+  first school of orgSourcedIds (a student needs one) and a grade_level from `grades`, a
+  list of CEDS entry grade levels: PK; KG or K; 01-12 or 1-12 → PK, K, 1-12. A student of
+  a combined-grade program lists several: the lowest of PK..12 is kept. IT, PR, TK, 13, PS,
+  UG and Other are valid but outside the contract: alone, or with no grade at all, they leave
+  grade_level null. Any other value is an error. `aide`, `guardian`, `parent`, `proctor`
+  and `relative` users are not loaded. `enabledUser` is not read: it governs sign-in, not
+  the roster.
+- classes → app.classrooms, school = schoolSourcedId (a school), name = title, whatever the
+  classType (`homeroom`, `scheduled`); educator = the `primary` teacher enrollment of a
+  teacher or administrator, else the first such teacher enrollment in file order, else null;
   product `imagine_math_facts` when title, classCode or subjects hold the word "facts" (any
   case), else `imagine_math`.
 - enrollments: `student` → app.classroom_enrollments (one row per class and student);
-  `teacher` rows only choose the class's educator; `administrator` / `proctor` rows are not
-  loaded.
+  `teacher` rows only choose the class's educator (one of an aide or proctor user is not
+  loaded; one of a student is an error); `administrator` / `proctor` rows are not loaded.
 - Rows with status `tobedeleted` are skipped, and so are the rows that hang on them (a class
   of a skipped school, an enrollment of a skipped class or user). An id that no file holds is
   an error.

@@ -288,6 +288,12 @@ def run(
         emit_json(result)
     else:
         render_summary(console, result)
+        if result.get("approval"):
+            approval = result["approval"]
+            console.print(
+                f"Ran plan {approval['plan_sha256'][:12]}, approved by {approval['approved_by']}.",
+                highlight=False,
+            )
     if result.get("failed"):
         raise typer.Exit(1)
 

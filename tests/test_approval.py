@@ -80,6 +80,20 @@ def students(settings: Settings) -> int:
         return int(wh.scalar("select count(*) from app.students"))
 
 
+def pause_details(settings: Settings) -> list[dict[str, Any]]:
+    """The detail of every completed pause_syncs event, the first step of a district's run."""
+    with connect(settings) as wh:
+        return [
+            json.loads(str(d))
+            for (d,) in wh.query(
+                "select cast(detail as "
+                + ("text" if wh.target == "postgres" else "varchar")
+                + ") from eoy_runner.reset_events "
+                "where step = 'pause_syncs' and status = 'completed' order by district_id"
+            )
+        ]
+
+
 def edited_and_rehashed(path: Path, out: Path) -> None:
     """What anyone can do to a plan file: change it and recompute its unkeyed hash."""
     plan = json.loads(path.read_text())
@@ -163,16 +177,8 @@ def test_an_approved_plan_runs_and_the_ledger_names_its_approval(
     assert result["approval"] == used
     assert sorted(d["district_id"] for d in result["districts"]) == sorted(due)
     assert {d["status"] for d in result["districts"]} == {"completed"}
+    details = pause_details(loaded)
     with connect(loaded) as wh:
-        details = [
-            json.loads(str(d))
-            for (d,) in wh.query(
-                "select cast(detail as "
-                + ("text" if wh.target == "postgres" else "varchar")
-                + ") from eoy_runner.reset_events "
-                "where step = 'pause_syncs' and status = 'completed' order by district_id"
-            )
-        ]
         left = wh.scalar(
             "select count(*) from app.students where district_id in ("
             + ", ".join(["%s"] * len(due))
@@ -202,11 +208,12 @@ def test_two_person_rule(loaded: Settings, tmp_path: Path) -> None:
     # without the rule, the approver may run it; with it, a second person approves
     second = approve(loaded, path, "--by", "bob")
     assert second["recorded"] is True and second["approvers"] == ["alice", "bob"]
-    done = run_cli(loaded, [*RUN_PLAN, str(path)], **two)
+    done = run_cli(loaded, ["run", "--as-of", AS_OF.isoformat(), "--plan", str(path)], **two)
     assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
-    assert result["approval"] == {"plan_sha256": plan["plan_sha256"], "approved_by": "bob"}
-    assert {d["status"] for d in result["districts"]} == {"completed"}
+    assert f"Ran plan {plan['plan_sha256'][:12]}, approved by bob." in done.stdout
+    used = {"plan_sha256": plan["plan_sha256"], "approved_by": "bob"}
+    details = pause_details(loaded)
+    assert len(details) == len(plan["due"]) and all(d["approval"] == used for d in details)
 
 
 def test_a_bad_second_person_setting_or_approver_is_refused(

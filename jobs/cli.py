@@ -215,7 +215,31 @@ def plan(
     else:
         render_plan(console, the_plan)
         if out is not None:
-            console.print(f"Plan written to {out}: pass it to `eoy-reset run --plan {out}`.")
+            console.print(
+                f"Plan written to {out}: a reviewer approves it with `eoy-reset approve {out}`, "
+                f"then `eoy-reset run --plan {out}` runs it.",
+                highlight=False,
+            )
+
+
+@app.command()
+def approve(
+    ctx: typer.Context,
+    plan_file: Annotated[Path, typer.Argument(help="The plan file written by `plan --out`.")],
+    by: Annotated[
+        str | None,
+        typer.Option("--by", help="Who approves. Default: EOY_OPERATOR, else the OS user."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record in the ledger that you reviewed and approve this plan: `run --plan` needs it."""
+    from jobs.approval import approve_plan, render_approval
+
+    doc = approve_plan(settings_of(ctx), plan_file, by)
+    if as_json:
+        emit_json(doc)
+    else:
+        render_approval(console, doc)
 
 
 @app.command()
@@ -229,7 +253,10 @@ def run(
     ] = None,
     plan_file: Annotated[
         Path | None,
-        typer.Option("--plan", help="An approved plan from `plan --out`: run only what it says."),
+        typer.Option(
+            "--plan",
+            help="A plan from `plan --out`, approved with `approve`: run only what it says.",
+        ),
     ] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[
@@ -261,6 +288,12 @@ def run(
         emit_json(result)
     else:
         render_summary(console, result)
+        if result.get("approval"):
+            approval = result["approval"]
+            console.print(
+                f"Ran plan {approval['plan_sha256'][:12]}, approved by {approval['approved_by']}.",
+                highlight=False,
+            )
     if result.get("failed"):
         raise typer.Exit(1)
 

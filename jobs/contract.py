@@ -234,6 +234,13 @@ LEDGER_DDL = {
             held_at timestamp not null default current_timestamp,
             reason varchar
         )""",
+        # one row per plan and approver: approving again is a no-op, a second person adds one
+        """create table if not exists eoy_runner.plan_approvals (
+            plan_sha256 varchar not null,
+            approved_by varchar not null,
+            approved_at timestamp not null,
+            primary key (plan_sha256, approved_by)
+        )""",
     ],
     "postgres": [
         """create table if not exists eoy_runner.reset_runs (
@@ -262,6 +269,12 @@ LEDGER_DDL = {
             district_id text primary key,
             held_at timestamp not null default (now() at time zone 'utc'),
             reason text
+        )""",
+        """create table if not exists eoy_runner.plan_approvals (
+            plan_sha256 text not null,
+            approved_by text not null,
+            approved_at timestamp not null,
+            primary key (plan_sha256, approved_by)
         )""",
     ],
 }

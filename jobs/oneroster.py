@@ -5,9 +5,12 @@ sync) is checked whole, then loaded into schema `app` in one transaction that en
 writing the `rostering_runs` row `resume-syncs` waits for.
 
 Reading: `manifest.csv` (optional; `oneroster.version` must be 1.1 and each `file.*` of the
-four files below `bulk`), `orgs.csv`, `users.csv`, `classes.csv`, `enrollments.csv`, each
-UTF-8, RFC 4180, header row first. Columns the import does not use may be absent; a missing
-column it uses is an error. A line number is the row's number counting the header as 1.
+four files below `bulk`; other files of the export are not read), `orgs.csv`, `users.csv`,
+`classes.csv`, `enrollments.csv`, each UTF-8 (a byte order mark is fine), RFC 4180, header
+row first. Columns the import does not use may be absent, and any others (`metadata.*`
+extensions) present; a missing column it uses is an error. Optional fields may be empty,
+`status` and `dateLastModified` too (bulk files); a line with no value at all is no row. A
+line number is the row's number counting the header as 1.
 
 Mapping:
 - orgs: `type=school` → app.schools (school_id = sourcedId). A `district` org must be
@@ -15,17 +18,22 @@ Mapping:
   not loaded. The district itself must already be in app.districts.
 - users: `teacher` / `administrator` → app.educators; school_id is the first of the user's
   orgSourcedIds that is a school, null for district staff; a new educator gets created_at now
-  and last_login_at null, an existing one keeps both. `student` → app.students with exactly
-  one of `grades` (PK; KG or K; 01-12 or 1-12 → PK, K, 1-12) and the first school of
-  orgSourcedIds (a student needs one). `aide`, `guardian`, `parent`, `proctor` and `relative`
-  users are not loaded. `enabledUser` is not read: it governs sign-in, not the roster.
-- classes → app.classrooms, school = schoolSourcedId (a school), name = title; educator = the
-  `primary` teacher enrollment, else the first teacher enrollment in file order, else null;
+  and last_login_at null, an existing one keeps both. `student` → app.students with the
+  first school of orgSourcedIds (a student needs one) and a grade_level from `grades`, a
+  list of CEDS entry grade levels: PK; KG or K; 01-12 or 1-12 → PK, K, 1-12. A student of
+  a combined-grade program lists several: the lowest of PK..12 is kept. IT, PR, TK, 13, PS,
+  UG and Other are valid but outside the contract: alone, or with no grade at all, they leave
+  grade_level null. Any other value is an error. `aide`, `guardian`, `parent`, `proctor`
+  and `relative` users are not loaded. `enabledUser` is not read: it governs sign-in, not
+  the roster.
+- classes → app.classrooms, school = schoolSourcedId (a school), name = title, whatever the
+  classType (`homeroom`, `scheduled`); educator = the `primary` teacher enrollment of a
+  teacher or administrator, else the first such teacher enrollment in file order, else null;
   product `imagine_math_facts` when title, classCode or subjects hold the word "facts" (any
   case), else `imagine_math`.
 - enrollments: `student` → app.classroom_enrollments (one row per class and student);
-  `teacher` rows only choose the class's educator; `administrator` / `proctor` rows are not
-  loaded.
+  `teacher` rows only choose the class's educator (one of an aide or proctor user is not
+  loaded; one of a student is an error); `administrator` / `proctor` rows are not loaded.
 - Rows with status `tobedeleted` are skipped, and so are the rows that hang on them (a class
   of a skipped school, an enrollment of a skipped class or user). An id that no file holds is
   an error.
@@ -58,7 +66,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from jobs.config import Settings
-from jobs.contract import DELETED_TABLES, TABLES
+from jobs.contract import DELETED_TABLES, GRADE_LEVELS, TABLES
 from jobs.errors import EoyError
 from jobs.faults import fault_point
 from jobs.ledger import utcnow
@@ -121,8 +129,12 @@ USER_ROLES = (
 EDUCATOR_ROLES = ("teacher", "administrator")
 ENROLLMENT_ROLES = ("administrator", "proctor", "student", "teacher")
 STATUSES = ("active", "tobedeleted")
+# users.grades: CEDS entry grade levels (OneRoster 1.1). PK..12 map to the contract's
+# grade_level; the others are valid but outside it, and leave grade_level null.
 GRADES = {"PK": "PK", "KG": "K", "K": "K"}
 GRADES |= {f"{g:02d}": str(g) for g in range(1, 13)} | {str(g): str(g) for g in range(1, 13)}
+OTHER_GRADES = ("IT", "PR", "TK", "13", "PS", "UG", "OTHER")
+GRADE_RANK = {code: GRADE_LEVELS.index(level) for code, level in GRADES.items()}
 FACTS = r"(?i)\bfacts\b"
 
 # app tables in the order they are written (parents first), with the staged columns.
@@ -151,6 +163,7 @@ class Roster:
     district_id: str
     tables: dict[str, pa.Table]
     not_loaded: dict[str, int] = field(default_factory=dict)
+    grades: dict[str, int] = field(default_factory=dict)  # students_with_several_grades, …
 
     def rows(self) -> dict[str, int]:
         return {name: table.num_rows for name, table in self.tables.items()}
@@ -209,7 +222,15 @@ def _read_csv(path: Path, spec: CsvSpec) -> pl.DataFrame:
             columns.append(pl.when(value == "").then(None).otherwise(value).alias(name))
         else:
             columns.append(pl.lit(None, pl.String).alias(name))
-    return body.select(columns).with_row_index("line", offset=2).cast({"line": pl.Int64})
+    # a line with no value at all (a blank line at the end of a file) is no row
+    blank = pl.all_horizontal(pl.col(c).str.strip_chars().fill_null("") == "" for c in raw.columns)
+    return (
+        body.select(*columns, blank.alias("_blank"))
+        .with_row_index("line", offset=2)
+        .cast({"line": pl.Int64})
+        .filter(~pl.col("_blank"))
+        .drop("_blank")
+    )
 
 
 def _check_common(df: pl.DataFrame, spec: CsvSpec) -> pl.DataFrame:
@@ -350,16 +371,31 @@ def _students(df: pl.DataFrame) -> pl.DataFrame:
     line = _first_line(df, pl.col("school_id").is_null())
     if line is not None:
         raise _fail(spec, line, "orgSourcedIds", "a student needs a school from orgs.csv")
-    grades = pl.col("grades").str.split(",")
-    line = _first_line(df, grades.list.len().fill_null(0) != 1)
-    if line is not None:
-        raise _fail(spec, line, "grades", "a student needs exactly one grade")
-    df = df.with_columns(
-        pl.col("grades").str.strip_chars().str.to_uppercase().replace_strict(GRADES, default=None)
+    # grades is a list (a student of a combined-grade program has several): keep the lowest
+    # grade of PK..12; none there, or no grade at all, leaves grade_level null
+    listed = (
+        df.select("line", pl.col("grades").str.split(","))
+        .explode("grades")
+        .with_columns(pl.col("grades").str.strip_chars().str.to_uppercase())
+        .filter(pl.col("grades").is_not_null() & (pl.col("grades") != ""))
     )
-    line = _first_line(df, pl.col("grades").is_null())
+    line = _first_line(listed, ~pl.col("grades").is_in([*GRADES, *OTHER_GRADES]))
     if line is not None:
-        raise _fail(spec, line, "grades", "unknown grade: use PK, KG or 01 to 12")
+        raise _fail(
+            spec,
+            line,
+            "grades",
+            "unknown grade: use the CEDS grade levels of OneRoster 1.1 "
+            "(PK, KG, 01 to 12; IT, PR, TK, 13, PS, UG, Other)",
+        )
+    levels = listed.group_by("line").agg(
+        pl.col("grades").replace_strict(GRADE_RANK, default=None).min().alias("rank"),
+        (pl.col("grades").n_unique() > 1).alias("several_grades"),
+    )
+    df = df.join(levels, on="line", how="left", maintain_order="left").with_columns(
+        pl.col("rank").replace_strict(dict(enumerate(GRADE_LEVELS)), default=None).alias("grades"),
+        pl.col("several_grades").fill_null(False),
+    )
     return df.select(
         "line",
         pl.col("sourcedId").alias("student_id"),
@@ -368,6 +404,7 @@ def _students(df: pl.DataFrame) -> pl.DataFrame:
         pl.col("givenName").alias("first_name"),
         pl.col("familyName").alias("last_name"),
         pl.col("grades").alias("grade_level"),
+        "several_grades",
     )
 
 
@@ -435,10 +472,11 @@ def _check_enrollments(
     line = _first_line(df, (pl.col("role") == "student") & (pl.col("user_role") != "student"))
     if line is not None:
         raise _fail(spec, line, "userSourcedId", "a student enrollment of a user who is not one")
-    teacher_ok = pl.col("user_role").is_in(EDUCATOR_ROLES)
-    line = _first_line(df, (pl.col("role") == "teacher") & ~teacher_ok)
+    # an aide or proctor may hold a teacher enrollment (1.1 has no aide enrollment role):
+    # like the user, it is not loaded; a student never teaches a class
+    line = _first_line(df, (pl.col("role") == "teacher") & (pl.col("user_role") == "student"))
     if line is not None:
-        raise _fail(spec, line, "userSourcedId", "a teacher enrollment of a user who is not one")
+        raise _fail(spec, line, "userSourcedId", "a teacher enrollment of a user who is a student")
     live = pl.col("status").ne_missing("tobedeleted") & pl.col("class_in")
     live = live & pl.col("user_in")
     used = df.filter(live & pl.col("role").is_in(["student", "teacher"]))
@@ -496,6 +534,11 @@ def read_roster(directory: Path, district_id: str) -> Roster:
         "product",
         pl.col("title").alias("name"),
     )
+    grades = {
+        "students_with_several_grades": int(students["several_grades"].sum()),
+        "students_without_grade_level": int(students["grade_level"].is_null().sum()),
+    }
+    students = students.drop("several_grades")
     tables = {
         "schools": schools,
         "educators": educators,
@@ -513,6 +556,7 @@ def read_roster(directory: Path, district_id: str) -> Roster:
         district_id=district_id,
         tables={name: frame.to_arrow() for name, frame in tables.items()},
         not_loaded=not_loaded,
+        grades=grades,
     )
 
 
@@ -732,6 +776,7 @@ def import_oneroster(
         "warehouse": settings.describe(),
         "rows": roster.rows(),
         "not_loaded": roster.not_loaded,
+        **roster.grades,
     }
     with command_lock(settings), connect(settings) as wh:
         # on PostgreSQL a run, restore or import of the district holds this lock
@@ -776,6 +821,20 @@ def render_import(console: Console, doc: dict[str, Any]) -> None:
     skipped = ", ".join(f"{n:,} of {f}.csv" for f, n in doc["not_loaded"].items() if n)
     if skipped:
         console.print(f"Rows not loaded (tobedeleted, other roles or org types): {skipped}.")
+    several = doc.get("students_with_several_grades", 0)
+    if several:
+        console.print(
+            f"{several:,} students list several grades (a combined-grade program): "
+            "each gets the lowest.",
+            highlight=False,
+        )
+    ungraded = doc.get("students_without_grade_level", 0)
+    if ungraded:
+        console.print(
+            f"{ungraded:,} students have no grade from PK to 12 (none given, or IT, PR, TK, 13, "
+            "PS, UG, Other): their grade_level is empty.",
+            highlight=False,
+        )
     if done:
         console.print(
             f"Rostering of school year {doc['school_year']} is recorded as complete; "

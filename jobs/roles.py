@@ -56,7 +56,7 @@ def role_statements() -> list[str]:
         "grant usage on schema eoy_runner to eoy_runner",
         *(
             f"alter table eoy_runner.{t} owner to eoy_runner"
-            for t in ("reset_runs", "reset_events", "legal_holds")
+            for t in ("reset_runs", "reset_events", "legal_holds", "plan_approvals")
         ),
         "alter sequence eoy_runner.reset_events_event_id_seq owner to eoy_runner",
         # analyst: the audit views only (views run with their owner's rights, not the reader's)

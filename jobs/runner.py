@@ -21,6 +21,8 @@ from typing import Any
 
 from rich.console import Console
 
+from jobs.approval import approval_detail as _approval_detail
+from jobs.approval import load_approved_plan
 from jobs.config import Settings
 from jobs.contract import DELETED_TABLES, RETAINED_TABLES
 from jobs.errors import EoyError
@@ -187,12 +189,9 @@ def _annotate(wh: Warehouse, school_year: int, candidates: list[dict[str, Any]])
 
 
 def _plan_guard(
-    plan_path: Path, school_year: int, candidates: list[dict[str, Any]]
+    plan_path: Path, school_year: int, candidates: list[dict[str, Any]], plan: dict[str, Any]
 ) -> dict[str, str]:
     """Districts the approved plan does not cover, with why."""
-    from jobs.plan import load_plan
-
-    plan = load_plan(plan_path)
     plan_year = plan.get("school_year")
     if plan_year is not None and int(plan_year) != school_year:
         raise RunError(
@@ -261,6 +260,8 @@ def run_reset(
         raise RunError("refusing to delete without --plan, --yes or a confirmation at a terminal")
     _check_snapshot_root(settings)
     with command_lock(settings):
+        # the plan as approved in the ledger, or a refusal before anything changes
+        plan, approval = load_approved_plan(settings, plan_path) if plan_path else ({}, None)
         # other runners rebuild the same marts: read them before letting the next one build
         with dbt_lock(settings), connect(settings) as wh:
             if districts:
@@ -272,9 +273,11 @@ def run_reset(
             built = time.perf_counter() - began
             candidates, not_due = _candidates(wh, year, as_of, districts)
             _annotate(wh, year, candidates)
+            for cand in candidates:
+                cand["approval"] = approval
             if not dry_run:
                 settle_year(wh, settings.snapshot_root, year)
-        refused = _plan_guard(plan_path, year, candidates) if plan_path else {}
+        refused = _plan_guard(plan_path, year, candidates, plan) if plan_path else {}
         runnable = [c for c in candidates if c["district_id"] not in refused]
         result: dict[str, Any] = {
             "as_of": as_of.isoformat(),
@@ -285,6 +288,7 @@ def run_reset(
             "not_due": not_due,
             "failed": [],
             "seconds_by_phase": {"build_models": round(built, 2)},
+            "approval": approval,
         }
         for district, reason in refused.items():
             result["districts"].append(
@@ -476,8 +480,10 @@ def _steps(
     fault_point("before:pause_syncs")
     with wh.transaction():
         start_run(wh, district, year, cand["effective_reset_date"], run)
-        paused = pause_syncs(wh, district)
-        record_event(wh, district, year, "pause_syncs", "completed", {"syncs_paused": paused})
+        paused = {"syncs_paused": pause_syncs(wh, district)}
+        record_event(
+            wh, district, year, "pause_syncs", "completed", paused | _approval_detail(cand)
+        )
     fault_point("after:pause_syncs")
 
     deletes = cycle_deletes(wh, district, year) if run is not None else []

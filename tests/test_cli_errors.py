@@ -108,6 +108,7 @@ def test_help_explains_every_command(tmp_path: Path) -> None:
         "init",
         "generate",
         "plan",
+        "approve",
         "run",
         "status",
         "verify-snapshot",

@@ -42,6 +42,25 @@ def test_ledger_tables_exist(wh: Warehouse) -> None:
     )
 
 
+def test_plan_approvals_table_is_added_to_an_existing_warehouse(wh: Warehouse) -> None:
+    """SPEC §6: plan_approvals; a warehouse initialised before it existed gains it on init."""
+    assert columns_of(wh, "eoy_runner", "plan_approvals") == [
+        "plan_sha256",
+        "approved_by",
+        "approved_at",
+    ]
+    wh.execute("drop table eoy_runner.plan_approvals")
+    wh.execute("insert into app.districts values ('d1', 'North', 'TX')")
+    init_warehouse(wh)
+    init_warehouse(wh)
+    assert columns_of(wh, "eoy_runner", "plan_approvals") == [
+        "plan_sha256",
+        "approved_by",
+        "approved_at",
+    ]
+    assert wh.scalar("select count(*) from app.districts") == 1
+
+
 def test_init_is_idempotent(wh: Warehouse) -> None:
     wh.execute("insert into app.districts values ('d1', 'North', 'TX')")
     init_warehouse(wh)

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
+from jobs.approval import approve_plan
 from jobs.config import PROJECT_DIR, Settings
 from jobs.contract import DELETED_TABLES
 from jobs.export import export_for_district
@@ -84,6 +85,7 @@ def test_plan_guard_and_named_districts(settings, wh):
     plan["due"] = [d for d in plan["due"] if d["district_id"] != unplanned]
     write_plan(plan, path)
     assert load_plan(path)["school_year"] == YEAR
+    approve_plan(settings, path, by="reviewer")
     # after approval, a district's rows grow by more than 10 %
     school = wh.scalar("select school_id from app.schools where district_id = %s", [moved])
     t = datetime(2023, 5, 1)

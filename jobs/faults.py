@@ -5,10 +5,12 @@ Set `EOY_FAULT=<point>` (or `<point>@<n>` to die at the n-th time the point is r
 rollback from Python, exactly like a crash or `kill -9`. Unset, a fault point costs one
 dictionary lookup.
 
-Points: before:<step> and after:<step> for every runner step, delete:<table> (inside the
-delete transaction, after that table's rows went), export:<table> (between snapshot
-files), commit:delete (just before the delete transaction commits), and import:<table>
-(inside the `import-oneroster` transaction, after that table's rows were written).
+Points: before:<step> and after:<step> for every runner step; in a district's one
+transaction, export:<table> (that table's rows taken and deleted, mid-stream), commit:delete
+(the files verified, the manifest and the ledger events written, just before the commit) and
+after:commit (committed, the snapshot folder not yet renamed into place); and import:<table>
+(inside the `import-oneroster` transaction, after that table's rows were written). Only
+the pause_syncs points, before:export and after:complete lie outside a transaction.
 
 `EOY_PAUSE=<point>:<seconds>` sleeps at a point instead, so a test can break the world
 around a live transaction (terminate its connection, restart the server).

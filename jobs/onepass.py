@@ -6,11 +6,12 @@ that removes them: on PostgreSQL `DELETE … RETURNING` read by ADBC as Arrow re
 DuckDB the runner holds the only connection, so the rows are read and then deleted in the same
 transaction, and the delete must remove exactly as many rows as were read. Each batch goes
 into the table's Parquet file and into its fingerprints on the way. Then the files are
-fsynced, re-read and checked against the fingerprints taken from the stream, the manifest is
-written, the caller records its ledger events in the same transaction, and only then does it
-commit. A failure or a kill before the commit leaves every row in place and no snapshot where
-a snapshot belongs; after the commit the staging folder is renamed into place, and a rerun
-finishes a rename that a kill interrupted (`settle_parts`).
+re-read and checked against the fingerprints taken from the stream, the manifest is written,
+files and manifest are fsynced, the caller records its ledger events in the same
+transaction, and only then does it commit. A failure or a kill before the commit leaves every
+row in place and no snapshot where a snapshot belongs; after the commit the staging folder is
+renamed into place, and a rerun finishes a rename that a kill interrupted (`settle_year`,
+`settle_parts`).
 
 A snapshot part is `main` (the district's folder of SPEC §7) or `delta-<n>`, a sibling folder
 `<district folder>~delta-<n>` for rows that arrived after the main snapshot was deleted.
@@ -106,7 +107,7 @@ def _writing(root: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        reason = exc.strerror or _first_line(exc)
+        reason = os.strerror(exc.errno) if exc.errno else exc.strerror or _first_line(exc)
         raise WriteError(
             f"the snapshot could not be written under {root} ({reason}): "
             "nothing was deleted; fix the snapshot root and run again"
@@ -560,15 +561,20 @@ def _reread(taken: Taken) -> tuple[Fingerprint, str, list[str]]:
     return fp, digest.hexdigest(), problems
 
 
-def verify_files(folder: Path, taken: dict[str, Taken]) -> dict[str, dict[str, Any]]:
-    """fsync every file, re-read each and compare with the stream: the manifest's entries.
-
-    Raises VerifyError when any file differs from what was streamed into it."""
+def sync_folder(folder: Path) -> None:
+    """fsync every file of a folder at once (they share the file system's journal commits),
+    then the folder itself."""
     with _writing(folder.parent.parent):
-        syncs = [_syncers().submit(_fsync, t.path) for t in taken.values()]
+        syncs = [_syncers().submit(_fsync, path) for path in folder.iterdir()]
         for done in syncs:
             done.result()
         fsync_path(folder)
+
+
+def verify_files(folder: Path, taken: dict[str, Taken]) -> dict[str, dict[str, Any]]:
+    """Re-read each file and compare it with the stream: the manifest's entries.
+
+    Raises VerifyError when any file differs from what was streamed into it."""
     rereads = {table: _workers().submit(_reread, t) for table, t in taken.items()}
     entries: dict[str, dict[str, Any]] = {}
     for table in DELETED_TABLES:
@@ -676,10 +682,8 @@ def _write_manifest(
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
         os.write(fd, text)
-        os.fsync(fd)
     finally:
         os.close(fd)
-    fsync_path(folder)
     return manifest, hashlib.sha256(text).hexdigest()
 
 
@@ -743,6 +747,7 @@ def take_snapshot(
                 manifest, manifest_sha = _write_manifest(
                     staging, settings, wh.target, district_id, school_year, created_at, tables
                 )
+            sync_folder(staging)  # the files and the manifest on disk before anything commits
             fault_point("after:verify")
             detail: dict[str, Any] = {
                 "part": part,

@@ -676,29 +676,35 @@ def _new_rows(wh: Warehouse) -> dict[str, int]:
     return counts
 
 
-def _upsert_sql(table: str) -> str:
-    """Insert new rows; update an existing row's roster columns, keeping its timestamps."""
+def _upsert_sql(table: str) -> list[str]:
+    """Update an existing row's roster columns (keeping its timestamps), then insert the new
+    rows. Two statements rather than `insert … on conflict`: on DuckDB the student-data tables
+    carry no primary key to conflict on (an ART index would make every reset's delete slow),
+    and rows are matched on the key either way. The staged rows' keys are unique (checked
+    when the files are read), so the table's keys stay unique."""
     staged = STAGED[table]
     keys = TABLES[table].primary_key
+    match = " and ".join(f"a.{k} = s.{k}" for k in keys)
+    stage = _stage_name(table)
+    statements = []
+    updates = [c for c in staged if c not in keys]
+    if updates:
+        sets = ", ".join(f"{c} = s.{c}" for c in updates)
+        statements.append(f"update app.{table} as a set {sets} from {stage} s where {match}")
     columns = [*staged, "district_id"]
-    values = [*staged, "%s"]
+    values = [f"s.{c}" for c in staged] + ["%s"]
     if "created_at" in TABLES[table].column_names:
         columns.append("created_at")
         values.append("%s")
     if "last_login_at" in TABLES[table].column_names:
         columns.append("last_login_at")
         values.append("cast(null as timestamp)")
-    updates = [c for c in staged if c not in keys]
-    action = (
-        "do update set " + ", ".join(f"{c} = excluded.{c}" for c in updates)
-        if updates
-        else "do nothing"
-    )
-    return (
+    statements.append(
         f"insert into app.{table} ({', '.join(columns)}) "
-        f"select {', '.join(values)} from {_stage_name(table)} "
-        f"on conflict ({', '.join(keys)}) {action}"
+        f"select {', '.join(values)} from {stage} s "
+        f"where not exists (select 1 from app.{table} a where {match})"
     )
+    return statements
 
 
 def _write(wh: Warehouse, roster: Roster, school_year: int, tick: Callable[[str], None]) -> str:
@@ -709,7 +715,10 @@ def _write(wh: Warehouse, roster: Roster, school_year: int, tick: Callable[[str]
         if "created_at" in TABLES[table].column_names:
             params.append(now)
         tick(f"write {table}")
-        wh.execute(_upsert_sql(table), params)
+        *updates, insert = _upsert_sql(table)
+        for statement in updates:
+            wh.execute(statement)
+        wh.execute(insert, params)
         fault_point(f"import:{table}")  # tests kill the process here: nothing may be left
     tick("write rostering_runs")
     wh.execute(

@@ -16,7 +16,8 @@ from jobs.config import Settings
 from jobs.contract import DELETED_TABLES
 from jobs.generate import generate_districts
 from jobs.runner import run_reset
-from jobs.warehouse import Warehouse
+from jobs.warehouse import Warehouse, connect
+from tests.crash_helpers import run_cli
 
 QUIET = Console(file=open(os.devnull, "w"), width=120)  # noqa: SIM115
 
@@ -65,10 +66,14 @@ def test_snapshot_root_out_of_space_deletes_nothing(
     before = student_rows(wh)
     result = reset(Settings(**{**settings.__dict__, "snapshot_root": tiny_tmpfs}))
     assert result["failed"], "a run whose snapshots cannot be written must fail"
-    errors = " ".join(str(d.get("error") or "") for d in result["districts"])
-    assert "space" in errors.lower(), errors
-    assert "\n" not in errors
+    failed = [d for d in result["districts"] if d["status"] == "failed"]
+    assert failed and all(d["step"] == "export" for d in failed), failed
+    assert {d["error"] for d in failed} == {
+        f"the snapshot could not be written under {tiny_tmpfs} (No space left on device): "
+        "nothing was deleted; fix the snapshot root and run again"
+    }
     assert student_rows(wh) == before
+    assert not [p for p in tiny_tmpfs.rglob("*") if p.is_file()], "a half-written file is left"
     assert wh.scalar("select count(*) from eoy_runner.reset_runs where status = 'completed'") == 0
 
 
@@ -79,10 +84,17 @@ def test_snapshot_root_that_is_a_file_deletes_nothing(
     before = student_rows(wh)
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
-    try:
-        result = reset(Settings(**{**settings.__dict__, "snapshot_root": blocker}))
-    except Exception as exc:  # refused up front is as good as failed per district
-        assert "not-a-folder" in str(exc) or "snapshot" in str(exc).lower()
-    else:
-        assert result["failed"]
-    assert student_rows(wh) == before
+    wh.close()
+    done = run_cli(
+        Settings(**{**settings.__dict__, "snapshot_root": blocker}),
+        ["run", "--as-of", "2023-07-28", "--yes"],
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"eoy-reset: snapshot root {blocker} is not a folder ({blocker} is a file): point "
+        "--snapshot-root or EOY_SNAPSHOT_ROOT at a folder; nothing was deleted"
+    ]
+    with connect(settings) as w:
+        assert student_rows(w) == before
+        assert w.scalar("select count(*) from eoy_runner.reset_runs") == 0

@@ -54,7 +54,8 @@ def test_reset_end_to_end(settings, wh):
     generate_districts(wh, 8, seed=7, students_per_district=2, show_progress=False)
     due = expected_due(wh, YEAR, AS_OF)
     assert 2 <= len(due) < 8, "the calendar mix should make some districts due, not all"
-    # last year's sync history on a due district, a sync paused by hand on one not due
+    # last year's sync history on a due district; syncs paused by hand on a due district and
+    # on one not due
     last_year = (datetime(2022, 7, 29, 6, 0), datetime(2022, 8, 21, 6, 0))
     wh.execute(
         "update app.import_syncs set paused_at = %s, resumed_at = %s where district_id = %s",
@@ -65,6 +66,8 @@ def test_reset_end_to_end(settings, wh):
         "update app.import_syncs set status = 'paused', paused_at = %s where district_id = %s",
         [last_year[0], idle],
     )
+    by_hand = sorted(due)[1]
+    insert(wh, "import_syncs", [(f"{by_hand}-x", by_hand, "clever", "paused", *last_year, None)])
     before = dump_app(wh)
 
     # --dry-run: says who would run, changes nothing (not even the ledger)

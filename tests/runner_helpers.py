@@ -85,12 +85,38 @@ def dump_table(
     return sorted((tuple(r) for r in rows), key=_key)
 
 
+def without_sync_state(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """import_syncs rows without status, paused_at and resumed_at: the sync configuration."""
+    keep = [i for i, c in enumerate(TABLES["import_syncs"].column_names) if c not in SYNC_STATE]
+    return [tuple(r[i] for i in keep) for r in rows]
+
+
 def dump_app(wh: Warehouse, ignore_sync_state: bool = False) -> dict[str, list[tuple[Any, ...]]]:
     out = {t.name: dump_table(wh, t.name) for t in APP_TABLES}
     if ignore_sync_state:
-        keep = [i for i, c in enumerate(TABLES["import_syncs"].column_names) if c not in SYNC_STATE]
-        out["import_syncs"] = [tuple(r[i] for i in keep) for r in out["import_syncs"]]
+        out["import_syncs"] = without_sync_state(out["import_syncs"])
     return out
+
+
+def assert_syncs_paused(
+    before: list[tuple[Any, ...]], now: list[tuple[Any, ...]], paused: set[str], since: datetime
+) -> None:
+    """import_syncs, full rows: the active syncs of the `paused` districts are now paused at
+    or after `since` (UTC), every other column kept; every other sync is exactly as it was."""
+    cols = TABLES["import_syncs"].column_names
+    status, paused_at = cols.index("status"), cols.index("paused_at")
+    district = cols.index("district_id")
+    assert len(now) == len(before), "syncs were added or removed"
+    for old, new in zip(before, now, strict=True):
+        assert new[0] == old[0], (old, new)
+        if old[district] not in paused or old[status] != "active":
+            assert new == old, f"sync {old[0]} of district {old[district]} changed"
+            continue
+        assert new[status] == "paused", f"sync {old[0]} of due district {old[district]} is on"
+        assert new[paused_at] is not None and new[paused_at] >= since, (old, new)
+        assert [v for i, v in enumerate(new) if i not in (status, paused_at)] == [
+            v for i, v in enumerate(old) if i not in (status, paused_at)
+        ], (old, new)
 
 
 def of_district(rows: list[tuple[Any, ...]], table: str, district: str) -> list[tuple[Any, ...]]:

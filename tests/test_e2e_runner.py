@@ -9,6 +9,7 @@ from rich.console import Console
 
 from jobs.contract import DELETED_TABLES, RETAINED_TABLES
 from jobs.generate import generate_districts
+from jobs.ledger import utcnow
 from jobs.runner import (
     render_status,
     render_summary,
@@ -20,6 +21,7 @@ from jobs.runner import (
 from jobs.snapshots import district_dir
 from jobs.verify import verify_snapshot
 from tests.runner_helpers import (
+    assert_syncs_paused,
     dump_app,
     dump_ledger,
     expected_due,
@@ -28,6 +30,7 @@ from tests.runner_helpers import (
     parquet_rows,
     student_rows,
     without,
+    without_sync_state,
 )
 
 AS_OF = date(2023, 7, 28)
@@ -51,6 +54,20 @@ def test_reset_end_to_end(settings, wh):
     generate_districts(wh, 8, seed=7, students_per_district=2, show_progress=False)
     due = expected_due(wh, YEAR, AS_OF)
     assert 2 <= len(due) < 8, "the calendar mix should make some districts due, not all"
+    # last year's sync history on a due district; syncs paused by hand on a due district and
+    # on one not due
+    last_year = (datetime(2022, 7, 29, 6, 0), datetime(2022, 8, 21, 6, 0))
+    wh.execute(
+        "update app.import_syncs set paused_at = %s, resumed_at = %s where district_id = %s",
+        [*last_year, sorted(due)[0]],
+    )
+    idle = sorted(set(r[0] for r in wh.query("select district_id from app.districts")) - due)[0]
+    wh.execute(
+        "update app.import_syncs set status = 'paused', paused_at = %s where district_id = %s",
+        [last_year[0], idle],
+    )
+    by_hand = sorted(due)[1]
+    insert(wh, "import_syncs", [(f"{by_hand}-x", by_hand, "clever", "paused", *last_year, None)])
     before = dump_app(wh)
 
     # --dry-run: says who would run, changes nothing (not even the ledger)
@@ -62,6 +79,7 @@ def test_reset_end_to_end(settings, wh):
     assert not Path(settings.snapshot_root).exists()
     render_summary(QUIET, dry)
 
+    started = utcnow()
     result = run(settings)
     assert result["failed"] == []
     assert {d["district_id"] for d in result["districts"]} == due
@@ -80,12 +98,10 @@ def test_reset_end_to_end(settings, wh):
             )
     for table in RETAINED_TABLES:
         if table != "import_syncs":
-            assert unsynced[table] == before[table]
-    assert after["import_syncs"] == dump_app(wh, ignore_sync_state=True)["import_syncs"]
-    paused = {
-        r[0] for r in wh.query("select district_id from app.import_syncs where status = 'paused'")
-    }
-    assert paused == due
+            assert unsynced[table] == before[table], table
+    # the sync configuration stays; only the due districts' active syncs were paused
+    assert after["import_syncs"] == without_sync_state(before["import_syncs"])
+    assert_syncs_paused(before["import_syncs"], unsynced["import_syncs"], due, started)
     for district in due:
         folder = district_dir(settings.snapshot_root, YEAR, district)
         assert verify_snapshot(folder)["ok"]

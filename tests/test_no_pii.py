@@ -1,21 +1,76 @@
-"""No student PII outside `app` and the snapshots: after a whole reset, scan what the
-commands print, the ledger, the report and every relation dbt materialised or exposes to
-analysts for the generated students' usernames and full names (issue: reliability, item 6)."""
+"""No student PII outside `app` and the snapshots' data files: after a whole reset, and after
+runs that fail or are refused, scan what the commands print, the ledger, the report, every
+relation dbt materialised or exposes to analysts, and every file the commands wrote (snapshot
+manifests, plan files, dbt's logs/ and target/) for the generated students' usernames and
+full names (issue: reliability, item 6).
+
+`app.students` has no email column and the generator makes no student email; an address made
+from a username would hold the username, which is scanned.
+"""
 
 from __future__ import annotations
 
+import html
+import json
 from pathlib import Path
 
 from jobs.config import Settings
+from jobs.dbt import dbt_work_dir
 from jobs.generate import generate_districts
+from jobs.snapshots import district_dir
 from jobs.warehouse import Warehouse, connect
 from tests.crash_helpers import run_cli
 
+AS_OF = "2023-07-28"
+YEAR = 2023
 
-def eoy(settings: Settings, *args: str) -> str:
+
+def eoy(settings: Settings, *args: str, ok: bool = True) -> str:
     done = run_cli(settings, list(args))
-    assert done.returncode == 0, done.stderr
+    assert (done.returncode == 0) is ok, (args, done.stdout, done.stderr)
     return done.stdout + done.stderr
+
+
+def student_pii(wh: Warehouse) -> set[str]:
+    """Usernames and full names ("First Last", "Last, First") of every student.
+
+    A full name an educator also has is left out: educators' names are not student data."""
+    students = wh.query("select username, first_name, last_name from app.students")
+    educators = {
+        f"{f} {last}" for f, last in wh.query("select first_name, last_name from app.educators")
+    }
+    names = {f"{f} {last}" for _, f, last in students if f"{f} {last}" not in educators}
+    names |= {f"{last}, {f}" for _, f, last in students if f"{f} {last}" not in educators}
+    needles = {u for u, _, _ in students} | names
+    assert len(needles) > 20 and any(not n.isascii() for n in needles)
+    return needles
+
+
+def spellings(needle: str) -> set[bytes]:
+    """The needle as UTF-8, and as JSON and HTML write it (ü as \\u00fc, ' as &#x27;)."""
+    forms = {needle, json.dumps(needle)[1:-1], html.escape(needle), html.escape(needle, False)}
+    return {f.encode("utf-8") for f in forms}
+
+
+def assert_no_pii(needles: set[str], found: dict[str, bytes | str]) -> None:
+    patterns = {n: spellings(n) for n in needles}
+    for where, content in found.items():
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        leaked = sorted(n for n, forms in patterns.items() if any(f in data for f in forms))
+        assert not leaked, f"student PII in {where}: {leaked[:3]}"
+
+
+def written_files(root: Path, settings: Settings) -> dict[str, bytes]:
+    """Every file under root (text or binary) but the warehouse itself and the snapshots'
+    data files, which hold student rows by design."""
+    warehouse = Path(settings.duckdb_path).name
+    skip = {warehouse, f"{warehouse}.wal"}
+    out = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if path.name in skip or path.suffix == ".parquet":
+            continue
+        out[str(path.relative_to(root))] = path.read_bytes()
+    return out
 
 
 def relation_text(wh: Warehouse, schema: str, name: str) -> str:
@@ -23,30 +78,47 @@ def relation_text(wh: Warehouse, schema: str, name: str) -> str:
     return "\n".join("|".join("" if v is None else str(v) for v in row) for row in rows)
 
 
+def ledger_texts(wh: Warehouse) -> dict[str, str]:
+    return {
+        "reset_runs": relation_text(wh, "eoy_runner", "reset_runs"),
+        "reset_events": relation_text(wh, "eoy_runner", "reset_events"),
+    }
+
+
+def dbt_files(settings: Settings, root: Path, files: dict[str, bytes]) -> set[str]:
+    """dbt's own files among those scanned: its log, run results, manifest, compiled SQL."""
+    work = str(dbt_work_dir(settings).relative_to(root))
+    mine = {f for f in files if f.startswith(work + "/")}
+    for needed in ("logs/dbt.log", "target/run_results.json", "target/manifest.json"):
+        assert f"{work}/{needed}" in mine, f"dbt wrote no {needed}: {sorted(mine)[:5]}"
+    assert any(f.startswith(f"{work}/target/compiled/") for f in mine)
+    assert any(f.startswith(f"{work}/target/run/") for f in mine)
+    return mine
+
+
 def test_no_student_pii_outside_app_and_snapshots(
     settings: Settings, wh: Warehouse, tmp_path: Path
 ) -> None:
     generate_districts(wh, 6, seed=5, students_per_district=4, show_progress=False)
-    students = wh.query("select username, first_name, last_name from app.students")
-    needles = {u for u, _, _ in students} | {f"{f} {last}" for _, f, last in students}
-    assert len(needles) > 10
+    needles = student_pii(wh)
     wh.close()
 
-    report = tmp_path / "report.html"
-    printed = "\n".join(
-        [
-            eoy(settings, "plan", "--as-of", "2023-07-28", "--json"),
-            eoy(settings, "plan", "--as-of", "2023-07-28"),
-            eoy(settings, "run", "--as-of", "2023-07-28", "--yes", "--json"),
-            eoy(settings, "status", "--school-year", "2023", "--json"),
-            eoy(settings, "report", "--html", str(report), "--as-of", "2023-07-28"),
-        ]
-    )
-    texts = {"command output": printed, "report": report.read_text()}
+    plan, report = tmp_path / "plan.json", tmp_path / "report.html"
+    printed = [
+        eoy(settings, "plan", "--as-of", AS_OF, "--json"),
+        eoy(settings, "plan", "--as-of", AS_OF),
+        eoy(settings, "plan", "--as-of", AS_OF, "--out", str(plan)),
+        eoy(settings, "run", "--as-of", AS_OF, "--plan", str(plan), "--json"),
+        eoy(settings, "status", "--school-year", str(YEAR), "--json"),
+        eoy(settings, "status", "--school-year", str(YEAR)),
+        eoy(settings, "report", "--html", str(report), "--as-of", AS_OF),
+    ]
+    texts: dict[str, bytes | str] = {"command output": "\n".join(printed)}
     with connect(settings) as w:
-        assert w.scalar("select count(*) from eoy_runner.reset_runs where status = 'completed'") > 0
-        texts["reset_runs"] = relation_text(w, "eoy_runner", "reset_runs")
-        texts["reset_events"] = relation_text(w, "eoy_runner", "reset_events")
+        done = "select district_id from eoy_runner.reset_runs where status = 'completed'"
+        reset = [r[0] for r in w.query(done)]
+        assert reset
+        texts.update(ledger_texts(w))
         relations = w.query(
             "select table_schema, table_name, table_type from information_schema.tables "
             "where table_schema in ('eoy', 'eoy_audit')"
@@ -58,6 +130,58 @@ def test_no_student_pii_outside_app_and_snapshots(
                 assert "VIEW" in kind.upper(), f"{schema}.{name} keeps a copy of student rows"
                 continue
             texts[f"{schema}.{name}"] = relation_text(w, schema, name)
-    for where, text in texts.items():
-        leaked = sorted(n for n in needles if n in text)
-        assert not leaked, f"student PII in {where}: {leaked[:3]}"
+    folder = district_dir(settings.snapshot_root, YEAR, reset[0])
+    texts["verify-snapshot"] = eoy(settings, "verify-snapshot", str(folder))
+
+    files = written_files(tmp_path, settings)
+    for district in reset:
+        manifest = district_dir(settings.snapshot_root, YEAR, district) / "manifest.json"
+        assert str(manifest.relative_to(tmp_path)) in files
+    assert "plan.json" in files and "report.html" in files
+    dbt_files(settings, tmp_path, files)
+    texts.update(files)
+    assert_no_pii(needles, texts)
+
+
+def test_no_student_pii_from_failed_or_refused_runs(
+    settings: Settings, wh: Warehouse, tmp_path: Path
+) -> None:
+    generate_districts(wh, 6, seed=5, students_per_district=4, show_progress=False)
+    needles = student_pii(wh)
+    wh.close()
+
+    plan, edited = tmp_path / "plan.json", tmp_path / "edited.json"
+    printed = [eoy(settings, "plan", "--as-of", AS_OF, "--out", str(plan))]
+    doc = json.loads(plan.read_text())
+    doc["due"][0]["rows_total"] += 1
+    edited.write_text(json.dumps(doc, indent=2))
+    printed += [
+        # refused: an edited plan, and no --plan, --yes or terminal
+        eoy(settings, "run", "--as-of", AS_OF, "--plan", str(edited), ok=False),
+        eoy(settings, "run", "--as-of", AS_OF, "--json", ok=False),
+    ]
+    with connect(settings) as w:
+        assert w.scalar("select count(*) from eoy_runner.reset_runs") == 0
+    # failed: the snapshot root is a file, so every export fails
+    not_a_folder = tmp_path / "not-a-folder"
+    not_a_folder.write_text("a file where the snapshot root should be\n")
+    broken = Settings(
+        target=settings.target,
+        duckdb_path=settings.duckdb_path,
+        pg_dsn=settings.pg_dsn,
+        snapshot_root=not_a_folder,
+    )
+    printed.append(eoy(broken, "run", "--as-of", AS_OF, "--yes", ok=False))
+    printed.append(eoy(broken, "status", "--school-year", str(YEAR), "--json"))
+
+    texts: dict[str, bytes | str] = {"command output": "\n".join(printed)}
+    with connect(settings) as w:
+        failed = w.scalar("select count(*) from eoy_runner.reset_runs where status = 'failed'")
+        assert failed > 0
+        assert w.scalar("select count(*) from eoy_runner.reset_runs where status <> 'failed'") == 0
+        texts.update(ledger_texts(w))
+    files = written_files(tmp_path, settings)
+    assert "plan.json" in files and "edited.json" in files
+    dbt_files(settings, tmp_path, files)
+    texts.update(files)
+    assert_no_pii(needles, texts)

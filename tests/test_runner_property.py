@@ -2,7 +2,8 @@
 
 After every run: the districts reset so far (by the plain rules of SPEC §4, written again in
 tests/runner_helpers.py) have no student row left and a snapshot holding exactly their rows;
-every other row is as it was; the ledger says completed for exactly those districts.
+every other row is as it was, import_syncs and rostering_runs included (only the active syncs
+of the districts reset have been paused); the ledger says completed for exactly those districts.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given
@@ -19,13 +20,15 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from jobs.config import Settings
-from jobs.contract import APP_TABLES, DELETED_TABLES
+from jobs.contract import APP_TABLES, DELETED_TABLES, PROVIDERS, RETAINED_TABLES, SYNC_STATUSES
+from jobs.ledger import utcnow
 from jobs.runner import run_reset
 from jobs.schema import init_warehouse
 from jobs.snapshots import district_dir
 from jobs.warehouse import Warehouse, connect
 from tests.conftest import make_settings
 from tests.runner_helpers import (
+    assert_syncs_paused,
     dump_app,
     expected_due,
     insert,
@@ -33,6 +36,7 @@ from tests.runner_helpers import (
     parquet_rows,
     small_district,
     without,
+    without_sync_state,
 )
 
 YEAR = 2023
@@ -48,6 +52,22 @@ as_of_dates = st.lists(
     max_size=3,
     unique=True,
 ).map(sorted)
+moment = st.integers(0, 500).map(lambda n: datetime(2022, 5, 1, 6, 0, 0, 250) + timedelta(days=n))
+maybe_moment = st.one_of(st.none(), moment)
+# (provider, status, paused_at, resumed_at, last_run_at): syncs beside small_district's one
+syncs = st.lists(
+    st.tuples(
+        st.sampled_from(PROVIDERS),
+        st.sampled_from(SYNC_STATUSES),
+        maybe_moment,
+        maybe_moment,
+        maybe_moment,
+    ),
+    max_size=2,
+)
+# school years whose rostering completed, some of them the next one
+rostered = st.lists(st.sampled_from([2022, 2023, 2024]), unique=True, max_size=2)
+district = st.tuples(calendar, syncs, rostered)
 
 
 @pytest.fixture(scope="module")
@@ -65,37 +85,43 @@ def warehouse(
         gen.close()
 
 
-def fresh(s: Settings, wh: Warehouse, calendars: list) -> None:
+def fresh(s: Settings, wh: Warehouse, districts: list) -> None:
     for table in reversed(APP_TABLES):
         wh.execute(f"delete from app.{table.name}")
     wh.execute("delete from eoy_runner.reset_events")
     wh.execute("delete from eoy_runner.reset_runs")
     shutil.rmtree(s.snapshot_root, ignore_errors=True)
-    for i, cal in enumerate(calendars):
-        district = f"p{i}"
-        small_district(wh, district, students=1 + i % 2)
+    for i, (cal, more_syncs, years) in enumerate(districts):
+        d = f"p{i}"
+        small_district(wh, d, students=1 + i % 2)
         if cal is not None:
-            insert(wh, "district_reset_requests", [(district, YEAR, *cal)])
+            insert(wh, "district_reset_requests", [(d, YEAR, *cal)])
+        insert(wh, "import_syncs", [(f"{d}-sync{j}", d, *x) for j, x in enumerate(more_syncs)])
+        insert(wh, "rostering_runs", [(d, y, datetime(y - 1, 8, 20, 6, 0, 0, 7)) for y in years])
     small_district(wh, HOSTILE)  # no request: reset on the default date
 
 
 HOSTILE = "x'; drop table app.students; --/../é"
 
 
-def check(s: Settings, wh: Warehouse, cals: list, as_ofs: list[date]) -> None:
-    fresh(s, wh, cals)
+def check(s: Settings, wh: Warehouse, districts: list, as_ofs: list[date]) -> None:
+    fresh(s, wh, districts)
     before = dump_app(wh)
     reset: set[str] = set()
+    started = utcnow()
     for as_of in as_ofs:
         result = run_reset(s, as_of, YEAR, yes=True, show_progress=False, console=QUIET)
         assert result["failed"] == []
         reset |= expected_due(wh, YEAR, as_of)
         assert {d["district_id"] for d in result["districts"]} <= reset
-        now = dump_app(wh, ignore_sync_state=True)
+        now = dump_app(wh)
         for table in DELETED_TABLES:
             assert now[table] == without(before[table], table, reset), (table, as_of)
-        for table in ("districts", "schools", "educators", "district_reset_requests"):
-            assert now[table] == before[table]
+        for table in RETAINED_TABLES:
+            if table != "import_syncs":
+                assert now[table] == before[table], (table, as_of)
+        assert without_sync_state(now["import_syncs"]) == without_sync_state(before["import_syncs"])
+        assert_syncs_paused(before["import_syncs"], now["import_syncs"], reset, started)
         for district in reset:
             folder = district_dir(s.snapshot_root, YEAR, district)
             assert folder.parent.parent == s.snapshot_root.resolve()
@@ -105,11 +131,6 @@ def check(s: Settings, wh: Warehouse, cals: list, as_ofs: list[date]) -> None:
                 )
         runs = dict(wh.query("select district_id, status from eoy_runner.reset_runs"))
         assert runs == dict.fromkeys(reset, "completed")
-        paused = {
-            r[0]
-            for r in wh.query("select district_id from app.import_syncs where status = 'paused'")
-        }
-        assert paused == reset
 
 
 @pytest.mark.parametrize("warehouse", ["duckdb"], indirect=True)
@@ -118,20 +139,23 @@ def check(s: Settings, wh: Warehouse, cals: list, as_ofs: list[date]) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-@given(cals=st.lists(calendar, min_size=DISTRICTS, max_size=DISTRICTS), as_ofs=as_of_dates)
-def test_runs_match_the_oracle(warehouse, cals, as_ofs) -> None:
-    check(*warehouse, cals, as_ofs)
+@given(districts=st.lists(district, min_size=DISTRICTS, max_size=DISTRICTS), as_ofs=as_of_dates)
+def test_runs_match_the_oracle(warehouse, districts, as_ofs) -> None:
+    check(*warehouse, districts, as_ofs)
 
 
 @pytest.mark.parametrize(
     "warehouse", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
 )
 def test_runs_match_the_oracle_on_postgres(warehouse) -> None:
-    d = date
-    cals = [
-        None,  # default 2023-07-28
-        (d(2023, 6, 26), d(2023, 6, 9), None, d(2023, 8, 20)),  # requested 06-26
-        (None, d(2023, 6, 2), d(2023, 8, 4), d(2023, 8, 28)),  # after session: 08-05
-        (None, d(2023, 6, 2), d(2023, 8, 4), d(2023, 8, 5)),  # blocked
+    d, t = date, datetime
+    paused_by_hand = ("classlink", "paused", t(2023, 3, 1, 9), None, t(2023, 2, 28, 2))
+    resumed_last_year = ("oneroster_sftp", "active", t(2022, 7, 29), t(2022, 8, 20), None)
+    districts = [
+        (None, [paused_by_hand], [2024]),  # default 2023-07-28
+        # requested 06-26
+        ((d(2023, 6, 26), d(2023, 6, 9), None, d(2023, 8, 20)), [resumed_last_year], [2023]),
+        ((None, d(2023, 6, 2), d(2023, 8, 4), d(2023, 8, 28)), [], []),  # after session: 08-05
+        ((None, d(2023, 6, 2), d(2023, 8, 4), d(2023, 8, 5)), [paused_by_hand], [2024]),  # blocked
     ]
-    check(*warehouse, cals, [d(2023, 7, 1), d(2023, 8, 10)])
+    check(*warehouse, districts, [d(2023, 7, 1), d(2023, 8, 10)])

@@ -287,7 +287,10 @@ def resume_syncs_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         emit_json(doc)
     else:
         n = len(doc["resumed"])
-        console.print(f"Resumed import syncs of {n} district{'s' if n != 1 else ''}.")
+        named = f": {', '.join(doc['resumed'])}" if n else ""
+        console.print(f"Resumed import syncs of {n} district{'s' if n != 1 else ''}{named}.")
+        for w in doc["waiting"]:
+            console.print(f"Still paused: {w['district_id']}: {w['why']}.", markup=False)
 
 
 @app.command("import-oneroster")

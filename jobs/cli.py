@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 from jobs import __version__
-from jobs.config import ConfigError, Settings
+from jobs.config import ConfigError, Settings, scrub
 from jobs.errors import EoyError
 
 try:  # typer vendors its own copy of click
@@ -490,12 +490,12 @@ def main() -> None:
         err_console.print("eoy-reset: interrupted; run the same command again to finish")
         sys.exit(130)
     except EoyError as exc:
-        print(f"eoy-reset: {exc}", file=sys.stderr)
+        print(f"eoy-reset: {scrub(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except Exception as exc:
         if os.environ.get("EOY_DEBUG"):
             raise
-        first = (str(exc).strip().splitlines() or [""])[0]
+        first = scrub((str(exc).strip().splitlines() or [""])[0])
         print(
             f"eoy-reset: unexpected {type(exc).__name__}: {first} (EOY_DEBUG=1 shows more)",
             file=sys.stderr,

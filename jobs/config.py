@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,6 +27,11 @@ class Settings:
     duckdb_path: Path = Path(DEFAULT_DUCKDB_PATH)
     pg_dsn: str | None = None
     snapshot_root: Path = Path(DEFAULT_SNAPSHOT_ROOT)
+
+    def __post_init__(self) -> None:
+        if self.pg_dsn:  # known from now on, so scrub() can take it out of any message
+            with contextlib.suppress(ConfigError):
+                _remember_secrets(dsn_parts(self.pg_dsn))
 
     @classmethod
     def from_env(
@@ -52,6 +58,8 @@ class Settings:
                 "target postgres needs a server: set EOY_PG_DSN or pass --pg-dsn "
                 "(postgresql://user:pw@host:port/db)"
             )
+        if target == "postgres" and pg_dsn:
+            dsn_parts(pg_dsn)  # refuses, without echoing it, a DSN psycopg cannot parse
         return cls(
             target=target,
             duckdb_path=Path(duckdb_path),
@@ -70,18 +78,71 @@ class Settings:
         return env
 
     def describe(self) -> str:
-        """Where the warehouse is, without credentials (safe for logs and manifests)."""
+        """Where the warehouse is, without credentials (safe for logs and manifests):
+        `duckdb:<path>` or `postgres:host=... port=... dbname=... user=...`."""
         if self.target == "duckdb":
             return f"duckdb:{self.duckdb_path}"
         return f"postgres:{redact_dsn(self.pg_dsn or '')}"
 
 
+# What a description of a PostgreSQL warehouse may show: where it is and who connects.
+# A list of what is allowed, not of what is secret, so a credential libpq adds one day
+# (password, sslpassword, a passfile's path, ...) stays out without anyone noticing it.
+SHOWN_KEYS = ("host", "hostaddr", "port", "dbname", "user", "sslmode")
+SECRET_KEYS = ("password", "sslpassword")
+UNPARSEABLE = "<unparseable DSN>"
+# every password this process was given, so a message can be scrubbed of them at the edge
+_SECRETS: set[str] = set()
+
+
+def dsn_parts(dsn: str) -> dict[str, str]:
+    """The DSN's connection parameters (URL or keyword form), as libpq reads them.
+
+    Raises ConfigError, never echoing the DSN: psycopg's own message may quote its text.
+    """
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(dsn)
+    except ProgrammingError:
+        raise ConfigError(
+            "the PostgreSQL DSN (EOY_PG_DSN or --pg-dsn) cannot be parsed: use "
+            "postgresql://user:pw@host:port/db or host=... port=... dbname=... user=..."
+        ) from None
+    return {k: str(v) for k, v in parts.items() if v is not None}
+
+
 def redact_dsn(dsn: str) -> str:
-    """postgresql://user:secret@host/db -> postgresql://user:***@host/db"""
-    head, sep, tail = dsn.partition("://")
-    if not sep or "@" not in tail:
-        return dsn
-    creds, _, rest = tail.rpartition("@")
-    user = creds.split(":", 1)[0]
-    shown = f"{user}:***" if ":" in creds else user
-    return f"{head}://{shown}@{rest}"
+    """The DSN without credentials, in keyword form: host=... port=... dbname=... user=..."""
+    from psycopg.conninfo import make_conninfo
+
+    try:
+        parts = dsn_parts(dsn)
+    except ConfigError:
+        return UNPARSEABLE
+    _remember_secrets(parts)
+    return make_conninfo("", **{k: parts[k] for k in SHOWN_KEYS if parts.get(k)})
+
+
+def _remember_secrets(parts: dict[str, str]) -> None:
+    _SECRETS.update(v for k, v in parts.items() if k in SECRET_KEYS and v)
+
+
+def scrub(text: str, dsn: str | None = None) -> str:
+    """text with every password of dsn, and of every DSN this process read, masked.
+
+    The last line of defence for messages that come from elsewhere (libpq, ADBC, dbt): a
+    server may quote what it was sent, e.g. a role name that is the password by mistake.
+    """
+    from urllib.parse import quote
+
+    if dsn:
+        with contextlib.suppress(ConfigError):
+            _remember_secrets(dsn_parts(dsn))
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        # as given, as a URL carries it, as a quoted keyword value carries it
+        escaped = secret.replace("\\", "\\\\").replace("'", "\\'")
+        for form in sorted({escaped, quote(secret, safe=""), quote(secret), secret}, key=len)[::-1]:
+            text = text.replace(form, "***")
+    return text

@@ -18,7 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
-from jobs.config import Settings
+from jobs.config import Settings, scrub
 from jobs.contract import DELETED_TABLES
 from jobs.delete import DeleteError, delete_part, deleted_counts, retained_fingerprint
 from jobs.errors import EoyError
@@ -324,7 +324,7 @@ def _run_one(
             outcome.update(_steps(wh, settings, cand, year, progress))
     except Exception as exc:
         step = exc.step if isinstance(exc, StepFailed) else "run"
-        message = str(exc) if isinstance(exc, StepFailed) else _one_line(exc)
+        message = scrub(str(exc) if isinstance(exc, StepFailed) else _one_line(exc))
         outcome.update(status="failed", step=step, error=message)
         if locked:  # only the runner holding the district writes its ledger
             _record_failure(wh, settings, district, year, step, message)

@@ -71,10 +71,15 @@ class Settings:
         return replace(self, target=target)
 
     def dbt_env(self) -> dict[str, str]:
-        """The environment profiles.yml reads, so dbt sees the warehouse the runner sees."""
+        """The environment profiles.yml reads, so dbt sees the warehouse the runner sees.
+
+        The DSN is split here, once, by psycopg, into EOY_PG_HOST, _PORT, _USER, _PASSWORD,
+        _DBNAME and _SSLMODE; what it leaves out is taken as libpq takes it (PG* variables,
+        then libpq's defaults), so dbt connects where the runner's psycopg connects.
+        """
         env = {"EOY_DUCKDB_PATH": str(self.duckdb_path.resolve())}
         if self.pg_dsn:
-            env["EOY_PG_DSN"] = self.pg_dsn
+            env.update(dbt_pg_env(self.pg_dsn))
         return env
 
     def describe(self) -> str:
@@ -111,6 +116,37 @@ def dsn_parts(dsn: str) -> dict[str, str]:
             "postgresql://user:pw@host:port/db or host=... port=... dbname=... user=..."
         ) from None
     return {k: str(v) for k, v in parts.items() if v is not None}
+
+
+def dbt_pg_env(dsn: str) -> dict[str, str]:
+    """EOY_PG_* for profiles.yml: the DSN's parameters as libpq reads them, one per variable."""
+    import getpass
+
+    parts = dsn_parts(dsn)
+    if "," in parts.get("host", "") or "," in parts.get("port", "") or parts.get("hostaddr"):
+        raise ConfigError(
+            "dbt connects to one host by name: give EOY_PG_DSN (or --pg-dsn) a single host "
+            "and no hostaddr, so dbt builds on the server the runner reads"
+        )
+
+    def value(key: str, env: str, default: str) -> str:
+        return parts.get(key) or os.environ.get(env) or default
+
+    host = value("host", "PGHOST", "")
+    if not host:
+        raise ConfigError(
+            "the PostgreSQL DSN (EOY_PG_DSN or --pg-dsn) names no host: dbt needs one, e.g. "
+            "postgresql://user:pw@host:port/db or host=... (a socket folder for a local server)"
+        )
+    user = value("user", "PGUSER", getpass.getuser())
+    return {
+        "EOY_PG_HOST": host,
+        "EOY_PG_PORT": value("port", "PGPORT", "5432"),
+        "EOY_PG_USER": user,
+        "EOY_PG_PASSWORD": value("password", "PGPASSWORD", ""),
+        "EOY_PG_DBNAME": value("dbname", "PGDATABASE", user),
+        "EOY_PG_SSLMODE": value("sslmode", "PGSSLMODE", "prefer"),
+    }
 
 
 def redact_dsn(dsn: str) -> str:

@@ -476,6 +476,11 @@ def demo(ctx: typer.Context) -> None:
 
 
 def main() -> None:
+    from jobs.faults import ignored_switches_warning
+
+    warning = ignored_switches_warning()
+    if warning:
+        print(warning, file=sys.stderr)
     try:
         rv = app(standalone_mode=False, prog_name="eoy-reset")
     except typer.Exit as exc:

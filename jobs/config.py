@@ -28,11 +28,6 @@ class Settings:
     pg_dsn: str | None = None
     snapshot_root: Path = Path(DEFAULT_SNAPSHOT_ROOT)
 
-    def __post_init__(self) -> None:
-        if self.pg_dsn:  # known from now on, so scrub() can take it out of any message
-            with contextlib.suppress(ConfigError):
-                _remember_secrets(dsn_parts(self.pg_dsn))
-
     @classmethod
     def from_env(
         cls,
@@ -59,7 +54,9 @@ class Settings:
                 "(postgresql://user:pw@host:port/db)"
             )
         if target == "postgres" and pg_dsn:
-            dsn_parts(pg_dsn)  # refuses, without echoing it, a DSN psycopg cannot parse
+            # refuses, without echoing it, a DSN psycopg cannot parse; and remembers the
+            # command's password, so its last-resort error line can be scrubbed of it
+            _COMMAND_SECRETS.update(_secrets_of(dsn_parts(pg_dsn)))
         return cls(
             target=target,
             duckdb_path=Path(duckdb_path),
@@ -96,8 +93,8 @@ class Settings:
 SHOWN_KEYS = ("host", "hostaddr", "port", "dbname", "user", "sslmode")
 SECRET_KEYS = ("password", "sslpassword")
 UNPARSEABLE = "<unparseable DSN>"
-# every password this process was given, so a message can be scrubbed of them at the edge
-_SECRETS: set[str] = set()
+# the password of the DSN the command line was given (Settings.from_env), for scrub()
+_COMMAND_SECRETS: set[str] = set()
 
 
 def dsn_parts(dsn: str) -> dict[str, str]:
@@ -157,26 +154,27 @@ def redact_dsn(dsn: str) -> str:
         parts = dsn_parts(dsn)
     except ConfigError:
         return UNPARSEABLE
-    _remember_secrets(parts)
     return make_conninfo("", **{k: parts[k] for k in SHOWN_KEYS if parts.get(k)})
 
 
-def _remember_secrets(parts: dict[str, str]) -> None:
-    _SECRETS.update(v for k, v in parts.items() if k in SECRET_KEYS and v)
+def _secrets_of(parts: dict[str, str]) -> set[str]:
+    return {v for k, v in parts.items() if k in SECRET_KEYS and v}
 
 
 def scrub(text: str, dsn: str | None = None) -> str:
-    """text with every password of dsn, and of every DSN this process read, masked.
+    """An error message with the passwords of dsn, and of the command's own DSN, masked.
 
     The last line of defence for messages that come from elsewhere (libpq, ADBC, dbt): a
     server may quote what it was sent, e.g. a role name that is the password by mistake.
+    For error lines only: it would garble structured data that happens to hold the text.
     """
     from urllib.parse import quote
 
+    secrets = set(_COMMAND_SECRETS)
     if dsn:
         with contextlib.suppress(ConfigError):
-            _remember_secrets(dsn_parts(dsn))
-    for secret in sorted(_SECRETS, key=len, reverse=True):
+            secrets |= _secrets_of(dsn_parts(dsn))
+    for secret in sorted(secrets, key=len, reverse=True):
         # as given, as a URL carries it, as a quoted keyword value carries it
         escaped = secret.replace("\\", "\\\\").replace("'", "\\'")
         for form in sorted({escaped, quote(secret, safe=""), quote(secret), secret}, key=len)[::-1]:

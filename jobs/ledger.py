@@ -48,7 +48,7 @@ def record_event(
             step,
             status,
             utcnow(),
-            scrub(json.dumps(detail or {}, sort_keys=True, default=str)),
+            json.dumps(detail or {}, sort_keys=True, default=str),
         ],
     )
 
@@ -107,7 +107,7 @@ def update_run(wh: Warehouse, district_id: str, school_year: int, **values: Any)
 
 def fail_run(wh: Warehouse, district_id: str, school_year: int, step: str, error: str) -> None:
     """Record a failed step and mark the run failed with the reason (one line)."""
-    error = scrub(error)  # never a password, whatever the exception quoted
+    error = scrub(error, wh.settings.pg_dsn)  # never a password, whatever an exception quoted
     record_event(wh, district_id, school_year, step, "failed", {"error": error})
     # never over a completed run (another runner may have finished it meanwhile)
     wh.execute(

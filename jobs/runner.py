@@ -324,7 +324,9 @@ def _run_one(
             outcome.update(_steps(wh, settings, cand, year, progress))
     except Exception as exc:
         step = exc.step if isinstance(exc, StepFailed) else "run"
-        message = scrub(str(exc) if isinstance(exc, StepFailed) else _one_line(exc))
+        message = scrub(
+            str(exc) if isinstance(exc, StepFailed) else _one_line(exc), settings.pg_dsn
+        )
         outcome.update(status="failed", step=step, error=message)
         if locked:  # only the runner holding the district writes its ledger
             _record_failure(wh, settings, district, year, step, message)

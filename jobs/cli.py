@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 from jobs import __version__
-from jobs.config import ConfigError, Settings
+from jobs.config import ConfigError, Settings, scrub
 from jobs.errors import EoyError
 
 try:  # typer vendors its own copy of click
@@ -320,7 +320,10 @@ def resume_syncs_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         emit_json(doc)
     else:
         n = len(doc["resumed"])
-        console.print(f"Resumed import syncs of {n} district{'s' if n != 1 else ''}.")
+        named = f": {', '.join(doc['resumed'])}" if n else ""
+        console.print(f"Resumed import syncs of {n} district{'s' if n != 1 else ''}{named}.")
+        for w in doc["waiting"]:
+            console.print(f"Still paused: {w['district_id']}: {w['why']}.", markup=False)
 
 
 @app.command("import-oneroster")
@@ -506,6 +509,11 @@ def demo(ctx: typer.Context) -> None:
 
 
 def main() -> None:
+    from jobs.faults import ignored_switches_warning
+
+    warning = ignored_switches_warning()
+    if warning:
+        print(warning, file=sys.stderr)
     try:
         rv = app(standalone_mode=False, prog_name="eoy-reset")
     except typer.Exit as exc:
@@ -520,12 +528,12 @@ def main() -> None:
         err_console.print("eoy-reset: interrupted; run the same command again to finish")
         sys.exit(130)
     except EoyError as exc:
-        print(f"eoy-reset: {exc}", file=sys.stderr)
+        print(f"eoy-reset: {scrub(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except Exception as exc:
         if os.environ.get("EOY_DEBUG"):
             raise
-        first = (str(exc).strip().splitlines() or [""])[0]
+        first = scrub((str(exc).strip().splitlines() or [""])[0])
         print(
             f"eoy-reset: unexpected {type(exc).__name__}: {first} (EOY_DEBUG=1 shows more)",
             file=sys.stderr,

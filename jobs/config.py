@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -52,6 +53,10 @@ class Settings:
                 "target postgres needs a server: set EOY_PG_DSN or pass --pg-dsn "
                 "(postgresql://user:pw@host:port/db)"
             )
+        if target == "postgres" and pg_dsn:
+            # refuses, without echoing it, a DSN psycopg cannot parse; and remembers the
+            # command's password, so its last-resort error line can be scrubbed of it
+            _COMMAND_SECRETS.update(_secrets_of(dsn_parts(pg_dsn)))
         return cls(
             target=target,
             duckdb_path=Path(duckdb_path),
@@ -63,25 +68,115 @@ class Settings:
         return replace(self, target=target)
 
     def dbt_env(self) -> dict[str, str]:
-        """The environment profiles.yml reads, so dbt sees the warehouse the runner sees."""
+        """The environment profiles.yml reads, so dbt sees the warehouse the runner sees.
+
+        The DSN is split here, once, by psycopg, into EOY_PG_HOST, _PORT, _USER, _PASSWORD,
+        _DBNAME and _SSLMODE; what it leaves out is taken as libpq takes it (PG* variables,
+        then libpq's defaults), so dbt connects where the runner's psycopg connects.
+        """
         env = {"EOY_DUCKDB_PATH": str(self.duckdb_path.resolve())}
         if self.pg_dsn:
-            env["EOY_PG_DSN"] = self.pg_dsn
+            env.update(dbt_pg_env(self.pg_dsn))
         return env
 
     def describe(self) -> str:
-        """Where the warehouse is, without credentials (safe for logs and manifests)."""
+        """Where the warehouse is, without credentials (safe for logs and manifests):
+        `duckdb:<path>` or `postgres:host=... port=... dbname=... user=...`."""
         if self.target == "duckdb":
             return f"duckdb:{self.duckdb_path}"
         return f"postgres:{redact_dsn(self.pg_dsn or '')}"
 
 
+# What a description of a PostgreSQL warehouse may show: where it is and who connects.
+# A list of what is allowed, not of what is secret, so a credential libpq adds one day
+# (password, sslpassword, a passfile's path, ...) stays out without anyone noticing it.
+SHOWN_KEYS = ("host", "hostaddr", "port", "dbname", "user", "sslmode")
+SECRET_KEYS = ("password", "sslpassword")
+UNPARSEABLE = "<unparseable DSN>"
+# the password of the DSN the command line was given (Settings.from_env), for scrub()
+_COMMAND_SECRETS: set[str] = set()
+
+
+def dsn_parts(dsn: str) -> dict[str, str]:
+    """The DSN's connection parameters (URL or keyword form), as libpq reads them.
+
+    Raises ConfigError, never echoing the DSN: psycopg's own message may quote its text.
+    """
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(dsn)
+    except ProgrammingError:
+        raise ConfigError(
+            "the PostgreSQL DSN (EOY_PG_DSN or --pg-dsn) cannot be parsed: use "
+            "postgresql://user:pw@host:port/db or host=... port=... dbname=... user=..."
+        ) from None
+    return {k: str(v) for k, v in parts.items() if v is not None}
+
+
+def dbt_pg_env(dsn: str) -> dict[str, str]:
+    """EOY_PG_* for profiles.yml: the DSN's parameters as libpq reads them, one per variable."""
+    import getpass
+
+    parts = dsn_parts(dsn)
+    if "," in parts.get("host", "") or "," in parts.get("port", "") or parts.get("hostaddr"):
+        raise ConfigError(
+            "dbt connects to one host by name: give EOY_PG_DSN (or --pg-dsn) a single host "
+            "and no hostaddr, so dbt builds on the server the runner reads"
+        )
+
+    def value(key: str, env: str, default: str) -> str:
+        return parts.get(key) or os.environ.get(env) or default
+
+    host = value("host", "PGHOST", "")
+    if not host:
+        raise ConfigError(
+            "the PostgreSQL DSN (EOY_PG_DSN or --pg-dsn) names no host: dbt needs one, e.g. "
+            "postgresql://user:pw@host:port/db or host=... (a socket folder for a local server)"
+        )
+    user = value("user", "PGUSER", getpass.getuser())
+    return {
+        "EOY_PG_HOST": host,
+        "EOY_PG_PORT": value("port", "PGPORT", "5432"),
+        "EOY_PG_USER": user,
+        "EOY_PG_PASSWORD": value("password", "PGPASSWORD", ""),
+        "EOY_PG_DBNAME": value("dbname", "PGDATABASE", user),
+        "EOY_PG_SSLMODE": value("sslmode", "PGSSLMODE", "prefer"),
+    }
+
+
 def redact_dsn(dsn: str) -> str:
-    """postgresql://user:secret@host/db -> postgresql://user:***@host/db"""
-    head, sep, tail = dsn.partition("://")
-    if not sep or "@" not in tail:
-        return dsn
-    creds, _, rest = tail.rpartition("@")
-    user = creds.split(":", 1)[0]
-    shown = f"{user}:***" if ":" in creds else user
-    return f"{head}://{shown}@{rest}"
+    """The DSN without credentials, in keyword form: host=... port=... dbname=... user=..."""
+    from psycopg.conninfo import make_conninfo
+
+    try:
+        parts = dsn_parts(dsn)
+    except ConfigError:
+        return UNPARSEABLE
+    return make_conninfo("", **{k: parts[k] for k in SHOWN_KEYS if parts.get(k)})
+
+
+def _secrets_of(parts: dict[str, str]) -> set[str]:
+    return {v for k, v in parts.items() if k in SECRET_KEYS and v}
+
+
+def scrub(text: str, dsn: str | None = None) -> str:
+    """An error message with the passwords of dsn, and of the command's own DSN, masked.
+
+    The last line of defence for messages that come from elsewhere (libpq, ADBC, dbt): a
+    server may quote what it was sent, e.g. a role name that is the password by mistake.
+    For error lines only: it would garble structured data that happens to hold the text.
+    """
+    from urllib.parse import quote
+
+    secrets = set(_COMMAND_SECRETS)
+    if dsn:
+        with contextlib.suppress(ConfigError):
+            secrets |= _secrets_of(dsn_parts(dsn))
+    for secret in sorted(secrets, key=len, reverse=True):
+        # as given, as a URL carries it, as a quoted keyword value carries it
+        escaped = secret.replace("\\", "\\\\").replace("'", "\\'")
+        for form in sorted({escaped, quote(secret, safe=""), quote(secret), secret}, key=len)[::-1]:
+            text = text.replace(form, "***")
+    return text

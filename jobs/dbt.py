@@ -12,9 +12,8 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from jobs.config import PROJECT_DIR, Settings
+from jobs.config import PROJECT_DIR, Settings, dsn_parts, scrub
 from jobs.errors import EoyError
 
 POLICY_SEED = PROJECT_DIR / "seeds" / "reset_policy.csv"
@@ -47,8 +46,13 @@ def dbt_work_dir(settings: Settings) -> Path:
     base = Path(settings.duckdb_path).resolve().parent / "dbt"
     if settings.target == "duckdb":
         return base / Path(settings.duckdb_path).stem
-    parts = urlsplit(settings.pg_dsn or "")
-    key = f"pg-{parts.hostname or 'localhost'}-{parts.port or 5432}-{parts.path.strip('/')}"
+    parts = dsn_parts(settings.pg_dsn or "")
+    where = [
+        parts.get("host") or "localhost",
+        parts.get("port") or "5432",
+        parts.get("dbname") or parts.get("user") or "",
+    ]
+    key = "pg-" + "-".join(where)
     return base / re.sub(r"[^A-Za-z0-9_.-]+", "_", key)
 
 
@@ -110,10 +114,12 @@ def run_dbt(
         try:
             result = dbtRunner().invoke(command)
         except Exception as exc:  # dbt raises for bad projects or profiles
-            raise DbtError(f"dbt {args[0]} failed: {_first_error(str(exc))}") from None
+            said = scrub(_first_error(str(exc)), settings.pg_dsn)
+            raise DbtError(f"dbt {args[0]} failed: {said}") from None
     if result.success:
         return
-    raise DbtError(f"dbt {args[0]} failed: {_result_error(result, work / 'logs')}")
+    said = scrub(_result_error(result, work / "logs"), settings.pg_dsn)
+    raise DbtError(f"dbt {args[0]} failed: {said}")
 
 
 def _first_error(text: str) -> str:

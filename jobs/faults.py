@@ -14,6 +14,9 @@ the pause_syncs points, before:export and after:complete lie outside a transacti
 
 `EOY_PAUSE=<point>:<seconds>` sleeps at a point instead, so a test can break the world
 around a live transaction (terminate its connection, restart the server).
+
+Both act only when `EOY_TEST_FAULTS=1` is set too, which only the test suite sets: left in a
+production shell by accident they are ignored, and the command says so in one line.
 """
 
 from __future__ import annotations
@@ -24,9 +27,29 @@ import time
 from fnmatch import fnmatchcase
 
 _hits: dict[str, int] = {}
+SWITCHES = ("EOY_FAULT", "EOY_PAUSE")
+ENABLE = "EOY_TEST_FAULTS"
+
+
+def enabled() -> bool:
+    return os.environ.get(ENABLE) == "1"
+
+
+def ignored_switches_warning() -> str | None:
+    """One line for stderr when a fault switch is set but not enabled, else None."""
+    given = [name for name in SWITCHES if os.environ.get(name)]
+    if not given or enabled():
+        return None
+    names = " and ".join(given)
+    return (
+        f"eoy-reset: warning: {names} ignored: test-only switches, they act only in the "
+        f"test suite ({ENABLE}=1); unset {names} to silence this warning"
+    )
 
 
 def fault_point(name: str) -> None:
+    if not enabled():
+        return
     pause = os.environ.get("EOY_PAUSE")
     if pause:
         point, _, seconds = pause.rpartition(":")

@@ -8,6 +8,7 @@ import json
 from datetime import UTC, date, datetime
 from typing import Any
 
+from jobs.config import scrub
 from jobs.warehouse import Warehouse
 
 RUN_COLUMNS = (
@@ -136,6 +137,7 @@ def update_run(wh: Warehouse, district_id: str, school_year: int, **values: Any)
 
 def fail_run(wh: Warehouse, district_id: str, school_year: int, step: str, error: str) -> None:
     """Record a failed step and mark the run failed with the reason (one line)."""
+    error = scrub(error, wh.settings.pg_dsn)  # never a password, whatever an exception quoted
     record_event(wh, district_id, school_year, step, "failed", {"error": error})
     # never over a completed run (another runner may have finished it meanwhile)
     wh.execute(

@@ -23,7 +23,7 @@ from rich.console import Console
 
 from jobs.approval import approval_detail as _approval_detail
 from jobs.approval import load_approved_plan
-from jobs.config import Settings
+from jobs.config import Settings, scrub
 from jobs.contract import DELETED_TABLES, RETAINED_TABLES
 from jobs.errors import EoyError
 from jobs.faults import fault_point
@@ -416,7 +416,10 @@ def _run_one(
             outcome.update(_steps(wh, settings, cand, year, progress))
     except Exception as exc:
         step = exc.step if isinstance(exc, StepFailed | StepError) else "run"
-        message = str(exc) if isinstance(exc, StepFailed | StepError) else _one_line(exc)
+        message = scrub(
+            str(exc) if isinstance(exc, StepFailed | StepError) else _one_line(exc),
+            settings.pg_dsn,
+        )
         outcome.update(status="failed", step=step, error=message)
         if locked:  # only the runner holding the district writes its ledger
             wh = _record_failure(connections, wh, district, year, step, message)

@@ -11,7 +11,7 @@ from typing import Any
 
 from jobs.config import Settings
 from jobs.ledger import record_event, utcnow
-from jobs.locks import command_lock
+from jobs.locks import command_lock, release_district_lock, try_district_lock
 from jobs.warehouse import Warehouse, connect
 
 
@@ -26,34 +26,93 @@ def pause_syncs(wh: Warehouse, district_id: str) -> int:
 
 
 def resume_syncs(settings: Settings) -> dict[str, Any]:
-    """Syncs back on for reset districts whose new school year has been rostered."""
+    """Syncs back on for districts whose latest reset completed and whose next school year
+    has been rostered; every other district with paused syncs is listed as waiting, with why.
+
+    Only the latest reset of a district counts (SPEC §6): a completed reset of an earlier
+    year never lets a later reset's pause go while that reset is running, failed or restored.
+    """
     resumed: list[str] = []
+    waiting: list[dict[str, Any]] = []
     with command_lock(settings), connect(settings) as wh:
-        pending = wh.query(
-            "select distinct r.district_id, r.school_year from eoy_runner.reset_runs r "
-            "join app.rostering_runs n on n.district_id = r.district_id "
-            "and n.school_year = r.school_year + 1 "
-            "join app.import_syncs s on s.district_id = r.district_id and s.status = 'paused' "
-            "where r.status = 'completed' order by r.district_id, r.school_year"
-        )
-        for district, year in pending:
-            with wh.transaction():
-                n = wh.execute(
-                    "update app.import_syncs set status = 'active', resumed_at = %s "
-                    "where district_id = %s and status = 'paused'",
-                    [utcnow(), district],
+        paused = [
+            r[0]
+            for r in wh.query(
+                "select distinct district_id from app.import_syncs where status = 'paused' "
+                "order by district_id"
+            )
+        ]
+        for district in paused:
+            latest = _latest_reset(wh, district)
+            if latest is None:
+                continue  # paused by hand, not by a reset: not ours to turn back on
+            year = int(latest[0])
+            if not try_district_lock(wh, district, year):
+                waiting.append(
+                    {
+                        "district_id": district,
+                        "school_year": year,
+                        "why": "being worked on by another eoy-reset process (a run, "
+                        "restore or roster import)",
+                    }
                 )
-                record_event(
-                    wh,
-                    district,
-                    int(year),
-                    "resume_syncs",
-                    "completed",
-                    {"syncs_resumed": n, "rostered_school_year": int(year) + 1},
-                )
-            if district not in resumed:
+                continue
+            try:
+                why = _resume_one(wh, district)
+            finally:
+                release_district_lock(wh, district, year)
+            if why is None:
                 resumed.append(district)
-    return {"resumed": resumed}
+            else:
+                waiting.append({"district_id": district, "school_year": why[0], "why": why[1]})
+    return {"resumed": resumed, "waiting": waiting}
+
+
+def _latest_reset(wh: Warehouse, district: str) -> tuple[int, str] | None:
+    """The district's reset of the highest school year in the ledger: (school_year, status)."""
+    rows = wh.query(
+        "select school_year, status from eoy_runner.reset_runs where district_id = %s "
+        "order by school_year desc limit 1",
+        [district],
+    )
+    return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+
+def _resume_one(wh: Warehouse, district: str) -> tuple[int, str] | None:
+    """Resume the district's syncs if its latest reset allows; else (school year, why not)."""
+    with wh.transaction():
+        latest = _latest_reset(wh, district)  # again, under the district's lock
+        if latest is None:
+            return None
+        year, status = latest
+        if status != "completed":
+            return year, (
+                f"its reset of school year {year} is {status}, not completed: "
+                "finish it (run the same command again) before syncs resume"
+            )
+        rostered = wh.scalar(
+            "select count(*) from app.rostering_runs where district_id = %s and school_year = %s",
+            [district, year + 1],
+        )
+        if not rostered:
+            return year, (
+                f"its reset of school year {year} completed; waiting for rostering of "
+                f"school year {year + 1} (a row in app.rostering_runs)"
+            )
+        n = wh.execute(
+            "update app.import_syncs set status = 'active', resumed_at = %s "
+            "where district_id = %s and status = 'paused'",
+            [utcnow(), district],
+        )
+        record_event(
+            wh,
+            district,
+            year,
+            "resume_syncs",
+            "completed",
+            {"syncs_resumed": n, "rostered_school_year": year + 1},
+        )
+    return None
 
 
 def reset_status(settings: Settings, school_year: int | None = None) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from jobs.config import Settings, redact_dsn
+from jobs.config import Settings, dsn_parts, redact_dsn, scrub
 from jobs.errors import EoyError
 
 BATCH_ROWS = 250_000
@@ -212,15 +212,16 @@ class PostgresWarehouse(Warehouse):
 
         self.settings = settings
         self.dsn = settings.pg_dsn or ""
+        dsn_parts(self.dsn)  # a DSN psycopg cannot parse is refused without being echoed
         try:
             self.con = psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
         except psycopg.OperationalError as exc:
             raise WarehouseError(
-                f"cannot reach PostgreSQL at {redact_dsn(self.dsn)}: {_first_line(exc)}"
+                f"cannot reach PostgreSQL at {redact_dsn(self.dsn)}: {_pg_said(exc, self.dsn)}"
             ) from None
         except psycopg.ProgrammingError as exc:
             raise WarehouseError(
-                f"bad PostgreSQL DSN {redact_dsn(self.dsn)}: {_first_line(exc)}"
+                f"bad PostgreSQL DSN {redact_dsn(self.dsn)}: {_pg_said(exc, self.dsn)}"
             ) from None
         self._adbc: Any = None
 
@@ -255,7 +256,7 @@ class PostgresWarehouse(Warehouse):
                 self._adbc = adbc.connect(self.dsn)
             except Exception as exc:
                 raise WarehouseError(
-                    f"cannot reach PostgreSQL at {redact_dsn(self.dsn)}: {_first_line(exc)}"
+                    f"cannot reach PostgreSQL at {redact_dsn(self.dsn)}: {_pg_said(exc, self.dsn)}"
                 ) from None
         return self._adbc
 
@@ -287,6 +288,11 @@ class PostgresWarehouse(Warehouse):
     def close(self) -> None:
         self.drop_adbc()
         self.con.close()
+
+
+def _pg_said(exc: BaseException, dsn: str) -> str:
+    """libpq's first line, without the DSN's password (a server may quote what it got)."""
+    return scrub(_first_line(exc), dsn)
 
 
 def _pg_positional(sql: str) -> str:

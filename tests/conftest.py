@@ -66,7 +66,10 @@ def _clean_env() -> Iterator[None]:
     """The user's own EOY_* settings must not leak into what the tests build."""
     names = [k for k in os.environ if k.startswith("EOY_") and k != "EOY_PG_DSN"]
     saved = {k: os.environ.pop(k) for k in names}
+    # the test-only fault switches (EOY_FAULT, EOY_PAUSE) act in this process and its children
+    os.environ["EOY_TEST_FAULTS"] = "1"
     yield
+    os.environ.pop("EOY_TEST_FAULTS", None)
     os.environ.update(saved)
 
 

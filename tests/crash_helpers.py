@@ -44,7 +44,11 @@ IN_DELETE = (
 
 
 def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The subprocess's environment: the settings' EOY_* only, and the switch that lets
+    EOY_FAULT / EOY_PAUSE act only when a case asks for one of them."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EOY_")}
+    if "EOY_FAULT" in extra or "EOY_PAUSE" in extra:
+        extra = {"EOY_TEST_FAULTS": "1", **extra}
     env.update(
         EOY_TARGET=settings.target,
         EOY_SNAPSHOT_ROOT=str(settings.snapshot_root),

@@ -20,17 +20,26 @@ RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 @contextmanager
+def postgres_server() -> Iterator[str]:
+    """A DSN to create databases with: EOY_PG_DSN, or a throwaway server's (destroyed after)."""
+    base = os.environ.get("EOY_PG_DSN")
+    if base:
+        yield base
+        return
+    from tests.throwaway_pg import ThrowawayPostgres
+
+    server = ThrowawayPostgres().start()
+    try:
+        yield server.dsn("postgres")
+    finally:
+        server.destroy()
+
+
+@contextmanager
 def postgres_database() -> Iterator[str]:
     """A fresh database (DSN) on EOY_PG_DSN's server, or on a throwaway server; dropped after."""
-    server = None
-    base = os.environ.get("EOY_PG_DSN")
-    if not base:
-        from tests.throwaway_pg import ThrowawayPostgres
-
-        server = ThrowawayPostgres().start()
-        base = server.dsn("postgres")
-    name = f"eoy_bench_{uuid.uuid4().hex[:8]}"
-    try:
+    with postgres_server() as base:
+        name = f"eoy_bench_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(base, autocommit=True) as con:
             con.execute(f"create database {name}")
         try:
@@ -38,9 +47,6 @@ def postgres_database() -> Iterator[str]:
         finally:
             with psycopg.connect(base, autocommit=True) as con:
                 con.execute(f"drop database if exists {name} with (force)")
-    finally:
-        if server is not None:
-            server.destroy()
 
 
 def write_section(heading: str, note: str, table: str) -> None:

@@ -81,6 +81,9 @@ from jobs.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse, quote_
 
 MAIN = "main"
 BATCH_ROWS = 128_000
+# DuckDB: a table's rows up to this many come out of its `delete … returning` (held whole,
+# under 100 MiB); more are read and then deleted in the same transaction, streaming.
+RETURNING_ROWS = 250_000
 IN_FLIGHT = 3  # batches fingerprinted at once beside the writer
 REREAD_IN_MEMORY = 256 * 1024 * 1024  # files up to this size are read once for sha256 and rows
 # Columns the runner itself changes (pausing and resuming syncs): outside retention checks.
@@ -337,9 +340,17 @@ class AdbcTransaction(Warehouse):
 
 
 def _duckdb_rows(
-    wh: DuckDBWarehouse, table: str, district_id: str, delete: bool
+    wh: DuckDBWarehouse, table: str, district_id: str, delete: bool, expected: int | None
 ) -> Iterator[pa.RecordBatch]:
     cols = columns_sql(table, "duckdb")
+    if delete and expected is not None and expected <= RETURNING_ROWS:
+        # DuckDB holds a `returning` result whole: one statement for the tables it fits
+        rel = wh.con.sql(
+            f"delete from app.{quote_ident(table)} where district_id = $1 returning {cols}",
+            params=[district_id],
+        )
+        yield from rel.to_arrow_reader(BATCH_ROWS)
+        return
     rel = wh.con.sql(
         f"select {cols} from app.{quote_ident(table)} where district_id = $1", params=[district_id]
     )
@@ -390,11 +401,14 @@ def district_transaction(wh: Warehouse) -> Iterator[Warehouse]:
         raise
 
 
-def _rows_of(tx: Warehouse, table: str, district_id: str, delete: bool) -> Iterator[pa.RecordBatch]:
+def _rows_of(
+    tx: Warehouse, table: str, district_id: str, delete: bool, expected: int | None = None
+) -> Iterator[pa.RecordBatch]:
+    """The district's rows of a table as they leave it (`expected`: about how many)."""
     if isinstance(tx, AdbcTransaction):
         return tx.rows(table, district_id, delete)
     assert isinstance(tx, DuckDBWarehouse)
-    return _duckdb_rows(tx, table, district_id, delete)
+    return _duckdb_rows(tx, table, district_id, delete, expected)
 
 
 # ---------------------------------------------------------------------------------------
@@ -696,13 +710,16 @@ def take_snapshot(
     delete: bool = True,
     before_commit: BeforeCommit | None = None,
     progress: Progress | None = None,
+    expected: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Snapshot the district's student rows into the part's folder and, with `delete`, delete
     exactly those rows, in one transaction that commits only once the snapshot verified.
 
     `before_commit(tx, detail)` runs last inside the transaction (the runner records its
-    ledger events there, so they commit with the delete). Returns the delete's detail:
-    part, path, manifest_sha256, rows and products per table, remaining rows, retained state.
+    ledger events there, so they commit with the delete). `expected`: rows per table as
+    counted before (a DuckDB table that small comes out of a single `delete … returning`).
+    Returns the delete's detail: part, path, manifest_sha256, rows and products per table,
+    remaining rows, retained state.
     """
     final = part_dir(settings, school_year, district_id, part)
     try:
@@ -725,7 +742,7 @@ def take_snapshot(
             before = district_state(tx, district_id) if delete else {}
             taken: dict[str, Taken] = {}
             for table in DELETE_ORDER:
-                rows = _rows_of(tx, table, district_id, delete)
+                rows = _rows_of(tx, table, district_id, delete, (expected or {}).get(table))
                 try:
                     taken[table] = write_table(
                         rows, table, staging / f"{table}.parquet", district_id, progress

@@ -548,6 +548,7 @@ def _steps(
         part,
         before_commit=record,
         progress=lambda table, n: progress.table(district, "snapshot", table, n),
+        expected=cand["rows"],
     )
     fault_point("after:complete")
     main = (

@@ -87,8 +87,8 @@ def test_retained_rows_changed_inside_the_pass_roll_back(settings, wh, monkeypat
     district, before = one_district(wh)
     real = jobs.onepass._rows_of
 
-    def rows_then_touch_an_educator(tx, table, d, delete):
-        yield from real(tx, table, d, delete)
+    def rows_then_touch_an_educator(tx, table, d, delete, expected=None):
+        yield from real(tx, table, d, delete, expected)
         if table == "students":  # as a trigger or cascade on the delete would
             tx.execute("update app.educators set last_name = 'X' where district_id = %s", [d])
 
@@ -124,9 +124,11 @@ def test_a_row_of_another_district_coming_out_rolls_back(settings, wh, monkeypat
 
 @pytest.mark.parametrize("target", ["duckdb"], indirect=True)
 def test_a_delete_that_removes_other_rows_than_were_read_rolls_back(settings, wh, monkeypatch):
-    """DuckDB reads then deletes in one transaction: the delete must count the rows read.
-    (PostgreSQL's rows come out of the delete itself.)"""
+    """DuckDB reads a large table's rows, then deletes them in the same transaction: the
+    delete must count the rows read. (Smaller tables, and every PostgreSQL table, come out
+    of the delete itself.)"""
     district, before = one_district(wh)
+    monkeypatch.setattr(jobs.onepass, "RETURNING_ROWS", 0)  # every table counts as large
     real = DuckDBWarehouse.execute
 
     def execute(self, sql, params=None):
@@ -275,3 +277,26 @@ def test_cleaning_a_districts_leftovers_never_touches_another_districts(tmp_path
         (year_dir / name).mkdir(parents=True)
     clean_leftovers(year_dir, "d1")
     assert sorted(p.name for p in year_dir.iterdir()) == sorted(others)
+
+
+@pytest.mark.parametrize("returning_rows", [0, 10**6])
+@pytest.mark.parametrize("target", ["duckdb"], indirect=True)
+def test_duckdb_takes_small_and_large_tables_row_for_row(settings, wh, monkeypatch, returning_rows):
+    """Large tables are read then deleted (streaming), small ones come out of `delete …
+    returning`: either way the snapshot holds exactly the rows that went."""
+    from jobs.contract import DELETED_TABLES
+    from tests.runner_helpers import dump_app as dump
+    from tests.runner_helpers import of_district, parquet_rows, without
+
+    monkeypatch.setattr(jobs.onepass, "RETURNING_ROWS", returning_rows)
+    district, _ = one_district(wh)
+    before = dump(wh)
+    outcome = run(settings, districts=[district])["districts"][0]
+    assert outcome["status"] == "completed", outcome
+    folder = district_dir(settings.snapshot_root, YEAR, district)
+    after = dump(wh)
+    for table in DELETED_TABLES:
+        assert parquet_rows(folder / f"{table}.parquet") == of_district(
+            before[table], table, district
+        )
+        assert after[table] == without(before[table], table, {district})

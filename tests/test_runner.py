@@ -118,8 +118,8 @@ def arrive_during_pass(monkeypatch, wh, district, after_table, arrive) -> None:
     real = jobs.onepass._rows_of
     done: list[bool] = []
 
-    def rows_then_arrive(tx, table, d, delete):
-        yield from real(tx, table, d, delete)
+    def rows_then_arrive(tx, table, d, delete, expected=None):
+        yield from real(tx, table, d, delete, expected)
         if d == district and table == after_table and not done:
             arrive(wh if wh.target == "postgres" else tx, d)
             done.append(True)

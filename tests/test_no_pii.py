@@ -108,6 +108,7 @@ def test_no_student_pii_outside_app_and_snapshots(
         eoy(settings, "plan", "--as-of", AS_OF, "--json"),
         eoy(settings, "plan", "--as-of", AS_OF),
         eoy(settings, "plan", "--as-of", AS_OF, "--out", str(plan)),
+        eoy(settings, "approve", str(plan), "--by", "reviewer"),
         eoy(settings, "run", "--as-of", AS_OF, "--plan", str(plan), "--json"),
         eoy(settings, "status", "--school-year", str(YEAR), "--json"),
         eoy(settings, "status", "--school-year", str(YEAR)),

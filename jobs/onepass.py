@@ -538,14 +538,6 @@ def write_table(
 # ---------------------------------------------------------------------------------------
 # verifying: the files on disk against what was streamed into them
 # ---------------------------------------------------------------------------------------
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _reread(taken: Taken) -> tuple[Fingerprint, str, list[str]]:
     """(rows and content fingerprint, sha256, problems) of the file as it is on disk now."""
     path, table = taken.path, taken.table
@@ -581,7 +573,7 @@ def sync_folder(folder: Path) -> None:
     """fsync every file of a folder at once (they share the file system's journal commits),
     then the folder itself."""
     with _writing(folder.parent.parent):
-        syncs = [_syncers().submit(_fsync, path) for path in folder.iterdir()]
+        syncs = [_syncers().submit(fsync_path, path) for path in folder.iterdir()]
         for done in syncs:
             done.result()
         fsync_path(folder)

@@ -6,7 +6,6 @@ does the work, and prints the result (a rich table, or one JSON document with --
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from datetime import date
@@ -19,6 +18,7 @@ from rich.console import Console
 from jobs import __version__
 from jobs.config import ConfigError, Settings
 from jobs.errors import EoyError
+from jobs.output import CommandFailed, emit_failure, emit_json, json_requested
 
 try:  # typer vendors its own copy of click
     from typer import _click as click
@@ -70,10 +70,6 @@ def parse_date(value: str, option: str) -> date:
         return date.fromisoformat(value.strip())
     except ValueError:
         raise ConfigError(f"{option} {value!r} is not a date: use YYYY-MM-DD") from None
-
-
-def emit_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, default=str, sort_keys=False) + "\n")
 
 
 @app.callback()
@@ -257,12 +253,32 @@ def run(
         show_progress=not as_json,
         console=console,
     )
+    problem = run_problem(result)
     if as_json:
-        emit_json(result)
+        emit_json(result, error=problem)
     else:
         render_summary(console, result)
-    if result.get("failed"):
-        raise typer.Exit(1)
+    if problem:
+        raise CommandFailed(problem)
+
+
+def run_problem(result: dict[str, Any]) -> str | None:
+    """The first reason the run did not do all it was asked, or None.
+
+    A named district that cannot run (blocked, not due) is a failure; one already reset is
+    not, so the same command run again to finish a run still exits 0.
+    """
+    stopped = [d for d in result["districts"] if d["status"] in ("failed", "refused")]
+    stopped += [
+        {**n, "status": "not run", "error": n["reason"]}
+        for n in result.get("not_due", [])
+        if not str(n["reason"]).startswith("already reset")
+    ]
+    if not stopped:
+        return None
+    first = stopped[0]
+    more = f" (and {len(stopped) - 1} more, listed above)" if len(stopped) > 1 else ""
+    return f"district {first['district_id']!r} {first['status']}: {first['error']}{more}"
 
 
 @app.command()
@@ -472,30 +488,65 @@ def demo(ctx: typer.Context) -> None:
     run_demo(settings_of(ctx), console)
 
 
+GLOBAL_OPTIONS = ("--target", "--duckdb-path", "--pg-dsn", "--snapshot-root")
+
+
+def usage_line(exc: click.exceptions.UsageError) -> str:
+    """A usage error in one line, with the fix."""
+    ctx = exc.ctx
+    command = ctx.info_name if ctx is not None and ctx.parent is not None else None
+    helper = f"`eoy-reset {command} --help`" if command else "`eoy-reset --help`"
+    if isinstance(exc, click.exceptions.NoSuchOption):
+        option = exc.option_name
+        if option in GLOBAL_OPTIONS and command:
+            return (
+                f"{option} is a global option: put it before the command, "
+                f"`eoy-reset {option} VALUE {command} …`"
+            )
+        return f"{command or 'eoy-reset'} has no option {option}: see {helper}"
+    text = " ".join(exc.format_message().split())
+    param = getattr(exc, "param", None)
+    if param is not None and "--school-year" in getattr(param, "opts", []):
+        import re
+
+        found = re.search(r"'(\d{4})-(\d{2,4})'", text)
+        if found:
+            start, end = found.group(1), found.group(2)
+            year = int(start[:2] + end[-2:]) if len(end) == 2 else int(end)
+            year += 100 if year <= int(start) else 0
+            return (
+                f"--school-year {start}-{end}: use {year}, the year the school year ends "
+                f"(--school-year {year})"
+            )
+        return f"{text.rstrip('.')}: give the year the school year ends, like 2023"
+    return f"{text.rstrip('.')}: see {helper}"
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"eoy-reset: {message}", file=sys.stderr)
+    if json_requested():
+        emit_failure(message)
+    sys.exit(code)
+
+
 def main() -> None:
     try:
         rv = app(standalone_mode=False, prog_name="eoy-reset")
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.exceptions.UsageError as exc:
+        _fail(usage_line(exc), exc.exit_code)
     except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        _fail(" ".join(exc.format_message().split()), exc.exit_code)
     except typer.Abort:
-        err_console.print("eoy-reset: aborted")
-        sys.exit(130)
+        _fail("aborted: nothing more was done", 130)
     except KeyboardInterrupt:
-        err_console.print("eoy-reset: interrupted; run the same command again to finish")
-        sys.exit(130)
+        _fail("interrupted; run the same command again to finish", 130)
     except EoyError as exc:
-        print(f"eoy-reset: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        _fail(str(exc), exc.exit_code)
     except Exception as exc:
         if os.environ.get("EOY_DEBUG"):
             raise
         first = (str(exc).strip().splitlines() or [""])[0]
-        print(
-            f"eoy-reset: unexpected {type(exc).__name__}: {first} (EOY_DEBUG=1 shows more)",
-            file=sys.stderr,
-        )
-        sys.exit(1)
+        _fail(f"unexpected {type(exc).__name__}: {first} (EOY_DEBUG=1 shows more)", 1)
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -220,6 +220,10 @@ def run_reset(
     started = time.perf_counter()
     if not (dry_run or plan_path or yes or interactive):
         raise RunError("refusing to delete without --plan, --yes or a confirmation at a terminal")
+    if plan_path:  # made for this day and school year, checked before anything is built
+        from jobs.preflight import plan_for_the_day
+
+        plan_for_the_day(plan_path, as_of, school_year)
     with command_lock(settings):
         if districts:
             with connect(settings) as wh:

@@ -285,8 +285,10 @@ def run_problem(result: dict[str, Any]) -> str | None:
 def status(ctx: typer.Context, school_year: YearOpt = None, as_json: JsonOpt = False) -> None:
     """Per district: last step, rows deleted, snapshot, errors."""
     from jobs.runner import render_status, reset_status
+    from jobs.snapshots import mark_purged
 
-    doc = reset_status(settings_of(ctx), school_year)
+    settings = settings_of(ctx)
+    doc = mark_purged(settings, reset_status(settings, school_year))
     if as_json:
         emit_json(doc)
     else:
@@ -402,9 +404,20 @@ def export_cmd(
 ) -> None:
     """A zip of a district's data for the district: from the warehouse, or after its reset from
     its snapshot parts."""
-    from jobs.export import export_for_district
+    from jobs.export import ExportError, export_for_district
+    from jobs.snapshots import purged_on
 
-    doc = export_for_district(settings_of(ctx), district, school_year, fmt, out)
+    settings = settings_of(ctx)
+    try:
+        doc = export_for_district(settings, district, school_year, fmt, out)
+    except ExportError:
+        purged = purged_on(settings, district, school_year)
+        if purged is None:
+            raise
+        raise ExportError(
+            f"the snapshot of district {district!r} for school year {school_year} was purged "
+            f"on {purged:%Y-%m-%d}: no copy of its deleted rows is left to export"
+        ) from None
     if as_json:
         emit_json(doc)
     else:
@@ -417,18 +430,59 @@ def purge_snapshots_cmd(
     older_than: Annotated[
         int, typer.Option("--older-than", min=0, help="Days past which a snapshot goes.")
     ] = 90,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be purged; remove nothing.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Remove snapshots past the recovery window, except districts under a legal hold."""
-    from jobs.snapshots import purge_snapshots
+    """Remove snapshots past the recovery window, except districts under a legal hold.
 
-    doc = purge_snapshots(settings_of(ctx), older_than_days=older_than)
+    Lists the snapshots that would go, then asks for a typed confirmation at a terminal;
+    elsewhere it needs --yes. Each purge is recorded: status, export and report say when.
+    """
+    from jobs.runner_view import render_purge, render_purge_list
+    from jobs.snapshots import SnapshotError, purge_snapshots
+
+    interactive = sys.stdin.isatty() and not as_json
+    if not (dry_run or yes or interactive):
+        raise SnapshotError(
+            "refusing to purge snapshots without --yes or a confirmation at a terminal: "
+            "list them with --dry-run, then purge with --yes"
+        )
+
+    def confirm(going: list[dict[str, Any]]) -> None:
+        render_purge_list(console, going)
+        n = len(going)
+        answer = typer.prompt(
+            f"Type {n} to purge {'them' if n != 1 else 'it'}", default="", show_default=False
+        )
+        if answer.strip() != str(n):
+            raise SnapshotError("confirmation did not match: no snapshot was purged")
+
+    doc = purge_snapshots(
+        settings_of(ctx),
+        older_than_days=older_than,
+        dry_run=dry_run,
+        confirm=None if yes else confirm,
+    )
+    doc["totals"] = purge_totals(doc)
     if as_json:
         emit_json(doc)
     else:
-        console.print(
-            f"Purged {len(doc['purged'])} snapshot(s); kept {len(doc['held'])} under legal hold."
-        )
+        render_purge(console, doc)
+
+
+def purge_totals(doc: dict[str, Any]) -> dict[str, Any]:
+    from jobs.output import count_by, totals
+
+    going = doc["purged"] + doc["would_purge"]
+    return totals(
+        len({e["district_id"] for e in going}),
+        sum(int(e["rows"]) for e in going),
+        count_by(doc["snapshots"]),
+        snapshots=len(going),
+    )
 
 
 @app.command()

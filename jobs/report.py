@@ -108,7 +108,14 @@ def build_audit_models(settings: Settings, as_of: date, school_year: int) -> Non
 
 
 def read_audit(wh: Warehouse) -> dict[str, Rows]:
-    return {name: wh.query_dicts(sql.format(s=SCHEMA)) for name, sql in QUERIES.items()}
+    from jobs.snapshots import purged_since, purges
+
+    data = {name: wh.query_dicts(sql.format(s=SCHEMA)) for name, sql in QUERIES.items()}
+    purged = purges(wh)
+    for row in data["status"]:
+        at = purged_since(purged, row["district_id"], row["school_year"], row.get("run_started_at"))
+        row["snapshot"] = f"purged on {at:%Y-%m-%d}" if at is not None else None
+    return data
 
 
 # ---------------------------------------------------------------------------------------
@@ -372,6 +379,7 @@ def status_section(data: dict[str, Rows]) -> str:
         Column("syncs_paused_at", "Syncs paused", "date"),
         Column("syncs_resumed_at", "Syncs resumed", "date"),
         Column("manifest_sha256", "Snapshot manifest SHA-256", "hash"),
+        Column("snapshot", "Snapshot", "date"),
     ]
     return section(
         "status",

@@ -151,28 +151,108 @@ def _short_path(path: str | None) -> str:
         return path
 
 
+def snapshot_cell(d: dict[str, Any]) -> str:
+    """Where the district's snapshot is, or when it was purged."""
+    purged = d.get("snapshot_purged_at")
+    if purged:
+        return f"purged on {str(purged)[:10]}"
+    return _short_path(d.get("snapshot_path"))
+
+
 def render_status(console: Console, doc: dict[str, Any]) -> None:
-    grid = RichTable(title=f"Resets of school year {doc['school_year']}", title_justify="left")
-    for col in ("district", "status", "last step", "rows", "syncs paused", "snapshot", "error"):
-        grid.add_column(
-            col, justify="right" if col in ("rows", "syncs paused") else "left", overflow="fold"
-        )
+    """One row per district; snapshot paths and errors go below the table when it would
+    otherwise be too wide for the terminal."""
+    from jobs.tables import fits, grid, print_lines
+
+    header = ["district", "status", "last step", "rows", "paused", "snapshot", "error"]
+    rows = []
     for d in doc["districts"]:
         step = d["last_step"] or ""
         if d["last_step_status"] not in (None, "completed"):
             step = f"{step} {d['last_step_status']}"
-        grid.add_row(
-            d["district_id"],
-            f"[{STATUS_STYLE.get(d['status'], 'white')}]{d['status']}[/]",
-            step,
-            f"{int(d['rows_deleted'] or 0):,}",
-            f"{d['syncs_paused']}/{d['syncs']}",
-            _short_path(d["snapshot_path"]),
-            d["error"] or "",
+        rows.append(
+            [
+                d["district_id"],
+                f"[{STATUS_STYLE.get(d['status'], 'white')}]{d['status']}[/]",
+                step,
+                f"{int(d['rows_deleted'] or 0):,}",
+                f"{d['syncs_paused']}/{d['syncs']}",
+                snapshot_cell(d),
+                d["error"] or "",
+            ]
         )
-    console.print(grid)
+    if not any(r[-1] for r in rows):  # no error to show: no error column
+        header, rows = header[:-1], [r[:-1] for r in rows]
+    below: dict[str, list[tuple[str, str]]] = {"snapshot": [], "error": []}
+    # the error column may wrap between words: it needs only its longest word
+    squeezed = [
+        [*r[:-1], max(r[-1].split() or [""], key=len)] if "error" in header else r for r in rows
+    ]
+    for moved in ("snapshot", "error"):
+        if fits(console, header, squeezed) or moved not in header:
+            break
+        i = header.index(moved)
+        below[moved] = [(r[0], r[i]) for r in rows if r[i]]
+        header = header[:i] + header[i + 1 :]
+        rows = [r[:i] + r[i + 1 :] for r in rows]
+        squeezed = [r[:i] + r[i + 1 :] for r in squeezed]
+    title = f"Resets of school year {doc['school_year']}"
+    console.print(grid(title, header, rows, right=("rows", "paused"), wrap=("error",)))
+    print_lines(console, "Snapshots:", below["snapshot"])
+    print_lines(console, "Errors:", below["error"])
     if not doc["districts"]:
         console.print(f"No reset recorded for school year {doc['school_year']}.")
     else:
         shown = ", ".join(f"{n} {s}" for s, n in sorted(doc["by_status"].items()))
-        console.print(f"{len(doc['districts'])} district(s): {shown}.")
+        console.print(
+            f"{len(doc['districts'])} district(s): {shown}. paused: import syncs paused of all.",
+            highlight=False,
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# purge-snapshots
+# ---------------------------------------------------------------------------------------
+def _day(value: str | None) -> str:
+    return str(value or "")[:10]
+
+
+def render_purge_list(console: Console, entries: list[dict[str, Any]], title: str = "") -> None:
+    """The snapshots a purge removes: district, school year, when taken, rows."""
+    n = len(entries)
+    grid = RichTable(
+        title=title or f"{n} snapshot{'s' if n != 1 else ''} to purge", title_justify="left"
+    )
+    grid.add_column("district", overflow="fold")
+    grid.add_column("year", no_wrap=True)
+    grid.add_column("taken on", no_wrap=True)
+    grid.add_column("age (days)", justify="right", no_wrap=True)
+    grid.add_column("rows", justify="right", no_wrap=True)
+    for e in entries:
+        grid.add_row(
+            e["district_id"],
+            str(e["school_year"]),
+            _day(e["created_at"]),
+            f"{int(e['age_days']):,}",
+            f"{int(e['rows']):,}",
+        )
+    console.print(grid)
+
+
+def render_purge(console: Console, doc: dict[str, Any]) -> None:
+    """What a purge removed (or would), and what it kept."""
+    going = doc["would_purge"] if doc["dry_run"] else doc["purged"]
+    if going:
+        verb = "Would purge" if doc["dry_run"] else "Purged"
+        render_purge_list(console, going, title=f"{verb} {len(going)} snapshot(s)")
+    held, kept = len(doc["held"]), len(doc["kept"])
+    if doc["dry_run"]:
+        days = doc["older_than_days"]
+        head = f"Dry run: {len(going)} snapshot(s) older than {days} days would go"
+        tail = "nothing was removed; purge them with --yes."
+    else:
+        head = f"Purged {len(going)} snapshot(s) older than {doc['older_than_days']} days"
+        tail = "each purge is in the ledger."
+    console.print(
+        f"{head}; kept {held} under legal hold and {kept} younger; {tail}", highlight=False
+    )

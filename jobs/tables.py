@@ -1,0 +1,64 @@
+"""Tables laid out for the terminal they are printed on.
+
+A table is printed whole only when every column fits at its natural width: numbers, dates,
+step names and paths are never cut or wrapped. When the terminal is too narrow a view drops
+or abbreviates columns (with a legend) or lists the long values below the table. Rich takes
+the width from the terminal, or from COLUMNS when output is piped (80 without it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.cells import cell_len
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+
+def width_of(text: str) -> int:
+    """Printed width of a cell, markup removed."""
+    return max((cell_len(line) for line in Text.from_markup(text).plain.splitlines()), default=0)
+
+
+def table_width(header: Sequence[str], rows: Sequence[Sequence[str]]) -> int:
+    """Width of a rich table with square borders and padding 1 at natural column widths."""
+    widths = [width_of(h) for h in header]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], width_of(cell))
+    return sum(w + 2 for w in widths) + len(widths) + 1
+
+
+def fits(console: Console, header: Sequence[str], rows: Sequence[Sequence[str]]) -> bool:
+    return table_width(header, rows) <= console.width
+
+
+def grid(
+    title: str,
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    right: Sequence[str] = (),
+    wrap: Sequence[str] = (),
+) -> Table:
+    """A table whose columns never wrap or cut, except those named in `wrap` (word-wrapped)."""
+    table = Table(title=title or None, title_justify="left")
+    for name in header:
+        table.add_column(
+            name,
+            justify="right" if name in right else "left",
+            no_wrap=name not in wrap,
+            overflow="fold" if name in wrap else "ellipsis",
+        )
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def print_lines(console: Console, title: str, lines: Sequence[tuple[str, str]]) -> None:
+    """`title`, then one `key: value` line each, never wrapped by us (paths stay whole)."""
+    if not lines:
+        return
+    console.print(title, highlight=False)
+    for key, value in lines:
+        console.print(f"  {key}: {value}", soft_wrap=True, highlight=False, markup=False)

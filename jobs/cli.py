@@ -201,9 +201,13 @@ def plan(
 ) -> None:
     """Show who is due as of a date: districts, rows per table, blocked districts, issues."""
     from jobs.plan import make_plan, render_plan, write_plan
+    from jobs.preflight import writable_file
 
     settings = settings_of(ctx)
-    the_plan = make_plan(settings, parse_date(as_of, "--as-of"), school_year)
+    day = parse_date(as_of, "--as-of")
+    if out is not None:  # said now, not after the build
+        writable_file(out, "--out")
+    the_plan = make_plan(settings, day, school_year)
     if out is not None:
         write_plan(the_plan, out)
     if as_json:
@@ -405,9 +409,11 @@ def export_cmd(
     """A zip of a district's data for the district: from the warehouse, or after its reset from
     its snapshot parts."""
     from jobs.export import ExportError, export_for_district
+    from jobs.preflight import writable_folder
     from jobs.snapshots import purged_on
 
     settings = settings_of(ctx)
+    writable_folder(out, "--out")
     try:
         doc = export_for_district(settings, district, school_year, fmt, out)
     except ExportError:

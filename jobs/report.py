@@ -92,6 +92,13 @@ def write_report(settings: Settings, path: Path, as_of: date) -> dict[str, Any]:
 
 def build_audit_models(settings: Settings, as_of: date, school_year: int) -> None:
     """The audit views and everything under them, built for the day (tests are not run)."""
+    from jobs.output import phase
+
+    with phase(f"building the audit models as of {as_of.isoformat()}…"):
+        _build_audit(settings, as_of, school_year)
+
+
+def _build_audit(settings: Settings, as_of: date, school_year: int) -> None:
     run_dbt(
         settings,
         [
@@ -461,8 +468,14 @@ def _page(as_of: date, school_year: int, warehouse: str, body: str) -> str:
 
 def _check_writable(path: Path) -> None:
     """Fail before the dbt build, not after it, when the report cannot go there."""
+    from jobs.preflight import PreflightError, existing_parent
+
     if path.is_dir():
         raise ReportError(f"--html {path} is a folder: give the path of the HTML file to write")
+    try:
+        existing_parent(path, "--html")
+    except PreflightError as exc:
+        raise ReportError(str(exc)) from None
 
 
 def _write_atomically(path: Path, text: str) -> None:

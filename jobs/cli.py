@@ -18,7 +18,14 @@ from rich.console import Console
 from jobs import __version__
 from jobs.config import ConfigError, Settings
 from jobs.errors import EoyError
-from jobs.output import CommandFailed, emit_failure, emit_json, json_requested
+from jobs.output import (
+    CommandFailed,
+    emit_failure,
+    emit_json,
+    json_requested,
+    run_document,
+    status_document,
+)
 
 try:  # typer vendors its own copy of click
     from typer import _click as click
@@ -259,7 +266,7 @@ def run(
     )
     problem = run_problem(result)
     if as_json:
-        emit_json(result, error=problem)
+        emit_json(run_document(result), error=problem)
     else:
         render_summary(console, result)
     if problem:
@@ -294,7 +301,7 @@ def status(ctx: typer.Context, school_year: YearOpt = None, as_json: JsonOpt = F
     settings = settings_of(ctx)
     doc = mark_purged(settings, reset_status(settings, school_year))
     if as_json:
-        emit_json(doc)
+        emit_json(status_document(doc))
     else:
         render_status(console, doc)
 
@@ -381,18 +388,15 @@ def verify_snapshot_cmd(
     from jobs.verify import render_verify, verify_snapshot
 
     result = verify_snapshot(directory, settings=settings_of(ctx) if against_source else None)
+    problem = None
+    if not result["ok"]:
+        problem = f"snapshot {directory} failed verification: {result['problems'][0]}"
     if as_json:
-        emit_json(result)
+        emit_json(result, error=problem)
     else:
         render_verify(console, result)
-    if not result["ok"]:
-        first = result["problems"][0]
-        err_console.print(
-            f"eoy-reset: snapshot {directory} failed verification: {first}",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(1)
+    if problem:
+        raise CommandFailed(problem)
 
 
 @app.command("export")

@@ -139,11 +139,11 @@ def _read_plan(
         "request_issues": request_issues,
         "inactive_educators": {d: n for d, n in sorted(idle.items()) if d in due_ids},
         "not_due": _not_due(wh, year, as_of, districts or [], due_ids, schedule),
-        "totals": {
-            "districts_due": len(due),
-            "districts_blocked": len(blocked),
-            "rows": table_totals,
-            "rows_total": sum(table_totals.values()),
+        "totals": {  # the shape of every command's totals (jobs/output.py)
+            "districts": len(due),
+            "rows": sum(table_totals.values()),
+            "rows_by_table": table_totals,
+            "blocked": len(blocked),
         },
     }
 
@@ -309,9 +309,9 @@ def render_plan(console: Console, plan: dict[str, Any]) -> None:
     summary = Table(title="Totals", title_justify="left")
     summary.add_column("what")
     summary.add_column("count", justify="right")
-    summary.add_row("districts due", str(totals["districts_due"]))
-    summary.add_row("districts blocked", str(totals["districts_blocked"]))
+    summary.add_row("districts due", str(totals["districts"]))
+    summary.add_row("districts blocked", str(totals["blocked"]))
     for table in DELETED_TABLES:
-        summary.add_row(f"{table} rows to delete", f"{totals['rows'].get(table, 0):,}")
-    summary.add_row("rows to delete", f"{totals['rows_total']:,}")
+        summary.add_row(f"{table} rows to delete", f"{totals['rows_by_table'].get(table, 0):,}")
+    summary.add_row("rows to delete", f"{totals['rows']:,}")
     console.print(summary)

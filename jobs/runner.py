@@ -283,6 +283,10 @@ def run_reset(
                     outcomes = list(
                         pool.map(lambda c: _run_one(settings, c, year, progress, None), runnable)
                     )
+        for cand, outcome in zip(runnable, outcomes, strict=True):  # keys of the dry run
+            outcome.setdefault("effective_reset_date", str(cand["effective_reset_date"]))
+            outcome.setdefault("rows", cand["rows"])
+            outcome.setdefault("resumes", cand["resume"])
         result["districts"].extend(outcomes)
     return _finish(result, started)
 

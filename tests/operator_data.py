@@ -13,6 +13,7 @@ import pty
 import subprocess
 import sys
 from datetime import date
+from pathlib import Path
 
 from jobs.config import PROJECT_DIR, Settings
 from jobs.schema import init_warehouse
@@ -48,7 +49,11 @@ def fresh(settings: Settings) -> None:
 
 
 def eoy(
-    settings: Settings, args: list[str], answer: str | None = None, **env: str
+    settings: Settings,
+    args: list[str],
+    answer: str | None = None,
+    cwd: Path = PROJECT_DIR,
+    **env: str,
 ) -> subprocess.CompletedProcess[str]:
     """`eoy-reset <args>` with stdin not a terminal, or, given `answer`, a terminal that
     types it."""
@@ -57,7 +62,7 @@ def eoy(
     if answer is None:
         return subprocess.run(
             cmd,
-            cwd=PROJECT_DIR,
+            cwd=cwd,
             env=environ,
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -68,7 +73,7 @@ def eoy(
     try:
         proc = subprocess.Popen(
             cmd,
-            cwd=PROJECT_DIR,
+            cwd=cwd,
             env=environ,
             stdin=slave,
             stdout=subprocess.PIPE,

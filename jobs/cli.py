@@ -207,7 +207,8 @@ def plan(
     ] = None,
 ) -> None:
     """Show who is due as of a date: districts, rows per table, blocked districts, issues."""
-    from jobs.plan import make_plan, render_plan, write_plan
+    from jobs.plan import make_plan, write_plan
+    from jobs.plan_view import render_plan
     from jobs.preflight import writable_file
 
     settings = settings_of(ctx)

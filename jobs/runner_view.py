@@ -104,31 +104,38 @@ class RunProgress:
 
 def render_summary(console: Console, result: dict[str, Any]) -> None:
     """One row per district: status, rows deleted, seconds, reason."""
+    from jobs.tables import print_fitted
+
     title = (
         f"{'Dry run: ' if result.get('dry_run') else ''}reset as of {result['as_of']}, "
         f"school year {result['school_year']}"
     )
-    grid = RichTable(title=title, title_justify="left")
-    grid.add_column("district")
-    grid.add_column("status")
-    grid.add_column("rows deleted" if not result.get("dry_run") else "rows", justify="right")
-    grid.add_column("seconds", justify="right")
-    grid.add_column("note")
+    rows = []
     for d in result["districts"]:
         status = d["status"]
-        rows = sum(d.get("rows", {}).values()) if result.get("dry_run") else d.get("rows_deleted")
+        rows_n = sum(d.get("rows", {}).values()) if result.get("dry_run") else d.get("rows_deleted")
         note = d.get("error") or ""
         if status == "would_run" and d.get("resumes"):
             note = f"resumes a {d['resumes']} run"
-        grid.add_row(
-            d["district_id"],
-            f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]",
-            f"{int(rows or 0):,}",
-            f"{d['seconds']:.1f}" if "seconds" in d else "",
-            note,
-            end_section=False,
+        rows.append(
+            [
+                d["district_id"],
+                f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]",
+                f"{int(rows_n or 0):,}",
+                f"{d['seconds']:.1f}" if "seconds" in d else "",
+                note,
+            ]
         )
-    console.print(grid)
+    counted = "rows" if result.get("dry_run") else "rows deleted"
+    print_fitted(
+        console,
+        title,
+        ["district", "status", counted, "seconds", "note"],
+        rows,
+        right=(counted, "seconds"),
+        wrap=("note",),
+        movable=("note",),
+    )
     for entry in result.get("not_due", []):
         console.print(f"District {entry['district_id']} was not run: {entry['reason']}.")
     totals = result.get("totals", {})
@@ -136,10 +143,18 @@ def render_summary(console: Console, result: dict[str, Any]) -> None:
         console.print("No district is due: nothing to do.")
         return
     by_status = ", ".join(f"{n} {s}" for s, n in sorted(totals.get("by_status", {}).items()))
-    console.print(
-        f"{totals.get('districts', 0)} district(s): {by_status}; "
-        f"{totals.get('rows_deleted', 0):,} rows deleted in {totals.get('seconds', 0):.1f} s."
-    )
+    if result.get("dry_run"):
+        rows_total = sum(
+            sum(d.get("rows", {}).values())
+            for d in result["districts"]
+            if d["status"] == "would_run"
+        )
+        done = f"{rows_total:,} rows would be deleted; nothing was changed."
+    else:
+        done = (
+            f"{totals.get('rows_deleted', 0):,} rows deleted in {totals.get('seconds', 0):.1f} s."
+        )
+    console.print(f"{totals.get('districts', 0)} district(s): {by_status}; {done}")
 
 
 def _short_path(path: str | None) -> str:
@@ -162,7 +177,7 @@ def snapshot_cell(d: dict[str, Any]) -> str:
 def render_status(console: Console, doc: dict[str, Any]) -> None:
     """One row per district; snapshot paths and errors go below the table when it would
     otherwise be too wide for the terminal."""
-    from jobs.tables import fits, grid, print_lines
+    from jobs.tables import print_fitted
 
     header = ["district", "status", "last step", "rows", "paused", "snapshot", "error"]
     rows = []
@@ -181,25 +196,15 @@ def render_status(console: Console, doc: dict[str, Any]) -> None:
                 d["error"] or "",
             ]
         )
-    if not any(r[-1] for r in rows):  # no error to show: no error column
-        header, rows = header[:-1], [r[:-1] for r in rows]
-    below: dict[str, list[tuple[str, str]]] = {"snapshot": [], "error": []}
-    # the error column may wrap between words: it needs only its longest word
-    squeezed = [
-        [*r[:-1], max(r[-1].split() or [""], key=len)] if "error" in header else r for r in rows
-    ]
-    for moved in ("snapshot", "error"):
-        if fits(console, header, squeezed) or moved not in header:
-            break
-        i = header.index(moved)
-        below[moved] = [(r[0], r[i]) for r in rows if r[i]]
-        header = header[:i] + header[i + 1 :]
-        rows = [r[:i] + r[i + 1 :] for r in rows]
-        squeezed = [r[:i] + r[i + 1 :] for r in squeezed]
-    title = f"Resets of school year {doc['school_year']}"
-    console.print(grid(title, header, rows, right=("rows", "paused"), wrap=("error",)))
-    print_lines(console, "Snapshots:", below["snapshot"])
-    print_lines(console, "Errors:", below["error"])
+    print_fitted(
+        console,
+        f"Resets of school year {doc['school_year']}",
+        header,
+        rows,
+        right=("rows", "paused"),
+        wrap=("error",),
+        movable=("snapshot", "error"),
+    )
     if not doc["districts"]:
         console.print(f"No reset recorded for school year {doc['school_year']}.")
     else:

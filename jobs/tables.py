@@ -8,7 +8,7 @@ the width from the terminal, or from COLUMNS when output is piped (80 without it
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from rich.cells import cell_len
 from rich.console import Console
@@ -38,7 +38,7 @@ def grid(
     title: str,
     header: Sequence[str],
     rows: Sequence[Sequence[str]],
-    right: Sequence[str] = (),
+    right: Collection[str] = (),
     wrap: Sequence[str] = (),
 ) -> Table:
     """A table whose columns never wrap or cut, except those named in `wrap` (word-wrapped)."""
@@ -55,10 +55,60 @@ def grid(
     return table
 
 
-def print_lines(console: Console, title: str, lines: Sequence[tuple[str, str]]) -> None:
-    """`title`, then one `key: value` line each, never wrapped by us (paths stay whole)."""
+def print_lines(
+    console: Console, title: str, lines: Sequence[tuple[str, str]], whole: bool = True
+) -> None:
+    """`title`, then one `key: value` line each: never wrapped by us when `whole` (paths stay
+    whole), else wrapped between words."""
     if not lines:
         return
     console.print(title, highlight=False)
     for key, value in lines:
-        console.print(f"  {key}: {value}", soft_wrap=True, highlight=False, markup=False)
+        text = Text(f"  {key}: {value}")
+        console.print(text, soft_wrap=whole, highlight=False)
+
+
+def print_fitted(
+    console: Console,
+    title: str,
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    right: Collection[str] = (),
+    wrap: Sequence[str] = (),
+    movable: Sequence[str] = (),
+) -> None:
+    """Print the table; while it is too wide, the `movable` columns (in order) leave it and
+    are listed below it, one `first column: value` line each. Columns in `wrap` wrap between
+    words, so they need only their longest word; every other column stays whole."""
+    header = list(header)
+    table = [list(r) for r in rows]
+    for name in list(header[1:]):  # an empty column is no column
+        i = header.index(name)
+        if table and not any(r[i] for r in table):
+            header.pop(i)
+            for r in table:
+                r.pop(i)
+    below: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def squeezed() -> list[list[str]]:
+        out = []
+        for r in table:
+            out.append(
+                [
+                    max(cell.split() or [""], key=width_of) if name in wrap else cell
+                    for name, cell in zip(header, r, strict=True)
+                ]
+            )
+        return out
+
+    for name in movable:
+        if fits(console, header, squeezed()) or name not in header:
+            continue
+        i = header.index(name)
+        below.append((name, [(r[0], r[i]) for r in table if r[i]]))
+        header.pop(i)
+        for r in table:
+            r.pop(i)
+    console.print(grid(title, header, table, right=right, wrap=wrap))
+    for name, lines in below:
+        print_lines(console, f"{name[:1].upper()}{name[1:]}:", lines, whole=name not in wrap)

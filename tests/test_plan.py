@@ -15,7 +15,8 @@ from jobs.cli import app
 from jobs.config import Settings
 from jobs.contract import DELETED_TABLES
 from jobs.errors import EoyError
-from jobs.plan import PlanError, load_plan, make_plan, plan_hash, render_plan, write_plan
+from jobs.plan import PlanError, load_plan, make_plan, plan_hash, write_plan
+from jobs.plan_view import render_plan
 from jobs.schema import init_warehouse
 from jobs.warehouse import WarehouseError, connect
 from tests import reset_data

@@ -67,16 +67,65 @@ YearOpt = Annotated[
 ]
 
 
+LedgerYearOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--school-year",
+        help="School year by the calendar year it ends in (2022-23 is 2023). "
+        "Default: the latest school year in the ledger, else this year.",
+    ),
+]
+
+
+def show_version(value: bool) -> None:
+    if value:
+        console.print(f"eoy-reset {__version__}", highlight=False)
+        raise typer.Exit(0)
+
+
 def settings_of(ctx: typer.Context) -> Settings:
     settings: Settings = ctx.obj
     return settings
 
 
 def parse_date(value: str, option: str) -> date:
+    import re
+
+    text = value.strip()
     try:
-        return date.fromisoformat(value.strip())
+        return date.fromisoformat(text)
     except ValueError:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            raise ConfigError(
+                f"{option} {text}: no such day in the calendar; give a real day as YYYY-MM-DD"
+            ) from None
         raise ConfigError(f"{option} {value!r} is not a date: use YYYY-MM-DD") from None
+
+
+def known_school_year(settings: Settings, year: int | None) -> None:
+    """Refuse a school year with no reset policy and no run in the ledger (like `plan`)."""
+    from jobs.dbt import policy_years
+    from jobs.warehouse import connect
+
+    if year is None or year in policy_years():
+        return
+    with connect(settings) as wh:
+        if wh.scalar("select count(*) from eoy_runner.reset_runs where school_year = %s", [year]):
+            return
+    hint = " (2022-23 is 2023)" if year < 1000 else ""
+    raise ConfigError(
+        f"no reset policy for school year {year} and no reset of it in the ledger: give the "
+        f"calendar year the school year ends in{hint}, or add a row to seeds/reset_policy.csv"
+    )
+
+
+def ledger_school_year(settings: Settings) -> int | None:
+    """The latest school year in the ledger, the default of `status` and `report`."""
+    from jobs.warehouse import connect
+
+    with connect(settings) as wh:
+        year = wh.scalar("select max(school_year) from eoy_runner.reset_runs")
+    return int(year) if year is not None else None
 
 
 @app.callback()
@@ -102,12 +151,12 @@ def global_options(
         ),
     ] = None,
     version: Annotated[
-        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=show_version
+        ),
     ] = False,
 ) -> None:
-    if version:
-        console.print(f"eoy-reset {__version__}")
-        raise typer.Exit(0)
     ctx.obj = Settings.from_env(
         target=target, duckdb_path=duckdb_path, pg_dsn=pg_dsn, snapshot_root=snapshot_root
     )
@@ -294,12 +343,13 @@ def run_problem(result: dict[str, Any]) -> str | None:
 
 
 @app.command()
-def status(ctx: typer.Context, school_year: YearOpt = None, as_json: JsonOpt = False) -> None:
+def status(ctx: typer.Context, school_year: LedgerYearOpt = None, as_json: JsonOpt = False) -> None:
     """Per district: last step, rows deleted, snapshot, errors."""
     from jobs.runner import render_status, reset_status
     from jobs.snapshots import mark_purged
 
     settings = settings_of(ctx)
+    known_school_year(settings, school_year)
     doc = mark_purged(settings, reset_status(settings, school_year))
     if as_json:
         emit_json(status_document(doc))
@@ -386,8 +436,19 @@ def verify_snapshot_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Re-read every file of a snapshot and check it against its manifest."""
+    from jobs.snapshots import MANIFEST, SnapshotError
     from jobs.verify import render_verify, verify_snapshot
 
+    if not directory.is_dir():
+        raise SnapshotError(
+            f"{directory} is not a folder: give a district's snapshot folder, "
+            "like snapshots/2023/d00042"
+        )
+    if not (directory / MANIFEST).is_file():
+        raise SnapshotError(
+            f"{directory} is not a snapshot folder: it has no {MANIFEST} (an unfinished "
+            "snapshot, or another folder); give a district's folder, like snapshots/2023/d00042"
+        )
     result = verify_snapshot(directory, settings=settings_of(ctx) if against_source else None)
     problem = None
     if not result["ok"]:
@@ -409,16 +470,24 @@ def export_cmd(
         str, typer.Option("--format", help="csv (zipped, for people) or parquet.")
     ] = "csv",
     out: Annotated[Path, typer.Option("--out", help="Folder to write into.")] = Path("."),
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a copy already in the --out folder.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """A zip of a district's data for the district: from the warehouse, or after its reset from
-    its snapshot parts."""
+    its snapshot parts. An existing copy is kept unless --force."""
     from jobs.export import ExportError, export_for_district
     from jobs.preflight import writable_folder
-    from jobs.snapshots import purged_on
+    from jobs.snapshots import purged_on, safe_segment
 
     settings = settings_of(ctx)
     writable_folder(out, "--out")
+    existing = out / f"{safe_segment(district)}_{int(school_year)}_{fmt.strip().lower()}.zip"
+    if existing.exists() and not force:
+        raise ExportError(
+            f"{existing} exists already: pass --force to replace it, or choose another --out"
+        )
     try:
         doc = export_for_district(settings, district, school_year, fmt, out)
     except ExportError:
@@ -531,13 +600,17 @@ def report(
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="Report as of this day (default today).")
     ] = None,
+    school_year: LedgerYearOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write the compliance report: one self-contained HTML file."""
+    """Write the compliance report of a school year: one self-contained HTML file."""
     from jobs.report import write_report
 
+    settings = settings_of(ctx)
     day = parse_date(as_of, "--as-of") if as_of else date.today()
-    doc = write_report(settings_of(ctx), html, day)
+    known_school_year(settings, school_year)
+    year = school_year if school_year is not None else ledger_school_year(settings)
+    doc = write_report(settings, html, day, year if year is not None else day.year)
     if as_json:
         emit_json(doc)
     else:
@@ -574,7 +647,7 @@ def usage_line(exc: click.exceptions.UsageError) -> str:
     if param is not None and "--school-year" in getattr(param, "opts", []):
         import re
 
-        found = re.search(r"'(\d{4})-(\d{2,4})'", text)
+        found = re.search(r"^(\d{4})[-/](\d{2,4})$", _option_value("--school-year") or "")
         if found:
             start, end = found.group(1), found.group(2)
             year = int(start[:2] + end[-2:]) if len(end) == 2 else int(end)
@@ -583,8 +656,23 @@ def usage_line(exc: click.exceptions.UsageError) -> str:
                 f"--school-year {start}-{end}: use {year}, the year the school year ends "
                 f"(--school-year {year})"
             )
-        return f"{text.rstrip('.')}: give the year the school year ends, like 2023"
+        given = _option_value("--school-year")
+        return (
+            f"--school-year {given!r} is not a year: give the calendar year the school year "
+            "ends in, like 2023 for 2022-23"
+        )
     return f"{text.rstrip('.')}: see {helper}"
+
+
+def _option_value(option: str) -> str | None:
+    """The value given to an option on the command line (for a usage error's hint)."""
+    args = sys.argv[1:]
+    for i, arg in enumerate(args):
+        if arg == option and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(option + "="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 def _fail(message: str, code: int) -> None:

@@ -67,22 +67,6 @@ def writable_file(path: Path, option: str) -> None:
         )
 
 
-def existing_parent(path: Path, option: str) -> None:
-    """A file the command will write into a folder that must already exist."""
-    path = Path(path)
-    if path.is_dir():
-        raise PreflightError(f"{option} {path} is a folder: give the path of the file to write")
-    folder = path.absolute().parent
-    if not folder.is_dir():
-        raise PreflightError(
-            f"{option} {path}: folder {folder} does not exist: create it or choose another {option}"
-        )
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PreflightError(
-            f"{option} {path}: folder {folder} is not writable: choose another {option}"
-        )
-
-
 def writable_folder(path: Path, option: str) -> None:
     """A folder the command writes into: a folder (or creatable), and writable."""
     path = Path(path)

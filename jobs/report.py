@@ -65,9 +65,13 @@ class Column:
 Rows = list[dict[str, Any]]
 
 
-def write_report(settings: Settings, path: Path, as_of: date) -> dict[str, Any]:
-    """Build the audit models as of `as_of`, read them, write the HTML; say what was written."""
-    school_year = as_of.year
+def write_report(
+    settings: Settings, path: Path, as_of: date, school_year: int | None = None
+) -> dict[str, Any]:
+    """Build the audit models as of `as_of`, read them, write the HTML; say what was written.
+
+    school_year: the year reported on (default: the year of `as_of`)."""
+    school_year = school_year if school_year is not None else as_of.year
     _check_writable(Path(path))
     if school_year not in policy_years():
         raise PolicyError(
@@ -291,12 +295,22 @@ def overdue_section(data: dict[str, Rows]) -> str:
         Column("schedule_issues", "Issues"),
         Column("run_error", "Last error"),
     ]
+    rows = [
+        {**r, "days_past_reset_date": days_past(r["days_past_reset_date"])} for r in data["overdue"]
+    ]
     return section(
         "overdue",
-        table_html(columns, data["overdue"], "No district is overdue or blocked."),
+        table_html(columns, rows, "No district is overdue or blocked."),
         "Due and not completed as of the report day, and blocked districts. Not started or "
         "failed: the operator runs the reset; blocked or restored: a CSM agrees a new date.",
     )
+
+
+def days_past(days: Any) -> Any:
+    """Days past the reset date; a blocked district's date still to come says so instead."""
+    if isinstance(days, int) and days < 0:
+        return f"in {-days:,} day{'s' if days != -1 else ''}"
+    return days
 
 
 def upcoming_section(data: dict[str, Rows]) -> str:
@@ -468,12 +482,12 @@ def _page(as_of: date, school_year: int, warehouse: str, body: str) -> str:
 
 def _check_writable(path: Path) -> None:
     """Fail before the dbt build, not after it, when the report cannot go there."""
-    from jobs.preflight import PreflightError, existing_parent
+    from jobs.preflight import PreflightError, writable_file
 
     if path.is_dir():
         raise ReportError(f"--html {path} is a folder: give the path of the HTML file to write")
     try:
-        existing_parent(path, "--html")
+        writable_file(path, "--html")
     except PreflightError as exc:
         raise ReportError(str(exc)) from None
 

@@ -83,7 +83,7 @@ def test_file_arguments_are_checked_before_the_build(settings: Settings, tmp_pat
         (["plan", "--as-of", "2023-07-28", "--out", str(tmp_path)], "is a folder"),
         (["run", "--as-of", "2023-07-28", "--plan", str(tmp_path / "none.json")], "does not exist"),
         (["run", "--as-of", "2023-07-28", "--dry-run", "--plan", str(a_file)], "not valid JSON"),
-        (["report", "--html", str(tmp_path / "no" / "r.html")], "does not exist"),
+        (["report", "--html", str(a_file / "r.html")], "is a file, not a folder"),
         (["report", "--html", str(tmp_path)], "is a folder"),
     ]
     for args, needle in cases:

@@ -619,6 +619,52 @@ def report(
 
 
 @app.command()
+def query(
+    ctx: typer.Context,
+    name: Annotated[
+        str | None,
+        typer.Argument(help="An analysis of analyses/, by file name without .sql; none: list."),
+    ] = None,
+    var: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--var",
+            help="A dbt var NAME=VALUE (repeat): as_of_date (default today), school_year "
+            "(default the year of as_of_date).",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a ready question of analyses/ on the warehouse and print its rows."""
+    from jobs.query import analyses, cell, parse_vars, run_query
+    from jobs.tables import print_table_or_records
+
+    if name is None:
+        known = analyses()
+        if as_json:
+            emit_json({"analyses": [{"name": k, "description": v} for k, v in known.items()]})
+            return
+        for key, about in known.items():
+            console.print(f"[bold]{key}[/bold]: {about}", highlight=False)
+        return
+    doc = run_query(settings_of(ctx), name, parse_vars(var or []))
+    if as_json:
+        emit_json(doc)
+        return
+    numeric = {
+        c for c in doc["columns"] if any(isinstance(r.get(c), int | float) for r in doc["rows"])
+    }
+    given = ", ".join(f"{k}={v}" for k, v in doc["vars"].items())
+    print_table_or_records(
+        console,
+        f"{name} ({len(doc['rows'])} rows{'; ' + given if given else ''})",
+        doc["columns"],
+        [[cell(r.get(c), c) for c in doc["columns"]] for r in doc["rows"]],
+        right=numeric,
+    )
+
+
+@app.command()
 def demo(ctx: typer.Context) -> None:
     """The whole reset on a fresh embedded DuckDB, in about a minute."""
     from jobs.demo import run_demo

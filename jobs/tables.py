@@ -112,3 +112,22 @@ def print_fitted(
     console.print(grid(title, header, table, right=right, wrap=wrap))
     for name, lines in below:
         print_lines(console, f"{name[:1].upper()}{name[1:]}:", lines, whole=name not in wrap)
+
+
+def print_table_or_records(
+    console: Console,
+    title: str,
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    right: Collection[str] = (),
+) -> None:
+    """The table when it fits; else one block per row, `column: value` a line (nothing cut)."""
+    if fits(console, header, rows):
+        console.print(grid(title, header, rows, right=right))
+        return
+    console.print(title, highlight=False)
+    pad = max((width_of(h) for h in header), default=0)
+    for n, row in enumerate(rows, 1):
+        console.print(f"[bold]#{n}[/bold]")
+        for name, value in zip(header, row, strict=True):
+            console.print(Text(f"  {name.ljust(pad)}  {value}"), soft_wrap=True, highlight=False)

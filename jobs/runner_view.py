@@ -210,7 +210,8 @@ def render_status(console: Console, doc: dict[str, Any]) -> None:
     else:
         shown = ", ".join(f"{n} {s}" for s, n in sorted(doc["by_status"].items()))
         console.print(
-            f"{len(doc['districts'])} district(s): {shown}. paused: import syncs paused of all.",
+            f"{len(doc['districts'])} district(s): {shown}. "
+            "paused: the district's import syncs paused / all of them.",
             highlight=False,
         )
 

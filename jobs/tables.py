@@ -111,7 +111,8 @@ def print_fitted(
             r.pop(i)
     console.print(grid(title, header, table, right=right, wrap=wrap))
     for name, lines in below:
-        print_lines(console, f"{name[:1].upper()}{name[1:]}:", lines, whole=name not in wrap)
+        label = f"{name[:1].upper()}{name[1:]}{'' if name.endswith('s') else 's'}:"
+        print_lines(console, label, lines, whole=name not in wrap)
 
 
 def print_table_or_records(

@@ -7,6 +7,7 @@ does the work, and prints the result (a rich table, or one JSON document with --
 from __future__ import annotations
 
 import os
+import re
 import sys
 from datetime import date
 from pathlib import Path
@@ -89,8 +90,6 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 def parse_date(value: str, option: str) -> date:
-    import re
-
     text = value.strip()
     try:
         return date.fromisoformat(text)
@@ -338,7 +337,7 @@ def run_problem(result: dict[str, Any]) -> str | None:
     if not stopped:
         return None
     first = stopped[0]
-    more = f" (and {len(stopped) - 1} more, listed above)" if len(stopped) > 1 else ""
+    more = f" (and {len(stopped) - 1} more district(s))" if len(stopped) > 1 else ""
     return f"district {first['district_id']!r} {first['status']}: {first['error']}{more}"
 
 
@@ -691,8 +690,6 @@ def usage_line(exc: click.exceptions.UsageError) -> str:
     text = " ".join(exc.format_message().split())
     param = getattr(exc, "param", None)
     if param is not None and "--school-year" in getattr(param, "opts", []):
-        import re
-
         found = re.search(r"^(\d{4})[-/](\d{2,4})$", _option_value("--school-year") or "")
         if found:
             start, end = found.group(1), found.group(2)

@@ -70,6 +70,9 @@ def test_a_spinner_names_the_build_at_a_terminal_and_nothing_when_piped(
     )
     assert code == 0, shown
     assert "building the audit models as of 2023-07-28…" in shown
+    code, out, shown = with_terminal_stderr(settings, ["run", "--as-of", "2023-07-28", "--dry-run"])
+    assert code == 0 and "Dry run" in out
+    assert "building the reset models as of 2023-07-28…" in shown
     piped = eoy(settings, ["run", "--as-of", "2023-07-28", "--dry-run"])
     assert piped.returncode == 0 and "building" not in piped.stderr
 

@@ -96,8 +96,8 @@ def render(results: list[dict[str, Any]]) -> str:
             f"| {gen['seconds']:.1f} s | {rows / gen['seconds']:,.0f} "
             f"({academic / gen['seconds']:,.0f}) | {gen['rss'] / 2**20:.0f} MiB "
             f"| {plan['seconds']:.1f} s "
-            f"| {totals['districts_due']} / {totals['districts_blocked']} "
-            f"| {totals['rows_total']:,} | {plan['rss'] / 2**20:.0f} MiB |"
+            f"| {totals['districts']} / {totals['blocked']} "
+            f"| {totals['rows']:,} | {plan['rss'] / 2**20:.0f} MiB |"
         )
     return head + "\n".join(lines) + "\n"
 

@@ -360,7 +360,7 @@ def bench_size(wh: Warehouses, districts: int) -> dict[str, Any]:
     first, second = plan(case), plan(case)
     totals = second.doc["totals"]
     r.update(plan_first=first.seconds, plan=second.seconds, plan_rss=second.rss)
-    r.update(due=totals["districts_due"], rows_planned=totals["rows_total"])
+    r.update(due=totals["districts"], rows_planned=totals["rows"])
     print(f"  plan {first.seconds:.1f} s, again {second.seconds:.1f} s", flush=True)
     ours = eoy(wh.fresh_snapshots(case), "run", "--as-of", AS_OF, "--yes", must_pass=False)
     doc = run_doc(ours, "ours")
@@ -369,7 +369,7 @@ def bench_size(wh: Warehouses, districts: int) -> dict[str, Any]:
         ours=ours.seconds,
         ours_rss=ours.rss,
         failed=len(doc.get("failed") or []) if doc else None,
-        rows=doc.get("totals", {}).get("rows_deleted", 0),
+        rows=doc.get("totals", {}).get("rows", 0),
         ran=doc.get("totals", {}).get("districts", 0),
         build=phases.get("build_models"),
         district_phase=phases.get("districts"),
@@ -405,7 +405,7 @@ def bench_size(wh: Warehouses, districts: int) -> dict[str, Any]:
         empty_phase_each=phase / ran if ran and phase is not None else None,
         empty_failed=len(doc3.get("failed") or []) if doc3 else None,
         empty_each=(empty.seconds - build) / ran if ran else None,
-        empty_rows=doc3.get("totals", {}).get("rows_deleted"),
+        empty_rows=doc3.get("totals", {}).get("rows"),
     )
     print(f"  run with nothing to delete {empty.seconds:.1f} s ({ran} districts)", flush=True)
 

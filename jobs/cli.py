@@ -6,8 +6,8 @@ does the work, and prints the result (a rich table, or one JSON document with --
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import sys
 from datetime import date
 from pathlib import Path
@@ -19,6 +19,14 @@ from rich.console import Console
 from jobs import __version__
 from jobs.config import ConfigError, Settings, scrub
 from jobs.errors import EoyError
+from jobs.output import (
+    CommandFailed,
+    emit_failure,
+    emit_json,
+    json_requested,
+    run_document,
+    status_document,
+)
 
 try:  # typer vendors its own copy of click
     from typer import _click as click
@@ -60,20 +68,63 @@ YearOpt = Annotated[
 ]
 
 
+LedgerYearOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--school-year",
+        help="School year by the calendar year it ends in (2022-23 is 2023). "
+        "Default: the latest school year in the ledger, else this year.",
+    ),
+]
+
+
+def show_version(value: bool) -> None:
+    if value:
+        console.print(f"eoy-reset {__version__}", highlight=False)
+        raise typer.Exit(0)
+
+
 def settings_of(ctx: typer.Context) -> Settings:
     settings: Settings = ctx.obj
     return settings
 
 
 def parse_date(value: str, option: str) -> date:
+    text = value.strip()
     try:
-        return date.fromisoformat(value.strip())
+        return date.fromisoformat(text)
     except ValueError:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            raise ConfigError(
+                f"{option} {text}: no such day in the calendar; give a real day as YYYY-MM-DD"
+            ) from None
         raise ConfigError(f"{option} {value!r} is not a date: use YYYY-MM-DD") from None
 
 
-def emit_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, default=str, sort_keys=False) + "\n")
+def known_school_year(settings: Settings, year: int | None) -> None:
+    """Refuse a school year with no reset policy and no run in the ledger (like `plan`)."""
+    from jobs.dbt import policy_years
+    from jobs.warehouse import connect
+
+    if year is None or year in policy_years():
+        return
+    with connect(settings) as wh:
+        if wh.scalar("select count(*) from eoy_runner.reset_runs where school_year = %s", [year]):
+            return
+    hint = " (2022-23 is 2023)" if year < 1000 else ""
+    raise ConfigError(
+        f"no reset policy for school year {year} and no reset of it in the ledger: give the "
+        f"calendar year the school year ends in{hint}, or add a row to seeds/reset_policy.csv"
+    )
+
+
+def ledger_school_year(settings: Settings) -> int | None:
+    """The latest school year in the ledger, the default of `status` and `report`."""
+    from jobs.warehouse import connect
+
+    with connect(settings) as wh:
+        year = wh.scalar("select max(school_year) from eoy_runner.reset_runs")
+    return int(year) if year is not None else None
 
 
 @app.callback()
@@ -99,12 +150,12 @@ def global_options(
         ),
     ] = None,
     version: Annotated[
-        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=show_version
+        ),
     ] = False,
 ) -> None:
-    if version:
-        console.print(f"eoy-reset {__version__}")
-        raise typer.Exit(0)
     ctx.obj = Settings.from_env(
         target=target, duckdb_path=duckdb_path, pg_dsn=pg_dsn, snapshot_root=snapshot_root
     )
@@ -204,10 +255,15 @@ def plan(
     ] = None,
 ) -> None:
     """Show who is due as of a date: districts, rows per table, blocked districts, issues."""
-    from jobs.plan import make_plan, render_plan, write_plan
+    from jobs.plan import make_plan, write_plan
+    from jobs.plan_view import render_plan
+    from jobs.preflight import writable_file
 
     settings = settings_of(ctx)
-    the_plan = make_plan(settings, parse_date(as_of, "--as-of"), school_year)
+    day = parse_date(as_of, "--as-of")
+    if out is not None:  # said now, not after the build
+        writable_file(out, "--out")
+    the_plan = make_plan(settings, day, school_year)
     if out is not None:
         write_plan(the_plan, out)
     if as_json:
@@ -284,8 +340,9 @@ def run(
         show_progress=not as_json,
         console=console,
     )
+    problem = run_problem(result)
     if as_json:
-        emit_json(result)
+        emit_json(run_document(result), error=problem)
     else:
         render_summary(console, result)
         if result.get("approval"):
@@ -294,18 +351,40 @@ def run(
                 f"Ran plan {approval['plan_sha256'][:12]}, approved by {approval['approved_by']}.",
                 highlight=False,
             )
-    if result.get("failed"):
-        raise typer.Exit(1)
+    if problem:
+        raise CommandFailed(problem)
+
+
+def run_problem(result: dict[str, Any]) -> str | None:
+    """The first reason the run did not do all it was asked, or None.
+
+    A named district that cannot run (blocked, not due) is a failure; one already reset is
+    not, so the same command run again to finish a run still exits 0.
+    """
+    stopped = [d for d in result["districts"] if d["status"] in ("failed", "refused")]
+    stopped += [
+        {**n, "status": "not run", "error": n["reason"]}
+        for n in result.get("not_due", [])
+        if not str(n["reason"]).startswith("already reset")
+    ]
+    if not stopped:
+        return None
+    first = stopped[0]
+    more = f" (and {len(stopped) - 1} more district(s))" if len(stopped) > 1 else ""
+    return f"district {first['district_id']!r} {first['status']}: {first['error']}{more}"
 
 
 @app.command()
-def status(ctx: typer.Context, school_year: YearOpt = None, as_json: JsonOpt = False) -> None:
+def status(ctx: typer.Context, school_year: LedgerYearOpt = None, as_json: JsonOpt = False) -> None:
     """Per district: last step, rows deleted, snapshot, errors."""
     from jobs.runner import render_status, reset_status
+    from jobs.snapshots import mark_purged
 
-    doc = reset_status(settings_of(ctx), school_year)
+    settings = settings_of(ctx)
+    known_school_year(settings, school_year)
+    doc = mark_purged(settings, reset_status(settings, school_year))
     if as_json:
-        emit_json(doc)
+        emit_json(status_document(doc))
     else:
         render_status(console, doc)
 
@@ -392,21 +471,29 @@ def verify_snapshot_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Re-read every file of a snapshot and check it against its manifest."""
+    from jobs.snapshots import MANIFEST, SnapshotError
     from jobs.verify import render_verify, verify_snapshot
 
+    if not directory.is_dir():
+        raise SnapshotError(
+            f"{directory} is not a folder: give a district's snapshot folder, "
+            "like snapshots/2023/d00042"
+        )
+    if not (directory / MANIFEST).is_file():
+        raise SnapshotError(
+            f"{directory} is not a snapshot folder: it has no {MANIFEST} (an unfinished "
+            "snapshot, or another folder); give a district's folder, like snapshots/2023/d00042"
+        )
     result = verify_snapshot(directory, settings=settings_of(ctx) if against_source else None)
+    problem = None
+    if not result["ok"]:
+        problem = f"snapshot {directory} failed verification: {result['problems'][0]}"
     if as_json:
-        emit_json(result)
+        emit_json(result, error=problem)
     else:
         render_verify(console, result)
-    if not result["ok"]:
-        first = result["problems"][0]
-        err_console.print(
-            f"eoy-reset: snapshot {directory} failed verification: {first}",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(1)
+    if problem:
+        raise CommandFailed(problem)
 
 
 @app.command("export")
@@ -418,13 +505,34 @@ def export_cmd(
         str, typer.Option("--format", help="csv (zipped, for people) or parquet.")
     ] = "csv",
     out: Annotated[Path, typer.Option("--out", help="Folder to write into.")] = Path("."),
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a copy already in the --out folder.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """A zip of a district's data for the district: from the warehouse, or after its reset from
-    its snapshot parts."""
-    from jobs.export import export_for_district
+    its snapshot parts. An existing copy is kept unless --force."""
+    from jobs.export import ExportError, export_for_district
+    from jobs.preflight import writable_folder
+    from jobs.snapshots import purged_on, safe_segment
 
-    doc = export_for_district(settings_of(ctx), district, school_year, fmt, out)
+    settings = settings_of(ctx)
+    writable_folder(out, "--out")
+    existing = out / f"{safe_segment(district)}_{int(school_year)}_{fmt.strip().lower()}.zip"
+    if existing.exists() and not force:
+        raise ExportError(
+            f"{existing} exists already: pass --force to replace it, or choose another --out"
+        )
+    try:
+        doc = export_for_district(settings, district, school_year, fmt, out)
+    except ExportError:
+        purged = purged_on(settings, district, school_year)
+        if purged is None:
+            raise
+        raise ExportError(
+            f"the snapshot of district {district!r} for school year {school_year} was purged "
+            f"on {purged:%Y-%m-%d}: no copy of its deleted rows is left to export"
+        ) from None
     if as_json:
         emit_json(doc)
     else:
@@ -437,18 +545,59 @@ def purge_snapshots_cmd(
     older_than: Annotated[
         int, typer.Option("--older-than", min=0, help="Days past which a snapshot goes.")
     ] = 90,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be purged; remove nothing.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Remove snapshots past the recovery window, except districts under a legal hold."""
-    from jobs.snapshots import purge_snapshots
+    """Remove snapshots past the recovery window, except districts under a legal hold.
 
-    doc = purge_snapshots(settings_of(ctx), older_than_days=older_than)
+    Lists the snapshots that would go, then asks for a typed confirmation at a terminal;
+    elsewhere it needs --yes. Each purge is recorded: status, export and report say when.
+    """
+    from jobs.runner_view import render_purge, render_purge_list
+    from jobs.snapshots import SnapshotError, purge_snapshots
+
+    interactive = sys.stdin.isatty() and not as_json
+    if not (dry_run or yes or interactive):
+        raise SnapshotError(
+            "refusing to purge snapshots without --yes or a confirmation at a terminal: "
+            "list them with --dry-run, then purge with --yes"
+        )
+
+    def confirm(going: list[dict[str, Any]]) -> None:
+        render_purge_list(console, going)
+        n = len(going)
+        answer = typer.prompt(
+            f"Type {n} to purge {'them' if n != 1 else 'it'}", default="", show_default=False
+        )
+        if answer.strip() != str(n):
+            raise SnapshotError("confirmation did not match: no snapshot was purged")
+
+    doc = purge_snapshots(
+        settings_of(ctx),
+        older_than_days=older_than,
+        dry_run=dry_run,
+        confirm=None if yes else confirm,
+    )
+    doc["totals"] = purge_totals(doc)
     if as_json:
         emit_json(doc)
     else:
-        console.print(
-            f"Purged {len(doc['purged'])} snapshot(s); kept {len(doc['held'])} under legal hold."
-        )
+        render_purge(console, doc)
+
+
+def purge_totals(doc: dict[str, Any]) -> dict[str, Any]:
+    from jobs.output import count_by, totals
+
+    going = doc["purged"] + doc["would_purge"]
+    return totals(
+        len({e["district_id"] for e in going}),
+        sum(int(e["rows"]) for e in going),
+        count_by(doc["snapshots"]),
+        snapshots=len(going),
+    )
 
 
 @app.command()
@@ -486,13 +635,17 @@ def report(
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="Report as of this day (default today).")
     ] = None,
+    school_year: LedgerYearOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write the compliance report: one self-contained HTML file."""
+    """Write the compliance report of a school year: one self-contained HTML file."""
     from jobs.report import write_report
 
+    settings = settings_of(ctx)
     day = parse_date(as_of, "--as-of") if as_of else date.today()
-    doc = write_report(settings_of(ctx), html, day)
+    known_school_year(settings, school_year)
+    year = school_year if school_year is not None else ledger_school_year(settings)
+    doc = write_report(settings, html, day, year if year is not None else day.year)
     if as_json:
         emit_json(doc)
     else:
@@ -501,11 +654,111 @@ def report(
 
 
 @app.command()
+def query(
+    ctx: typer.Context,
+    name: Annotated[
+        str | None,
+        typer.Argument(help="An analysis of analyses/, by file name without .sql; none: list."),
+    ] = None,
+    var: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--var",
+            help="A dbt var NAME=VALUE (repeat): as_of_date (default today), school_year "
+            "(default the year of as_of_date).",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a ready question of analyses/ on the warehouse and print its rows."""
+    from jobs.query import analyses, cell, parse_vars, run_query
+    from jobs.tables import print_table_or_records
+
+    if name is None:
+        known = analyses()
+        if as_json:
+            emit_json({"analyses": [{"name": k, "description": v} for k, v in known.items()]})
+            return
+        for key, about in known.items():
+            console.print(f"[bold]{key}[/bold]: {about}", highlight=False)
+        return
+    doc = run_query(settings_of(ctx), name, parse_vars(var or []))
+    if as_json:
+        emit_json(doc)
+        return
+    numeric = {
+        c for c in doc["columns"] if any(isinstance(r.get(c), int | float) for r in doc["rows"])
+    }
+    given = ", ".join(f"{k}={v}" for k, v in doc["vars"].items())
+    print_table_or_records(
+        console,
+        f"{name} ({len(doc['rows'])} rows{'; ' + given if given else ''})",
+        doc["columns"],
+        [[cell(r.get(c), c) for c in doc["columns"]] for r in doc["rows"]],
+        right=numeric,
+    )
+
+
+@app.command()
 def demo(ctx: typer.Context) -> None:
     """The whole reset on a fresh embedded DuckDB, in about a minute."""
     from jobs.demo import run_demo
 
     run_demo(settings_of(ctx), console)
+
+
+GLOBAL_OPTIONS = ("--target", "--duckdb-path", "--pg-dsn", "--snapshot-root")
+
+
+def usage_line(exc: click.exceptions.UsageError) -> str:
+    """A usage error in one line, with the fix."""
+    ctx = exc.ctx
+    command = ctx.info_name if ctx is not None and ctx.parent is not None else None
+    helper = f"`eoy-reset {command} --help`" if command else "`eoy-reset --help`"
+    if isinstance(exc, click.exceptions.NoSuchOption):
+        option = exc.option_name
+        if option in GLOBAL_OPTIONS and command:
+            return (
+                f"{option} is a global option: put it before the command, "
+                f"`eoy-reset {option} VALUE {command} …`"
+            )
+        return f"{command or 'eoy-reset'} has no option {option}: see {helper}"
+    text = " ".join(exc.format_message().split())
+    param = getattr(exc, "param", None)
+    if param is not None and "--school-year" in getattr(param, "opts", []):
+        found = re.search(r"^(\d{4})[-/](\d{2,4})$", _option_value("--school-year") or "")
+        if found:
+            start, end = found.group(1), found.group(2)
+            year = int(start[:2] + end[-2:]) if len(end) == 2 else int(end)
+            year += 100 if year <= int(start) else 0
+            return (
+                f"--school-year {start}-{end}: use {year}, the year the school year ends "
+                f"(--school-year {year})"
+            )
+        given = _option_value("--school-year")
+        return (
+            f"--school-year {given!r} is not a year: give the calendar year the school year "
+            "ends in, like 2023 for 2022-23"
+        )
+    return f"{text.rstrip('.')}: see {helper}"
+
+
+def _option_value(option: str) -> str | None:
+    """The value given to an option on the command line (for a usage error's hint)."""
+    args = sys.argv[1:]
+    for i, arg in enumerate(args):
+        if arg == option and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(option + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"eoy-reset: {message}", file=sys.stderr)
+    if json_requested():
+        emit_failure(message)
+    sys.exit(code)
 
 
 def main() -> None:
@@ -518,25 +771,19 @@ def main() -> None:
         rv = app(standalone_mode=False, prog_name="eoy-reset")
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.exceptions.UsageError as exc:
+        _fail(scrub(usage_line(exc)), exc.exit_code)
     except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        _fail(scrub(" ".join(exc.format_message().split())), exc.exit_code)
     except typer.Abort:
-        err_console.print("eoy-reset: aborted")
-        sys.exit(130)
+        _fail("aborted: nothing more was done", 130)
     except KeyboardInterrupt:
-        err_console.print("eoy-reset: interrupted; run the same command again to finish")
-        sys.exit(130)
+        _fail("interrupted; run the same command again to finish", 130)
     except EoyError as exc:
-        print(f"eoy-reset: {scrub(str(exc))}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        _fail(scrub(str(exc)), exc.exit_code)
     except Exception as exc:
         if os.environ.get("EOY_DEBUG"):
             raise
         first = scrub((str(exc).strip().splitlines() or [""])[0])
-        print(
-            f"eoy-reset: unexpected {type(exc).__name__}: {first} (EOY_DEBUG=1 shows more)",
-            file=sys.stderr,
-        )
-        sys.exit(1)
+        _fail(f"unexpected {type(exc).__name__}: {first} (EOY_DEBUG=1 shows more)", 1)
     sys.exit(rv if isinstance(rv, int) else 0)

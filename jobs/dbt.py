@@ -168,8 +168,22 @@ def build_reset_models(
         raise PolicyError(
             f"no reset policy for school year {year}: add a row to seeds/reset_policy.csv"
         )
+    from jobs.output import phase
+
     # a clear "run eoy-reset init" beats dbt's missing-table error (and dbt creating a file)
     connect(settings).close()
+    with phase(f"building the reset models as of {as_of.isoformat()}…"):
+        _build_reset(settings, as_of, year, named_districts, for_run)
+    return year
+
+
+def _build_reset(
+    settings: Settings,
+    as_of: date,
+    year: int,
+    named_districts: list[str] | None,
+    for_run: bool,
+) -> None:
     run_dbt(
         settings,
         [
@@ -187,4 +201,3 @@ def build_reset_models(
             "EOY_NAMED_DISTRICTS": json.dumps(list(named_districts or [])),
         },
     )
-    return year

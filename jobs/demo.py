@@ -21,7 +21,8 @@ from jobs.config import Settings
 from jobs.errors import EoyError
 from jobs.generate import generate_districts, render_counts
 from jobs.oneroster import import_oneroster, render_import, write_sample_export
-from jobs.plan import make_plan, render_plan
+from jobs.plan import make_plan
+from jobs.plan_view import render_plan
 from jobs.runner import render_status, render_summary, reset_status, resume_syncs, run_reset
 from jobs.schema import init_warehouse
 from jobs.snapshots import district_dir

@@ -13,9 +13,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
 from jobs.config import Settings
 from jobs.contract import DELETED_TABLES
 from jobs.dbt import build_reset_models
@@ -139,11 +136,11 @@ def _read_plan(
         "request_issues": request_issues,
         "inactive_educators": {d: n for d, n in sorted(idle.items()) if d in due_ids},
         "not_due": _not_due(wh, year, as_of, districts or [], due_ids, schedule),
-        "totals": {
-            "districts_due": len(due),
-            "districts_blocked": len(blocked),
-            "rows": table_totals,
-            "rows_total": sum(table_totals.values()),
+        "totals": {  # the shape of every command's totals (jobs/output.py)
+            "districts": len(due),
+            "rows": sum(table_totals.values()),
+            "rows_by_table": table_totals,
+            "blocked": len(blocked),
         },
     }
 
@@ -231,87 +228,3 @@ def load_plan(path: Path | str) -> dict[str, Any]:
             "make and approve a new plan with `eoy-reset plan --out`"
         )
     return plan
-
-
-# ---------------------------------------------------------------------------------------
-# rendering
-# ---------------------------------------------------------------------------------------
-SHORT_NAMES = {"classroom_enrollments": "enrollments", "usage_sessions": "sessions"}
-# Files and pipes have no width of their own: do not squeeze the rows-per-table columns.
-PIPE_WIDTH = 160
-
-
-def render_plan(console: Console, plan: dict[str, Any]) -> None:
-    """The plan as rich tables: due, blocked, request issues, totals."""
-    console.print(
-        f"Reset plan as of [bold]{plan['as_of']}[/bold], school year "
-        f"[bold]{plan['school_year']}[/bold] ({plan['warehouse']})"
-    )
-    idle = plan.get("inactive_educators", {})
-    due = Table(
-        title=f"Due districts ({len(plan['due'])}): rows to snapshot and delete",
-        title_justify="left",
-    )
-    for name in ("district", "reset date", "source"):
-        due.add_column(name, no_wrap=True)
-    for table in DELETED_TABLES:
-        due.add_column(SHORT_NAMES.get(table, table), justify="right")
-    due.add_column("total", justify="right")
-    due.add_column("inactive educators", justify="right")
-    for d in plan["due"]:
-        due.add_row(
-            d["district_id"],
-            d["effective_reset_date"],
-            d["date_source"],
-            *(f"{d['rows'].get(t, 0):,}" for t in DELETED_TABLES),
-            f"{d['rows_total']:,}",
-            str(idle.get(d["district_id"], 0)),
-        )
-    if console.is_terminal or console.width >= PIPE_WIDTH:
-        console.print(due)
-    else:
-        Console(file=console.file, width=PIPE_WIDTH, color_system=None).print(due)
-
-    if plan["blocked"]:
-        blocked = Table(
-            title=f"Blocked: a CSM must act ({len(plan['blocked'])})", title_justify="left"
-        )
-        for name in ("district", "reset date", "reasons"):
-            blocked.add_column(name)
-        for b in plan["blocked"]:
-            blocked.add_row(b["district_id"], b["effective_reset_date"], ", ".join(b["issues"]))
-        console.print(blocked)
-
-    if plan["request_issues"]:
-        issues = Table(
-            title=f"Request issues ({len(plan['request_issues'])})", title_justify="left"
-        )
-        for name in ("district", "reset date", "source", "issues"):
-            issues.add_column(name)
-        for r in plan["request_issues"]:
-            issues.add_row(
-                r["district_id"],
-                r["effective_reset_date"],
-                r["date_source"],
-                ", ".join(r["issues"]),
-            )
-        console.print(issues)
-
-    if plan.get("not_due"):
-        not_due = Table(title="Named but not due", title_justify="left")
-        not_due.add_column("district")
-        not_due.add_column("reason")
-        for n in plan["not_due"]:
-            not_due.add_row(n["district_id"], n["reason"])
-        console.print(not_due)
-
-    totals = plan["totals"]
-    summary = Table(title="Totals", title_justify="left")
-    summary.add_column("what")
-    summary.add_column("count", justify="right")
-    summary.add_row("districts due", str(totals["districts_due"]))
-    summary.add_row("districts blocked", str(totals["districts_blocked"]))
-    for table in DELETED_TABLES:
-        summary.add_row(f"{table} rows to delete", f"{totals['rows'].get(table, 0):,}")
-    summary.add_row("rows to delete", f"{totals['rows_total']:,}")
-    console.print(summary)

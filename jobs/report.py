@@ -65,9 +65,13 @@ class Column:
 Rows = list[dict[str, Any]]
 
 
-def write_report(settings: Settings, path: Path, as_of: date) -> dict[str, Any]:
-    """Build the audit models as of `as_of`, read them, write the HTML; say what was written."""
-    school_year = as_of.year
+def write_report(
+    settings: Settings, path: Path, as_of: date, school_year: int | None = None
+) -> dict[str, Any]:
+    """Build the audit models as of `as_of`, read them, write the HTML; say what was written.
+
+    school_year: the year reported on (default: the year of `as_of`)."""
+    school_year = school_year if school_year is not None else as_of.year
     _check_writable(Path(path))
     if school_year not in policy_years():
         raise PolicyError(
@@ -92,6 +96,13 @@ def write_report(settings: Settings, path: Path, as_of: date) -> dict[str, Any]:
 
 def build_audit_models(settings: Settings, as_of: date, school_year: int) -> None:
     """The audit views and everything under them, built for the day (tests are not run)."""
+    from jobs.output import phase
+
+    with phase(f"building the audit models as of {as_of.isoformat()}…"):
+        _build_audit(settings, as_of, school_year)
+
+
+def _build_audit(settings: Settings, as_of: date, school_year: int) -> None:
     run_dbt(
         settings,
         [
@@ -108,7 +119,14 @@ def build_audit_models(settings: Settings, as_of: date, school_year: int) -> Non
 
 
 def read_audit(wh: Warehouse) -> dict[str, Rows]:
-    return {name: wh.query_dicts(sql.format(s=SCHEMA)) for name, sql in QUERIES.items()}
+    from jobs.snapshots import purged_since, purges
+
+    data = {name: wh.query_dicts(sql.format(s=SCHEMA)) for name, sql in QUERIES.items()}
+    purged = purges(wh)
+    for row in data["status"]:
+        at = purged_since(purged, row["district_id"], row["school_year"], row.get("run_started_at"))
+        row["snapshot"] = f"purged on {at:%Y-%m-%d}" if at is not None else None
+    return data
 
 
 # ---------------------------------------------------------------------------------------
@@ -277,12 +295,22 @@ def overdue_section(data: dict[str, Rows]) -> str:
         Column("schedule_issues", "Issues"),
         Column("run_error", "Last error"),
     ]
+    rows = [
+        {**r, "days_past_reset_date": days_past(r["days_past_reset_date"])} for r in data["overdue"]
+    ]
     return section(
         "overdue",
-        table_html(columns, data["overdue"], "No district is overdue or blocked."),
+        table_html(columns, rows, "No district is overdue or blocked."),
         "Due and not completed as of the report day, and blocked districts. Not started or "
         "failed: the operator runs the reset; blocked or restored: a CSM agrees a new date.",
     )
+
+
+def days_past(days: Any) -> Any:
+    """Days past the reset date; a blocked district's date still to come says so instead."""
+    if isinstance(days, int) and days < 0:
+        return f"in {-days:,} day{'s' if days != -1 else ''}"
+    return days
 
 
 def upcoming_section(data: dict[str, Rows]) -> str:
@@ -372,6 +400,7 @@ def status_section(data: dict[str, Rows]) -> str:
         Column("syncs_paused_at", "Syncs paused", "date"),
         Column("syncs_resumed_at", "Syncs resumed", "date"),
         Column("manifest_sha256", "Snapshot manifest SHA-256", "hash"),
+        Column("snapshot", "Snapshot", "date"),
     ]
     return section(
         "status",
@@ -453,8 +482,14 @@ def _page(as_of: date, school_year: int, warehouse: str, body: str) -> str:
 
 def _check_writable(path: Path) -> None:
     """Fail before the dbt build, not after it, when the report cannot go there."""
+    from jobs.preflight import PreflightError, writable_file
+
     if path.is_dir():
         raise ReportError(f"--html {path} is a folder: give the path of the HTML file to write")
+    try:
+        writable_file(path, "--html")
+    except PreflightError as exc:
+        raise ReportError(str(exc)) from None
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -259,6 +259,10 @@ def run_reset(
     if not (dry_run or plan_path or yes or interactive):
         raise RunError("refusing to delete without --plan, --yes or a confirmation at a terminal")
     _check_snapshot_root(settings)
+    if plan_path:  # made for this day and school year, checked before anything is built
+        from jobs.preflight import plan_for_the_day
+
+        plan_for_the_day(plan_path, as_of, school_year)
     with command_lock(settings):
         # the plan as approved in the ledger, or a refusal before anything changes
         plan, approval = load_approved_plan(settings, plan_path) if plan_path else ({}, None)
@@ -326,6 +330,10 @@ def run_reset(
                         pool.map(lambda c: _run_one(connections, c, year, progress), runnable)
                     )
         result["seconds_by_phase"]["districts"] = round(time.perf_counter() - began, 2)
+        for cand, outcome in zip(runnable, outcomes, strict=True):  # keys of the dry run
+            outcome.setdefault("effective_reset_date", str(cand["effective_reset_date"]))
+            outcome.setdefault("rows", cand["rows"])
+            outcome.setdefault("resumes", cand["resume"])
         result["districts"].extend(outcomes)
     return _finish(result, started)
 

@@ -104,31 +104,38 @@ class RunProgress:
 
 def render_summary(console: Console, result: dict[str, Any]) -> None:
     """One row per district: status, rows deleted, seconds, reason."""
+    from jobs.tables import print_fitted
+
     title = (
         f"{'Dry run: ' if result.get('dry_run') else ''}reset as of {result['as_of']}, "
         f"school year {result['school_year']}"
     )
-    grid = RichTable(title=title, title_justify="left")
-    grid.add_column("district")
-    grid.add_column("status")
-    grid.add_column("rows deleted" if not result.get("dry_run") else "rows", justify="right")
-    grid.add_column("seconds", justify="right")
-    grid.add_column("note")
+    rows = []
     for d in result["districts"]:
         status = d["status"]
-        rows = sum(d.get("rows", {}).values()) if result.get("dry_run") else d.get("rows_deleted")
+        rows_n = sum(d.get("rows", {}).values()) if result.get("dry_run") else d.get("rows_deleted")
         note = d.get("error") or ""
         if status == "would_run" and d.get("resumes"):
             note = f"resumes a {d['resumes']} run"
-        grid.add_row(
-            d["district_id"],
-            f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]",
-            f"{int(rows or 0):,}",
-            f"{d['seconds']:.1f}" if "seconds" in d else "",
-            note,
-            end_section=False,
+        rows.append(
+            [
+                d["district_id"],
+                f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]",
+                f"{int(rows_n or 0):,}",
+                f"{d['seconds']:.1f}" if "seconds" in d else "",
+                note,
+            ]
         )
-    console.print(grid)
+    counted = "rows" if result.get("dry_run") else "rows deleted"
+    print_fitted(
+        console,
+        title,
+        ["district", "status", counted, "seconds", "note"],
+        rows,
+        right=(counted, "seconds"),
+        wrap=("note",),
+        movable=("note",),
+    )
     for entry in result.get("not_due", []):
         console.print(f"District {entry['district_id']} was not run: {entry['reason']}.")
     totals = result.get("totals", {})
@@ -136,10 +143,18 @@ def render_summary(console: Console, result: dict[str, Any]) -> None:
         console.print("No district is due: nothing to do.")
         return
     by_status = ", ".join(f"{n} {s}" for s, n in sorted(totals.get("by_status", {}).items()))
-    console.print(
-        f"{totals.get('districts', 0)} district(s): {by_status}; "
-        f"{totals.get('rows_deleted', 0):,} rows deleted in {totals.get('seconds', 0):.1f} s."
-    )
+    if result.get("dry_run"):
+        rows_total = sum(
+            sum(d.get("rows", {}).values())
+            for d in result["districts"]
+            if d["status"] == "would_run"
+        )
+        done = f"{rows_total:,} rows would be deleted; nothing was changed."
+    else:
+        done = (
+            f"{totals.get('rows_deleted', 0):,} rows deleted in {totals.get('seconds', 0):.1f} s."
+        )
+    console.print(f"{totals.get('districts', 0)} district(s): {by_status}; {done}")
 
 
 def _short_path(path: str | None) -> str:
@@ -151,28 +166,99 @@ def _short_path(path: str | None) -> str:
         return path
 
 
+def snapshot_cell(d: dict[str, Any]) -> str:
+    """Where the district's snapshot is, or when it was purged."""
+    purged = d.get("snapshot_purged_at")
+    if purged:
+        return f"purged on {str(purged)[:10]}"
+    return _short_path(d.get("snapshot_path"))
+
+
 def render_status(console: Console, doc: dict[str, Any]) -> None:
-    grid = RichTable(title=f"Resets of school year {doc['school_year']}", title_justify="left")
-    for col in ("district", "status", "last step", "rows", "syncs paused", "snapshot", "error"):
-        grid.add_column(
-            col, justify="right" if col in ("rows", "syncs paused") else "left", overflow="fold"
-        )
+    """One row per district; snapshot paths and errors go below the table when it would
+    otherwise be too wide for the terminal."""
+    from jobs.tables import print_fitted
+
+    header = ["district", "status", "last step", "rows", "paused", "snapshot", "error"]
+    rows = []
     for d in doc["districts"]:
         step = d["last_step"] or ""
         if d["last_step_status"] not in (None, "completed"):
             step = f"{step} {d['last_step_status']}"
-        grid.add_row(
-            d["district_id"],
-            f"[{STATUS_STYLE.get(d['status'], 'white')}]{d['status']}[/]",
-            step,
-            f"{int(d['rows_deleted'] or 0):,}",
-            f"{d['syncs_paused']}/{d['syncs']}",
-            _short_path(d["snapshot_path"]),
-            d["error"] or "",
+        rows.append(
+            [
+                d["district_id"],
+                f"[{STATUS_STYLE.get(d['status'], 'white')}]{d['status']}[/]",
+                step,
+                f"{int(d['rows_deleted'] or 0):,}",
+                f"{d['syncs_paused']}/{d['syncs']}",
+                snapshot_cell(d),
+                d["error"] or "",
+            ]
         )
-    console.print(grid)
+    print_fitted(
+        console,
+        f"Resets of school year {doc['school_year']}",
+        header,
+        rows,
+        right=("rows", "paused"),
+        wrap=("error",),
+        movable=("snapshot", "error"),
+    )
     if not doc["districts"]:
         console.print(f"No reset recorded for school year {doc['school_year']}.")
     else:
         shown = ", ".join(f"{n} {s}" for s, n in sorted(doc["by_status"].items()))
-        console.print(f"{len(doc['districts'])} district(s): {shown}.")
+        console.print(
+            f"{len(doc['districts'])} district(s): {shown}. "
+            "paused: the district's import syncs paused / all of them.",
+            highlight=False,
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# purge-snapshots
+# ---------------------------------------------------------------------------------------
+def _day(value: str | None) -> str:
+    return str(value or "")[:10]
+
+
+def render_purge_list(console: Console, entries: list[dict[str, Any]], title: str = "") -> None:
+    """The snapshots a purge removes: district, school year, when taken, rows."""
+    n = len(entries)
+    grid = RichTable(
+        title=title or f"{n} snapshot{'s' if n != 1 else ''} to purge", title_justify="left"
+    )
+    grid.add_column("district", overflow="fold")
+    grid.add_column("year", no_wrap=True)
+    grid.add_column("taken on", no_wrap=True)
+    grid.add_column("age (days)", justify="right", no_wrap=True)
+    grid.add_column("rows", justify="right", no_wrap=True)
+    for e in entries:
+        grid.add_row(
+            e["district_id"],
+            str(e["school_year"]),
+            _day(e["created_at"]),
+            f"{int(e['age_days']):,}",
+            f"{int(e['rows']):,}",
+        )
+    console.print(grid)
+
+
+def render_purge(console: Console, doc: dict[str, Any]) -> None:
+    """What a purge removed (or would), and what it kept."""
+    going = doc["would_purge"] if doc["dry_run"] else doc["purged"]
+    if going:
+        verb = "Would purge" if doc["dry_run"] else "Purged"
+        render_purge_list(console, going, title=f"{verb} {len(going)} snapshot(s)")
+    held, kept = len(doc["held"]), len(doc["kept"])
+    if doc["dry_run"]:
+        days = doc["older_than_days"]
+        head = f"Dry run: {len(going)} snapshot(s) older than {days} days would go"
+        tail = "nothing was removed; purge them with --yes."
+    else:
+        head = f"Purged {len(going)} snapshot(s) older than {doc['older_than_days']} days"
+        tail = "each purge is in the ledger."
+    console.print(
+        f"{head}; kept {held} under legal hold and {kept} younger; {tail}", highlight=False
+    )

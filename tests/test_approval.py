@@ -165,7 +165,7 @@ def test_an_approved_plan_runs_and_the_ledger_names_its_approval(
     # it shows what is approved: districts and rows
     assert [d["district_id"] for d in doc["districts"]] == due
     assert [d["rows_total"] for d in doc["districts"]] == [d["rows_total"] for d in plan["due"]]
-    assert doc["rows_total"] == plan["totals"]["rows_total"]
+    assert doc["rows_total"] == plan["totals"]["rows"]
     text = run_cli(loaded, ["approve", str(path)], EOY_OPERATOR="reviewer")
     assert text.returncode == 0, text.stderr
     assert all(d in text.stdout for d in due) and "reviewer" in text.stdout

@@ -119,11 +119,12 @@ def test_second_duckdb_runner_is_refused_cleanly_and_changes_nothing(
     second = run_cli(settings)
     assert first.poll() is None, "the first runner ended before the second one started"
     assert second.returncode == 2
-    assert second.stdout == ""
-    assert second.stderr.splitlines() == [
-        f"eoy-reset: another eoy-reset run holds the warehouse {settings.duckdb_path}: "
+    held = (
+        f"another eoy-reset run holds the warehouse {settings.duckdb_path}: "
         "wait for it to finish, then run again"
-    ]
+    )
+    assert json.loads(second.stdout) == {"ok": False, "error": held}  # it asked for --json
+    assert second.stderr.splitlines() == [f"eoy-reset: {held}"]
     _, err = first.communicate(timeout=600)
     assert first.returncode == 0, err
     assert_same_end_state(outcome(settings), reference)  # as if the second never ran
@@ -267,11 +268,13 @@ def test_restore_during_a_duckdb_run_is_refused_cleanly(settings: Settings) -> N
         time.sleep(0.05)
     refused = run_cli(settings, RESTORE)
     assert run.poll() is None, "the run ended before the restore started"
-    assert refused.returncode == 2 and refused.stdout == ""
-    assert refused.stderr.splitlines() == [
-        f"eoy-reset: another eoy-reset run holds the warehouse {settings.duckdb_path}: "
+    assert refused.returncode == 2
+    held = (
+        f"another eoy-reset run holds the warehouse {settings.duckdb_path}: "
         "wait for it to finish, then run again"
-    ]
+    )
+    assert json.loads(refused.stdout) == {"ok": False, "error": held}  # it asked for --json
+    assert refused.stderr.splitlines() == [f"eoy-reset: {held}"]
     _, err = run.communicate(timeout=300)
     assert run.returncode == 0, err
     # the run reset the district again; the refused restore left no trace

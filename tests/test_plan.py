@@ -15,7 +15,8 @@ from jobs.cli import app
 from jobs.config import Settings
 from jobs.contract import DELETED_TABLES
 from jobs.errors import EoyError
-from jobs.plan import PlanError, load_plan, make_plan, plan_hash, render_plan, write_plan
+from jobs.plan import PlanError, load_plan, make_plan, plan_hash, write_plan
+from jobs.plan_view import render_plan
 from jobs.schema import init_warehouse
 from jobs.warehouse import WarehouseError, connect
 from tests import reset_data
@@ -72,10 +73,10 @@ def test_plan_lists_blocked_districts_and_request_issues(plan: dict[str, Any]) -
         "ex7": ["request_not_before_rostering"],
     }
     totals = plan["totals"]
-    assert totals["districts_due"] == len(reset_data.EXPECTED_DUE)
-    assert totals["districts_blocked"] == 2
-    assert totals["rows"] == {t: reset_data.EX1_ROWS[t] for t in DELETED_TABLES}
-    assert totals["rows_total"] == sum(totals["rows"].values())
+    assert totals["districts"] == len(reset_data.EXPECTED_DUE)
+    assert totals["blocked"] == 2
+    assert totals["rows_by_table"] == {t: reset_data.EX1_ROWS[t] for t in DELETED_TABLES}
+    assert totals["rows"] == sum(totals["rows_by_table"].values())
 
 
 def test_render_plan_shows_every_section(plan: dict[str, Any]) -> None:
@@ -116,12 +117,7 @@ SMALL_PLAN: dict[str, Any] = {
     "request_issues": [],
     "inactive_educators": {},
     "not_due": [],
-    "totals": {
-        "districts_due": 1,
-        "districts_blocked": 0,
-        "rows": {"students": 3},
-        "rows_total": 3,
-    },
+    "totals": {"districts": 1, "rows": 3, "rows_by_table": {"students": 3}, "blocked": 0},
 }
 
 

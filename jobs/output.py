@@ -1,0 +1,198 @@
+"""How every command talks: one JSON convention, one-line errors, a spinner while it builds.
+
+The JSON convention (README, "JSON output"), the same for every command with `--json`:
+- `ok`: true on success; false on failure, with `error` (the line printed on stderr).
+- paths are absolute (keys `path`, `*_path`, `parts`, and the DuckDB file of `warehouse`);
+- timestamps (keys `*_at`) are ISO 8601 with an offset, UTC `+00:00`; days are `YYYY-MM-DD`;
+- `totals` is `{districts, rows, by_status?}` plus what only that command counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from jobs.errors import EoyError
+
+PATH_KEYS = frozenset({"path", "parts", "directory", "out", "html", "plan"})
+
+_state = {"emitted": False}
+
+
+class CommandFailed(EoyError):
+    """The command ran and reported, but did not do all it was asked: exit 1, one line."""
+
+    exit_code = 1
+
+
+def json_requested(argv: list[str] | None = None) -> bool:
+    """--json among the arguments (failures before a command parses still answer in JSON)."""
+    args = sys.argv[1:] if argv is None else argv
+    return "--json" in args
+
+
+def already_emitted() -> bool:
+    return _state["emitted"]
+
+
+# ---------------------------------------------------------------------------------------
+# values
+# ---------------------------------------------------------------------------------------
+def timestamp(value: datetime | str) -> str:
+    """ISO 8601 with an offset; the ledger's naive timestamps are UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace(" ", "T", 1))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat()
+
+
+def absolute(path: str | Path) -> str:
+    text = str(path)
+    if "://" in text:  # an object-store root stays as it is
+        return text
+    return str(Path(text).expanduser().absolute())
+
+
+def _is_path_key(key: str) -> bool:
+    return key in PATH_KEYS or key.endswith("_path")
+
+
+def normalize(value: Any, key: str = "") -> Any:
+    """The document with the convention applied to every value (see the module's doc)."""
+    if isinstance(value, dict):
+        return {str(k): normalize(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [normalize(v, key) for v in value]
+    if isinstance(value, datetime):
+        return timestamp(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return absolute(value)
+    if isinstance(value, str) and value:
+        if _is_path_key(key):
+            return absolute(value)
+        if key == "warehouse" and value.startswith("duckdb:"):
+            return "duckdb:" + absolute(value.removeprefix("duckdb:"))
+        if key.endswith("_at"):
+            try:
+                return timestamp(value)
+            except ValueError:
+                return value
+    return value
+
+
+def totals(
+    districts: int, rows: int, by_status: dict[str, int] | None = None, **extra: Any
+) -> dict[str, Any]:
+    """The one shape of `totals`: districts listed, student rows concerned, by status."""
+    out: dict[str, Any] = {"districts": int(districts), "rows": int(rows)}
+    if by_status is not None:
+        out["by_status"] = dict(sorted(by_status.items()))
+    out.update(extra)
+    return out
+
+
+def count_by(items: list[dict[str, Any]], key: str = "status") -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[str(item[key])] = counts.get(str(item[key]), 0) + 1
+    return counts
+
+
+# ---------------------------------------------------------------------------------------
+# writing
+# ---------------------------------------------------------------------------------------
+def emit_json(doc: dict[str, Any], error: str | None = None) -> None:
+    """The command's one JSON document on stdout: `ok` first, then the document."""
+    head: dict[str, Any] = {"ok": error is None and doc.get("ok", True) is not False}
+    if error is not None:
+        head["error"] = error
+    body = {k: v for k, v in normalize(doc).items() if k not in ("ok", "error")}
+    sys.stdout.write(json.dumps({**head, **body}, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+    _state["emitted"] = True
+
+
+def emit_failure(message: str) -> None:
+    """`{"ok": false, "error": ...}` unless the command already wrote its document."""
+    if not _state["emitted"]:
+        emit_json({}, error=message)
+
+
+# ---------------------------------------------------------------------------------------
+# the spinner
+# ---------------------------------------------------------------------------------------
+def spinner_wanted() -> bool:
+    if os.environ.get("EOY_NO_SPINNER"):
+        return False
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+@contextmanager
+def phase(text: str) -> Iterator[None]:
+    """A spinner with what is happening on stderr, when stderr is a terminal; else nothing."""
+    if not spinner_wanted():
+        yield
+        return
+    with Console(stderr=True).status(text, spinner="dots"):
+        yield
+
+
+# ---------------------------------------------------------------------------------------
+# the documents of plan, run and status
+# ---------------------------------------------------------------------------------------
+# One district of `run` and of `run --dry-run`: the same keys, null where they do not apply.
+RUN_DISTRICT_KEYS = (
+    "district_id",
+    "status",
+    "effective_reset_date",
+    "rows",
+    "rows_total",
+    "rows_deleted",
+    "resumes",
+    "step",
+    "error",
+    "snapshot_path",
+    "parts",
+    "seconds",
+)
+
+
+def run_document(result: dict[str, Any]) -> dict[str, Any]:
+    """`run --json` and `run --dry-run --json`: every district with RUN_DISTRICT_KEYS."""
+    districts = []
+    for d in result["districts"]:
+        entry = {key: d.get(key) for key in RUN_DISTRICT_KEYS}
+        rows = d.get("rows")
+        entry["rows_total"] = sum(int(n) for n in rows.values()) if rows else None
+        entry["rows_deleted"] = int(d.get("rows_deleted") or 0)
+        districts.append(entry)
+    if result.get("dry_run"):
+        rows_total = sum(e["rows_total"] or 0 for e in districts if e["status"] == "would_run")
+    else:
+        rows_total = sum(e["rows_deleted"] for e in districts)
+    seconds = (result.get("totals") or {}).get("seconds")
+    return {
+        **{k: v for k, v in result.items() if k not in ("districts", "totals")},
+        "districts": districts,
+        "totals": totals(len(districts), rows_total, count_by(districts), seconds=seconds),
+    }
+
+
+def status_document(doc: dict[str, Any]) -> dict[str, Any]:
+    """`status --json`: the status document with the common totals."""
+    rows = sum(int(d.get("rows_deleted") or 0) for d in doc["districts"])
+    return {**doc, "totals": totals(len(doc["districts"]), rows, count_by(doc["districts"]))}

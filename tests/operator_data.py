@@ -1,0 +1,99 @@
+"""A few small districts of school year 2023 for the operator's-day tests.
+
+- `early`: requested 2023-07-03, due from then on;
+- `default`: no request, due from the default date 2023-07-28;
+- `blocked`: rostering starts 2023-07-20, before its reset date: never due;
+- `later`: requested 2023-08-15, not due on 2023-07-28.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+from jobs.config import PROJECT_DIR, Settings
+from jobs.schema import init_warehouse
+from jobs.warehouse import Warehouse, connect
+from tests.crash_helpers import cli_env
+from tests.reset_data import insert_rows, request
+from tests.runner_helpers import small_district
+
+AS_OF = date(2023, 7, 28)
+DAY_BEFORE = date(2023, 7, 27)
+YEAR = 2023
+DISTRICTS = ("early", "default", "blocked", "later")
+
+
+def load(wh: Warehouse) -> None:
+    for district in DISTRICTS:
+        small_district(wh, district, students=2)
+    insert_rows(
+        wh,
+        "district_reset_requests",
+        [
+            request("early", date(2023, 7, 3)),
+            request("blocked", None, rostering=date(2023, 7, 20)),
+            request("later", date(2023, 8, 15)),
+        ],
+    )
+
+
+def fresh(settings: Settings) -> None:
+    with connect(settings, create=True, require_init=False) as wh:
+        init_warehouse(wh)
+        load(wh)
+
+
+def eoy(
+    settings: Settings,
+    args: list[str],
+    answer: str | None = None,
+    cwd: Path = PROJECT_DIR,
+    **env: str,
+) -> subprocess.CompletedProcess[str]:
+    """`eoy-reset <args>` with stdin not a terminal, or, given `answer`, a terminal that
+    types it."""
+    cmd = [sys.executable, "-m", "jobs", *args]
+    environ = cli_env(settings, **env)
+    if answer is None:
+        return subprocess.run(
+            cmd,
+            cwd=cwd,
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=environ,
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        os.close(slave)
+        os.write(master, answer.encode() + b"\n")
+        out, err = proc.communicate(timeout=600)
+    finally:
+        os.close(master)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def one_line(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
+    """The failure's one line on stderr, holding every needle."""
+    assert proc.returncode != 0, proc.stdout
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("eoy-reset: ") and "Traceback" not in proc.stderr, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]

@@ -512,13 +512,13 @@ def export_cmd(
 ) -> None:
     """A zip of a district's data for the district: from the warehouse, or after its reset from
     its snapshot parts. An existing copy is kept unless --force."""
-    from jobs.export import ExportError, export_for_district
+    from jobs.export import ExportError, copy_path, export_for_district
     from jobs.preflight import writable_folder
-    from jobs.snapshots import purged_on, safe_segment
+    from jobs.snapshots import purged_on
 
     settings = settings_of(ctx)
     writable_folder(out, "--out")
-    existing = out / f"{safe_segment(district)}_{int(school_year)}_{fmt.strip().lower()}.zip"
+    existing = copy_path(out, district, school_year, fmt)
     if existing.exists() and not force:
         raise ExportError(
             f"{existing} exists already: pass --force to replace it, or choose another --out"

@@ -168,6 +168,11 @@ def _write_csv(
     return rows
 
 
+def copy_path(out: Path, district_id: str, school_year: int, fmt: str) -> Path:
+    """Where the district's copy goes in the folder `out`."""
+    return Path(out) / f"{safe_segment(district_id)}_{int(school_year)}_{fmt.strip().lower()}.zip"
+
+
 def export_for_district(
     settings: Settings, district_id: str, school_year: int, fmt: str, out: Path
 ) -> dict[str, Any]:
@@ -206,7 +211,7 @@ def export_for_district(
         source = " and ".join(n for n, used in (("snapshot", parts), ("warehouse", live)) if used)
         if not out.exists():  # an existing folder is the operator's: its mode stays
             ensure_dir(out)
-        target = out / f"{safe_segment(district_id)}_{int(school_year)}_{fmt}.zip"
+        target = copy_path(out, district_id, school_year, fmt)
         tmp = out / f".{target.name}.part"
         rows: dict[str, int] = {}
         try:

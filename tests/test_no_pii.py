@@ -163,14 +163,16 @@ def test_no_student_pii_from_failed_or_refused_runs(
     ]
     with connect(settings) as w:
         assert w.scalar("select count(*) from eoy_runner.reset_runs") == 0
-    # failed: the snapshot root is a file, so every export fails
-    not_a_folder = tmp_path / "not-a-folder"
-    not_a_folder.write_text("a file where the snapshot root should be\n")
+    # failed: the school year's folder under the snapshot root is a file, so every
+    # district's snapshot fails (a root that is a file is refused before anything starts)
+    root = tmp_path / "broken-root"
+    root.mkdir()
+    (root / str(YEAR)).write_text("a file where the school year's folder should be\n")
     broken = Settings(
         target=settings.target,
         duckdb_path=settings.duckdb_path,
         pg_dsn=settings.pg_dsn,
-        snapshot_root=not_a_folder,
+        snapshot_root=root,
     )
     printed.append(eoy(broken, "run", "--as-of", AS_OF, "--yes", ok=False))
     printed.append(eoy(broken, "status", "--school-year", str(YEAR), "--json"))

@@ -63,13 +63,14 @@ def test_connection_killed_mid_delete_rolls_back_and_rerun_completes(
     deadline = time.monotonic() + 240
     with psycopg.connect(settings.pg_dsn or "", autocommit=True) as admin:
         while not killed and time.monotonic() < deadline and proc.poll() is None:
-            # the runner sits in its delete transaction, students already deleted
+            # the runner sits in its district's transaction, students already deleted
+            # (ADBC streams `delete … returning` through COPY, so the statement is wrapped)
             killed = len(
                 admin.execute(
                     "select pg_terminate_backend(pid) from pg_stat_activity "
                     "where datname = current_database() and pid <> pg_backend_pid() "
                     "and state = 'idle in transaction' "
-                    "and query like 'delete from app.%%students%%'"
+                    "and query ilike '%%delete from app.%%students%%'"
                 ).fetchall()
             )
             time.sleep(0.2)

@@ -73,6 +73,8 @@ def test_the_plan_of_the_day_runs(settings: Settings, tmp_path: Path) -> None:
     path = tmp_path / "p.json"
     made = run_cli(settings, ["plan", "--as-of", "2023-07-28", "--out", str(path)])
     assert made.returncode == 0, made.stderr
+    approved = run_cli(settings, ["approve", str(path), "--by", "reviewer"])
+    assert approved.returncode == 0, approved.stderr
     proc = run_cli(settings, ["run", "--as-of", "2023-07-28", "--plan", str(path), "--json"])
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)

@@ -151,7 +151,10 @@ def _step_error(exc: Exception, phase: str, root: Path, committed: bool) -> Step
         return StepError("export", str(exc))
     if isinstance(exc, EoyError):
         return StepError(phase, str(exc))
-    if type(exc).__module__.split(".")[0] not in DATABASE_MODULES:
+    # file-system errors of the snapshot are WriteErrors by now: an OSError left is ADBC's
+    # stream reporting the server's error through pyarrow
+    from_database = type(exc).__module__.split(".")[0] in DATABASE_MODULES
+    if not (from_database or isinstance(exc, OSError)):
         return None  # not the warehouse's: a bug, raised as it is
     if "foreign key" in str(exc).lower():
         return StepError(

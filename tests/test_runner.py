@@ -303,7 +303,7 @@ def test_a_late_row_referring_to_snapshotted_rows_is_never_lost(settings, wh, mo
     monkeypatch.undo()
     assert first["status"] == "failed"
     if settings.target == "postgres":  # the foreign key stops the delete: all rolled back
-        assert first["step"] == "delete" and "refer to its rows" in first["error"]
+        assert first["step"] == "delete" and "refer to its rows" in first["error"], first["error"]
         assert student_rows(wh, district) == rows_before + 1
     else:  # no foreign keys: the late row stays behind, the next run takes it as a delta
         assert first["step"] == "check_retention"

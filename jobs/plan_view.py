@@ -8,6 +8,7 @@ Numbers are never cut.
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from rich.console import Console
@@ -90,7 +91,15 @@ def render_plan(console: Console, plan: dict[str, Any]) -> None:
         f"Reset plan as of [bold]{plan['as_of']}[/bold], school year "
         f"[bold]{plan['school_year']}[/bold]"
     )
-    console.print(f"Warehouse {plan['warehouse']}", soft_wrap=True, highlight=False, markup=False)
+    # wrapped between its parts (host=… port=… dbname=…), never inside one: a path stays whole
+    for line in textwrap.wrap(
+        f"Warehouse {plan['warehouse']}",
+        width=max(console.width, 20),
+        break_long_words=False,
+        break_on_hyphens=False,
+        subsequent_indent="  ",
+    ):
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
     render_due(console, plan)
     if plan["blocked"]:
         print_fitted(

@@ -377,10 +377,11 @@ def _duckdb_rows(
 
 
 @contextmanager
-def district_transaction(wh: Warehouse) -> Iterator[Warehouse]:
+def district_transaction(wh: Warehouse, reading_only: bool = False) -> Iterator[Warehouse]:
     """One transaction for the district's pass: the runner's DuckDB connection, or the
     PostgreSQL worker's ADBC connection (READ COMMITTED: a delete waits for a row another
-    session is updating and takes its newest value)."""
+    session is updating and takes its newest value; a snapshot that deletes nothing reads
+    every table at one point in time, REPEATABLE READ)."""
     if isinstance(wh, DuckDBWarehouse):
         with wh.transaction():
             yield wh
@@ -389,6 +390,8 @@ def district_transaction(wh: Warehouse) -> Iterator[Warehouse]:
     con = wh.adbc()
     tx = AdbcTransaction(wh.settings, con)
     try:
+        if reading_only:
+            tx.execute("set transaction isolation level repeatable read, read only")
         tx.execute("set local standard_conforming_strings = on")
         yield tx
     except BaseException:
@@ -732,7 +735,7 @@ def take_snapshot(
     committed = False
     phase = "export"
     try:
-        with district_transaction(wh) as tx:
+        with district_transaction(wh, reading_only=not delete) as tx:
             created_at = datetime.now(UTC)
             before = district_state(tx, district_id) if delete else {}
             taken: dict[str, Taken] = {}

@@ -218,7 +218,8 @@ def test_consistent_view_ignores_writes_during_export(wh: Warehouse, settings: S
     inserted = []
 
     def progress(table: str, rows: int) -> None:
-        if table == "students" and not inserted:
+        # the first table taken (children first); usage_sessions is taken later
+        if table == "classroom_enrollments" and not inserted:
             writer.execute(
                 "insert into app.usage_sessions values "
                 "('late', 'D', 'D:st1', 'imagine_math', null, 5)"

@@ -46,6 +46,7 @@ from bench.common import postgres_server, write_section
 from jobs.config import Settings
 from jobs.contract import DELETE_ORDER
 from tests.conftest import with_dbname
+from tests.crash_helpers import cli_env
 
 SEED = 1
 AS_OF = "2023-07-28"  # the 2023 default reset date: most districts are due
@@ -81,24 +82,11 @@ class Measured:
     stderr: str
 
 
-def env_of(settings: Settings) -> dict[str, str]:
-    """The environment an operator's shell would give the command: this warehouse only."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EOY_")}
-    env.update(
-        EOY_TARGET=settings.target,
-        EOY_DUCKDB_PATH=str(settings.duckdb_path),
-        EOY_SNAPSHOT_ROOT=str(settings.snapshot_root),
-    )
-    if settings.pg_dsn:
-        env["EOY_PG_DSN"] = settings.pg_dsn
-    return env
-
-
 def measure(settings: Settings, module: str, *args: str, must_pass: bool = True) -> Measured:
     """`python -m module args` in a child process: wall seconds, peak RSS, its JSON output."""
     with tempfile.TemporaryDirectory(prefix="eoy-bench-rss-") as tmp:
         rss_file = Path(tmp) / "rss"
-        env = {**env_of(settings), "BENCH_PEAK_RSS_FILE": str(rss_file)}
+        env = {**cli_env(settings), "BENCH_PEAK_RSS_FILE": str(rss_file)}
         start = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, "-c", WRAPPER, module, *args],

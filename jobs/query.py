@@ -8,7 +8,6 @@ so on PostgreSQL the eoy_analyst role can run their compiled SQL too.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -118,17 +117,10 @@ def _fetch(wh: Any, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
 
 
 def cell(value: Any, column: str = "") -> str:
-    """A value as the table shows it (years without a thousands separator)."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, int):
-        return str(value) if column.endswith("year") else f"{value:,}"
+    """A value as the table shows it: as the report shows it, counts with a thousands
+    separator except years, and fractions to two places."""
+    from jobs.report import fmt
+
     if isinstance(value, float):
         return f"{value:,.2f}"
-    return str(value)
+    return fmt(value, "" if column.endswith("year") else "num")

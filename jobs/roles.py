@@ -56,9 +56,17 @@ def role_statements() -> list[str]:
         "grant usage on schema eoy_runner to eoy_runner",
         *(
             f"alter table eoy_runner.{t} owner to eoy_runner"
-            for t in ("reset_runs", "reset_events", "legal_holds", "plan_approvals")
+            for t in (
+                "reset_runs",
+                "reset_events",
+                "legal_holds",
+                "plan_approvals",
+                "reset_request_changes",
+                "notices_sent",
+            )
         ),
         "alter sequence eoy_runner.reset_events_event_id_seq owner to eoy_runner",
+        "alter sequence eoy_runner.reset_request_changes_change_id_seq owner to eoy_runner",
         # analyst: the audit views only (views run with their owner's rights, not the reader's)
         "grant usage on schema eoy_audit to eoy_analyst",
         "grant select on all tables in schema eoy_audit to eoy_analyst",

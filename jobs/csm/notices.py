@@ -538,9 +538,8 @@ def compose(
     if administrators:
         message["To"] = ", ".join(formataddr(a) for a in administrators)
     message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = make_msgid(
-        idstring=f"eoy-reset.{row['school_year']}", domain=sender.strip().rsplit("@", 1)[-1]
-    )
+    # short enough never to be folded onto a second line
+    message["Message-ID"] = make_msgid(domain=sender.strip().rsplit("@", 1)[-1])
     message["X-EOY-District"] = str(row["district_id"])
     message["X-EOY-Reset-Date"] = row["effective_reset_date"].isoformat()
     message["X-EOY-Reset-Status"] = str(row["schedule_status"])

@@ -19,9 +19,9 @@ from rich.table import Table
 
 from jobs.config import Settings
 from jobs.errors import EoyError
-from jobs.ledger import utcnow
-from jobs.plan import HASH_KEY, PlanError, load_plan
-from jobs.warehouse import Warehouse, connect
+from jobs.plan.planner import HASH_KEY, PlanError, load_plan
+from jobs.warehouse.connection import Warehouse, connect
+from jobs.warehouse.ledger import utcnow
 
 SECOND_PERSON_ENV = "EOY_REQUIRE_SECOND_PERSON"
 OPERATOR_ENV = "EOY_OPERATOR"

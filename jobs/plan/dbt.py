@@ -161,7 +161,7 @@ def build_reset_models(
     named_districts: districts the operator named; a restored one among them is due again.
     for_run: only what `run` reads (RUN_SELECTION), not the plan's inactive educators.
     """
-    from jobs.warehouse import connect
+    from jobs.warehouse.connection import connect
 
     year = school_year if school_year is not None else as_of.year
     if year not in policy_years():

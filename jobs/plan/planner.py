@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from jobs.config import Settings
-from jobs.contract import DELETED_TABLES
-from jobs.dbt import build_reset_models
 from jobs.errors import EoyError
-from jobs.warehouse import Warehouse, connect
+from jobs.plan.dbt import build_reset_models
+from jobs.warehouse.connection import Warehouse, connect
+from jobs.warehouse.contract import DELETED_TABLES
 
 HASH_KEY = "plan_sha256"
 REQUEST_ISSUES = ("request_too_early", "request_not_before_rostering", "request_during_session")

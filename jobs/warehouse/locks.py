@@ -18,7 +18,7 @@ from pathlib import Path
 
 from jobs.config import Settings
 from jobs.errors import EoyError
-from jobs.warehouse import Warehouse
+from jobs.warehouse.connection import Warehouse
 
 _KEY_SQL = "('x' || substr(md5(%s), 1, 16))::bit(64)::bigint"
 DBT_LOCK_NAME = "eoy-reset:dbt-build"
@@ -103,7 +103,7 @@ def dbt_lock(settings: Settings) -> Iterator[None]:
     if settings.target != "postgres":
         yield
         return
-    from jobs.warehouse import connect
+    from jobs.warehouse.connection import connect
 
     with connect(settings, require_init=False) as wh:
         wh.scalar(f"select pg_advisory_lock({_KEY_SQL})", [DBT_LOCK_NAME])

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from jobs.config import PROJECT_DIR, Settings
-from jobs.dbt import dbt_work_dir, run_dbt
 from jobs.errors import EoyError
+from jobs.plan.dbt import dbt_work_dir, run_dbt
 
 ANALYSES = PROJECT_DIR / "analyses"
 PROJECT_NAME = "eoy_reset"
@@ -61,8 +61,8 @@ def compiled_path(settings: Settings, name: str) -> Path:
 def compile_analysis(settings: Settings, name: str, variables: dict[str, str]) -> str:
     """Build the audit views and compile the analysis for the vars; the SQL to run."""
     from jobs.output import phase
-    from jobs.report import AUDIT_SELECTION
-    from jobs.warehouse import connect
+    from jobs.report.html import AUDIT_SELECTION
+    from jobs.warehouse.connection import connect
 
     known = analyses()
     if name not in known:
@@ -87,7 +87,7 @@ def _plain(value: Any) -> Any:
 
 def run_query(settings: Settings, name: str, variables: dict[str, str]) -> dict[str, Any]:
     """The analysis's rows (as dicts, in its column order) and what it was run with."""
-    from jobs.warehouse import connect
+    from jobs.warehouse.connection import connect
 
     sql = compile_analysis(settings, name, variables)
     with connect(settings) as wh:
@@ -119,7 +119,7 @@ def _fetch(wh: Any, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
 def cell(value: Any, column: str = "") -> str:
     """A value as the table shows it: as the report shows it, counts with a thousands
     separator except years, and fractions to two places."""
-    from jobs.report import fmt
+    from jobs.report.html import fmt
 
     if isinstance(value, float):
         return f"{value:,.2f}"

@@ -19,8 +19,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from jobs.config import Settings
-from jobs.contract import DATE, DELETED_TABLES, FLOAT, INT, TABLES, TEXT, TIMESTAMP
-from jobs.fingerprint import (
+from jobs.snapshot.fingerprint import (
     CONTENT_ALGORITHM,
     KEY_ALGORITHM,
     fingerprint_batches,
@@ -28,8 +27,15 @@ from jobs.fingerprint import (
     scratch_duckdb,
     sql_string,
 )
-from jobs.snapshots import MANIFEST, SnapshotError, manifest_digest, read_manifest, sha256_file
-from jobs.warehouse import Warehouse
+from jobs.snapshot.layout import (
+    MANIFEST,
+    SnapshotError,
+    manifest_digest,
+    read_manifest,
+    sha256_file,
+)
+from jobs.warehouse.connection import Warehouse
+from jobs.warehouse.contract import DATE, DELETED_TABLES, FLOAT, INT, TABLES, TEXT, TIMESTAMP
 
 PARQUET_TYPES = {
     TEXT: "VARCHAR",
@@ -191,8 +197,8 @@ def _check_against_source(
     settings: Settings | None,
     wh: Warehouse | None,
 ) -> None:
-    from jobs.export import consistent_view, shaped
-    from jobs.warehouse import connect
+    from jobs.snapshot.copy import consistent_view, shaped
+    from jobs.warehouse.connection import connect
 
     own = wh is None
     if wh is None:

@@ -17,9 +17,8 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from jobs.config import PROJECT_DIR
-from jobs.contract import APP_TABLES
 from jobs.errors import EoyError
-from jobs.synthetic import (
+from jobs.synthetic.rows import (
     MAX_STUDENTS,
     Chunk,
     Policy,
@@ -29,7 +28,8 @@ from jobs.synthetic import (
     district_sizes,
     reset_calendar,
 )
-from jobs.warehouse import Warehouse, quote_ident
+from jobs.warehouse.connection import Warehouse, quote_ident
+from jobs.warehouse.contract import APP_TABLES
 
 
 class GenerateError(EoyError):

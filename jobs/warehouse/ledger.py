@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from jobs.config import scrub
-from jobs.warehouse import Warehouse
+from jobs.warehouse.connection import Warehouse
 
 RUN_COLUMNS = (
     "district_id",

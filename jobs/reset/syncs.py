@@ -10,9 +10,9 @@ from datetime import date
 from typing import Any
 
 from jobs.config import Settings
-from jobs.ledger import record_event, utcnow
-from jobs.locks import command_lock, release_district_lock, try_district_lock
-from jobs.warehouse import Warehouse, connect
+from jobs.warehouse.connection import Warehouse, connect
+from jobs.warehouse.ledger import record_event, utcnow
+from jobs.warehouse.locks import command_lock, release_district_lock, try_district_lock
 
 
 def pause_syncs(wh: Warehouse, district_id: str) -> int:

@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jobs import fake_names as words
-from jobs.contract import (
+from jobs.synthetic import names as words
+from jobs.warehouse.contract import (
     DATE,
     FLOAT,
     GRADE_BANDS,

@@ -1,7 +1,7 @@
 """`eoy-reset run`: reset the due districts, each in one verified pass, resumable (SPEC §4-§6).
 
 Per district: `pause_syncs` commits on its own; then one transaction takes the snapshot from
-the statements that delete the rows (`jobs.onepass`), verifies it, and records `export`,
+the statements that delete the rows (`jobs.reset.onepass`), verifies it, and records `export`,
 `verify`, `delete`, `check_retention` and `complete` in the ledger before it commits. Every
 step finds out from the warehouse and the ledger whether it was done already, so running the
 same command again finishes a run stopped anywhere.
@@ -21,13 +21,25 @@ from typing import Any
 
 from rich.console import Console
 
-from jobs.approval import approval_detail as _approval_detail
-from jobs.approval import load_approved_plan
 from jobs.config import Settings, scrub
-from jobs.contract import DELETED_TABLES, RETAINED_TABLES
 from jobs.errors import EoyError
 from jobs.faults import fault_point
-from jobs.ledger import (
+from jobs.plan.approval import approval_detail as _approval_detail
+from jobs.plan.approval import load_approved_plan
+from jobs.reset.onepass import (
+    MAIN,
+    StepError,
+    delta_number,
+    district_state,
+    settle_parts,
+    settle_year,
+    take_snapshot,
+)
+from jobs.reset.syncs import pause_syncs, reset_status, resume_syncs
+from jobs.reset.view import RunProgress, render_status, render_summary
+from jobs.warehouse.connection import Warehouse, connect
+from jobs.warehouse.contract import DELETED_TABLES, RETAINED_TABLES
+from jobs.warehouse.ledger import (
     all_delete_parts,
     cycle_deletes,
     fail_run,
@@ -38,19 +50,7 @@ from jobs.ledger import (
     update_run,
     utcnow,
 )
-from jobs.locks import command_lock, dbt_lock, release_district_lock, try_district_lock
-from jobs.onepass import (
-    MAIN,
-    StepError,
-    delta_number,
-    district_state,
-    settle_parts,
-    settle_year,
-    take_snapshot,
-)
-from jobs.runner_view import RunProgress, render_status, render_summary
-from jobs.syncs import pause_syncs, reset_status, resume_syncs
-from jobs.warehouse import Warehouse, connect
+from jobs.warehouse.locks import command_lock, dbt_lock, release_district_lock, try_district_lock
 
 __all__ = [
     "render_status",
@@ -252,7 +252,7 @@ def run_reset(
     console: Console | None = None,
 ) -> dict[str, Any]:
     """Reset the due districts as of a day; one result per district, and the failed ids."""
-    from jobs.dbt import build_reset_models
+    from jobs.plan.dbt import build_reset_models
 
     console = console or Console()
     started = time.perf_counter()
@@ -260,7 +260,7 @@ def run_reset(
         raise RunError("refusing to delete without --plan, --yes or a confirmation at a terminal")
     _check_snapshot_root(settings)
     if plan_path:  # made for this day and school year, checked before anything is built
-        from jobs.preflight import plan_for_the_day
+        from jobs.plan.preflight import plan_for_the_day
 
         plan_for_the_day(plan_path, as_of, school_year)
     with command_lock(settings):
@@ -626,7 +626,7 @@ def _finish_without_pass(
 # restore
 # ---------------------------------------------------------------------------------------
 def restore_district(settings: Settings, district_id: str, school_year: int) -> dict[str, Any]:
-    from jobs.restore import restore
+    from jobs.reset.restore import restore
 
     with command_lock(settings):
         return restore(settings, district_id, school_year)

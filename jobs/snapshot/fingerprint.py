@@ -36,8 +36,8 @@ import polars_hash as plh
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.contract import DATE, FLOAT, INT, TABLES, TEXT, TIMESTAMP
-from jobs.warehouse import quote_ident
+from jobs.warehouse.connection import quote_ident
+from jobs.warehouse.contract import DATE, FLOAT, INT, TABLES, TEXT, TIMESTAMP
 
 CONTENT_ALGORITHM = "content-xxh64-mix64-v2"
 KEY_ALGORITHM = "key-md5-sum60-v1"

@@ -4,7 +4,7 @@
 (REPEATABLE READ on PostgreSQL), as Arrow record batches (DuckDB natively, PostgreSQL through
 ADBC's binary COPY). The copy for the district (`export --district`) comes from it before the
 reset and from the verified snapshot parts the ledger says were deleted after it. Snapshots
-themselves are written by the reset's one pass (`jobs.onepass`).
+themselves are written by the reset's one pass (`jobs.reset.onepass`).
 """
 
 from __future__ import annotations
@@ -23,10 +23,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from jobs.config import Settings
-from jobs.contract import DELETED_TABLES, SQL_TYPES, TABLES
-from jobs.fingerprint import arrow_schema, parquet_batches
-from jobs.onepass import pg_literal, settle_parts, shaped
-from jobs.snapshots import (
+from jobs.reset.onepass import pg_literal, settle_parts, shaped
+from jobs.snapshot.fingerprint import arrow_schema, parquet_batches
+from jobs.snapshot.layout import (
     FILE_MODE,
     MANIFEST,
     SnapshotError,
@@ -35,7 +34,8 @@ from jobs.snapshots import (
     fsync_path,
     safe_segment,
 )
-from jobs.warehouse import DuckDBWarehouse, Warehouse, connect, quote_ident
+from jobs.warehouse.connection import DuckDBWarehouse, Warehouse, connect, quote_ident
+from jobs.warehouse.contract import DELETED_TABLES, SQL_TYPES, TABLES
 
 BATCH_ROWS = 128_000
 
@@ -183,8 +183,8 @@ def export_for_district(
     plus any rows the warehouse holds that no part has yet. A district whose rows are gone
     without a reset in the ledger gets its main snapshot, verified.
     """
-    from jobs.ledger import cycle_deletes
-    from jobs.verify import verify_deleted
+    from jobs.snapshot.verify import verify_deleted
+    from jobs.warehouse.ledger import cycle_deletes
 
     fmt = (fmt or "").strip().lower()
     if fmt not in FORMATS:
@@ -236,7 +236,7 @@ def export_for_district(
 
 
 def _fallback_snapshot(settings: Settings, district_id: str, school_year: int) -> Path:
-    from jobs.verify import verify_snapshot
+    from jobs.snapshot.verify import verify_snapshot
 
     snap = district_dir(settings.snapshot_root, school_year, district_id)
     if not (snap / MANIFEST).is_file():

@@ -66,12 +66,12 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from jobs.config import Settings
-from jobs.contract import DELETED_TABLES, GRADE_LEVELS, TABLES
 from jobs.errors import EoyError
 from jobs.faults import fault_point
-from jobs.ledger import utcnow
-from jobs.locks import command_lock, release_district_lock, try_district_lock
-from jobs.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse, connect
+from jobs.warehouse.connection import DuckDBWarehouse, PostgresWarehouse, Warehouse, connect
+from jobs.warehouse.contract import DELETED_TABLES, GRADE_LEVELS, TABLES
+from jobs.warehouse.ledger import utcnow
+from jobs.warehouse.locks import command_lock, release_district_lock, try_district_lock
 
 
 class RosterError(EoyError):
@@ -880,7 +880,7 @@ def write_sample_export(
     the district's schools and educators as the warehouse keeps them, one class per teacher
     with a school, and `per_class` new students in each. Names come from the synthetic word
     lists; ids carry the district and the year, so they are new and the district's own."""
-    from jobs.fake_names import FIRST_NAMES, LAST_NAMES
+    from jobs.synthetic.names import FIRST_NAMES, LAST_NAMES
 
     schools = wh.query(
         "select school_id, name from app.schools where district_id = %s order by school_id",

@@ -20,7 +20,7 @@ class PreflightError(EoyError):
 
 def plan_for_the_day(plan_path: Path, as_of: date, school_year: int | None) -> dict[str, Any]:
     """The approved plan, read and checked to be made for exactly this day and school year."""
-    from jobs.plan import load_plan
+    from jobs.plan.planner import load_plan
 
     plan = load_plan(plan_path)
     year = school_year if school_year is not None else as_of.year

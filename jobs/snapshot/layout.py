@@ -198,7 +198,7 @@ def purge_snapshots(
     stop. Each purge is recorded in the ledger, so status, export and the report can say
     when the snapshot went.
     """
-    from jobs.warehouse import connect
+    from jobs.warehouse.connection import connect
 
     if older_than_days < 0:
         raise SnapshotError("--older-than must be zero or more days")
@@ -316,7 +316,7 @@ def set_hold(
     settings: Settings, district_id: str, held: bool, reason: str | None = None
 ) -> dict[str, Any]:
     """Put a district's snapshots under legal hold, or lift it; recorded in the ledger."""
-    from jobs.warehouse import connect
+    from jobs.warehouse.connection import connect
 
     with connect(settings) as wh:
         if not wh.scalar(
@@ -354,7 +354,7 @@ def set_hold(
 
 def mark_purged(settings: Settings, doc: dict[str, Any]) -> dict[str, Any]:
     """A status document with `snapshot_purged_at` per district (None: not purged)."""
-    from jobs.warehouse import connect
+    from jobs.warehouse.connection import connect
 
     with connect(settings) as wh:
         purged = purges(wh, doc["school_year"])
@@ -367,7 +367,7 @@ def mark_purged(settings: Settings, doc: dict[str, Any]) -> dict[str, Any]:
 
 def purged_on(settings: Settings, district_id: str, school_year: int) -> datetime | None:
     """When the district's snapshot of the school year was purged after its latest run began."""
-    from jobs.warehouse import connect
+    from jobs.warehouse.connection import connect
 
     with connect(settings) as wh:
         started = wh.scalar(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from jobs.contract import APP_TABLES, LEDGER_DDL, SQL_TYPES, Table
-from jobs.warehouse import Warehouse
+from jobs.warehouse.connection import Warehouse
+from jobs.warehouse.contract import APP_TABLES, LEDGER_DDL, SQL_TYPES, Table
 
 
 def indexed(table: Table, target: str) -> bool:

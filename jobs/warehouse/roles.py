@@ -13,9 +13,9 @@ them in pg_hba.conf as your site requires. Running init --roles again is safe.
 
 from __future__ import annotations
 
-from jobs.contract import APP_TABLES, DELETED_TABLES
 from jobs.errors import EoyError
-from jobs.warehouse import Warehouse
+from jobs.warehouse.connection import Warehouse
+from jobs.warehouse.contract import APP_TABLES, DELETED_TABLES
 
 ROLES = ("eoy_dbt", "eoy_runner", "eoy_analyst")
 SYNC_STATUS_COLUMNS = ("status", "paused_at", "resumed_at")

@@ -14,21 +14,21 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from jobs.config import Settings
-from jobs.contract import DELETED_TABLES, INSERT_ORDER, TABLES
 from jobs.errors import EoyError
-from jobs.fingerprint import (
+from jobs.reset.onepass import settle_parts
+from jobs.snapshot.fingerprint import (
     CONTENT_MOD,
     Fingerprint,
     fingerprint_batches,
     key_fingerprint_sql,
     sql_string,
 )
-from jobs.ledger import cycle_deletes, get_run, record_event, update_run, utcnow
-from jobs.locks import release_district_lock, wait_district_lock
-from jobs.onepass import settle_parts
-from jobs.snapshots import SnapshotError, sha256_file
-from jobs.verify import verify_deleted
-from jobs.warehouse import PostgresWarehouse, Warehouse, connect, quote_ident
+from jobs.snapshot.layout import SnapshotError, sha256_file
+from jobs.snapshot.verify import verify_deleted
+from jobs.warehouse.connection import PostgresWarehouse, Warehouse, connect, quote_ident
+from jobs.warehouse.contract import DELETED_TABLES, INSERT_ORDER, TABLES
+from jobs.warehouse.ledger import cycle_deletes, get_run, record_event, update_run, utcnow
+from jobs.warehouse.locks import release_district_lock, wait_district_lock
 
 COPY_BATCH = 50_000
 
@@ -92,8 +92,8 @@ def load_keys(wh: Warehouse, table: str, parquet: Path) -> None:
 
 def source_fingerprints(wh: Warehouse, district_id: str) -> dict[str, Fingerprint]:
     """Rows and content fingerprint of the district's live rows, per student-data table."""
-    from jobs.export import consistent_view
-    from jobs.onepass import shaped
+    from jobs.reset.onepass import shaped
+    from jobs.snapshot.copy import consistent_view
 
     out: dict[str, Fingerprint] = {}
     with consistent_view(wh, district_id) as view:

@@ -18,9 +18,9 @@ from typing import Any
 
 from jobs import __version__
 from jobs.config import Settings
-from jobs.dbt import PolicyError, policy_years, run_dbt
 from jobs.errors import EoyError
-from jobs.warehouse import Warehouse, connect
+from jobs.plan.dbt import PolicyError, policy_years, run_dbt
+from jobs.warehouse.connection import Warehouse, connect
 
 AUDIT_SELECTION = ["+path:models/marts/audit"]
 SCHEMA = "eoy_audit"
@@ -119,7 +119,7 @@ def _build_audit(settings: Settings, as_of: date, school_year: int) -> None:
 
 
 def read_audit(wh: Warehouse) -> dict[str, Rows]:
-    from jobs.snapshots import purged_since, purges
+    from jobs.snapshot.layout import purged_since, purges
 
     data = {name: wh.query_dicts(sql.format(s=SCHEMA)) for name, sql in QUERIES.items()}
     purged = purges(wh)
@@ -236,7 +236,7 @@ def empty(text: str) -> str:
 
 
 def timeline_section(data: dict[str, Rows], as_of: date, school_year: int) -> str:
-    from jobs.charts import timeline_svg
+    from jobs.report.charts import timeline_svg
 
     points = [
         (r["effective_reset_date"], r["status"])
@@ -257,7 +257,7 @@ def timeline_section(data: dict[str, Rows], as_of: date, school_year: int) -> st
 
 
 def deleted_section(data: dict[str, Rows], school_year: int) -> str:
-    from jobs.charts import deleted_rows_svg
+    from jobs.report.charts import deleted_rows_svg
 
     totals: dict[tuple[str, str], int] = {}
     for r in data["deleted"]:
@@ -331,7 +331,7 @@ def upcoming_section(data: dict[str, Rows]) -> str:
 
 
 def educators_section(data: dict[str, Rows]) -> str:
-    from jobs.charts import inactive_educators_svg
+    from jobs.report.charts import inactive_educators_svg
 
     per_district: dict[str, dict[str, Any]] = {}
     for r in data["educators"]:
@@ -482,7 +482,7 @@ def _page(as_of: date, school_year: int, warehouse: str, body: str) -> str:
 
 def _check_writable(path: Path) -> None:
     """Fail before the dbt build, not after it, when the report cannot go there."""
-    from jobs.preflight import PreflightError, writable_file
+    from jobs.plan.preflight import PreflightError, writable_file
 
     if path.is_dir():
         raise ReportError(f"--html {path} is a folder: give the path of the HTML file to write")

@@ -41,21 +41,9 @@ import pyarrow.parquet as pq
 
 from jobs import __version__
 from jobs.config import Settings
-from jobs.contract import (
-    DATE,
-    DELETE_ORDER,
-    DELETED_TABLES,
-    FLOAT,
-    INT,
-    RETAINED_TABLES,
-    SQL_TYPES,
-    TABLES,
-    TEXT,
-    TIMESTAMP,
-)
 from jobs.errors import EoyError
 from jobs.faults import fault_point
-from jobs.fingerprint import (
+from jobs.snapshot.fingerprint import (
     CONTENT_ALGORITHM,
     KEY_ALGORITHM,
     KEY_MOD,
@@ -64,7 +52,7 @@ from jobs.fingerprint import (
     content_sum,
     key_sum,
 )
-from jobs.snapshots import (
+from jobs.snapshot.layout import (
     DIR_MODE,
     FILE_MODE,
     FORMAT,
@@ -77,7 +65,19 @@ from jobs.snapshots import (
     read_manifest,
     sha256_file,
 )
-from jobs.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse, quote_ident
+from jobs.warehouse.connection import DuckDBWarehouse, PostgresWarehouse, Warehouse, quote_ident
+from jobs.warehouse.contract import (
+    DATE,
+    DELETE_ORDER,
+    DELETED_TABLES,
+    FLOAT,
+    INT,
+    RETAINED_TABLES,
+    SQL_TYPES,
+    TABLES,
+    TEXT,
+    TIMESTAMP,
+)
 
 MAIN = "main"
 BATCH_ROWS = 128_000
@@ -297,21 +297,21 @@ class AdbcTransaction(Warehouse):
         self.con = con
 
     def execute(self, sql: str, params: Any = None) -> int:
-        from jobs.warehouse import _pg_positional
+        from jobs.warehouse.connection import _pg_positional
 
         with self.con.cursor() as cur:
             cur.execute(_pg_positional(sql), params)
             return int(cur.rowcount)
 
     def query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-        from jobs.warehouse import _pg_positional
+        from jobs.warehouse.connection import _pg_positional
 
         with self.con.cursor() as cur:
             cur.execute(_pg_positional(sql), params)
             return [tuple(r) for r in cur.fetchall()]
 
     def query_dicts(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
-        from jobs.warehouse import _pg_positional
+        from jobs.warehouse.connection import _pg_positional
 
         with self.con.cursor() as cur:
             cur.execute(_pg_positional(sql), params)

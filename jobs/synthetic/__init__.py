@@ -1,0 +1,2 @@
+"""Synthetic districts for demos, tests and benchmarks: rows shaped like a real customer base,
+their words, and the loader."""

@@ -62,7 +62,7 @@ def one_district(wh: Warehouse) -> tuple[str, dict]:
 
 def test_a_file_that_does_not_read_back_as_streamed_rolls_back(settings, wh, monkeypatch):
     district, before = one_district(wh)
-    real = jobs.reset.onepass.write_table
+    real = jobs.snapshot.writer.write_table
 
     def write_then_change(batches, table, path, *args, **kw):
         taken = real(batches, table, path, *args, **kw)
@@ -103,7 +103,7 @@ def test_retained_rows_changed_inside_the_pass_roll_back(settings, wh, monkeypat
 
 def test_a_row_of_another_district_coming_out_rolls_back(settings, wh, monkeypatch):
     district, before = one_district(wh)
-    real = jobs.reset.onepass.columns_sql
+    real = jobs.snapshot.source.columns_sql
 
     def progress_claims_district_b(table, target):
         cols = real(table, target)
@@ -261,7 +261,7 @@ def test_duckdb_student_tables_carry_no_art_index_and_init_rebuilds_old_ones(set
 def test_cleaning_a_districts_leftovers_never_touches_another_districts(tmp_path):
     """`d1` and `d1.x` are two districts: cleaning after one never removes the staging
     folder of the other (which may be an export running in another worker)."""
-    from jobs.reset.onepass import clean_leftovers
+    from jobs.snapshot.writer import clean_leftovers
 
     year_dir = tmp_path / "2023"
     mine = [".d1.tmp-12-abcdef01", ".d1.old-0123abcd"]

@@ -19,102 +19,59 @@ A snapshot part is `main` (the district's folder of SPEC §7) or `delta-<n>`, a 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import re
-import secrets
 import shutil
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from jobs import __version__
 from jobs.config import Settings
-from jobs.errors import EoyError
+from jobs.errors import EoyError, first_line
 from jobs.faults import fault_point
 from jobs.snapshot.fingerprint import (
-    CONTENT_ALGORITHM,
-    KEY_ALGORITHM,
     KEY_MOD,
-    Fingerprint,
-    arrow_schema,
-    content_sum,
-    key_sum,
 )
 from jobs.snapshot.layout import (
     DIR_MODE,
-    FILE_MODE,
-    FORMAT,
-    MANIFEST,
-    SnapshotError,
-    district_dir,
     ensure_dir,
-    fsync_path,
-    manifest_digest,
     read_manifest,
-    sha256_file,
+)
+from jobs.snapshot.source import columns_sql, pg_literal
+from jobs.snapshot.writer import (
+    MAIN,
+    DeleteError,
+    Progress,
+    Taken,
+    VerifyError,
+    WriteError,
+    clean_leftovers,
+    part_dir,
+    staging_name,
+    swap_in,
+    sync_folder,
+    verify_files,
+    write_manifest,
+    write_table,
+    writing,
 )
 from jobs.warehouse.connection import DuckDBWarehouse, PostgresWarehouse, Warehouse, quote_ident
 from jobs.warehouse.contract import (
-    DATE,
     DELETE_ORDER,
     DELETED_TABLES,
-    FLOAT,
-    INT,
     RETAINED_TABLES,
-    SQL_TYPES,
     TABLES,
-    TEXT,
-    TIMESTAMP,
 )
 
-MAIN = "main"
 BATCH_ROWS = 128_000
 # DuckDB: a table's rows up to this many come out of its `delete … returning` (held whole,
 # under 100 MiB); more are read and then deleted in the same transaction, streaming.
 RETURNING_ROWS = 250_000
-IN_FLIGHT = 3  # batches fingerprinted at once beside the writer
-REREAD_IN_MEMORY = 256 * 1024 * 1024  # files up to this size are read once for sha256 and rows
 # Columns the runner itself changes (pausing and resuming syncs): outside retention checks.
 SYNC_STATE_COLUMNS = ("status", "paused_at", "resumed_at")
-Progress = Callable[[str, int], None]  # (table, rows taken so far)
-
-
-class DeleteError(EoyError):
-    """The district's transaction was rolled back: what it would delete was not what its
-    snapshot holds, or something else changed; nothing was deleted."""
-
-
-class VerifyError(SnapshotError):
-    """A snapshot file did not re-read to what was streamed into it; nothing was deleted."""
-
-
-class WriteError(SnapshotError):
-    """The snapshot root would not take a file (full, read-only, gone); nothing was deleted."""
-
-
-@contextmanager
-def _writing(root: Path) -> Iterator[None]:
-    """File-system errors while writing the snapshot, as one line naming the root."""
-    try:
-        yield
-    except OSError as exc:
-        reason = os.strerror(exc.errno) if exc.errno else exc.strerror or _first_line(exc)
-        raise WriteError(
-            f"the snapshot could not be written under {root} ({reason}): "
-            "nothing was deleted; fix the snapshot root and run again"
-        ) from None
 
 
 class StepError(EoyError):
@@ -124,11 +81,6 @@ class StepError(EoyError):
     def __init__(self, step: str, message: str):
         super().__init__(message)
         self.step = step
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 # Where the warehouse's errors come from (ADBC's stream reports through pyarrow).
@@ -141,7 +93,7 @@ def _step_error(exc: Exception, phase: str, root: Path, committed: bool) -> Step
         return StepError(
             "complete",
             f"the district's delete committed, but its snapshot could not be put in place "
-            f"({_first_line(exc)}): run again to finish",
+            f"({first_line(exc)}): run again to finish",
         )
     if isinstance(exc, VerifyError):
         return StepError("verify", str(exc))
@@ -160,130 +112,14 @@ def _step_error(exc: Exception, phase: str, root: Path, committed: bool) -> Step
         return StepError(
             "delete",
             "rows that arrived after the snapshot refer to its rows "
-            f"({_first_line(exc)}): rolled back, nothing was deleted; "
+            f"({first_line(exc)}): rolled back, nothing was deleted; "
             "run again to take a new snapshot",
         )
     return StepError(
         "delete",
-        f"the district's transaction failed and was rolled back ({_first_line(exc)}): "
+        f"the district's transaction failed and was rolled back ({first_line(exc)}): "
         "nothing was deleted; run again",
     )
-
-
-# ---------------------------------------------------------------------------------------
-# parts and their folders
-# ---------------------------------------------------------------------------------------
-def part_dir(settings: Settings, school_year: int, district_id: str, part: str) -> Path:
-    main = district_dir(settings.snapshot_root, school_year, district_id)
-    return main if part == MAIN else main.with_name(f"{main.name}~{part}")
-
-
-def delta_number(part: str) -> int:
-    return int(part.split("-", 1)[1]) if part.startswith("delta-") else 0
-
-
-def _staging_name(final_name: str) -> str:
-    return f".{final_name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def _leftover_pattern(final_name: str) -> re.Pattern[str]:
-    """Exactly the names a snapshot of this folder leaves behind: `.d1.tmp-…` and `.d1.old-…`,
-    never those of another district whose folder name starts the same (`d1.x`)."""
-    return re.compile(rf"\.{re.escape(final_name)}\.(?:tmp-\d+-[0-9a-f]{{8}}|old-[0-9a-f]{{8}})")
-
-
-def clean_leftovers(year_dir: Path, final_name: str, keep: set[str] | None = None) -> None:
-    """Remove staging and replaced folders an interrupted snapshot of this folder left."""
-    pattern = _leftover_pattern(final_name)
-    for entry in year_dir.iterdir() if year_dir.is_dir() else ():
-        if pattern.fullmatch(entry.name) and entry.name not in (keep or set()):
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-def swap_in(staging: Path, final: Path) -> None:
-    """Replace any older snapshot by the new folder; never leaves a half-written one."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{secrets.token_hex(4)}")
-        os.rename(final, old)
-    os.rename(staging, final)
-    fsync_path(final.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _manifest_sha(folder: Path) -> str | None:
-    path = folder / MANIFEST
-    return sha256_file(path) if path.is_file() else None
-
-
-def settle_parts(deletes: list[dict[str, Any]]) -> None:
-    """Put in place every committed part whose rename a kill interrupted (it waits, complete
-    and verified, in the staging folder its delete event names)."""
-    for done in deletes:
-        final, staging = Path(done["path"]), done.get("staging")
-        if not staging or _manifest_sha(final) == done.get("manifest_sha256"):
-            continue
-        waiting = final.parent / staging
-        if waiting.is_dir() and _manifest_sha(waiting) == done.get("manifest_sha256"):
-            swap_in(waiting, final)
-
-
-_STAGING = re.compile(r"\.(?P<name>.+)\.tmp-\d+-[0-9a-f]{8}")
-
-
-def settle_year(wh: Warehouse, snapshot_root: Path, school_year: int) -> list[str]:
-    """Put in place every part of the year that committed while its rename was cut off (a
-    kill just after the commit): its staging folder holds a manifest whose sha256 a committed
-    delete recorded. Nothing else is touched. Returns the folders put in place."""
-    year_dir = Path(snapshot_root) / str(int(school_year))
-    waiting: dict[str, Path] = {}
-    for entry in year_dir.iterdir() if year_dir.is_dir() else ():
-        if _STAGING.fullmatch(entry.name) and (entry / MANIFEST).is_file():
-            sha = _manifest_sha(entry)
-            if sha:
-                waiting[sha] = entry
-    if not waiting:
-        return []
-    marks = ", ".join(["%s"] * len(waiting))
-    if wh.target == "postgres":
-        text, sha = "cast(detail as text)", "detail ->> 'manifest_sha256'"
-    else:
-        text, sha = "cast(detail as varchar)", "json_extract_string(detail, 'manifest_sha256')"
-    placed = []
-    for (detail,) in wh.query(
-        f"select {text} from eoy_runner.reset_events where step = 'delete' "
-        f"and status = 'completed' and school_year = %s and {sha} in ({marks})",
-        [school_year, *waiting],
-    ):
-        done = json.loads(detail)
-        staging = waiting.get(done.get("manifest_sha256"))
-        if staging is not None and staging.is_dir():
-            try:
-                swap_in(staging, Path(done["path"]))
-            except FileNotFoundError:  # another runner put it in place first
-                continue
-            placed.append(done["path"])
-    return placed
-
-
-# ---------------------------------------------------------------------------------------
-# the rows, as they leave the warehouse
-# ---------------------------------------------------------------------------------------
-def columns_sql(table: str, target: str) -> str:
-    """The table's columns in contract order, cast to the contract types."""
-    types = SQL_TYPES[target]
-    return ", ".join(
-        f"cast({quote_ident(c)} as {types[kind]}) as {quote_ident(c)}"
-        for c, kind in TABLES[table].columns
-    )
-
-
-def pg_literal(value: str) -> str:
-    """A PostgreSQL string literal (the session has standard_conforming_strings on)."""
-    if "\x00" in value:
-        raise SnapshotError("a district id with a NUL character cannot exist in PostgreSQL")
-    return "'" + value.replace("'", "''") + "'"
 
 
 class AdbcTransaction(Warehouse):
@@ -418,199 +254,6 @@ def _rows_of(
 
 
 # ---------------------------------------------------------------------------------------
-# writing: one Parquet file per table, fingerprinted on the way
-# ---------------------------------------------------------------------------------------
-_pool: ThreadPoolExecutor | None = None
-_sync_pool: ThreadPoolExecutor | None = None
-
-
-def _workers() -> ThreadPoolExecutor:
-    """Threads for fingerprints and re-reads (both release the GIL in their native code)."""
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="eoy-fingerprint")
-    return _pool
-
-
-def _syncers() -> ThreadPoolExecutor:
-    """Threads for fsync: files synced at once share the file system's journal commits."""
-    global _sync_pool
-    if _sync_pool is None:
-        _sync_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="eoy-fsync")
-    return _sync_pool
-
-
-@dataclass
-class Taken:
-    """One table's rows as they went into its file."""
-
-    table: str
-    path: Path
-    fp: Fingerprint
-    products: dict[str, int] = field(default_factory=dict)
-
-
-POLARS_TYPES: dict[str, Any] = {
-    TEXT: pl.String,
-    INT: pl.Int32,
-    FLOAT: pl.Float64,
-    DATE: pl.Date,
-    TIMESTAMP: pl.Datetime("us"),
-}
-
-
-def shaped(reader: Iterable[pa.RecordBatch], table: str) -> Iterator[pa.RecordBatch]:
-    """Batches in the contract's Arrow types; empty ones dropped.
-
-    A batch already of the contract types (what the casting SELECT usually gives) only has
-    its text widened to large strings, which Arrow does without copying the text; others are
-    cast by Polars."""
-    schema = arrow_schema(table, large_text=True)
-    plain = arrow_schema(table)
-    columns = TABLES[table].columns
-    for batch in reader:
-        if batch.num_rows == 0:
-            continue
-        if batch.schema.equals(plain) or batch.schema.equals(schema):
-            yield batch.cast(schema)
-            continue
-        frame = pl.from_arrow(batch)
-        assert isinstance(frame, pl.DataFrame)
-        frame = frame.select([pl.col(c).cast(POLARS_TYPES[kind]) for c, kind in columns])
-        out = frame.to_arrow()
-        yield from (out if out.schema == schema else out.cast(schema)).to_batches()
-
-
-def write_table(
-    batches: Iterable[pa.RecordBatch],
-    table: str,
-    path: Path,
-    district_id: str,
-    progress: Progress | None = None,
-) -> Taken:
-    """Stream batches into a zstd Parquet file while fingerprinting them; every row must be
-    the district's own."""
-    schema = arrow_schema(table, large_text=True)
-    taken = Taken(table, path, Fingerprint(table))
-    with_product = "product" in TABLES[table].column_names
-    pool = _workers()
-    pending: deque[tuple[int, Future[int], Future[int]]] = deque()
-
-    def settle() -> None:
-        count, content, key = pending.popleft()
-        taken.fp.add(count, content.result(), key.result())
-
-    root = path.parents[2]  # <root>/<school year>/<staging folder>/<file>
-    with _writing(root):
-        writer = pq.ParquetWriter(path, schema, compression="zstd")
-    try:
-        for batch in shaped(batches, table):
-            if not pc.all(pc.equal(batch.column("district_id"), district_id)).as_py():
-                raise DeleteError(
-                    f"{table}: a row of another district came out of the district's "
-                    "statement: rolled back, nothing was deleted"
-                )
-            pending.append(
-                (
-                    batch.num_rows,
-                    pool.submit(content_sum, batch, table),
-                    pool.submit(key_sum, batch, table),
-                )
-            )
-            with _writing(root):
-                writer.write_batch(batch)
-            if with_product:
-                for item in pc.value_counts(batch.column("product")).to_pylist():
-                    name = str(item["values"])
-                    taken.products[name] = taken.products.get(name, 0) + int(item["counts"])
-            while len(pending) > IN_FLIGHT:
-                settle()
-            if progress is not None:
-                progress(table, taken.fp.rows + sum(p[0] for p in pending))
-        while pending:
-            settle()
-    except BaseException:
-        with suppress(Exception):
-            writer.close()
-        raise
-    with _writing(root):
-        writer.close()
-        os.chmod(path, FILE_MODE)
-    if progress is not None:
-        progress(table, taken.fp.rows)
-    return taken
-
-
-# ---------------------------------------------------------------------------------------
-# verifying: the files on disk against what was streamed into them
-# ---------------------------------------------------------------------------------------
-def _reread(taken: Taken) -> tuple[Fingerprint, str, list[str]]:
-    """(rows and content fingerprint, sha256, problems) of the file as it is on disk now."""
-    path, table = taken.path, taken.table
-    digest = hashlib.sha256()
-    problems: list[str] = []
-    if path.stat().st_size <= REREAD_IN_MEMORY:
-        data = path.read_bytes()
-        digest.update(data)
-        source: Any = pa.BufferReader(data)
-    else:
-        with open(path, "rb") as fh:
-            while block := fh.read(1 << 20):
-                digest.update(block)
-        source = path
-    fp = Fingerprint(table)
-    try:
-        parquet = pq.ParquetFile(source)
-        names = [f.name for f in parquet.schema_arrow]
-        if names != TABLES[table].column_names:
-            problems.append(f"{table}: the file's columns {names} are not the contract's")
-        else:
-            for batch in parquet.iter_batches(batch_size=256_000):
-                # rows and content: the content fingerprint covers every column, keys too,
-                # so a file whose content matches the stream also has the stream's keys
-                fp.add(batch.num_rows, content_sum(batch, table), 0)
-    except (OSError, pa.ArrowException) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        problems.append(f"{table}: the file does not read back: {first}")
-    return fp, digest.hexdigest(), problems
-
-
-def sync_folder(folder: Path) -> None:
-    """fsync every file of a folder at once (they share the file system's journal commits),
-    then the folder itself."""
-    with _writing(folder.parent.parent):
-        syncs = [_syncers().submit(fsync_path, path) for path in folder.iterdir()]
-        for done in syncs:
-            done.result()
-        fsync_path(folder)
-
-
-def verify_files(folder: Path, taken: dict[str, Taken]) -> dict[str, dict[str, Any]]:
-    """Re-read each file and compare it with the stream: the manifest's entries.
-
-    Raises VerifyError when any file differs from what was streamed into it."""
-    rereads = {table: _workers().submit(_reread, t) for table, t in taken.items()}
-    entries: dict[str, dict[str, Any]] = {}
-    for table in DELETED_TABLES:
-        fp, sha, problems = rereads[table].result()
-        streamed = taken[table].fp
-        if not problems and (fp.rows, fp.content) != (streamed.rows, streamed.content):
-            what = "rows" if fp.rows != streamed.rows else "content fingerprint"
-            problems.append(
-                f"{table}: the file re-reads with other {what} than the rows streamed into it"
-            )
-        if problems:
-            raise VerifyError(f"snapshot did not verify: {problems[0]}; nothing was deleted")
-        entries[table] = {
-            "file": taken[table].path.name,
-            **streamed.as_dict(),
-            "sha256": sha,
-            "columns": [{"name": c, "type": kind} for c, kind in TABLES[table].columns],
-        }
-    return entries
-
-
-# ---------------------------------------------------------------------------------------
 # what must not change: the district's retained rows, in the same transaction
 # ---------------------------------------------------------------------------------------
 def _hash60(text_sql: str, target: str) -> str:
@@ -657,44 +300,6 @@ def district_state(
     return {str(t): [int(rows), int(f)] for t, rows, f in wh.query(sql, [district_id] * n)}
 
 
-# ---------------------------------------------------------------------------------------
-# the pass
-# ---------------------------------------------------------------------------------------
-def _dumps(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
-
-
-def _write_manifest(
-    folder: Path,
-    settings: Settings,
-    target: str,
-    district_id: str,
-    school_year: int,
-    created_at: datetime,
-    tables: dict[str, dict[str, Any]],
-) -> tuple[dict[str, Any], str]:
-    manifest: dict[str, Any] = {
-        "format": FORMAT,
-        "district_id": district_id,
-        "school_year": int(school_year),
-        "created_at": created_at.isoformat(),
-        "target": target,
-        "warehouse": settings.describe(),
-        "tool_version": __version__,
-        "algorithms": {"fingerprint": CONTENT_ALGORITHM, "key_fingerprint": KEY_ALGORITHM},
-        "tables": tables,
-    }
-    manifest["manifest_digest"] = manifest_digest(manifest)
-    text = _dumps(manifest).encode("utf-8")
-    path = folder / MANIFEST
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    try:
-        os.write(fd, text)
-    finally:
-        os.close(fd)
-    return manifest, hashlib.sha256(text).hexdigest()
-
-
 BeforeCommit = Callable[[Warehouse, dict[str, Any]], None]
 
 
@@ -721,13 +326,13 @@ def take_snapshot(
     """
     final = part_dir(settings, school_year, district_id, part)
     try:
-        with _writing(Path(settings.snapshot_root)):
+        with writing(Path(settings.snapshot_root)):
             root_existed = Path(settings.snapshot_root).exists()
             year_dir = ensure_dir(final.parent)
             if not root_existed:
                 os.chmod(year_dir.parent, DIR_MODE)
             clean_leftovers(year_dir, final.name)
-            staging = year_dir / _staging_name(final.name)
+            staging = year_dir / staging_name(final.name)
             staging.mkdir(mode=DIR_MODE)
             os.chmod(staging, DIR_MODE)
     except WriteError as exc:
@@ -754,8 +359,8 @@ def take_snapshot(
             phase = "verify"
             fault_point("before:verify")
             tables = verify_files(staging, {t: taken[t] for t in DELETED_TABLES})
-            with _writing(Path(settings.snapshot_root)):
-                manifest, manifest_sha = _write_manifest(
+            with writing(Path(settings.snapshot_root)):
+                manifest, manifest_sha = write_manifest(
                     staging, settings, wh.target, district_id, school_year, created_at, tables
                 )
             sync_folder(staging)  # the files and the manifest on disk before anything commits

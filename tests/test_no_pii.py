@@ -15,10 +15,10 @@ import json
 from pathlib import Path
 
 from jobs.config import Settings
-from jobs.dbt import dbt_work_dir
-from jobs.generate import generate_districts
-from jobs.snapshots import district_dir
-from jobs.warehouse import Warehouse, connect
+from jobs.plan.dbt import dbt_work_dir
+from jobs.snapshot.layout import district_dir
+from jobs.synthetic.generate import generate_districts
+from jobs.warehouse.connection import Warehouse, connect
 from tests.crash_helpers import run_cli
 
 AS_OF = "2023-07-28"

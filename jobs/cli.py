@@ -341,9 +341,9 @@ def request_date_cmd(
 
     Dates not given keep what is recorded. A request the rules would not honour is refused
     (nothing recorded), naming the dates they would accept, unless --anyway."""
-    from jobs.approval import operator_name
     from jobs.csm.requests import KEEP, request_date
     from jobs.csm.view import render_request
+    from jobs.plan.approval import operator_name
 
     def optional(value: str | None, option: str) -> Any:
         if value is None:
@@ -796,7 +796,7 @@ def notices(
     administrator email is listed as unreachable."""
     from jobs.csm.notices import NoticeError, SmtpServer, make_notices
     from jobs.csm.view import render_notices
-    from jobs.preflight import writable_folder
+    from jobs.plan.preflight import writable_folder
 
     day = parse_date(as_of, "--as-of")
     writable_folder(out, "--out")

@@ -24,9 +24,9 @@ import pytest
 from jobs.config import Settings
 from jobs.csm.notices import NoticeError, SmtpServer, make_notices
 from jobs.csm.requests import request_date
-from jobs.report import build_audit_models
-from jobs.schema import init_warehouse
+from jobs.report.html import build_audit_models
 from jobs.warehouse import Warehouse, connect
+from jobs.warehouse.schema import init_warehouse
 from tests.crash_helpers import run_cli
 from tests.reset_data import load_districts, load_student_data, read_examples
 from tests.smtp_server import free_port, local_smtp

@@ -15,9 +15,9 @@ import pytest
 
 from jobs.config import Settings
 from jobs.csm.requests import RequestError, RequestRefused, request_date
-from jobs.dbt import PolicyError
 from jobs.plan import make_plan
-from jobs.report import build_audit_models
+from jobs.plan.dbt import PolicyError
+from jobs.report.html import build_audit_models
 from jobs.warehouse import Warehouse, connect
 from tests.crash_helpers import run_cli
 from tests.reset_data import insert_rows

@@ -1,2 +1,7 @@
-"""The CSM's side of the reset: record a district's requested date with the rules checked at
-once (`requests`), and write and send every district its reset notice (`notices`)."""
+"""The CSM's side: a district's requested reset date, checked by the rules at once, and the
+reset notice each district's administrators get (SPEC §8 request-date, notices)."""
+
+from jobs.csm.notices import make_notices
+from jobs.csm.requests import request_date
+
+__all__ = ["make_notices", "request_date"]

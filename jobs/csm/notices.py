@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from jobs.config import Settings
-from jobs.dbt import PolicyError, policy_years, run_dbt
 from jobs.errors import EoyError
-from jobs.ledger import utcnow
-from jobs.snapshots import safe_segment
+from jobs.plan.dbt import PolicyError, policy_years, run_dbt
+from jobs.snapshot.layout import safe_segment
 from jobs.warehouse import Warehouse, connect
+from jobs.warehouse.ledger import utcnow
 
 NOTICE_SELECTION = ["reset_policy", "+reset_notices"]
 MAX_LISTED_EDUCATORS = 100

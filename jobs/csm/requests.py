@@ -14,11 +14,11 @@ from datetime import date
 from typing import Any
 
 from jobs.config import Settings
-from jobs.dbt import PolicyError, policy_years, run_dbt
 from jobs.errors import EoyError
-from jobs.ledger import utcnow
-from jobs.plan import REQUEST_ISSUES
+from jobs.plan.dbt import PolicyError, policy_years, run_dbt
+from jobs.plan.planner import REQUEST_ISSUES
 from jobs.warehouse import Warehouse, connect
+from jobs.warehouse.ledger import utcnow
 
 # The seed and the staging views under the windows, plus reset_schedule so the plan, the
 # audit views and the report read the new date at once.

@@ -340,6 +340,25 @@ def test_dates_not_given_keep_what_is_recorded_and_none_clears(
     assert schedule_row(csm, "d3")["effective_reset_date"] == date(2023, 7, 5)
 
 
+def test_a_district_reset_already_is_said_so(csm: Settings) -> None:
+    with connect(csm) as wh:
+        insert_rows(
+            wh,
+            "eoy_runner.reset_runs",
+            [
+                {
+                    "district_id": "d4",
+                    "school_year": 2023,
+                    "status": "completed",
+                    "effective_reset_date": date(2023, 7, 28),
+                }
+            ],
+        )
+    doc = request_date(csm, "d4", date(2023, 7, 3), by="alice")
+    assert doc["run_status"] == "completed" and doc["changed"]
+    assert request_date(csm, "d5", date(2023, 7, 3), by="alice")["run_status"] is None
+
+
 def test_errors_name_the_problem(csm: Settings) -> None:
     with pytest.raises(RequestError, match="no district 'd9'"):
         request_date(csm, "d9", date(2023, 7, 1), by="alice")

@@ -67,6 +67,10 @@ def request_date(
         )
     with connect(settings) as wh:
         _require_district(wh, district_id)
+        run_status = wh.scalar(
+            "select status from eoy_runner.reset_runs where district_id = %s and school_year = %s",
+            [district_id, year],
+        )
     sql = _windows_sql(build_request_models(settings))
     given = {
         "requested_reset_date": requested,
@@ -109,6 +113,8 @@ def request_date(
         "accepted_from": outcome["accepted_from"],
         "accepted_until": outcome["accepted_until"],
         "refused_reason": problem,
+        # the ledger's run of the district and year: a completed one is not reset again
+        "run_status": run_status,
         "warehouse": settings.describe(),
     }
 

@@ -39,6 +39,13 @@ def render_request(console: Console, doc: dict[str, Any]) -> None:
         said(f"Recorded by {doc['recorded_by']}.", highlight=False, markup=False)
     else:
         said("Unchanged: the request was recorded like this already.", highlight=False)
+    if doc["run_status"] == "completed":
+        said(
+            f"Note: district {doc['district_id']} was reset already for school year "
+            f"{doc['school_year']}; the new date applies only if it is restored.",
+            highlight=False,
+            markup=False,
+        )
     until = doc["accepted_until"]
     window = (
         f"{_day(doc['accepted_from'])} or later"

@@ -362,5 +362,7 @@ def test_a_district_reset_already_is_said_so(csm: Settings) -> None:
 def test_errors_name_the_problem(csm: Settings) -> None:
     with pytest.raises(RequestError, match="no district 'd9'"):
         request_date(csm, "d9", date(2023, 7, 1), by="alice")
+    with pytest.raises(RequestError, match="--by must be a person's name on one line"):
+        request_date(csm, "d1", date(2023, 7, 1), by="alice\nbob")
     with pytest.raises(PolicyError, match="school year 2030"):
         request_date(csm, "d1", date(2023, 7, 1), school_year=2030, by="alice")

@@ -412,13 +412,19 @@ def notice_blocks(
             ),
         ]
     else:
-        subject = f"{name}: your Imagine Math end-of-year data reset is on {long_day(day)}"
+        subject = f"{name}: your Imagine Math end-of-year data reset date, {long_day(day)}"
+        # a date already passed (the reset is not done yet): it runs in the coming days
+        when = (
+            f"is on {long_day(day)}"
+            if day >= as_of
+            else (f"was due on {long_day(day)} and runs in the coming days")
+        )
         blocks += [
             ("h", "Your reset date"),
             (
                 "p",
                 f"Your district's end-of-year data reset for the {school_year_label(year)} "
-                f"school year is on {long_day(day)}. All schools of the district are reset "
+                f"school year {when}. All schools of the district are reset "
                 "together, and nightly rostering imports pause that day until rostering for "
                 "the new school year is complete.",
             ),

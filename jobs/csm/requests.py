@@ -59,6 +59,8 @@ def request_date(
     (the default) to leave what is recorded. Raises RequestRefused, with nothing changed,
     when the rules would not honour the request and `anyway` is false.
     """
+    if not by.strip() or len(by) > 200 or not by.isprintable():
+        raise RequestError("--by must be a person's name on one line (1 to 200 characters)")
     year = school_year if school_year is not None else requested.year
     if year not in policy_years():
         raise PolicyError(

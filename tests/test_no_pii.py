@@ -10,8 +10,11 @@ from a username would hold the username, which is scanned.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import html
 import json
+from email.message import EmailMessage
 from pathlib import Path
 
 from jobs.config import Settings
@@ -20,6 +23,7 @@ from jobs.snapshot.layout import district_dir
 from jobs.synthetic.generate import generate_districts
 from jobs.warehouse.connection import Warehouse, connect
 from tests.crash_helpers import run_cli
+from tests.smtp_server import local_smtp
 
 AS_OF = "2023-07-28"
 YEAR = 2023
@@ -82,6 +86,8 @@ def ledger_texts(wh: Warehouse) -> dict[str, str]:
     return {
         "reset_runs": relation_text(wh, "eoy_runner", "reset_runs"),
         "reset_events": relation_text(wh, "eoy_runner", "reset_events"),
+        "reset_request_changes": relation_text(wh, "eoy_runner", "reset_request_changes"),
+        "notices_sent": relation_text(wh, "eoy_runner", "notices_sent"),
     }
 
 
@@ -188,3 +194,62 @@ def test_no_student_pii_from_failed_or_refused_runs(
     dbt_files(settings, tmp_path, files)
     texts.update(files)
     assert_no_pii(needles, texts)
+
+
+def test_no_student_pii_in_notices_or_the_request_history(
+    settings: Settings, wh: Warehouse, tmp_path: Path
+) -> None:
+    """The CSM's side (issue 14): request-date's output and history, every notice written and
+    every message the SMTP server received, the notices ledger and the models behind them."""
+    generate_districts(wh, 6, seed=5, students_per_district=4, show_progress=False)
+    needles = student_pii(wh)
+    wh.close()
+
+    notices, report = tmp_path / "notices", tmp_path / "report.html"
+    day = "2023-06-01"
+    with local_smtp() as inbox:
+        printed = [
+            eoy(settings, "request-date", "--district", "d00001", "--date", "2023-07-03",
+                "--anyway", "--by", "csm"),
+            eoy(settings, "request-date", "--district", "d00002", "--date", "2023-01-02",
+                "--json", ok=False),
+            eoy(settings, "notices", "--as-of", day, "--out", str(notices), "--json"),
+            eoy(settings, "notices", "--as-of", day, "--out", str(notices), "--send",
+                "--smtp-host", "127.0.0.1", "--smtp-port", str(inbox.port),
+                "--from", "csm@vendor.example"),
+            eoy(settings, "report", "--html", str(report), "--as-of", day),
+        ]  # fmt: skip
+        received = {f"message {n}": r.data for n, r in enumerate(inbox.received, 1)}
+    assert len(received) >= 5  # every district but one with no administrator email, if any
+    texts: dict[str, bytes | str] = {"command output": "\n".join(printed), **received}
+    with connect(settings) as w:
+        texts.update(ledger_texts(w))
+        assert texts["reset_request_changes"] and texts["notices_sent"]
+        for schema, name in [
+            ("eoy", "reset_notices"),
+            ("eoy", "reset_date_windows"),
+            ("eoy_audit", "audit_notices"),
+            ("eoy_audit", "audit_reset_date_changes"),
+        ]:
+            texts[f"{schema}.{name}"] = relation_text(w, schema, name)
+    files = written_files(tmp_path, settings)
+    assert sum(1 for f in files if f.endswith(".eml")) == 6
+    texts.update(files)
+    # a message's parts may be base64 or quoted-printable: scan them decoded too
+    for where, data in list(texts.items()):
+        if where.startswith("message ") or where.endswith(".eml"):
+            texts[f"{where} (decoded)"] = decoded(data)
+    assert_no_pii(needles, texts)
+
+
+def decoded(data: bytes | str) -> str:
+    """A message's headers and every text part, decoded."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    texts = [f"{k}: {v}" for k, v in message.items()]
+    for part in message.walk():
+        if part.get_content_maintype() == "text":
+            texts.append(str(part.get_content()))
+    assert len(texts) > len(message.items())  # a text part was read
+    return "\n".join(texts)

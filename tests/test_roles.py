@@ -41,7 +41,7 @@ def roles_wh(wh: Warehouse) -> Warehouse:
     wh.execute(
         "insert into app.import_syncs values ('y1', 'd1', 'clever', 'active', null, null, null)"
     )
-    assert create_roles(wh) == ["eoy_dbt", "eoy_runner", "eoy_analyst"]
+    assert create_roles(wh) == ["eoy_dbt", "eoy_runner", "eoy_analyst", "eoy_csm"]
     create_roles(wh)  # idempotent
     return wh
 
@@ -88,3 +88,38 @@ def test_analyst_reads_audit_views_but_no_student_rows(roles_wh: Warehouse) -> N
             con.execute("select * from app.students")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             con.execute("select * from app.educators")
+
+
+def test_the_csm_records_requests_and_notices_but_deletes_nothing(roles_wh: Warehouse) -> None:
+    with as_role(roles_wh.settings.pg_dsn or "", "eoy_csm") as con:
+        con.execute(
+            "insert into app.district_reset_requests (district_id, school_year, "
+            "requested_reset_date) values ('d1', 2023, '2023-07-10')"
+        )
+        con.execute(
+            "update app.district_reset_requests set requested_reset_date = '2023-07-11' "
+            "where district_id = 'd1'"
+        )
+        con.execute(
+            "insert into eoy_runner.reset_request_changes (district_id, school_year, "
+            "changed_by, changed_at, anyway) values ('d1', 2023, 'csm', now(), false)"
+        )
+        con.execute(
+            "insert into eoy_runner.notices_sent (district_id, school_year, "
+            "effective_reset_date, schedule_status, recipients, message_id, sent_at) "
+            "values ('d1', 2023, '2023-07-11', 'scheduled', 1, '<m@x>', now())"
+        )
+        for sql in (
+            "delete from app.students",
+            "delete from app.district_reset_requests",
+            "update app.educators set role = 'administrator'",
+            "delete from eoy_runner.notices_sent",
+            "update eoy_runner.reset_request_changes set changed_by = 'someone else'",
+            "update eoy_runner.reset_runs set status = 'completed'",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                con.execute(sql)
+    assert roles_wh.scalar("select count(*) from app.students") == 1
+    assert roles_wh.scalar(
+        "select requested_reset_date::text from app.district_reset_requests"
+    ) == ("2023-07-11")

@@ -75,8 +75,9 @@ def run_dbt(
     args: list[str],
     vars: dict[str, Any] | None = None,
     parameters: dict[str, str] | None = None,
-) -> None:
+) -> Any:
     """Run one dbt command (e.g. ["build", "--select", "x"]); raise DbtError on failure.
+    Returns dbt's result (its `.result.results` hold each node, with its compiled SQL).
 
     `parameters`: the reset's parameters (PARAMETERS) for the models; unset ones are cleared
     so that nothing of an earlier invocation in this process leaks into this one."""
@@ -117,7 +118,7 @@ def run_dbt(
             said = scrub(_first_error(str(exc)), settings.pg_dsn)
             raise DbtError(f"dbt {args[0]} failed: {said}") from None
     if result.success:
-        return
+        return result
     said = scrub(_result_error(result, work / "logs"), settings.pg_dsn)
     raise DbtError(f"dbt {args[0]} failed: {said}")
 

@@ -32,6 +32,7 @@ SECTIONS = {
     "deleted": "Rows deleted by table and product",
     "overdue": "Overdue and blocked districts",
     "upcoming": "Upcoming resets",
+    "notices": "Reset notices to districts",
     "educators": "Inactive educators per district",
     "retention": "Retention check",
     "status": "Reset status by district",
@@ -47,6 +48,10 @@ QUERIES = {
     "upcoming": "select * from {s}.audit_upcoming_resets "
     "order by effective_reset_date, district_id",
     "educators": "select * from {s}.audit_inactive_educators order by district_id, educator_id",
+    # what needs the CSM first: a date changed since its notice, unreachable, not yet notified
+    "notices": "select * from {s}.audit_notices order by is_changed_after_notice desc, "
+    "case notice_status when 'unreachable' then 0 when 'not_notified' then 1 else 2 end, "
+    "district_id",
     "retention": "select * from {s}.audit_retention_violations order by district_id, table_name",
 }
 
@@ -330,6 +335,34 @@ def upcoming_section(data: dict[str, Rows]) -> str:
     )
 
 
+def notices_section(data: dict[str, Rows]) -> str:
+    rows = data["notices"]
+    columns = [
+        Column("district_id", "District"),
+        Column("district_name", "Name"),
+        Column("effective_reset_date", "Reset date", "date"),
+        Column("schedule_status", "Status"),
+        Column("notice_status", "Notice"),
+        Column("last_notified_at", "Notified", "date"),
+        Column("notified_reset_date", "Date in notice", "date"),
+        Column("is_changed_after_notice", "Changed since"),
+        Column("last_notice_recipients", "To", "num"),
+    ]
+    figures = {
+        status: sum(1 for r in rows if r["notice_status"] == status)
+        for status in ("notified", "unreachable", "not_notified")
+    }
+    changed = sum(1 for r in rows if r["is_changed_after_notice"])
+    return section(
+        "notices",
+        table_html(columns, rows, "No district has a reset this school year."),
+        f"{figures['notified']:,} notified ({changed:,} with a date changed since: send "
+        f"`eoy-reset notices --send` again), {figures['unreachable']:,} unreachable (no "
+        f"administrator with an email: the CSM must reach them), {figures['not_notified']:,} "
+        "not notified yet.",
+    )
+
+
 def educators_section(data: dict[str, Rows]) -> str:
     from jobs.report.charts import inactive_educators_svg
 
@@ -420,6 +453,7 @@ def render_report(
         deleted_section(data, school_year),
         overdue_section(data),
         upcoming_section(data),
+        notices_section(data),
         educators_section(data),
         retention_section(data),
         status_section(data),

@@ -241,6 +241,40 @@ LEDGER_DDL = {
             approved_at timestamp not null,
             primary key (plan_sha256, approved_by)
         )""",
+        # the CSM's request-date: one row per change of a district's request (who, when, old, new)
+        "create sequence if not exists eoy_runner.reset_request_changes_seq",
+        """create table if not exists eoy_runner.reset_request_changes (
+            change_id bigint primary key default nextval('eoy_runner.reset_request_changes_seq'),
+            district_id varchar not null,
+            school_year integer not null,
+            changed_by varchar not null,
+            changed_at timestamp not null,
+            anyway boolean not null,
+            old_requested_reset_date date,
+            new_requested_reset_date date,
+            old_school_year_end_date date,
+            new_school_year_end_date date,
+            old_summer_session_end_date date,
+            new_summer_session_end_date date,
+            old_rostering_start_date date,
+            new_rostering_start_date date,
+            effective_reset_date date,
+            date_source varchar,
+            schedule_status varchar,
+            issues varchar
+        )""",
+        # one row per notice sent: a district and reset date is notified once; no address
+        """create table if not exists eoy_runner.notices_sent (
+            district_id varchar not null,
+            school_year integer not null,
+            effective_reset_date date not null,
+            schedule_status varchar not null,
+            date_source varchar,
+            recipients integer not null,
+            message_id varchar not null,
+            sent_at timestamp not null,
+            primary key (district_id, school_year, effective_reset_date, schedule_status)
+        )""",
     ],
     "postgres": [
         """create table if not exists eoy_runner.reset_runs (
@@ -275,6 +309,37 @@ LEDGER_DDL = {
             approved_by text not null,
             approved_at timestamp not null,
             primary key (plan_sha256, approved_by)
+        )""",
+        """create table if not exists eoy_runner.reset_request_changes (
+            change_id bigserial primary key,
+            district_id text not null,
+            school_year integer not null,
+            changed_by text not null,
+            changed_at timestamp not null,
+            anyway boolean not null,
+            old_requested_reset_date date,
+            new_requested_reset_date date,
+            old_school_year_end_date date,
+            new_school_year_end_date date,
+            old_summer_session_end_date date,
+            new_summer_session_end_date date,
+            old_rostering_start_date date,
+            new_rostering_start_date date,
+            effective_reset_date date,
+            date_source text,
+            schedule_status text,
+            issues text
+        )""",
+        """create table if not exists eoy_runner.notices_sent (
+            district_id text not null,
+            school_year integer not null,
+            effective_reset_date date not null,
+            schedule_status text not null check (schedule_status in ('scheduled','blocked')),
+            date_source text,
+            recipients integer not null,
+            message_id text not null,
+            sent_at timestamp not null,
+            primary key (district_id, school_year, effective_reset_date, schedule_status)
         )""",
     ],
 }

@@ -6,6 +6,9 @@ delete what the reset must keep (issue: reliability and security).
                student-data tables; UPDATE only of the sync status columns; owns eoy_runner.
                It builds the models before a run, so it is also a member of eoy_dbt.
 - eoy_analyst  reads the audit views of eoy_audit and nothing in app.
+- eoy_csm      the CSM's request-date and notices: INSERT and UPDATE only of
+               app.district_reset_requests; appends to the request history and the notices
+               ledger; builds the models they read (a member of eoy_dbt), deletes nothing.
 
 Roles are created with LOGIN and no password: set one (`alter role … password …`) or map
 them in pg_hba.conf as your site requires. Running init --roles again is safe.
@@ -17,7 +20,7 @@ from jobs.errors import EoyError
 from jobs.warehouse.connection import Warehouse
 from jobs.warehouse.contract import APP_TABLES, DELETED_TABLES
 
-ROLES = ("eoy_dbt", "eoy_runner", "eoy_analyst")
+ROLES = ("eoy_dbt", "eoy_runner", "eoy_analyst", "eoy_csm")
 SYNC_STATUS_COLUMNS = ("status", "paused_at", "resumed_at")
 
 
@@ -56,9 +59,17 @@ def role_statements() -> list[str]:
         "grant usage on schema eoy_runner to eoy_runner",
         *(
             f"alter table eoy_runner.{t} owner to eoy_runner"
-            for t in ("reset_runs", "reset_events", "legal_holds", "plan_approvals")
+            for t in (
+                "reset_runs",
+                "reset_events",
+                "legal_holds",
+                "plan_approvals",
+                "reset_request_changes",
+                "notices_sent",
+            )
         ),
         "alter sequence eoy_runner.reset_events_event_id_seq owner to eoy_runner",
+        "alter sequence eoy_runner.reset_request_changes_change_id_seq owner to eoy_runner",
         # analyst: the audit views only (views run with their owner's rights, not the reader's)
         "grant usage on schema eoy_audit to eoy_analyst",
         "grant select on all tables in schema eoy_audit to eoy_analyst",
@@ -66,6 +77,16 @@ def role_statements() -> list[str]:
         "grant select on tables to eoy_analyst",
         "alter default privileges for role eoy_dbt in schema eoy "
         "grant select on tables to eoy_runner",
+        # csm: record requests, append to its two ledger tables, build what it reads
+        "grant eoy_dbt to eoy_csm",
+        "grant usage on schema app to eoy_csm",
+        f"grant select on {app_tables} to eoy_csm",
+        "grant insert, update on app.district_reset_requests to eoy_csm",
+        "grant usage on schema eoy_runner to eoy_csm",
+        "grant select on eoy_runner.reset_runs to eoy_csm",
+        "grant select, insert on eoy_runner.reset_request_changes, eoy_runner.notices_sent "
+        "to eoy_csm",
+        "grant usage on sequence eoy_runner.reset_request_changes_change_id_seq to eoy_csm",
     ]
     return sql
 

@@ -120,6 +120,14 @@ final as (
         requested_reset_date,
         session_end_date,
         rostering_start_date,
+        -- the requests rule 2 and rule 3 would honour unmoved: from accepted_from (E, or the
+        -- day after L when that is later) to accepted_until (the day before S; null: no end)
+        case
+            when session_end_date is not null and session_end_date >= earliest_reset_date
+                then cast({{ dbt.dateadd('day', 1, 'session_end_date') }} as date)
+            else earliest_reset_date
+        end as accepted_from,
+        cast({{ dbt.dateadd('day', -1, 'rostering_start_date') }} as date) as accepted_until,
         -- outcome
         effective_reset_date,
         cast(date_source as {{ dbt.type_string() }}) as date_source,

@@ -1,0 +1,554 @@
+"""`eoy-reset notices`: one reset notice per district, to its administrators, as an .eml file;
+`--send` delivers each over SMTP once per reset date and records it in the ledger.
+
+What a notice says comes from dbt (model reset_notices: the date and why, the window in which
+it may change, counts of what goes); the addresses and the names of inactive educators are
+read from app when the message is written. Counts only of students: no student name or
+username is ever read here. The ledger (eoy_runner.notices_sent) keeps the district, the
+reset date and status announced, how many administrators it went to and the Message-ID,
+never an address.
+"""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import ssl
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, formataddr, make_msgid
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from jobs.config import Settings
+from jobs.errors import EoyError
+from jobs.plan.dbt import PolicyError, policy_years, run_dbt
+from jobs.snapshot.layout import safe_segment
+from jobs.warehouse import Warehouse, connect
+from jobs.warehouse.ledger import utcnow
+
+NOTICE_SELECTION = ["reset_policy", "+reset_notices"]
+MAX_LISTED_EDUCATORS = 100
+# `eoy-reset share` (a presigned link next to the snapshot, object-store roots) is not in this
+# version yet: until it is, every notice names the operator's `export`. Set True when it is.
+SHARE_COMMAND_AVAILABLE = False
+
+# The procedure's table: what the reset deletes and what it keeps.
+DATA_ACTIONS = (
+    ("Student accounts", "Deleted"),
+    ("Student academic data (assessment, progress, pathway and usage data)", "Deleted"),
+    ("Classrooms", "Deleted"),
+    ("Educator accounts", "Retained"),
+    ("Organizations (schools and districts)", "Retained"),
+)
+
+
+class NoticeError(EoyError):
+    """Notices could not be written or sent; the message says where and what to do."""
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    host: str
+    port: int
+
+
+# ---------------------------------------------------------------------------------------
+# the command
+# ---------------------------------------------------------------------------------------
+def make_notices(
+    settings: Settings,
+    as_of: date,
+    out: Path,
+    *,
+    school_year: int | None = None,
+    sender: str,
+    smtp: SmtpServer | None = None,
+) -> dict[str, Any]:
+    """Write every district's notice into `out`; with `smtp`, send those not sent yet."""
+    year = school_year if school_year is not None else as_of.year
+    if year not in policy_years():
+        raise PolicyError(
+            f"no reset policy for school year {year}: give --school-year, the calendar year "
+            "the school year ends in, or add a row to seeds/reset_policy.csv"
+        )
+    _check_sender(sender)
+    connect(settings).close()  # "run eoy-reset init" before dbt's missing-table error
+    build_notice_models(settings, as_of, year)
+    with connect(settings) as wh:
+        rows = wh.query_dicts(
+            "select * from eoy.reset_notices where school_year = %s order by district_id", [year]
+        )
+        admins = _administrators(wh)
+        idle = _inactive_educators(wh, year)
+        sent = _sent(wh, year)
+    folder = Path(out) / str(year)
+    notices: list[dict[str, Any]] = []
+    with connect(settings) as wh, _Mailer(smtp) as mailer:
+        for row in rows:
+            district_id = row["district_id"]
+            to = admins.get(district_id, [])
+            message = compose(row, to, idle.get(district_id, []), settings, sender, as_of)
+            key = (district_id, row["effective_reset_date"], row["schedule_status"])
+            if not to:
+                status = "unreachable"
+            elif smtp is None:
+                status = "written"
+            elif key in sent:
+                status = "already_sent"  # the file keeps the Message-ID it was sent with
+                message.replace_header("Message-ID", sent[key])
+            else:
+                mailer.send(
+                    message, district_id, len([n for n in notices if n["status"] == "sent"])
+                )
+                _record_sent(wh, row, len(to), str(message["Message-ID"]))
+                status = "sent"
+            path = write_eml(folder, district_id, message)
+            notices.append(
+                {
+                    "district_id": district_id,
+                    "district_name": row["district_name"],
+                    "effective_reset_date": row["effective_reset_date"],
+                    "date_source": row["date_source"],
+                    "schedule_status": row["schedule_status"],
+                    "issues": [i for i in (row["issues"] or "").split(",") if i],
+                    "recipients": len(to),
+                    "status": status,
+                    "message_id": str(message["Message-ID"]),
+                    "path": path,
+                    "rows": int(row["students"])
+                    + int(row["classrooms"])
+                    + int(row["classroom_enrollments"])
+                    + int(row["academic_rows"]),
+                }
+            )
+    by_status: dict[str, int] = {}
+    for n in notices:
+        by_status[n["status"]] = by_status.get(n["status"], 0) + 1
+    return {
+        "as_of": as_of,
+        "school_year": year,
+        "out": folder,
+        "sent_with": f"{smtp.host}:{smtp.port}" if smtp else None,
+        "notices": notices,
+        "unreachable": [n["district_id"] for n in notices if n["status"] == "unreachable"],
+        "totals": {
+            "districts": len(notices),
+            "rows": sum(n["rows"] for n in notices),
+            "by_status": by_status,
+            "sent": by_status.get("sent", 0),
+            "unreachable": by_status.get("unreachable", 0),
+        },
+    }
+
+
+def build_notice_models(settings: Settings, as_of: date, year: int) -> None:
+    from jobs.output import phase
+
+    with phase(f"building the notice models as of {as_of.isoformat()}…"):
+        run_dbt(
+            settings,
+            [
+                "build",
+                "--select",
+                *NOTICE_SELECTION,
+                "--exclude-resource-type",
+                "test",
+                "--exclude-resource-type",
+                "unit_test",
+            ],
+            parameters={"EOY_AS_OF_DATE": as_of.isoformat(), "EOY_SCHOOL_YEAR": str(year)},
+        )
+
+
+def _check_sender(sender: str) -> None:
+    try:
+        address = Address(addr_spec=sender.strip())
+    except (ValueError, IndexError, TypeError) as exc:
+        raise NoticeError(f"--from {sender!r} is not an email address: {exc}") from None
+    if not address.username or not address.domain:
+        raise NoticeError(f"--from {sender!r} is not an email address: give name@domain")
+
+
+def _administrators(wh: Warehouse) -> dict[str, list[tuple[str, str]]]:
+    """(display name, address) of each district's administrators who have an email."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    seen: set[tuple[str, str]] = set()
+    for district_id, email, first, last in wh.query(
+        "select district_id, email, first_name, last_name from app.educators "
+        "where role = 'administrator' and email is not null and trim(email) <> '' "
+        "order by district_id, educator_id"
+    ):
+        key = (district_id, email.strip().lower())
+        if key in seen:
+            continue
+        seen.add(key)
+        name = " ".join(part for part in (first, last) if part)
+        found.setdefault(district_id, []).append((name, email.strip()))
+    return found
+
+
+def _inactive_educators(wh: Warehouse, year: int) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in wh.query_dicts(
+        "select i.district_id, e.first_name, e.last_name, e.email, e.role, i.last_login_at "
+        "from eoy.inactive_educators as i join app.educators as e "
+        "on e.educator_id = i.educator_id "
+        "where i.school_year = %s order by i.district_id, e.last_name, e.first_name, "
+        "i.educator_id",
+        [year],
+    ):
+        found.setdefault(row["district_id"], []).append(row)
+    return found
+
+
+def _sent(wh: Warehouse, year: int) -> dict[tuple[str, date, str], str]:
+    """The Message-ID of each notice sent, by district, reset date and status announced."""
+    return {
+        (d, day, status): message_id
+        for d, day, status, message_id in wh.query(
+            "select district_id, effective_reset_date, schedule_status, message_id "
+            "from eoy_runner.notices_sent where school_year = %s",
+            [year],
+        )
+    }
+
+
+def _record_sent(wh: Warehouse, row: dict[str, Any], recipients: int, message_id: str) -> None:
+    wh.execute(
+        "insert into eoy_runner.notices_sent (district_id, school_year, effective_reset_date, "
+        "schedule_status, date_source, recipients, message_id, sent_at) "
+        "values (%s, %s, %s, %s, %s, %s, %s, %s)",
+        [
+            row["district_id"],
+            row["school_year"],
+            row["effective_reset_date"],
+            row["schedule_status"],
+            row["date_source"],
+            recipients,
+            message_id,
+            utcnow(),
+        ],
+    )
+
+
+def write_eml(folder: Path, district_id: str, message: EmailMessage) -> Path:
+    """`<folder>/<district>.eml` (0600: it holds educators' addresses), CRLF line ends."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{safe_segment(district_id)}.eml"
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(message.as_bytes(policy=SMTP))
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise NoticeError(
+            f"cannot write the notice of district {district_id!r} into {folder}: "
+            f"{exc.strerror or exc}; choose a writable --out"
+        ) from None
+    return path
+
+
+class _Mailer:
+    """One SMTP connection for all notices, opened at the first one to send (STARTTLS when
+    the server offers it)."""
+
+    def __init__(self, server: SmtpServer | None):
+        self.server = server
+        self.smtp: smtplib.SMTP | None = None
+
+    def __enter__(self) -> _Mailer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.smtp is not None:
+            try:
+                self.smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                self.smtp.close()
+
+    def send(self, message: EmailMessage, district_id: str, sent_before: int) -> None:
+        assert self.server is not None
+        where = f"{self.server.host}:{self.server.port}"
+        try:
+            if self.smtp is None:
+                self.smtp = smtplib.SMTP(self.server.host, self.server.port, timeout=30)
+                self.smtp.ehlo()
+                if self.smtp.has_extn("starttls"):
+                    self.smtp.starttls(context=ssl.create_default_context())
+                    self.smtp.ehlo()
+            refused = self.smtp.send_message(message)
+        except (smtplib.SMTPException, OSError) as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            if isinstance(exc, smtplib.SMTPResponseException):
+                said = exc.smtp_error
+                text = said.decode("utf-8", "replace") if isinstance(said, bytes) else str(said)
+                reason = f"{exc.smtp_code} {' '.join(text.split())}"
+            raise NoticeError(
+                f"could not send the notice of district {district_id!r} through SMTP {where}: "
+                f"{reason}; {sent_before} sent before it are recorded, run the same command "
+                "again to send the rest"
+            ) from None
+        if refused:
+            raise NoticeError(
+                f"SMTP {where} refused {len(refused)} of the administrators of district "
+                f"{district_id!r}; the others received it, so it is not recorded as sent"
+            )
+
+
+# ---------------------------------------------------------------------------------------
+# the message
+# ---------------------------------------------------------------------------------------
+def long_day(value: date) -> str:
+    return f"{value:%A}, {value:%B} {value.day}, {value.year}"
+
+
+def school_year_label(year: int) -> str:
+    return f"{year - 1}-{year % 100:02d}"
+
+
+def copy_instructions(settings: Settings, district_id: str, year: int) -> str:
+    """How the district gets its copy: a share link where the store gives one, else export."""
+    root = str(settings.snapshot_root)
+    if SHARE_COMMAND_AVAILABLE and root.startswith(("s3://", "s3:/")):
+        return (
+            "your CSM will send you a download link to it (made with "
+            f"`eoy-reset share --district {district_id} --school-year {year}`)"
+        )
+    return (
+        "ask your CSM for it: the reset operator makes a zip of CSV files with "
+        f"`eoy-reset export --district {district_id} --school-year {year} --format csv`"
+    )
+
+
+def _why(row: dict[str, Any]) -> list[str]:
+    issues = [i for i in (row["issues"] or "").split(",") if i]
+    asked = row["requested_reset_date"]
+    lines = []
+    if row["date_source"] == "default" and asked is not None:
+        lines.append("This is the default reset date, for the reason below.")
+    elif row["date_source"] == "default":
+        lines.append("This is the default reset date: the district has not asked for another.")
+    elif row["date_source"] == "requested":
+        lines.append("This is the date you asked your CSM for.")
+    else:
+        lines.append(
+            f"This is the first day after your school year and summer session end "
+            f"({long_day(row['session_end_date'])}): no reset happens while a session runs."
+        )
+    if "request_too_early" in issues:
+        lines.append(
+            f"The date you asked for, {long_day(asked)}, could not be used: it is before the "
+            f"earliest reset date, {long_day(row['earliest_reset_date'])}."
+        )
+    if "request_not_before_rostering" in issues:
+        lines.append(
+            f"The date you asked for, {long_day(asked)}, could not be used: it is not before "
+            f"rostering for the new school year starts ({long_day(row['rostering_start_date'])})."
+        )
+    if "request_during_session" in issues:
+        lines.append(
+            f"The date you asked for, {long_day(asked)}, falls during your session, so the "
+            "reset moves to the day after it ends."
+        )
+    return lines
+
+
+def _window(row: dict[str, Any], as_of: date) -> str:
+    first, last, by = row["window_from"], row["window_until"], row["change_deadline"]
+    if by is None or by < as_of or (last is not None and last < first):
+        if row["schedule_status"] == "blocked":
+            return (
+                "No reset date before your rostering start is after your school year and summer "
+                "session: rostering for the new year must start later. Tell your CSM when it "
+                "can start."
+            )
+        return "The reset date can no longer change."
+    span = f"any day from {long_day(first)}" + (
+        f" to {long_day(last)}" if last is not None else " on"
+    )
+    return (
+        f"You may still ask your CSM for another date, {span} (after your school year and "
+        f"summer session, before rostering for the new year starts), until {long_day(by)}."
+    )
+
+
+def notice_blocks(
+    row: dict[str, Any],
+    educators: list[dict[str, Any]],
+    settings: Settings,
+    as_of: date,
+) -> tuple[str, list[tuple[str, Any]]]:
+    """The notice's subject and content as blocks: ("p", text), ("h", title),
+    ("table", [(cell, cell)]), ("ul", [text])."""
+    name = row["district_name"] or row["district_id"]
+    year = int(row["school_year"])
+    day = row["effective_reset_date"]
+    blocked = row["schedule_status"] == "blocked"
+    blocks: list[tuple[str, Any]] = [("p", f"Dear administrators of {name},")]
+    if blocked:
+        subject = f"{name}: your Imagine Math end-of-year data reset needs a new date"
+        blocks += [
+            ("h", "Your reset is blocked"),
+            (
+                "p",
+                f"Your district's end-of-year data reset for the {school_year_label(year)} "
+                f"school year is blocked: its reset date, {long_day(day)}, is not before "
+                "rostering for the new school year starts "
+                f"({long_day(row['rostering_start_date'])}), and a reset then would delete the "
+                "new year's students. Nothing will be reset until a new date is agreed.",
+            ),
+            *(("p", line) for line in _why(row)),
+            (
+                "p",
+                "What your CSM must do: agree with you a reset date after your school year and "
+                "summer session and before rostering starts, or a later rostering start, and "
+                "record it (`eoy-reset request-date`). Reply to this message to start.",
+            ),
+        ]
+    else:
+        subject = f"{name}: your Imagine Math end-of-year data reset date, {long_day(day)}"
+        # a date already passed (the reset is not done yet): it runs in the coming days
+        when = (
+            f"is on {long_day(day)}"
+            if day >= as_of
+            else (f"was due on {long_day(day)} and runs in the coming days")
+        )
+        blocks += [
+            ("h", "Your reset date"),
+            (
+                "p",
+                f"Your district's end-of-year data reset for the {school_year_label(year)} "
+                f"school year {when}. All schools of the district are reset "
+                "together, and nightly rostering imports pause that day until rostering for "
+                "the new school year is complete.",
+            ),
+            *(("p", line) for line in _why(row)),
+        ]
+    blocks += [
+        ("h", "Changing the date"),
+        ("p", _window(row, as_of)),
+        ("h", "What is deleted and what is kept"),
+        ("table", [("Data", "Action taken for the data reset"), *DATA_ACTIONS]),
+        ("h", f"What the reset will delete (as of {long_day(as_of)})"),
+        (
+            "table",
+            [
+                ("Data", "Rows"),
+                ("Student accounts", f"{int(row['students']):,}"),
+                ("Classrooms", f"{int(row['classrooms']):,}"),
+                ("Classroom enrollments", f"{int(row['classroom_enrollments']):,}"),
+                (
+                    "Academic rows (assessments, progress, pathways, usage)",
+                    f"{int(row['academic_rows']):,}",
+                ),
+            ],
+        ),
+        ("h", "Educators recommended for removal"),
+    ]
+    if educators:
+        blocks.append(
+            (
+                "p",
+                f"{len(educators):,} educator{'s' if len(educators) != 1 else ''} of your "
+                "district did not log in for more than a year before the reset date, or never: "
+                "remove those no longer with your organization or using the program. The reset "
+                "removes no educator.",
+            )
+        )
+        items = [_educator_line(e) for e in educators[:MAX_LISTED_EDUCATORS]]
+        if len(educators) > MAX_LISTED_EDUCATORS:
+            items.append(f"… and {len(educators) - MAX_LISTED_EDUCATORS:,} more")
+        blocks.append(("ul", items))
+    else:
+        blocks.append(("p", "Every educator of your district logged in within the last year."))
+    copy_by = long_day(day) if not blocked else "your reset date"
+    blocks += [
+        ("h", "Keep a copy of this year's data"),
+        (
+            "p",
+            "No math data is kept from one school year to the next: download a copy of this "
+            f"year's data for your records before {copy_by}. To get it, "
+            f"{copy_instructions(settings, row['district_id'], year)}.",
+        ),
+        ("p", "Your Customer Success Manager"),
+    ]
+    return subject, blocks
+
+
+def _educator_line(e: dict[str, Any]) -> str:
+    name = " ".join(p for p in (e["first_name"], e["last_name"]) if p) or "(no name)"
+    login = e["last_login_at"]
+    when = f"last login {login:%Y-%m-%d}" if login is not None else "never logged in"
+    email = f" <{e['email']}>" if e["email"] else ""
+    return f"{name}{email}, {e['role']}, {when}"
+
+
+def render_text(blocks: list[tuple[str, Any]]) -> str:
+    out: list[str] = []
+    for kind, body in blocks:
+        if kind == "h":
+            out += ["", body, "-" * len(body)] if out and out[-1] else [body, "-" * len(body)]
+        elif kind == "p":
+            out += [body, ""]
+        elif kind == "ul":
+            out += [f"  - {item}" for item in body] + [""]
+        elif kind == "table":
+            width = max(len(a) for a, _ in body)
+            out += [f"  {a.ljust(width)}  {b}" for a, b in body] + [""]
+    return "\n".join(out).strip() + "\n"
+
+
+def render_html(subject: str, blocks: list[tuple[str, Any]]) -> str:
+    parts = []
+    for kind, body in blocks:
+        if kind == "h":
+            parts.append(f"<h2>{escape(body)}</h2>")
+        elif kind == "p":
+            parts.append(f"<p>{escape(body)}</p>")
+        elif kind == "ul":
+            parts.append("<ul>" + "".join(f"<li>{escape(i)}</li>" for i in body) + "</ul>")
+        elif kind == "table":
+            head, *rows = body
+            parts.append(
+                '<table border="1" cellpadding="4" cellspacing="0"><thead><tr>'
+                + "".join(f"<th>{escape(c)}</th>" for c in head)
+                + "</tr></thead><tbody>"
+                + "".join(f"<tr><td>{escape(a)}</td><td>{escape(b)}</td></tr>" for a, b in rows)
+                + "</tbody></table>"
+            )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(subject)}</title></head><body>{''.join(parts)}</body></html>\n"
+    )
+
+
+def compose(
+    row: dict[str, Any],
+    administrators: list[tuple[str, str]],
+    educators: list[dict[str, Any]],
+    settings: Settings,
+    sender: str,
+    as_of: date,
+) -> EmailMessage:
+    """The RFC 5322 message: plain text and HTML alternatives of the same content."""
+    subject, blocks = notice_blocks(row, educators, settings, as_of)
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = sender.strip()
+    if administrators:
+        message["To"] = ", ".join(formataddr(a) for a in administrators)
+    message["Date"] = format_datetime(datetime.now(UTC))
+    # short enough never to be folded onto a second line
+    message["Message-ID"] = make_msgid(domain=sender.strip().rsplit("@", 1)[-1])
+    message["X-EOY-District"] = str(row["district_id"])
+    message["X-EOY-Reset-Date"] = row["effective_reset_date"].isoformat()
+    message["X-EOY-Reset-Status"] = str(row["schedule_status"])
+    message.set_content(render_text(blocks))
+    message.add_alternative(render_html(subject, blocks), subtype="html")
+    return message

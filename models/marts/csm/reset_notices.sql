@@ -1,0 +1,127 @@
+-- What each district's reset notice says (notices --as-of): one row per district of var
+-- school_year whose reset is not completed in the ledger. Dates, counts and organization
+-- ids only: the notice's addresses and educator names are read from app when it is written.
+{%- set as_of = "cast('" ~ reset_as_of_date() ~ "' as date)" %}
+{%- set school_year = reset_school_year() %}
+{{ require_reset_policy(ref('reset_policy'), school_year) }}
+
+with
+
+windows as (
+
+    select * from {{ ref('reset_date_windows') }}
+    where school_year = {{ school_year }}
+
+),
+
+runs as (
+
+    select district_id, status
+    from {{ ref('stg_eoy_runner__reset_runs') }}
+    where school_year = {{ school_year }}
+
+),
+
+districts as (
+
+    select district_id, name from {{ ref('stg_app__districts') }}
+
+),
+
+-- student rows the reset would delete, counted per district (never read row by row)
+{%- set counted = ['students', 'classrooms', 'classroom_enrollments', 'assessments', 'progress', 'pathways', 'usage_sessions'] %}
+{%- for table_name in counted %}
+
+{{ table_name }}_counted as (
+
+    select district_id, count(*) as row_count
+    from {{ ref('stg_app__' ~ table_name) }}
+    group by district_id
+
+),
+{%- endfor %}
+
+inactive as (
+
+    select district_id, count(*) as educators
+    from {{ ref('inactive_educators') }}
+    where school_year = {{ school_year }}
+    group by district_id
+
+),
+
+administrators as (
+
+    select
+        district_id,
+        count(*) as administrators,
+        sum(case when coalesce(trim(email), '') <> '' then 1 else 0 end)
+            as administrators_with_email
+    from {{ ref('stg_app__educators') }}
+    where role = 'administrator'
+    group by district_id
+
+),
+
+final as (
+
+    select
+
+        -- ids
+        windows.district_id,
+        districts.name as district_name,
+        windows.school_year,
+        -- the reset date and why
+        windows.effective_reset_date,
+        windows.date_source,
+        windows.status as schedule_status,
+        windows.issues,
+        windows.default_reset_date,
+        windows.earliest_reset_date,
+        windows.requested_reset_date,
+        windows.session_end_date,
+        windows.rostering_start_date,
+        -- when the date may still change: a new date from window_from to window_until
+        -- (null: no end), asked for by change_deadline
+        case
+            when windows.accepted_from > {{ as_of }} then windows.accepted_from
+            else cast({{ dbt.dateadd('day', 1, as_of) }} as date)
+        end as window_from,
+        windows.accepted_until as window_until,
+        case
+            when windows.status = 'blocked' then windows.accepted_until
+            else cast({{ dbt.dateadd('day', -1, 'windows.effective_reset_date') }} as date)
+        end as change_deadline,
+        -- numbers
+        coalesce(students_counted.row_count, 0) as students,
+        coalesce(classrooms_counted.row_count, 0) as classrooms,
+        coalesce(classroom_enrollments_counted.row_count, 0) as classroom_enrollments,
+        coalesce(assessments_counted.row_count, 0)
+            + coalesce(progress_counted.row_count, 0)
+            + coalesce(pathways_counted.row_count, 0)
+            + coalesce(usage_sessions_counted.row_count, 0) as academic_rows,
+        coalesce(inactive.educators, 0) as inactive_educators,
+        coalesce(administrators.administrators, 0) as administrators,
+        coalesce(administrators.administrators_with_email, 0) as administrators_with_email,
+        -- the ledger
+        runs.status as run_status,
+        {{ as_of }} as as_of_date
+
+    from windows
+    left join districts
+        on districts.district_id = windows.district_id
+    left join runs
+        on runs.district_id = windows.district_id
+    {%- for table_name in counted %}
+    left join {{ table_name }}_counted
+        on {{ table_name }}_counted.district_id = windows.district_id
+    {%- endfor %}
+    left join inactive
+        on inactive.district_id = windows.district_id
+    left join administrators
+        on administrators.district_id = windows.district_id
+    where coalesce(runs.status, '') <> 'completed'
+
+)
+
+select * from final

@@ -22,16 +22,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
-import secrets
-import shutil
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -53,17 +49,17 @@ from jobs.snapshot.fingerprint import (
     key_sum,
 )
 from jobs.snapshot.layout import (
-    DIR_MODE,
-    FILE_MODE,
     FORMAT,
-    MANIFEST,
     SnapshotError,
-    district_dir,
-    ensure_dir,
-    fsync_path,
     manifest_digest,
-    read_manifest,
-    sha256_file,
+)
+from jobs.snapshot.store import (
+    Pending,
+    S3Store,
+    SnapshotStore,
+    StoreError,
+    open_store,
+    store_for,
 )
 from jobs.warehouse.connection import DuckDBWarehouse, PostgresWarehouse, Warehouse, quote_ident
 from jobs.warehouse.contract import (
@@ -105,14 +101,23 @@ class WriteError(SnapshotError):
 
 
 @contextmanager
-def _writing(root: Path) -> Iterator[None]:
-    """File-system errors while writing the snapshot, as one line naming the root."""
+def _writing(store: SnapshotStore) -> Iterator[None]:
+    """Errors of the file system or the object store while writing the snapshot, as one line
+    naming the root and the cause."""
     try:
         yield
-    except OSError as exc:
-        reason = os.strerror(exc.errno) if exc.errno else exc.strerror or _first_line(exc)
+    except StoreError as exc:
         raise WriteError(
-            f"the snapshot could not be written under {root} ({reason}): "
+            f"the snapshot could not be written under {store.root} ({exc}): "
+            "nothing was deleted; fix the snapshot root and run again"
+        ) from None
+    except OSError as exc:
+        if isinstance(store, S3Store):
+            reason = store.cause(exc)
+        else:
+            reason = os.strerror(exc.errno) if exc.errno else exc.strerror or _first_line(exc)
+        raise WriteError(
+            f"the snapshot could not be written under {store.root} ({reason}): "
             "nothing was deleted; fix the snapshot root and run again"
         ) from None
 
@@ -135,7 +140,7 @@ def _first_line(exc: BaseException) -> str:
 DATABASE_MODULES = ("adbc_driver_manager", "duckdb", "psycopg", "pyarrow", "_duckdb")
 
 
-def _step_error(exc: Exception, phase: str, root: Path, committed: bool) -> StepError | None:
+def _step_error(exc: Exception, phase: str, committed: bool) -> StepError | None:
     """What went wrong in a pass, as the ledger step it failed and one line."""
     if committed:
         return StepError(
@@ -173,76 +178,29 @@ def _step_error(exc: Exception, phase: str, root: Path, committed: bool) -> Step
 # ---------------------------------------------------------------------------------------
 # parts and their folders
 # ---------------------------------------------------------------------------------------
-def part_dir(settings: Settings, school_year: int, district_id: str, part: str) -> Path:
-    main = district_dir(settings.snapshot_root, school_year, district_id)
-    return main if part == MAIN else main.with_name(f"{main.name}~{part}")
+def part_dir(settings: Settings, school_year: int, district_id: str, part: str) -> str:
+    """Where a part of the district's snapshot is: a folder, or an s3:// prefix."""
+    return open_store(settings).location(school_year, district_id, part)
 
 
 def delta_number(part: str) -> int:
     return int(part.split("-", 1)[1]) if part.startswith("delta-") else 0
 
 
-def _staging_name(final_name: str) -> str:
-    return f".{final_name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def _leftover_pattern(final_name: str) -> re.Pattern[str]:
-    """Exactly the names a snapshot of this folder leaves behind: `.d1.tmp-…` and `.d1.old-…`,
-    never those of another district whose folder name starts the same (`d1.x`)."""
-    return re.compile(rf"\.{re.escape(final_name)}\.(?:tmp-\d+-[0-9a-f]{{8}}|old-[0-9a-f]{{8}})")
-
-
-def clean_leftovers(year_dir: Path, final_name: str, keep: set[str] | None = None) -> None:
-    """Remove staging and replaced folders an interrupted snapshot of this folder left."""
-    pattern = _leftover_pattern(final_name)
-    for entry in year_dir.iterdir() if year_dir.is_dir() else ():
-        if pattern.fullmatch(entry.name) and entry.name not in (keep or set()):
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-def swap_in(staging: Path, final: Path) -> None:
-    """Replace any older snapshot by the new folder; never leaves a half-written one."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{secrets.token_hex(4)}")
-        os.rename(final, old)
-    os.rename(staging, final)
-    fsync_path(final.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _manifest_sha(folder: Path) -> str | None:
-    path = folder / MANIFEST
-    return sha256_file(path) if path.is_file() else None
-
-
-def settle_parts(deletes: list[dict[str, Any]]) -> None:
-    """Put in place every committed part whose rename a kill interrupted (it waits, complete
-    and verified, in the staging folder its delete event names)."""
+def settle_parts(deletes: list[dict[str, Any]], settings: Settings) -> None:
+    """Put in place every committed part whose last step a kill cut off (it waits, complete
+    and verified, under the staging name its delete event records)."""
     for done in deletes:
-        final, staging = Path(done["path"]), done.get("staging")
-        if not staging or _manifest_sha(final) == done.get("manifest_sha256"):
-            continue
-        waiting = final.parent / staging
-        if waiting.is_dir() and _manifest_sha(waiting) == done.get("manifest_sha256"):
-            swap_in(waiting, final)
+        path, staging, sha = done.get("path"), done.get("staging"), done.get("manifest_sha256")
+        if path and staging and sha:
+            store_for(str(path), settings).settle(str(path), str(staging), str(sha))
 
 
-_STAGING = re.compile(r"\.(?P<name>.+)\.tmp-\d+-[0-9a-f]{8}")
-
-
-def settle_year(wh: Warehouse, snapshot_root: Path, school_year: int) -> list[str]:
-    """Put in place every part of the year that committed while its rename was cut off (a
-    kill just after the commit): its staging folder holds a manifest whose sha256 a committed
-    delete recorded. Nothing else is touched. Returns the folders put in place."""
-    year_dir = Path(snapshot_root) / str(int(school_year))
-    waiting: dict[str, Path] = {}
-    for entry in year_dir.iterdir() if year_dir.is_dir() else ():
-        if _STAGING.fullmatch(entry.name) and (entry / MANIFEST).is_file():
-            sha = _manifest_sha(entry)
-            if sha:
-                waiting[sha] = entry
+def settle_year(wh: Warehouse, settings: Settings, school_year: int) -> list[str]:
+    """Put in place every part of the year that committed while its last step was cut off (a
+    kill just after the commit): its staging manifest has the sha256 a committed delete
+    recorded. Nothing else is touched. Returns the parts put in place."""
+    waiting = open_store(settings).waiting(school_year)
     if not waiting:
         return []
     marks = ", ".join(["%s"] * len(waiting))
@@ -258,12 +216,11 @@ def settle_year(wh: Warehouse, snapshot_root: Path, school_year: int) -> list[st
     ):
         done = json.loads(detail)
         staging = waiting.get(done.get("manifest_sha256"))
-        if staging is not None and staging.is_dir():
-            try:
-                swap_in(staging, Path(done["path"]))
-            except FileNotFoundError:  # another runner put it in place first
-                continue
-            placed.append(done["path"])
+        path = str(done.get("path"))
+        if staging is not None and store_for(path, settings).settle(
+            path, staging, done["manifest_sha256"]
+        ):
+            placed.append(path)
     return placed
 
 
@@ -421,7 +378,6 @@ def _rows_of(
 # writing: one Parquet file per table, fingerprinted on the way
 # ---------------------------------------------------------------------------------------
 _pool: ThreadPoolExecutor | None = None
-_sync_pool: ThreadPoolExecutor | None = None
 
 
 def _workers() -> ThreadPoolExecutor:
@@ -432,20 +388,12 @@ def _workers() -> ThreadPoolExecutor:
     return _pool
 
 
-def _syncers() -> ThreadPoolExecutor:
-    """Threads for fsync: files synced at once share the file system's journal commits."""
-    global _sync_pool
-    if _sync_pool is None:
-        _sync_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="eoy-fsync")
-    return _sync_pool
-
-
 @dataclass
 class Taken:
     """One table's rows as they went into its file."""
 
     table: str
-    path: Path
+    name: str  # the file's name in the part
     fp: Fingerprint
     products: dict[str, int] = field(default_factory=dict)
 
@@ -484,25 +432,26 @@ def shaped(reader: Iterable[pa.RecordBatch], table: str) -> Iterator[pa.RecordBa
 def write_table(
     batches: Iterable[pa.RecordBatch],
     table: str,
-    path: Path,
+    pending: Pending,
     district_id: str,
     progress: Progress | None = None,
 ) -> Taken:
-    """Stream batches into a zstd Parquet file while fingerprinting them; every row must be
-    the district's own."""
+    """Stream batches into the part's zstd Parquet file (a local file, or a multipart upload)
+    while fingerprinting them; every row must be the district's own."""
     schema = arrow_schema(table, large_text=True)
-    taken = Taken(table, path, Fingerprint(table))
+    taken = Taken(table, f"{table}.parquet", Fingerprint(table))
     with_product = "product" in TABLES[table].column_names
     pool = _workers()
-    pending: deque[tuple[int, Future[int], Future[int]]] = deque()
+    in_flight: deque[tuple[int, Future[int], Future[int]]] = deque()
 
     def settle() -> None:
-        count, content, key = pending.popleft()
+        count, content, key = in_flight.popleft()
         taken.fp.add(count, content.result(), key.result())
 
-    root = path.parents[2]  # <root>/<school year>/<staging folder>/<file>
-    with _writing(root):
-        writer = pq.ParquetWriter(path, schema, compression="zstd")
+    store = pending.store
+    with _writing(store):
+        sink = pending.open_output(taken.name)
+        writer = pq.ParquetWriter(sink, schema, compression="zstd")
     try:
         for batch in shaped(batches, table):
             if not pc.all(pc.equal(batch.column("district_id"), district_id)).as_py():
@@ -510,32 +459,34 @@ def write_table(
                     f"{table}: a row of another district came out of the district's "
                     "statement: rolled back, nothing was deleted"
                 )
-            pending.append(
+            in_flight.append(
                 (
                     batch.num_rows,
                     pool.submit(content_sum, batch, table),
                     pool.submit(key_sum, batch, table),
                 )
             )
-            with _writing(root):
+            with _writing(store):
                 writer.write_batch(batch)
             if with_product:
                 for item in pc.value_counts(batch.column("product")).to_pylist():
                     name = str(item["values"])
                     taken.products[name] = taken.products.get(name, 0) + int(item["counts"])
-            while len(pending) > IN_FLIGHT:
+            while len(in_flight) > IN_FLIGHT:
                 settle()
             if progress is not None:
-                progress(table, taken.fp.rows + sum(p[0] for p in pending))
-        while pending:
+                progress(table, taken.fp.rows + sum(p[0] for p in in_flight))
+        while in_flight:
             settle()
     except BaseException:
         with suppress(Exception):
             writer.close()
+        with suppress(Exception):
+            sink.close()
         raise
-    with _writing(root):
+    with _writing(store):
         writer.close()
-        os.chmod(path, FILE_MODE)
+        sink.close()  # on an object store: the upload completes here
     if progress is not None:
         progress(table, taken.fp.rows)
     return taken
@@ -544,52 +495,44 @@ def write_table(
 # ---------------------------------------------------------------------------------------
 # verifying: the files on disk against what was streamed into them
 # ---------------------------------------------------------------------------------------
-def _reread(taken: Taken) -> tuple[Fingerprint, str, list[str]]:
-    """(rows and content fingerprint, sha256, problems) of the file as it is on disk now."""
-    path, table = taken.path, taken.table
+def _reread(pending: Pending, taken: Taken) -> tuple[Fingerprint, str, list[str]]:
+    """(rows and content fingerprint, sha256, problems) of the file as it is stored now."""
+    table = taken.table
     digest = hashlib.sha256()
     problems: list[str] = []
-    if path.stat().st_size <= REREAD_IN_MEMORY:
-        data = path.read_bytes()
-        digest.update(data)
-        source: Any = pa.BufferReader(data)
-    else:
-        with open(path, "rb") as fh:
-            while block := fh.read(1 << 20):
-                digest.update(block)
-        source = path
     fp = Fingerprint(table)
     try:
-        parquet = pq.ParquetFile(source)
-        names = [f.name for f in parquet.schema_arrow]
-        if names != TABLES[table].column_names:
-            problems.append(f"{table}: the file's columns {names} are not the contract's")
-        else:
-            for batch in parquet.iter_batches(batch_size=256_000):
-                # rows and content: the content fingerprint covers every column, keys too,
-                # so a file whose content matches the stream also has the stream's keys
-                fp.add(batch.num_rows, content_sum(batch, table), 0)
-    except (OSError, pa.ArrowException) as exc:
+        size = pending.size(taken.name)
+        with pending.open_input(taken.name) as stored:
+            if size <= REREAD_IN_MEMORY:
+                data = stored.read()
+                digest.update(data)
+                source: Any = pa.BufferReader(data)
+            else:
+                while block := stored.read(1 << 20):
+                    digest.update(block)
+                stored.seek(0)
+                source = stored
+            parquet = pq.ParquetFile(source)
+            names = [f.name for f in parquet.schema_arrow]
+            if names != TABLES[table].column_names:
+                problems.append(f"{table}: the file's columns {names} are not the contract's")
+            else:
+                for batch in parquet.iter_batches(batch_size=256_000):
+                    # rows and content: the content fingerprint covers every column, keys
+                    # too, so a file whose content matches the stream has the stream's keys
+                    fp.add(batch.num_rows, content_sum(batch, table), 0)
+    except (OSError, pa.ArrowException, SnapshotError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         problems.append(f"{table}: the file does not read back: {first}")
     return fp, digest.hexdigest(), problems
 
 
-def sync_folder(folder: Path) -> None:
-    """fsync every file of a folder at once (they share the file system's journal commits),
-    then the folder itself."""
-    with _writing(folder.parent.parent):
-        syncs = [_syncers().submit(fsync_path, path) for path in folder.iterdir()]
-        for done in syncs:
-            done.result()
-        fsync_path(folder)
-
-
-def verify_files(folder: Path, taken: dict[str, Taken]) -> dict[str, dict[str, Any]]:
-    """Re-read each file and compare it with the stream: the manifest's entries.
+def verify_files(pending: Pending, taken: dict[str, Taken]) -> dict[str, dict[str, Any]]:
+    """Re-read each file as stored and compare it with the stream: the manifest's entries.
 
     Raises VerifyError when any file differs from what was streamed into it."""
-    rereads = {table: _workers().submit(_reread, t) for table, t in taken.items()}
+    rereads = {table: _workers().submit(_reread, pending, t) for table, t in taken.items()}
     entries: dict[str, dict[str, Any]] = {}
     for table in DELETED_TABLES:
         fp, sha, problems = rereads[table].result()
@@ -602,7 +545,7 @@ def verify_files(folder: Path, taken: dict[str, Taken]) -> dict[str, dict[str, A
         if problems:
             raise VerifyError(f"snapshot did not verify: {problems[0]}; nothing was deleted")
         entries[table] = {
-            "file": taken[table].path.name,
+            "file": taken[table].name,
             **streamed.as_dict(),
             "sha256": sha,
             "columns": [{"name": c, "type": kind} for c, kind in TABLES[table].columns],
@@ -665,7 +608,7 @@ def _dumps(doc: dict[str, Any]) -> str:
 
 
 def _write_manifest(
-    folder: Path,
+    pending: Pending,
     settings: Settings,
     target: str,
     district_id: str,
@@ -686,12 +629,7 @@ def _write_manifest(
     }
     manifest["manifest_digest"] = manifest_digest(manifest)
     text = _dumps(manifest).encode("utf-8")
-    path = folder / MANIFEST
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    try:
-        os.write(fd, text)
-    finally:
-        os.close(fd)
+    pending.write_manifest(text)
     return manifest, hashlib.sha256(text).hexdigest()
 
 
@@ -719,17 +657,10 @@ def take_snapshot(
     Returns the delete's detail: part, path, manifest_sha256, rows and products per table,
     remaining rows, retained state.
     """
-    final = part_dir(settings, school_year, district_id, part)
+    store = open_store(settings)
     try:
-        with _writing(Path(settings.snapshot_root)):
-            root_existed = Path(settings.snapshot_root).exists()
-            year_dir = ensure_dir(final.parent)
-            if not root_existed:
-                os.chmod(year_dir.parent, DIR_MODE)
-            clean_leftovers(year_dir, final.name)
-            staging = year_dir / _staging_name(final.name)
-            staging.mkdir(mode=DIR_MODE)
-            os.chmod(staging, DIR_MODE)
+        with _writing(store):
+            pending = store.begin(school_year, district_id, part)
     except WriteError as exc:
         raise StepError("export", str(exc)) from None
     committed = False
@@ -742,9 +673,7 @@ def take_snapshot(
             for table in DELETE_ORDER:
                 rows = _rows_of(tx, table, district_id, delete, (expected or {}).get(table))
                 try:
-                    taken[table] = write_table(
-                        rows, table, staging / f"{table}.parquet", district_id, progress
-                    )
+                    taken[table] = write_table(rows, table, pending, district_id, progress)
                 finally:
                     close = getattr(rows, "close", None)
                     if close is not None:
@@ -753,17 +682,17 @@ def take_snapshot(
             fault_point("after:export")
             phase = "verify"
             fault_point("before:verify")
-            tables = verify_files(staging, {t: taken[t] for t in DELETED_TABLES})
-            with _writing(Path(settings.snapshot_root)):
+            tables = verify_files(pending, {t: taken[t] for t in DELETED_TABLES})
+            with _writing(store):
                 manifest, manifest_sha = _write_manifest(
-                    staging, settings, wh.target, district_id, school_year, created_at, tables
+                    pending, settings, wh.target, district_id, school_year, created_at, tables
                 )
-            sync_folder(staging)  # the files and the manifest on disk before anything commits
+                pending.sync()  # the files and the manifest durable before anything commits
             fault_point("after:verify")
             detail: dict[str, Any] = {
                 "part": part,
-                "path": str(final),
-                "staging": staging.name,
+                "path": pending.location,
+                "staging": pending.staging,
                 "manifest_sha256": manifest_sha,
                 "rows": {t: taken[t].fp.rows for t in DELETED_TABLES},
                 "products": {t: taken[t].products for t in DELETED_TABLES if taken[t].products},
@@ -790,12 +719,13 @@ def take_snapshot(
             fault_point("commit:delete")
         committed = True
         fault_point("after:commit")
-        swap_in(staging, final)
+        pending.publish()
     except BaseException as exc:
         if not committed:  # a committed part waits in staging until it is put in place
-            shutil.rmtree(staging, ignore_errors=True)
+            with suppress(Exception):
+                pending.discard()
         if isinstance(exc, Exception) and not isinstance(exc, StepError):
-            failed = _step_error(exc, phase, Path(settings.snapshot_root), committed)
+            failed = _step_error(exc, phase, committed)
             if failed is not None:
                 raise failed from None
         raise
@@ -815,6 +745,5 @@ def export_district(
     detail = take_snapshot(
         wh, settings, district_id, school_year, MAIN, delete=False, progress=progress
     )
-    folder = Path(detail["path"])
-    manifest = read_manifest(folder)
-    return {**manifest, "path": str(folder), "manifest_sha256": detail["manifest_sha256"]}
+    manifest = open_store(settings).read_manifest(detail["path"])
+    return {**manifest, "path": detail["path"], "manifest_sha256": detail["manifest_sha256"]}

@@ -8,6 +8,7 @@ until its reset date changes or an operator names it with `run --district`.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from jobs.snapshot.fingerprint import (
     sql_string,
 )
 from jobs.snapshot.layout import SnapshotError, sha256_file
-from jobs.snapshot.verify import verify_deleted
+from jobs.snapshot.verify import verified_parts
 from jobs.warehouse.connection import PostgresWarehouse, Warehouse, connect, quote_ident
 from jobs.warehouse.contract import DELETED_TABLES, INSERT_ORDER, TABLES
 from jobs.warehouse.ledger import cycle_deletes, get_run, record_event, update_run, utcnow
@@ -113,7 +114,8 @@ def sum_parts(manifests: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
 
 
 def restore(settings: Settings, district_id: str, school_year: int) -> dict[str, Any]:
-    with connect(settings) as wh:
+    # parts in a bucket are read into private temporary folders, removed at the end
+    with connect(settings) as wh, ExitStack() as reading:
         wait_district_lock(wh, district_id, school_year)
         try:
             run = get_run(wh, district_id, school_year)
@@ -134,8 +136,8 @@ def restore(settings: Settings, district_id: str, school_year: int) -> dict[str,
                     f"{school_year}: nothing to restore"
                 )
             try:
-                settle_parts(deletes)
-                parts = verify_deleted(deletes)
+                settle_parts(deletes, settings)
+                parts = reading.enter_context(verified_parts(settings, deletes))
             except SnapshotError as exc:
                 raise RestoreError(f"{exc}: nothing was restored") from None
             record_event(
@@ -216,7 +218,7 @@ def restore(settings: Settings, district_id: str, school_year: int) -> dict[str,
         "school_year": school_year,
         "rows_restored": total,
         "rows": restored,
-        "snapshots": [str(f) for f, _ in parts],
+        "snapshots": [str(d["path"]) for d in deletes],
     }
 
 

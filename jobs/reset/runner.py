@@ -37,6 +37,7 @@ from jobs.reset.onepass import (
 )
 from jobs.reset.syncs import pause_syncs, reset_status, resume_syncs
 from jobs.reset.view import RunProgress, render_status, render_summary
+from jobs.snapshot.store import StoreError, is_object_root
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.contract import DELETED_TABLES, RETAINED_TABLES
 from jobs.warehouse.ledger import (
@@ -280,7 +281,12 @@ def run_reset(
             for cand in candidates:
                 cand["approval"] = approval
             if not dry_run:
-                settle_year(wh, settings.snapshot_root, year)
+                try:
+                    settle_year(wh, settings, year)
+                except StoreError as exc:  # each district's pass says it again, and fails
+                    Console(stderr=True).print(
+                        f"eoy-reset: warning: {scrub(str(exc))}", highlight=False, soft_wrap=True
+                    )
         refused = _plan_guard(plan_path, year, candidates, plan) if plan_path else {}
         runnable = [c for c in candidates if c["district_id"] not in refused]
         result: dict[str, Any] = {
@@ -339,7 +345,10 @@ def run_reset(
 
 
 def _check_snapshot_root(settings: Settings) -> None:
-    """The snapshot root must be a folder, or a path one can be made at: refuse up front."""
+    """The snapshot root must be a folder, or a path one can be made at: refuse up front.
+    An object store is checked by each district's pass, which fails naming the cause."""
+    if is_object_root(settings.snapshot_root):
+        return
     root = Path(settings.snapshot_root)
     probe = root
     while not probe.exists() and probe != probe.parent:
@@ -498,7 +507,7 @@ def _steps(
     fault_point("after:pause_syncs")
 
     deletes = cycle_deletes(wh, district, year) if run is not None else []
-    settle_parts(deletes)  # a part whose rename a kill interrupted goes in place first
+    settle_parts(deletes, settings)  # a part whose last step a kill cut off goes in place
     if deletes and not sum(cand["rows"].values()):
         return _finish_without_pass(wh, district, year, deletes)
 

@@ -126,6 +126,7 @@ class Pending(ABC):
     """A part being written: its files go out before the commit, the part goes in place
     (`publish`) after it; `discard` drops what a pass that did not commit wrote."""
 
+    store: SnapshotStore
     location: str  # where the part will be, as the ledger records it
     staging: str  # the staging name the ledger records, for `settle`
 
@@ -288,7 +289,8 @@ def swap_in(staging: Path, final: Path) -> None:
 
 
 class FolderPending(Pending):
-    def __init__(self, staging: Path, final: Path):
+    def __init__(self, store: SnapshotStore, staging: Path, final: Path):
+        self.store = store
         self.folder = staging
         self.final = final
         self.location = str(final)
@@ -358,7 +360,7 @@ class FolderStore(SnapshotStore):
         staging = year_dir / staging_name(final.name)
         staging.mkdir(mode=DIR_MODE)
         os.chmod(staging, DIR_MODE)
-        return FolderPending(staging, final)
+        return FolderPending(self, staging, final)
 
     @staticmethod
     def clean_leftovers(year_dir: Path, final_name: str, keep: set[str] | None = None) -> None:
@@ -458,6 +460,7 @@ def _code(exc: BaseException) -> str | None:
 class S3Pending(Pending):
     def __init__(self, store: S3Store, location: str, staging: str):
         self.store = store
+        self.s3 = store
         self.location = location
         self.staging = staging
         self.bucket, self.key = _bucket(location), _key(location)
@@ -468,34 +471,34 @@ class S3Pending(Pending):
         return f"{self.bucket}/{self.key}/{name}"
 
     def open_output(self, name: str) -> Any:
-        with self.store.calls(f"writing {self.location}/{name}"):
-            stream = self.store.fs.open_output_stream(self._path(name))
+        with self.s3.calls(f"writing {self.location}/{name}"):
+            stream = self.s3.fs.open_output_stream(self._path(name))
         self.written.append(name)
         return stream
 
     def open_input(self, name: str) -> Any:
-        with self.store.calls(f"reading {self.location}/{name}"):
-            return self.store.fs.open_input_file(self._path(name))
+        with self.s3.calls(f"reading {self.location}/{name}"):
+            return self.s3.fs.open_input_file(self._path(name))
 
     def size(self, name: str) -> int:
-        with self.store.calls(f"reading {self.location}/{name}"):
-            return int(self.store.fs.get_file_info(self._path(name)).size)
+        with self.s3.calls(f"reading {self.location}/{name}"):
+            return int(self.s3.fs.get_file_info(self._path(name)).size)
 
     def write_manifest(self, data: bytes) -> None:
-        with self.store.calls(f"writing the manifest of {self.location}"):
-            self.store.client.put_object(Bucket=self.bucket, Key=self.staging_key, Body=data)
+        with self.s3.calls(f"writing the manifest of {self.location}"):
+            self.s3.client.put_object(Bucket=self.bucket, Key=self.staging_key, Body=data)
 
     def sync(self) -> None:
         pass  # an object is durable once its upload returned
 
     def publish(self) -> None:
-        self.store.put_in_place(self.location, self.staging)
+        self.s3.put_in_place(self.location, self.staging)
 
     def discard(self) -> None:
         # the objects written stay unreadable as a snapshot (no manifest); a rerun
         # overwrites them; what is left unlocked is removed now
         with suppress(StoreError):
-            self.store.delete_latest(self.bucket, [self.staging_key])
+            self.s3.delete_latest(self.bucket, [self.staging_key])
 
 
 class S3Store(SnapshotStore):

@@ -402,7 +402,7 @@ def run_problem(result: dict[str, Any]) -> str | None:
 def status(ctx: typer.Context, school_year: LedgerYearOpt = None, as_json: JsonOpt = False) -> None:
     """Per district: last step, rows deleted, snapshot, errors."""
     from jobs.reset.runner import render_status, reset_status
-    from jobs.snapshot.layout import mark_purged
+    from jobs.snapshot.retention import mark_purged
 
     settings = settings_of(ctx)
     known_school_year(settings, school_year)
@@ -555,8 +555,9 @@ def export_cmd(
     """A zip of a district's data for the district: from the warehouse, or after its reset from
     its snapshot parts. An existing copy is kept unless --force."""
     from jobs.plan.preflight import writable_folder
-    from jobs.snapshot.copy import ExportError, copy_path, export_for_district
-    from jobs.snapshot.layout import purged_on
+    from jobs.snapshot.copy import copy_path, export_for_district
+    from jobs.snapshot.retention import purged_on
+    from jobs.snapshot.source import ExportError
 
     settings = settings_of(ctx)
     writable_folder(out, "--out")
@@ -599,7 +600,8 @@ def purge_snapshots_cmd(
     elsewhere it needs --yes. Each purge is recorded: status, export and report say when.
     """
     from jobs.reset.view import render_purge, render_purge_list
-    from jobs.snapshot.layout import SnapshotError, purge_snapshots
+    from jobs.snapshot.layout import SnapshotError
+    from jobs.snapshot.retention import purge_snapshots
 
     interactive = sys.stdin.isatty() and not as_json
     if not (dry_run or yes or interactive):
@@ -649,7 +651,7 @@ def hold(
     reason: Annotated[str | None, typer.Option("--reason", help="Why (no student PII).")] = None,
 ) -> None:
     """Put a district's snapshots under legal hold: purge-snapshots leaves them."""
-    from jobs.snapshot.layout import set_hold
+    from jobs.snapshot.retention import set_hold
 
     set_hold(settings_of(ctx), district, held=True, reason=reason)
     console.print(f"District {district} is under legal hold.")
@@ -661,7 +663,7 @@ def release(
     district: Annotated[str, typer.Option("--district", help="District id.")],
 ) -> None:
     """Lift a district's legal hold."""
-    from jobs.snapshot.layout import set_hold
+    from jobs.snapshot.retention import set_hold
 
     set_hold(settings_of(ctx), district, held=False)
     console.print(f"District {district} is no longer under legal hold.")

@@ -22,7 +22,8 @@ from jobs.errors import EoyError
 from jobs.plan.planner import make_plan
 from jobs.plan.view import render_plan
 from jobs.reset.runner import render_status, render_summary, reset_status, resume_syncs, run_reset
-from jobs.roster.load import import_oneroster, render_import, write_sample_export
+from jobs.roster.load import import_oneroster, render_import
+from jobs.roster.sample import write_sample_export
 from jobs.snapshot.layout import district_dir
 from jobs.synthetic.generate import generate_districts, render_counts
 from jobs.warehouse.connection import connect

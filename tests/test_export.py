@@ -16,8 +16,9 @@ import pytest
 
 from jobs.config import PROJECT_DIR, Settings
 from jobs.reset.onepass import export_district
-from jobs.snapshot.copy import ExportError, export_for_district
+from jobs.snapshot.copy import export_for_district
 from jobs.snapshot.layout import district_dir
+from jobs.snapshot.source import ExportError
 from jobs.warehouse.connection import Warehouse
 from jobs.warehouse.contract import DELETED_TABLES, TABLES
 from tests.test_snapshots import SEED, same, seed_district, source_rows

@@ -17,7 +17,7 @@ from rich.console import Console
 import jobs.reset.onepass
 from jobs.config import Settings
 from jobs.reset.runner import run_reset
-from jobs.snapshot.layout import district_dir
+from jobs.snapshot.layout import district_dir, read_manifest
 from jobs.synthetic.generate import generate_districts
 from jobs.warehouse.connection import DuckDBWarehouse, Warehouse, connect
 from tests.runner_helpers import dump_app, expected_due, small_district, student_rows
@@ -62,7 +62,7 @@ def one_district(wh: Warehouse) -> tuple[str, dict]:
 
 def test_a_file_that_does_not_read_back_as_streamed_rolls_back(settings, wh, monkeypatch):
     district, before = one_district(wh)
-    real = jobs.reset.onepass.write_table
+    real = jobs.snapshot.writer.write_table
 
     def write_then_change(batches, table, pending, *args, **kw):
         taken = real(batches, table, pending, *args, **kw)
@@ -104,7 +104,7 @@ def test_retained_rows_changed_inside_the_pass_roll_back(settings, wh, monkeypat
 
 def test_a_row_of_another_district_coming_out_rolls_back(settings, wh, monkeypatch):
     district, before = one_district(wh)
-    real = jobs.reset.onepass.columns_sql
+    real = jobs.snapshot.source.columns_sql
 
     def progress_claims_district_b(table, target):
         cols = real(table, target)

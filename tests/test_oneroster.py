@@ -21,7 +21,9 @@ from rich.console import Console
 from jobs.cli import main
 from jobs.config import Settings
 from jobs.reset.runner import resume_syncs, run_reset
-from jobs.roster.load import RosterError, import_oneroster, write_sample_export
+from jobs.roster.load import import_oneroster
+from jobs.roster.read import RosterError
+from jobs.roster.sample import write_sample_export
 from jobs.synthetic.generate import generate_districts
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.contract import APP_TABLES, TABLES

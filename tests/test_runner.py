@@ -18,11 +18,11 @@ from rich.console import Console
 from jobs.config import PROJECT_DIR, Settings
 from jobs.plan.approval import approve_plan
 from jobs.plan.planner import load_plan, make_plan, write_plan
-from jobs.reset.onepass import part_dir
 from jobs.reset.runner import RunError, restore_district, run_reset
 from jobs.snapshot.copy import export_for_district
 from jobs.snapshot.layout import district_dir, sha256_file
 from jobs.snapshot.verify import verify_snapshot
+from jobs.snapshot.writer import part_dir
 from jobs.synthetic.generate import generate_districts
 from jobs.warehouse.connection import connect
 from jobs.warehouse.contract import DELETED_TABLES

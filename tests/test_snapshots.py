@@ -23,15 +23,8 @@ from jobs.snapshot.fingerprint import (
     key_fingerprint_python,
     key_fingerprint_sql,
 )
-from jobs.snapshot.layout import (
-    MANIFEST,
-    SnapshotError,
-    district_dir,
-    purge_snapshots,
-    safe_segment,
-    segment_to_id,
-    set_hold,
-)
+from jobs.snapshot.layout import MANIFEST, SnapshotError, district_dir, safe_segment, segment_to_id
+from jobs.snapshot.retention import purge_snapshots, set_hold
 from jobs.snapshot.verify import verify_snapshot
 from jobs.warehouse.connection import Warehouse
 from jobs.warehouse.contract import DELETED_TABLES, TABLES

@@ -119,7 +119,7 @@ def _build_audit(settings: Settings, as_of: date, school_year: int) -> None:
 
 
 def read_audit(wh: Warehouse) -> dict[str, Rows]:
-    from jobs.snapshot.layout import purged_since, purges
+    from jobs.snapshot.retention import purged_since, purges
 
     data = {name: wh.query_dicts(sql.format(s=SCHEMA)) for name, sql in QUERIES.items()}
     purged = purges(wh)

@@ -16,7 +16,6 @@ import pyarrow.parquet as pq
 
 from jobs.config import Settings
 from jobs.errors import EoyError
-from jobs.reset.onepass import settle_parts
 from jobs.snapshot.fingerprint import (
     CONTENT_MOD,
     Fingerprint,
@@ -26,6 +25,7 @@ from jobs.snapshot.fingerprint import (
 )
 from jobs.snapshot.layout import SnapshotError, sha256_file
 from jobs.snapshot.verify import verified_parts
+from jobs.snapshot.writer import settle_parts
 from jobs.warehouse.connection import PostgresWarehouse, Warehouse, connect, quote_ident
 from jobs.warehouse.contract import DELETED_TABLES, INSERT_ORDER, TABLES
 from jobs.warehouse.ledger import cycle_deletes, get_run, record_event, update_run, utcnow
@@ -93,8 +93,7 @@ def load_keys(wh: Warehouse, table: str, parquet: Path) -> None:
 
 def source_fingerprints(wh: Warehouse, district_id: str) -> dict[str, Fingerprint]:
     """Rows and content fingerprint of the district's live rows, per student-data table."""
-    from jobs.reset.onepass import shaped
-    from jobs.snapshot.copy import consistent_view
+    from jobs.snapshot.source import consistent_view, shaped
 
     out: dict[str, Fingerprint] = {}
     with consistent_view(wh, district_id) as view:

@@ -26,18 +26,11 @@ from jobs.errors import EoyError
 from jobs.faults import fault_point
 from jobs.plan.approval import approval_detail as _approval_detail
 from jobs.plan.approval import load_approved_plan
-from jobs.reset.onepass import (
-    MAIN,
-    StepError,
-    delta_number,
-    district_state,
-    settle_parts,
-    settle_year,
-    take_snapshot,
-)
+from jobs.reset.onepass import StepError, district_state, take_snapshot
 from jobs.reset.syncs import pause_syncs, reset_status, resume_syncs
 from jobs.reset.view import RunProgress, render_status, render_summary
 from jobs.snapshot.store import StoreError, is_object_root
+from jobs.snapshot.writer import MAIN, delta_number, settle_parts, settle_year
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.contract import DELETED_TABLES, RETAINED_TABLES
 from jobs.warehouse.ledger import (

@@ -1,10 +1,7 @@
-"""A district's rows read at one point in time, and a copy of its data for the district.
-
-`consistent_view` reads every student-data table of a district in one transaction
-(REPEATABLE READ on PostgreSQL), as Arrow record batches (DuckDB natively, PostgreSQL through
-ADBC's binary COPY). The copy for the district (`export --district`) comes from it before the
-reset and from the verified snapshot parts the ledger says were deleted after it. Snapshots
-themselves are written by the reset's one pass (`jobs.reset.onepass`).
+"""The district's copy of its year (`export --district`): CSV or Parquet files with a README,
+zipped. Before the reset it comes from the warehouse read at one point in time
+(`jobs.snapshot.source`); after it, from the verified snapshot parts the ledger says were
+deleted.
 """
 
 from __future__ import annotations
@@ -23,7 +20,6 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from jobs.config import Settings
-from jobs.reset.onepass import pg_literal, settle_parts, shaped
 from jobs.snapshot.fingerprint import arrow_schema, parquet_batches
 from jobs.snapshot.layout import (
     FILE_MODE,
@@ -32,80 +28,19 @@ from jobs.snapshot.layout import (
     fsync_path,
     safe_segment,
 )
+from jobs.snapshot.source import (
+    BATCH_ROWS,
+    ExportError,
+    Source,
+    consistent_view,
+    shaped,
+)
 from jobs.snapshot.store import open_store
-from jobs.warehouse.connection import DuckDBWarehouse, Warehouse, connect, quote_ident
-from jobs.warehouse.contract import DELETED_TABLES, SQL_TYPES, TABLES
-
-BATCH_ROWS = 128_000
-
-
-class ExportError(SnapshotError):
-    """An export could not be made; the message says why and what to do."""
-
-
-# ---------------------------------------------------------------------------------------
-# reading one consistent view
-# ---------------------------------------------------------------------------------------
-def select_sql(table: str, target: str, placeholder: str = "%s") -> str:
-    """The district's rows of a table: columns in contract order, cast to contract types."""
-    types = SQL_TYPES[target]
-    cols = ", ".join(
-        f"cast({quote_ident(c)} as {types[kind]}) as {quote_ident(c)}"
-        for c, kind in TABLES[table].columns
-    )
-    return f"select {cols} from app.{quote_ident(table)} where district_id = {placeholder}"
-
-
-class Source:
-    """Record batches of each table of one district, all from one point in time."""
-
-    def __init__(self, wh: Warehouse, district_id: str, adbc_con: Any = None):
-        self.wh = wh
-        self.district_id = district_id
-        self.adbc_con = adbc_con
-
-    def batches(self, table: str) -> Iterator[pa.RecordBatch]:
-        if self.adbc_con is None:
-            assert isinstance(self.wh, DuckDBWarehouse)
-            rel = self.wh.con.sql(select_sql(table, "duckdb", "$1"), params=[self.district_id])
-            yield from rel.to_arrow_reader(BATCH_ROWS)
-            return
-        # A bound parameter makes ADBC fetch the whole result as one batch; a literal lets it
-        # stream through COPY. The cursor owns the stream: it lives until the last batch.
-        sql = select_sql(table, "postgres", pg_literal(self.district_id))
-        with self.adbc_con.cursor() as cur:
-            cur.adbc_statement.set_options(
-                **{"adbc.postgresql.batch_size_hint_bytes": str(16 * 1024 * 1024)}
-            )
-            cur.execute(sql)
-            yield from cur.fetch_record_batch()
-
-
-@contextmanager
-def consistent_view(wh: Warehouse, district_id: str) -> Iterator[Source]:
-    """One transaction for every table: REPEATABLE READ on PostgreSQL, a DuckDB transaction."""
-    if wh.target == "duckdb":
-        with wh.transaction():
-            yield Source(wh, district_id)
-        return
-    import adbc_driver_postgresql.dbapi as adbc
-
-    con = adbc.connect(wh.settings.pg_dsn or "")
-    try:
-        cur = con.cursor()
-        cur.execute("set transaction isolation level repeatable read, read only")
-        cur.execute("set local standard_conforming_strings = on")
-        cur.execute("select current_setting('transaction_isolation')")
-        level = cur.fetchall()[0][0]
-        cur.close()
-        if level != "repeatable read":
-            raise ExportError(f"PostgreSQL gave isolation {level!r}, not repeatable read")
-        yield Source(wh, district_id, con)
-    finally:
-        try:
-            con.rollback()
-        finally:
-            con.close()
+from jobs.snapshot.verify import verified_parts, verify_snapshot
+from jobs.snapshot.writer import settle_parts
+from jobs.warehouse.connection import connect
+from jobs.warehouse.contract import DELETED_TABLES, TABLES
+from jobs.warehouse.ledger import cycle_deletes
 
 
 def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: Path) -> None:
@@ -182,9 +117,6 @@ def export_for_district(
     plus any rows the warehouse holds that no part has yet. A district whose rows are gone
     without a reset in the ledger gets its main snapshot, verified.
     """
-    from jobs.snapshot.verify import verified_parts
-    from jobs.warehouse.ledger import cycle_deletes
-
     fmt = (fmt or "").strip().lower()
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}: use csv or parquet")
@@ -242,8 +174,6 @@ def export_for_district(
 
 @contextmanager
 def _fallback_snapshot(settings: Settings, district_id: str, school_year: int) -> Iterator[Path]:
-    from jobs.snapshot.verify import verify_snapshot
-
     store = open_store(settings)
     snap = store.location(school_year, district_id)
     if not store.is_complete(snap):

@@ -13,7 +13,7 @@ from typing import Any
 
 from jobs.config import ConfigError, Settings
 from jobs.snapshot.copy import export_for_district
-from jobs.snapshot.layout import record_event, utcnow
+from jobs.snapshot.retention import record_event, utcnow
 from jobs.snapshot.store import StoreError, open_store
 from jobs.warehouse.connection import connect
 

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from jobs.config import Settings
+from jobs.errors import first_line
 from jobs.snapshot.fingerprint import (
     CONTENT_ALGORITHM,
     KEY_ALGORITHM,
@@ -36,8 +37,9 @@ from jobs.snapshot.layout import (
     read_manifest,
     sha256_file,
 )
+from jobs.snapshot.source import consistent_view, shaped
 from jobs.snapshot.store import is_object_root, store_for
-from jobs.warehouse.connection import Warehouse
+from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.contract import DATE, DELETED_TABLES, FLOAT, INT, TABLES, TEXT, TIMESTAMP
 
 PARQUET_TYPES = {
@@ -48,11 +50,6 @@ PARQUET_TYPES = {
     TIMESTAMP: "TIMESTAMP",
 }
 ALGORITHMS = {"fingerprint": CONTENT_ALGORITHM, "key_fingerprint": KEY_ALGORITHM}
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def verify_snapshot(
@@ -191,7 +188,7 @@ def _check_file(
             return info
         fp = fingerprint_parquet(table, path)
     except (duckdb.Error, OSError, pa.ArrowException) as exc:
-        problems.append(f"{table}: unreadable Parquet (truncated or corrupted): {_first_line(exc)}")
+        problems.append(f"{table}: unreadable Parquet (truncated or corrupted): {first_line(exc)}")
         return info
     finally:
         con.close()
@@ -215,9 +212,6 @@ def _check_against_source(
     settings: Settings | None,
     wh: Warehouse | None,
 ) -> None:
-    from jobs.snapshot.copy import consistent_view, shaped
-    from jobs.warehouse.connection import connect
-
     own = wh is None
     if wh is None:
         assert settings is not None

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from jobs.config import Settings, dsn_parts, redact_dsn, scrub
-from jobs.errors import EoyError
+from jobs.errors import EoyError, first_line
 
 BATCH_ROWS = 250_000
 REQUIRED_SCHEMAS = ("app", "eoy_runner")
@@ -24,11 +24,6 @@ REQUIRED_SCHEMAS = ("app", "eoy_runner")
 
 class WarehouseError(EoyError):
     """The warehouse could not be used; the message says what to do."""
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 class Warehouse:
@@ -132,7 +127,7 @@ class DuckDBWarehouse(Warehouse):
         try:
             self.con = duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as exc:
-            msg = _first_line(exc)
+            msg = first_line(exc)
             if "lock" in msg.lower():
                 pid = re.search(r"PID (\d+)", str(exc))
                 held = f" (process {pid.group(1)})" if pid else ""
@@ -292,7 +287,7 @@ class PostgresWarehouse(Warehouse):
 
 def _pg_said(exc: BaseException, dsn: str) -> str:
     """libpq's first line, without the DSN's password (a server may quote what it got)."""
-    return scrub(_first_line(exc), dsn)
+    return scrub(first_line(exc), dsn)
 
 
 def _pg_positional(sql: str) -> str:

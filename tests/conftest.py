@@ -21,7 +21,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from jobs.config import Settings
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.schema import init_warehouse
-from tests.s3_server import ThrowawayS3, aws_env
+from tests.s3_server import ThrowawayS3, aws_env, checking_credentials
 from tests.throwaway_pg import ThrowawayPostgres
 
 # Hypothesis keeps its example database and its cache of source constants (which name the
@@ -129,6 +129,13 @@ def s3_server() -> Iterator[ThrowawayS3]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_with_auth() -> Iterator[str]:
+    """An S3 API that refuses every credential (moto's server checking them)."""
+    with checking_credentials() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

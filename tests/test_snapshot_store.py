@@ -5,9 +5,6 @@ date, legal holds, links, and the store's faults as one line each."""
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -28,7 +25,7 @@ from jobs.snapshot.store import (
     StoreError,
     open_store,
 )
-from tests.s3_server import ThrowawayS3, aws_env
+from tests.s3_server import ThrowawayS3, aws_env, free_port
 
 pytestmark = pytest.mark.s3
 
@@ -175,12 +172,6 @@ def test_a_folder_root_says_links_need_an_object_store(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------
 # faults: each one line naming the cause
 # ---------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _fails_in_one_line(store: SnapshotStore, needle: str) -> str:
     with pytest.raises(StoreError) as failed:
         _write_part(store)
@@ -192,7 +183,7 @@ def _fails_in_one_line(store: SnapshotStore, needle: str) -> str:
 
 
 def test_an_unreachable_endpoint(s3_server: ThrowawayS3) -> None:
-    env = {**s3_server.env(), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}"}
+    env = {**s3_server.env(), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
     with aws_env(env):
         store = open_store(Settings(snapshot_root="s3://eoy-nowhere/snapshots"))
         began = time.monotonic()
@@ -206,30 +197,6 @@ def test_a_missing_bucket(s3_server: ThrowawayS3) -> None:
         _fails_in_one_line(store, "bucket 'eoy-no-such-bucket' does not exist")
         with pytest.raises(StoreError, match="does not exist"):
             store.check()
-
-
-@pytest.fixture(scope="module")
-def s3_with_auth() -> object:
-    """moto's server in a process of its own that checks every request's credentials."""
-    port = _free_port()
-    env = {"INITIAL_NO_AUTH_ACTION_COUNT": "0", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_credentials_the_store_refuses(s3_with_auth: str) -> None:

@@ -3,6 +3,7 @@ the way the tests start their throwaway PostgreSQL. Buckets are made with Object
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -24,6 +25,7 @@ REGION = "us-east-1"
 
 class ThrowawayS3:
     def __init__(self) -> None:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.endpoint = ""
 

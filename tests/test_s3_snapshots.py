@@ -364,11 +364,11 @@ def test_a_kill_mid_upload_and_after_the_commit_then_a_rerun(
 # ---------------------------------------------------------------------------------------
 # runners on two hosts: one PostgreSQL warehouse, one bucket
 # ---------------------------------------------------------------------------------------
-def host(settings: Settings, folder: Path, args: list[str]) -> subprocess.Popen[str]:
+def host(settings: Settings, folder: Path, args: list[str], **extra: str) -> subprocess.Popen[str]:
     """`eoy-reset` as another host would run it: its own working folder and home."""
     home = folder / "home"
-    home.mkdir(parents=True)
-    env = {**cli_env(settings), "HOME": str(home), "PYTHONPATH": str(PROJECT_DIR)}
+    home.mkdir(parents=True, exist_ok=True)
+    env = {**cli_env(settings, **extra), "HOME": str(home), "PYTHONPATH": str(PROJECT_DIR)}
     return subprocess.Popen(
         [sys.executable, "-m", "jobs", *args],
         cwd=folder,
@@ -385,29 +385,42 @@ def host(settings: Settings, folder: Path, args: list[str]) -> subprocess.Popen[
 def test_two_runner_hosts_share_one_warehouse_and_one_bucket(
     s3: Settings, wh: Warehouse, tmp_path: Path
 ) -> None:
+    """Host 1 is killed while uploading its second district; host 2 goes on; nothing that
+    is not complete passes for complete; host 1's rerun finishes the rest."""
     generate_districts(wh, 16, seed=7, students_per_district=2, show_progress=False)
     due = expected_due(wh, 2023, od.AS_OF)
     assert len(due) >= 4
-    hosts = [host(s3, tmp_path / f"host{n}", [*RUN, "--workers", "2"]) for n in (1, 2)]
-    results = []
-    for proc in hosts:
-        out, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err
-        results.append(json.loads(out))
-    completed = [
-        d["district_id"] for r in results for d in r["districts"] if d["status"] == "completed"
-    ]
-    assert sorted(completed) == sorted(due)  # each due district by exactly one host
+    before = dump_app(wh, ignore_sync_state=True)
+    run = [*RUN, "--workers", "2"]
+    slow = {"EOY_PAUSE": "after:export:2"}  # each district 2 s in hand: the hosts race
+    one = host(s3, tmp_path / "host1", run, EOY_FAULT="export:progress@2", **slow)
+    two = host(s3, tmp_path / "host2", run, **slow)
+    one.communicate(timeout=600)
+    _, err = two.communicate(timeout=600)
+    assert one.returncode == -9
+    assert two.returncode == 0, err
+    store = open_store(s3)
+    runs = dict(wh.query("select district_id, status from eoy_runner.reset_runs"))
+    done = {d for d, status in runs.items() if status == "completed"}
+    assert done  # host 2 may also have taken the district host 1 was cut off in
+    # only what committed is complete in the bucket; the rest kept every row
+    assert store.snapshots() == sorted(store.location(2023, d) for d in done)
+    for district in due - done:
+        for table in DELETED_TABLES:
+            mine = [r for r in before[table] if district in r]
+            assert student_rows(wh, district) > 0 and mine, table
+
+    again = host(s3, tmp_path / "host1", run)
+    _, err = again.communicate(timeout=600)
+    assert again.returncode == 0, err
     rows = wh.query(
         "select district_id, count(*) from eoy_runner.reset_events "
         "where step = 'delete' and status = 'completed' group by district_id"
     )
-    assert dict(rows) == dict.fromkeys(due, 1)
-    store = open_store(s3)
+    assert dict(rows) == dict.fromkeys(due, 1)  # every due district reset exactly once
     assert store.snapshots() == sorted(store.location(2023, d) for d in due)
     for district in due:
         assert verify_snapshot(store.location(2023, district))["ok"]
         assert student_rows(wh, district) == 0
-    for n in (1, 2):  # nothing of a snapshot on a host's disk
-        leftovers = [p for p in (tmp_path / f"host{n}").rglob("*.parquet")]
-        assert leftovers == []
+    for n in (1, 2):  # nothing of a snapshot on a host's own disk
+        assert list((tmp_path / f"host{n}").rglob("*.parquet")) == []

@@ -419,6 +419,8 @@ class FolderStore(SnapshotStore):
 
     def remove(self, location: str) -> list[str]:
         folder = Path(location)
+        if not folder.exists():
+            return []
         if folder.resolve().parent.parent != self.path.resolve():
             # a symlinked folder: never delete outside the root
             return [str(folder)]

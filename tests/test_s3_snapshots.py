@@ -112,6 +112,9 @@ def test_a_locked_snapshot_outlives_purge_and_a_direct_delete(
         check = eoy(reset, ["verify-snapshot", store.location(od.YEAR, district)])
         assert check.returncode == 0, check.stderr
         assert "Snapshot verified." in check.stdout
+    html = reset.duckdb_path.parent / "report.html"
+    assert eoy(reset, ["report", "--html", str(html)]).returncode == 0
+    assert "early" in html.read_text()
     status = json.loads(eoy(reset, ["status", "--json"]).stdout)
     assert all(d["snapshot_purged_at"] is None for d in status["districts"])
     assert {d["snapshot_path"] for d in status["districts"]} == {
@@ -162,6 +165,14 @@ def test_hold_is_an_s3_legal_hold_and_release_lifts_it(
     assert store.snapshots() == []
     assert [s for _, s, d in events(unlocked, "hold")] == ["completed"]
     assert events(unlocked, "hold")[0][2]["objects"] == 1 + len(DELETED_TABLES)
+
+    # a district under hold: the snapshot its reset takes is held by the store at once
+    assert eoy(unlocked, ["hold", "--district", "later"]).returncode == 0
+    late = ["run", "--as-of", "2023-08-15", "--yes", "--json"]
+    assert eoy(unlocked, late, EOY_RETENTION_DAYS="0").returncode == 0
+    later = store.location(od.YEAR, "later")
+    assert store.lock_of(f"{later}/{MANIFEST}")["legal_hold"] == "ON"
+    assert store.lock_of(f"{later}/students.parquet")["legal_hold"] == "ON"
 
 
 # ---------------------------------------------------------------------------------------

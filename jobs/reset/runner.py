@@ -29,7 +29,7 @@ from jobs.plan.approval import load_approved_plan
 from jobs.reset.onepass import StepError, district_state, take_snapshot
 from jobs.reset.syncs import pause_syncs, reset_status, resume_syncs
 from jobs.reset.view import RunProgress, render_status, render_summary
-from jobs.snapshot.store import StoreError, is_object_root
+from jobs.snapshot.store import StoreError, is_object_root, open_store
 from jobs.snapshot.writer import MAIN, delta_number, settle_parts, settle_year
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.contract import DELETED_TABLES, RETAINED_TABLES
@@ -561,12 +561,34 @@ def _steps(
         expected=cand["rows"],
     )
     fault_point("after:complete")
+    _hold_if_held(wh, settings, district, detail["path"])
     main = (
         detail["path"]
         if part == MAIN
         else next((d.get("path") for d in deletes if d.get("part") == MAIN), None)
     )
     return {**verdict, "snapshot_path": main, "parts": parts}
+
+
+def _hold_if_held(wh: Warehouse, settings: Settings, district: str, location: str) -> None:
+    """A district under legal hold: its new part gets the store's legal hold too. After the
+    commit, so a store that refuses is a warning; `hold` again sets it."""
+    if not is_object_root(location):
+        return
+    if not wh.scalar(
+        "select count(*) from eoy_runner.legal_holds where district_id = %s", [district]
+    ):
+        return
+    try:
+        open_store(settings).set_legal_hold(location, True)
+    except StoreError as exc:
+        log.warning("district %s: legal hold not set on %s: %s", district, location, exc)
+        Console(stderr=True).print(
+            f"eoy-reset: warning: district {shown(district)} is under legal hold, but its new "
+            f"snapshot's objects are not ({scrub(str(exc))}): run `eoy-reset hold` again",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _finish_without_pass(

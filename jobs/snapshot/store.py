@@ -32,6 +32,7 @@ import re
 import secrets
 import shutil
 import tempfile
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -237,12 +238,27 @@ class SnapshotStore(ABC):
         """Release clients; the store can be used again after (it makes new ones)."""
 
 
+_stores: dict[tuple[Any, ...], SnapshotStore] = {}
+_stores_lock = threading.Lock()
+
+
 def open_store(settings: Settings) -> SnapshotStore:
-    """The store of the settings' snapshot root."""
+    """The store of the settings' snapshot root. An object store is made once per root and
+    AWS settings and shared by the runner's workers (its clients are thread-safe)."""
     root = settings.snapshot_root
-    if is_object_root(root):
-        return S3Store(str(root), lock_mode=settings.object_lock_mode, days=settings.retention_days)
-    return FolderStore(Path(root))
+    if not is_object_root(root):
+        return FolderStore(Path(root))
+    aws = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+    key = (str(root), settings.object_lock_mode, settings.retention_days, aws)
+    with _stores_lock:
+        store = _stores.get(key)
+        if store is None:
+            store = S3Store(
+                str(root), lock_mode=settings.object_lock_mode, days=settings.retention_days
+            )
+            store.client  # noqa: B018 - made here, once: a boto3 session is not thread-safe
+            _stores[key] = store
+    return store
 
 
 def store_for(location: str, settings: Settings) -> SnapshotStore:

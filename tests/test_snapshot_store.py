@@ -210,3 +210,14 @@ def test_credentials_the_store_refuses(s3_with_auth: str) -> None:
         store = open_store(Settings(snapshot_root="s3://eoy-any/snapshots"))
         message = _fails_in_one_line(store, "refused the credentials")
         assert "not-the-secret" not in message
+
+
+def test_a_bucket_without_object_lock_keeps_nothing_past_a_purge(s3_server: ThrowawayS3) -> None:
+    bucket = s3_server.make_bucket(object_lock=False)
+    with aws_env(s3_server.env()):
+        store = open_store(Settings(snapshot_root=f"s3://{bucket}/snapshots"))
+        assert isinstance(store, S3Store)
+        pending = _write_part(store)
+        assert store.lock_of(f"{pending.location}/{MANIFEST}")["mode"] is None
+        assert store.remove(pending.location) == []
+        assert store.snapshots() == []

@@ -603,7 +603,12 @@ class S3Store(SnapshotStore):
             with self.calls(f"reading the Object Lock configuration of {self.bucket}"):
                 conf = self.client.get_object_lock_configuration(Bucket=self.bucket)
         except StoreError as exc:
-            if isinstance(exc.__cause__, ClientError):
+            cause = exc.__cause__
+            # no Object Lock on the bucket; anything else (access denied, …) is said
+            if isinstance(cause, ClientError) and _code(cause) in (
+                "ObjectLockConfigurationNotFoundError",
+                "ObjectLockConfigurationNotFound",
+            ):
                 return False
             raise
         return bool(conf.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled")

@@ -54,7 +54,6 @@ from jobs.snapshot.layout import (
     ensure_dir,
     fsync_path,
     safe_segment,
-    sha256_file,
 )
 
 S3_SCHEME = "s3://"
@@ -933,6 +932,5 @@ __all__ = [
     "is_object_root",
     "open_store",
     "retain_until",
-    "sha256_file",
     "store_for",
 ]

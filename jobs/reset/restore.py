@@ -151,7 +151,8 @@ def restore(settings: Settings, district_id: str, school_year: int) -> dict[str,
             restored: dict[str, int] = {t: 0 for t in DELETED_TABLES}
             with wh.transaction():
                 for table in INSERT_ORDER:
-                    for folder, manifest in parts:
+                    for (folder, manifest), done in zip(parts, deletes, strict=True):
+                        name = str(done["path"]).rstrip("/").rsplit("/", 1)[-1]
                         entry = manifest["tables"][table]
                         if int(entry["rows"]) == 0:
                             continue
@@ -167,7 +168,7 @@ def restore(settings: Settings, district_id: str, school_year: int) -> dict[str,
                         )
                         if present:
                             raise RestoreError(
-                                f"{present} rows of app.{table} in snapshot {folder.name} "
+                                f"{present} rows of app.{table} in snapshot {name} "
                                 "exist already: nothing was restored"
                             )
                         n = _insert(wh, table, path)

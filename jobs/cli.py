@@ -143,10 +143,29 @@ def global_options(
         typer.Option("--pg-dsn", help="postgresql://user:pw@host:port/db. Env EOY_PG_DSN."),
     ] = None,
     snapshot_root: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--snapshot-root",
-            help="Where snapshots are kept. Env EOY_SNAPSHOT_ROOT. Default snapshots/.",
+            help="Where snapshots are kept: a folder, or s3://bucket/prefix (endpoint, region "
+            "and credentials from the AWS_* variables). Env EOY_SNAPSHOT_ROOT. "
+            "Default snapshots/.",
+        ),
+    ] = None,
+    object_lock_mode: Annotated[
+        str | None,
+        typer.Option(
+            "--object-lock-mode",
+            help="On an s3:// bucket with Object Lock: COMPLIANCE (default) or GOVERNANCE "
+            "retention of each snapshot object. Env EOY_OBJECT_LOCK_MODE.",
+        ),
+    ] = None,
+    retention_days: Annotated[
+        int | None,
+        typer.Option(
+            "--retention-days",
+            min=0,
+            help="On an s3:// bucket with Object Lock: days each snapshot object is retained "
+            "(its purge date). Env EOY_RETENTION_DAYS. Default 90.",
         ),
     ] = None,
     version: Annotated[
@@ -157,7 +176,12 @@ def global_options(
     ] = False,
 ) -> None:
     ctx.obj = Settings.from_env(
-        target=target, duckdb_path=duckdb_path, pg_dsn=pg_dsn, snapshot_root=snapshot_root
+        target=target,
+        duckdb_path=duckdb_path,
+        pg_dsn=pg_dsn,
+        snapshot_root=snapshot_root,
+        object_lock_mode=object_lock_mode,
+        retention_days=retention_days,
     )
 
 
@@ -532,7 +556,9 @@ def restore(
 @app.command("verify-snapshot")
 def verify_snapshot_cmd(
     ctx: typer.Context,
-    directory: Annotated[Path, typer.Argument(help="A district's snapshot folder.")],
+    directory: Annotated[
+        str, typer.Argument(help="A district's snapshot folder, or its s3://bucket/… prefix.")
+    ],
     against_source: Annotated[
         bool,
         typer.Option("--against-source", help="Also compare with the rows in the warehouse."),
@@ -541,19 +567,35 @@ def verify_snapshot_cmd(
 ) -> None:
     """Re-read every file of a snapshot and check it against its manifest."""
     from jobs.snapshot.layout import MANIFEST, SnapshotError
+    from jobs.snapshot.store import is_object_root, store_for
     from jobs.snapshot.verify import render_verify, verify_snapshot
 
-    if not directory.is_dir():
-        raise SnapshotError(
-            f"{directory} is not a folder: give a district's snapshot folder, "
-            "like snapshots/2023/d00042"
-        )
-    if not (directory / MANIFEST).is_file():
-        raise SnapshotError(
-            f"{directory} is not a snapshot folder: it has no {MANIFEST} (an unfinished "
-            "snapshot, or another folder); give a district's folder, like snapshots/2023/d00042"
-        )
-    result = verify_snapshot(directory, settings=settings_of(ctx) if against_source else None)
+    settings = settings_of(ctx)
+    if is_object_root(directory):
+        directory = directory.rstrip("/")
+        store = store_for(directory, settings)
+        if store.manifest_bytes(directory) is None:
+            raise SnapshotError(
+                f"{directory} is not a complete snapshot: it has no {MANIFEST} (an unfinished "
+                "snapshot, or another prefix); give a district's prefix, like "
+                "s3://bucket/snapshots/2023/d00042"
+            )
+        location: str | Path = directory
+    else:
+        folder = Path(directory)
+        if not folder.is_dir():
+            raise SnapshotError(
+                f"{directory} is not a folder: give a district's snapshot folder, "
+                "like snapshots/2023/d00042"
+            )
+        if not (folder / MANIFEST).is_file():
+            raise SnapshotError(
+                f"{directory} is not a snapshot folder: it has no {MANIFEST} (an unfinished "
+                "snapshot, or another folder); give a district's folder, like "
+                "snapshots/2023/d00042"
+            )
+        location = folder
+    result = verify_snapshot(location, settings=settings if against_source else None)
     problem = None
     if not result["ok"]:
         problem = f"snapshot {directory} failed verification: {result['problems'][0]}"
@@ -696,6 +738,41 @@ def release(
     console.print(f"District {district} is no longer under legal hold.")
 
 
+@app.command()
+def share(
+    ctx: typer.Context,
+    district: Annotated[str, typer.Option("--district", help="District id.")],
+    school_year: Annotated[int, typer.Option("--school-year", help="School year.")],
+    expires: Annotated[
+        str, typer.Option("--expires", help="How long the link works: 7d, 12h, 30m (up to 7d).")
+    ] = "7d",
+    fmt: Annotated[
+        str, typer.Option("--format", help="csv (zipped, for people) or parquet.")
+    ] = "csv",
+    by: Annotated[
+        str | None, typer.Option("--by", help="Who shares it (default: the login name).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The district's copy next to its snapshot in the object store, and a link to download it
+    that expires. The ledger records who shared what and until when (never the link)."""
+    from jobs.snapshot.share import parse_expiry, share_copy
+
+    doc = share_copy(
+        settings_of(ctx), district, school_year, fmt, parse_expiry(expires), shared_by=by
+    )
+    if as_json:
+        emit_json(doc)
+        return
+    console.print(
+        f"District {district}, school year {school_year}: {doc['copy']} "
+        f"({doc['format']}, {doc['rows_total']:,} rows). The link works until "
+        f"{doc['expires_at']} UTC:",
+        highlight=False,
+    )
+    print(doc["link"])
+
+
 # ---------------------------------------------------------------------------------------
 # audit, demo
 # ---------------------------------------------------------------------------------------
@@ -825,7 +902,14 @@ def demo(ctx: typer.Context) -> None:
     run_demo(settings_of(ctx), console)
 
 
-GLOBAL_OPTIONS = ("--target", "--duckdb-path", "--pg-dsn", "--snapshot-root")
+GLOBAL_OPTIONS = (
+    "--target",
+    "--duckdb-path",
+    "--pg-dsn",
+    "--snapshot-root",
+    "--object-lock-mode",
+    "--retention-days",
+)
 
 
 def usage_line(exc: click.exceptions.UsageError) -> str:

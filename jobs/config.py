@@ -12,6 +12,10 @@ from jobs.errors import EoyError
 TARGETS = ("duckdb", "postgres")
 DEFAULT_DUCKDB_PATH = ".eoy/warehouse.duckdb"
 DEFAULT_SNAPSHOT_ROOT = "snapshots"
+# Object Lock on an s3:// root: objects are retained this many days after their snapshot
+# was taken (the default of `purge-snapshots --older-than`), in this mode.
+DEFAULT_RETENTION_DAYS = 90
+DEFAULT_LOCK_MODE = "COMPLIANCE"
 
 # The dbt project is the repo root; jobs/ sits directly inside it.
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -26,7 +30,10 @@ class Settings:
     target: str = "duckdb"
     duckdb_path: Path = Path(DEFAULT_DUCKDB_PATH)
     pg_dsn: str | None = None
-    snapshot_root: Path = Path(DEFAULT_SNAPSHOT_ROOT)
+    # a folder, or `s3://bucket/prefix` (a str: a URL is not a local path)
+    snapshot_root: Path | str = Path(DEFAULT_SNAPSHOT_ROOT)
+    object_lock_mode: str = DEFAULT_LOCK_MODE
+    retention_days: int = DEFAULT_RETENTION_DAYS
 
     @classmethod
     def from_env(
@@ -35,6 +42,8 @@ class Settings:
         duckdb_path: str | Path | None = None,
         pg_dsn: str | None = None,
         snapshot_root: str | Path | None = None,
+        object_lock_mode: str | None = None,
+        retention_days: int | None = None,
     ) -> Settings:
         """Options win over environment variables, which win over defaults."""
         target = (target or os.environ.get("EOY_TARGET") or "duckdb").strip().lower()
@@ -48,6 +57,31 @@ class Settings:
         snapshot_root = (
             snapshot_root or os.environ.get("EOY_SNAPSHOT_ROOT") or DEFAULT_SNAPSHOT_ROOT
         )
+        root = str(snapshot_root)
+        if root.lower().startswith("s3:") and (
+            not root.startswith("s3://") or not root[5:].split("/")[0]
+        ):
+            raise ConfigError(
+                f"snapshot root {root!r} is not an object store URL: use s3://bucket/prefix"
+            )
+        mode = object_lock_mode or os.environ.get("EOY_OBJECT_LOCK_MODE") or DEFAULT_LOCK_MODE
+        mode = mode.strip().upper()
+        if mode not in ("COMPLIANCE", "GOVERNANCE"):
+            raise ConfigError(
+                f"unknown Object Lock mode {mode!r}: use COMPLIANCE or GOVERNANCE "
+                "(--object-lock-mode or EOY_OBJECT_LOCK_MODE)"
+            )
+        days_text = os.environ.get("EOY_RETENTION_DAYS")
+        try:
+            days = int(retention_days if retention_days is not None else days_text or 90)
+        except ValueError:
+            days = -1
+        if days < 0:
+            raise ConfigError(
+                f"retention days {retention_days if retention_days is not None else days_text!r}"
+                " must be a whole number of days, zero or more (--retention-days or "
+                "EOY_RETENTION_DAYS)"
+            )
         if target == "postgres" and not pg_dsn:
             raise ConfigError(
                 "target postgres needs a server: set EOY_PG_DSN or pass --pg-dsn "
@@ -61,7 +95,9 @@ class Settings:
             target=target,
             duckdb_path=Path(duckdb_path),
             pg_dsn=pg_dsn,
-            snapshot_root=Path(snapshot_root),
+            snapshot_root=root if root.startswith("s3://") else Path(root),
+            object_lock_mode=mode,
+            retention_days=days,
         )
 
     def with_target(self, target: str) -> Settings:

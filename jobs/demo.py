@@ -83,7 +83,7 @@ def _remember(settings: Settings, folders: list[str]) -> None:
 def _snapshot_folders(settings: Settings, district_ids: list[str]) -> list[str]:
     folders = []
     for district in district_ids:
-        main = district_dir(settings.snapshot_root, SCHOOL_YEAR, district)
+        main = district_dir(Path(settings.snapshot_root), SCHOOL_YEAR, district)
         folders.append(str(main))
         folders.extend(str(p) for p in main.parent.glob(f"{main.name}~delta-*"))
     return folders
@@ -92,6 +92,8 @@ def _snapshot_folders(settings: Settings, district_ids: list[str]) -> list[str]:
 def run_demo(settings: Settings, console: Console) -> dict[str, Any]:
     if settings.target != "duckdb":
         raise DemoError("the demo runs on the embedded DuckDB only: drop --target postgres")
+    if str(settings.snapshot_root).startswith("s3://"):
+        raise DemoError("the demo keeps its snapshots in a folder: drop the s3:// --snapshot-root")
     began = time.perf_counter()
     _clear_previous(settings)
     console.rule("[bold]1. A fresh warehouse with synthetic districts")
@@ -142,7 +144,7 @@ def run_demo(settings: Settings, console: Console) -> dict[str, Any]:
         "eoy-reset run --as-of 2023-08-15 --dry-run",
     ]
     if done:
-        folder = district_dir(settings.snapshot_root, SCHOOL_YEAR, done[0])
+        folder = district_dir(Path(settings.snapshot_root), SCHOOL_YEAR, done[0])
         hints.insert(1, f"eoy-reset verify-snapshot {folder}")
     console.print(
         f"Warehouse {settings.duckdb_path}, snapshots under {settings.snapshot_root}. Try:"

@@ -10,6 +10,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,6 +21,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from jobs.config import Settings
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.schema import init_warehouse
+from tests.s3_server import ThrowawayS3, aws_env, checking_credentials
 from tests.throwaway_pg import ThrowawayPostgres
 
 # Hypothesis keeps its example database and its cache of source constants (which name the
@@ -27,6 +29,8 @@ from tests.throwaway_pg import ThrowawayPostgres
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "eoy-reset-hypothesis")
 
 TARGETS = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
+# where snapshots go: a folder, or a bucket of a real S3 API (moto's server)
+ROOTS = ["folder", pytest.param("s3", marks=pytest.mark.s3)]
 
 
 def with_dbname(dsn: str, dbname: str) -> str:
@@ -115,3 +119,42 @@ def wh(settings: Settings) -> Iterator[Warehouse]:
         yield w
     finally:
         w.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[ThrowawayS3]:
+    """An S3 API for the whole session (moto's server on 127.0.0.1, an ephemeral port)."""
+    server = ThrowawayS3().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_with_auth() -> Iterator[str]:
+    """An S3 API that refuses every credential (moto's server checking them)."""
+    with checking_credentials() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3_root(s3_server: ThrowawayS3) -> Iterator[str]:
+    """`s3://<a new Object Lock bucket>/snapshots`, with the AWS variables that reach it set
+    for this process and the commands it starts."""
+    bucket = s3_server.make_bucket(object_lock=True)
+    with aws_env(s3_server.env()):
+        yield f"s3://{bucket}/snapshots"
+
+
+@pytest.fixture(params=ROOTS)
+def root_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def rooted(settings: Settings, root_kind: str, request: pytest.FixtureRequest) -> Settings:
+    """The settings fixture with its snapshots in a folder, or in an S3 bucket."""
+    if root_kind == "folder":
+        return settings
+    return replace(settings, snapshot_root=request.getfixturevalue("s3_root"))

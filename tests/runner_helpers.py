@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
-from jobs.config import PROJECT_DIR
+from jobs.config import PROJECT_DIR, Settings
+from jobs.snapshot.store import open_store
 from jobs.warehouse.connection import Warehouse
 from jobs.warehouse.contract import APP_TABLES, DELETED_TABLES, TABLES
 
@@ -174,3 +177,18 @@ def student_rows(wh: Warehouse, district: str) -> int:
         int(wh.scalar(f"select count(*) from app.{t} where district_id = %s", [district]))
         for t in DELETED_TABLES
     )
+
+
+@contextmanager
+def local_part(
+    settings: Settings, district: str, school_year: int, part: str = "main"
+) -> Iterator[Path]:
+    """A part of the district's snapshot as a local folder: the folder itself, or the
+    objects of an s3:// root read into a temporary folder."""
+    store = open_store(settings)
+    with store.local(store.location(school_year, district, part)) as folder:
+        yield folder
+
+
+def part_location(settings: Settings, district: str, school_year: int, part: str = "main") -> str:
+    return open_store(settings).location(school_year, district, part)

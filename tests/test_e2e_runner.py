@@ -15,7 +15,7 @@ from jobs.reset.runner import (
     resume_syncs,
     run_reset,
 )
-from jobs.snapshot.layout import district_dir
+from jobs.snapshot.store import open_store
 from jobs.snapshot.verify import verify_snapshot
 from jobs.synthetic.generate import generate_districts
 from jobs.warehouse.contract import DELETED_TABLES, RETAINED_TABLES
@@ -26,8 +26,10 @@ from tests.runner_helpers import (
     dump_ledger,
     expected_due,
     insert,
+    local_part,
     of_district,
     parquet_rows,
+    part_location,
     student_rows,
     without,
     without_sync_state,
@@ -50,7 +52,9 @@ def run(settings, **kw):
     return run_reset(settings, **args)
 
 
-def test_reset_end_to_end(settings, wh):
+def test_reset_end_to_end(rooted, wh):
+    """On both targets, with the snapshots in a folder and in an S3 bucket."""
+    settings = rooted
     generate_districts(wh, 8, seed=7, students_per_district=2, show_progress=False)
     due = expected_due(wh, YEAR, AS_OF)
     assert 2 <= len(due) < 8, "the calendar mix should make some districts due, not all"
@@ -76,7 +80,9 @@ def test_reset_end_to_end(settings, wh):
     assert {d["district_id"] for d in dry["districts"]} == due
     assert all(d["status"] == "would_run" for d in dry["districts"])
     assert dump_app(wh) == before and dump_ledger(wh) == ledger
-    assert not Path(settings.snapshot_root).exists()
+    assert open_store(settings).snapshots() == []
+    if not open_store(settings).object_store:
+        assert not Path(settings.snapshot_root).exists()
     render_summary(QUIET, dry)
 
     started = utcnow()
@@ -92,10 +98,10 @@ def test_reset_end_to_end(settings, wh):
         # exactly the due districts lost exactly their rows, and each is in its snapshot
         assert after[table] == without(before[table], table, due)
         for district in due:
-            folder = district_dir(settings.snapshot_root, YEAR, district)
-            assert parquet_rows(folder / f"{table}.parquet") == of_district(
-                before[table], table, district
-            )
+            with local_part(settings, district, YEAR) as folder:
+                assert parquet_rows(folder / f"{table}.parquet") == of_district(
+                    before[table], table, district
+                )
     for table in RETAINED_TABLES:
         if table != "import_syncs":
             assert unsynced[table] == before[table], table
@@ -103,8 +109,8 @@ def test_reset_end_to_end(settings, wh):
     assert after["import_syncs"] == without_sync_state(before["import_syncs"])
     assert_syncs_paused(before["import_syncs"], unsynced["import_syncs"], due, started)
     for district in due:
-        folder = district_dir(settings.snapshot_root, YEAR, district)
-        assert verify_snapshot(folder)["ok"]
+        assert verify_snapshot(part_location(settings, district, YEAR))["ok"]
+    assert len(open_store(settings).snapshots()) == len(due)
     runs = wh.query_dicts("select * from eoy_runner.reset_runs")
     assert {r["district_id"] for r in runs if r["status"] == "completed"} == due
     assert sum(r["rows_deleted"] for r in runs) == sum(
@@ -166,4 +172,4 @@ def test_reset_end_to_end(settings, wh):
     named = run(settings, districts=[second])
     assert [d["status"] for d in named["districts"]] == ["completed"]
     assert student_rows(wh, second) == 0
-    assert verify_snapshot(district_dir(settings.snapshot_root, YEAR, second))["ok"]
+    assert verify_snapshot(part_location(settings, second, YEAR))["ok"]

@@ -17,7 +17,7 @@ from rich.console import Console
 import jobs.reset.onepass
 from jobs.config import Settings
 from jobs.reset.runner import run_reset
-from jobs.snapshot.layout import district_dir
+from jobs.snapshot.layout import district_dir, read_manifest
 from jobs.synthetic.generate import generate_districts
 from jobs.warehouse.connection import DuckDBWarehouse, Warehouse, connect
 from tests.runner_helpers import dump_app, expected_due, small_district, student_rows
@@ -64,8 +64,9 @@ def test_a_file_that_does_not_read_back_as_streamed_rolls_back(settings, wh, mon
     district, before = one_district(wh)
     real = jobs.snapshot.writer.write_table
 
-    def write_then_change(batches, table, path, *args, **kw):
-        taken = real(batches, table, path, *args, **kw)
+    def write_then_change(batches, table, pending, *args, **kw):
+        taken = real(batches, table, pending, *args, **kw)
+        path = pending.folder / taken.name
         if table == "progress":  # same rows, one score changed on disk
             data = pq.read_table(path)
             scores = data.column("score").to_pylist()
@@ -168,7 +169,7 @@ def test_a_kill_before_the_commit_leaves_no_snapshot_and_after_it_a_complete_one
         assert student_rows(w, district) == 0
     again = run_cli(settings, args)
     assert again.returncode == 0, again.stderr
-    assert jobs.reset.onepass.read_manifest(folder)["tables"]["students"]["rows"] == 3
+    assert read_manifest(folder)["tables"]["students"]["rows"] == 3
     from jobs.snapshot.verify import verify_snapshot
 
     assert verify_snapshot(folder)["ok"]
@@ -261,7 +262,7 @@ def test_duckdb_student_tables_carry_no_art_index_and_init_rebuilds_old_ones(set
 def test_cleaning_a_districts_leftovers_never_touches_another_districts(tmp_path):
     """`d1` and `d1.x` are two districts: cleaning after one never removes the staging
     folder of the other (which may be an export running in another worker)."""
-    from jobs.snapshot.writer import clean_leftovers
+    from jobs.snapshot.store import FolderStore
 
     year_dir = tmp_path / "2023"
     mine = [".d1.tmp-12-abcdef01", ".d1.old-0123abcd"]
@@ -275,7 +276,7 @@ def test_cleaning_a_districts_leftovers_never_touches_another_districts(tmp_path
     ]
     for name in mine + others:
         (year_dir / name).mkdir(parents=True)
-    clean_leftovers(year_dir, "d1")
+    FolderStore.clean_leftovers(year_dir, "d1")
     assert sorted(p.name for p in year_dir.iterdir()) == sorted(others)
 
 

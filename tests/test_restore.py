@@ -15,8 +15,10 @@ YEAR = 2023
 
 
 def test_restore_refuses_when_a_snapshot_row_exists_already(
-    settings: Settings, wh: Warehouse
+    rooted: Settings, wh: Warehouse
 ) -> None:
+    """With the snapshots in a folder and in an S3 bucket."""
+    settings = rooted
     generate_districts(wh, 8, seed=7, students_per_district=2, show_progress=False)
     district = sorted(expected_due(wh, YEAR, AS_OF))[0]
     before = dump_app(wh)

@@ -9,6 +9,7 @@ import sys
 import threading
 import zipfile
 from datetime import date, datetime
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -152,7 +153,7 @@ def test_rows_arriving_after_the_snapshot_become_a_delta(settings, wh, monkeypat
     assert second["districts"][0]["parts"] == ["main", "delta-1"]
     assert student_rows(wh, district) == 0
     assert sha256_file(main / "manifest.json") == main_sha  # never rewritten
-    delta = part_dir(settings, YEAR, district, "delta-1")
+    delta = Path(part_dir(settings, YEAR, district, "delta-1"))
     assert verify_snapshot(delta)["ok"] and verify_snapshot(main)["ok"]
     assert len(parquet_rows(delta / "students.parquet")) == 1
     total = wh.scalar(

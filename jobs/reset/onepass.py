@@ -19,12 +19,9 @@ A snapshot part is `main` (the district's folder of SPEC §7) or `delta-<n>`, a 
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -35,12 +32,8 @@ from jobs.faults import fault_point
 from jobs.snapshot.fingerprint import (
     KEY_MOD,
 )
-from jobs.snapshot.layout import (
-    DIR_MODE,
-    ensure_dir,
-    read_manifest,
-)
 from jobs.snapshot.source import columns_sql, pg_literal
+from jobs.snapshot.store import open_store
 from jobs.snapshot.writer import (
     MAIN,
     DeleteError,
@@ -48,11 +41,6 @@ from jobs.snapshot.writer import (
     Taken,
     VerifyError,
     WriteError,
-    clean_leftovers,
-    part_dir,
-    staging_name,
-    swap_in,
-    sync_folder,
     verify_files,
     write_manifest,
     write_table,
@@ -87,7 +75,7 @@ class StepError(EoyError):
 DATABASE_MODULES = ("adbc_driver_manager", "duckdb", "psycopg", "pyarrow", "_duckdb")
 
 
-def _step_error(exc: Exception, phase: str, root: Path, committed: bool) -> StepError | None:
+def _step_error(exc: Exception, phase: str, committed: bool) -> StepError | None:
     """What went wrong in a pass, as the ledger step it failed and one line."""
     if committed:
         return StepError(
@@ -324,17 +312,10 @@ def take_snapshot(
     Returns the delete's detail: part, path, manifest_sha256, rows and products per table,
     remaining rows, retained state.
     """
-    final = part_dir(settings, school_year, district_id, part)
+    store = open_store(settings)
     try:
-        with writing(Path(settings.snapshot_root)):
-            root_existed = Path(settings.snapshot_root).exists()
-            year_dir = ensure_dir(final.parent)
-            if not root_existed:
-                os.chmod(year_dir.parent, DIR_MODE)
-            clean_leftovers(year_dir, final.name)
-            staging = year_dir / staging_name(final.name)
-            staging.mkdir(mode=DIR_MODE)
-            os.chmod(staging, DIR_MODE)
+        with writing(store):
+            pending = store.begin(school_year, district_id, part)
     except WriteError as exc:
         raise StepError("export", str(exc)) from None
     committed = False
@@ -347,9 +328,7 @@ def take_snapshot(
             for table in DELETE_ORDER:
                 rows = _rows_of(tx, table, district_id, delete, (expected or {}).get(table))
                 try:
-                    taken[table] = write_table(
-                        rows, table, staging / f"{table}.parquet", district_id, progress
-                    )
+                    taken[table] = write_table(rows, table, pending, district_id, progress)
                 finally:
                     close = getattr(rows, "close", None)
                     if close is not None:
@@ -358,17 +337,17 @@ def take_snapshot(
             fault_point("after:export")
             phase = "verify"
             fault_point("before:verify")
-            tables = verify_files(staging, {t: taken[t] for t in DELETED_TABLES})
-            with writing(Path(settings.snapshot_root)):
+            tables = verify_files(pending, {t: taken[t] for t in DELETED_TABLES})
+            with writing(store):
                 manifest, manifest_sha = write_manifest(
-                    staging, settings, wh.target, district_id, school_year, created_at, tables
+                    pending, settings, wh.target, district_id, school_year, created_at, tables
                 )
-            sync_folder(staging)  # the files and the manifest on disk before anything commits
+                pending.sync()  # the files and the manifest durable before anything commits
             fault_point("after:verify")
             detail: dict[str, Any] = {
                 "part": part,
-                "path": str(final),
-                "staging": staging.name,
+                "path": pending.location,
+                "staging": pending.staging,
                 "manifest_sha256": manifest_sha,
                 "rows": {t: taken[t].fp.rows for t in DELETED_TABLES},
                 "products": {t: taken[t].products for t in DELETED_TABLES if taken[t].products},
@@ -395,12 +374,13 @@ def take_snapshot(
             fault_point("commit:delete")
         committed = True
         fault_point("after:commit")
-        swap_in(staging, final)
+        pending.publish()  # a folder renamed into place, or the manifest object written last
     except BaseException as exc:
         if not committed:  # a committed part waits in staging until it is put in place
-            shutil.rmtree(staging, ignore_errors=True)
+            with suppress(Exception):
+                pending.discard()
         if isinstance(exc, Exception) and not isinstance(exc, StepError):
-            failed = _step_error(exc, phase, Path(settings.snapshot_root), committed)
+            failed = _step_error(exc, phase, committed)
             if failed is not None:
                 raise failed from None
         raise
@@ -420,6 +400,5 @@ def export_district(
     detail = take_snapshot(
         wh, settings, district_id, school_year, MAIN, delete=False, progress=progress
     )
-    folder = Path(detail["path"])
-    manifest = read_manifest(folder)
-    return {**manifest, "path": str(folder), "manifest_sha256": detail["manifest_sha256"]}
+    manifest = open_store(settings).read_manifest(detail["path"])
+    return {**manifest, "path": detail["path"], "manifest_sha256": detail["manifest_sha256"]}

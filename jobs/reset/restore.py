@@ -8,6 +8,7 @@ until its reset date changes or an operator names it with `run --district`.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from jobs.snapshot.fingerprint import (
     sql_string,
 )
 from jobs.snapshot.layout import SnapshotError, sha256_file
-from jobs.snapshot.verify import verify_deleted
+from jobs.snapshot.verify import verified_parts
 from jobs.snapshot.writer import settle_parts
 from jobs.warehouse.connection import PostgresWarehouse, Warehouse, connect, quote_ident
 from jobs.warehouse.contract import DELETED_TABLES, INSERT_ORDER, TABLES
@@ -112,7 +113,8 @@ def sum_parts(manifests: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
 
 
 def restore(settings: Settings, district_id: str, school_year: int) -> dict[str, Any]:
-    with connect(settings) as wh:
+    # parts in a bucket are read into private temporary folders, removed at the end
+    with connect(settings) as wh, ExitStack() as reading:
         wait_district_lock(wh, district_id, school_year)
         try:
             run = get_run(wh, district_id, school_year)
@@ -133,8 +135,8 @@ def restore(settings: Settings, district_id: str, school_year: int) -> dict[str,
                     f"{school_year}: nothing to restore"
                 )
             try:
-                settle_parts(deletes)
-                parts = verify_deleted(deletes)
+                settle_parts(deletes, settings)
+                parts = reading.enter_context(verified_parts(settings, deletes))
             except SnapshotError as exc:
                 raise RestoreError(f"{exc}: nothing was restored") from None
             record_event(
@@ -149,7 +151,8 @@ def restore(settings: Settings, district_id: str, school_year: int) -> dict[str,
             restored: dict[str, int] = {t: 0 for t in DELETED_TABLES}
             with wh.transaction():
                 for table in INSERT_ORDER:
-                    for folder, manifest in parts:
+                    for (folder, manifest), done in zip(parts, deletes, strict=True):
+                        name = str(done["path"]).rstrip("/").rsplit("/", 1)[-1]
                         entry = manifest["tables"][table]
                         if int(entry["rows"]) == 0:
                             continue
@@ -165,7 +168,7 @@ def restore(settings: Settings, district_id: str, school_year: int) -> dict[str,
                         )
                         if present:
                             raise RestoreError(
-                                f"{present} rows of app.{table} in snapshot {folder.name} "
+                                f"{present} rows of app.{table} in snapshot {name} "
                                 "exist already: nothing was restored"
                             )
                         n = _insert(wh, table, path)
@@ -215,7 +218,7 @@ def restore(settings: Settings, district_id: str, school_year: int) -> dict[str,
         "school_year": school_year,
         "rows_restored": total,
         "rows": restored,
-        "snapshots": [str(f) for f, _ in parts],
+        "snapshots": [str(d["path"]) for d in deletes],
     }
 
 

@@ -29,6 +29,7 @@ from jobs.plan.approval import load_approved_plan
 from jobs.reset.onepass import StepError, district_state, take_snapshot
 from jobs.reset.syncs import pause_syncs, reset_status, resume_syncs
 from jobs.reset.view import RunProgress, render_status, render_summary
+from jobs.snapshot.store import StoreError, is_object_root, open_store
 from jobs.snapshot.writer import MAIN, delta_number, settle_parts, settle_year
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.contract import DELETED_TABLES, RETAINED_TABLES
@@ -273,7 +274,12 @@ def run_reset(
             for cand in candidates:
                 cand["approval"] = approval
             if not dry_run:
-                settle_year(wh, settings.snapshot_root, year)
+                try:
+                    settle_year(wh, settings, year)
+                except StoreError as exc:  # each district's pass says it again, and fails
+                    Console(stderr=True).print(
+                        f"eoy-reset: warning: {scrub(str(exc))}", highlight=False, soft_wrap=True
+                    )
         refused = _plan_guard(plan_path, year, candidates, plan) if plan_path else {}
         runnable = [c for c in candidates if c["district_id"] not in refused]
         result: dict[str, Any] = {
@@ -332,7 +338,10 @@ def run_reset(
 
 
 def _check_snapshot_root(settings: Settings) -> None:
-    """The snapshot root must be a folder, or a path one can be made at: refuse up front."""
+    """The snapshot root must be a folder, or a path one can be made at: refuse up front.
+    An object store is checked by each district's pass, which fails naming the cause."""
+    if is_object_root(settings.snapshot_root):
+        return
     root = Path(settings.snapshot_root)
     probe = root
     while not probe.exists() and probe != probe.parent:
@@ -491,7 +500,7 @@ def _steps(
     fault_point("after:pause_syncs")
 
     deletes = cycle_deletes(wh, district, year) if run is not None else []
-    settle_parts(deletes)  # a part whose rename a kill interrupted goes in place first
+    settle_parts(deletes, settings)  # a part whose last step a kill cut off goes in place
     if deletes and not sum(cand["rows"].values()):
         return _finish_without_pass(wh, district, year, deletes)
 
@@ -552,12 +561,34 @@ def _steps(
         expected=cand["rows"],
     )
     fault_point("after:complete")
+    _hold_if_held(wh, settings, district, detail["path"])
     main = (
         detail["path"]
         if part == MAIN
         else next((d.get("path") for d in deletes if d.get("part") == MAIN), None)
     )
     return {**verdict, "snapshot_path": main, "parts": parts}
+
+
+def _hold_if_held(wh: Warehouse, settings: Settings, district: str, location: str) -> None:
+    """A district under legal hold: its new part gets the store's legal hold too. After the
+    commit, so a store that refuses is a warning; `hold` again sets it."""
+    if not is_object_root(location):
+        return
+    if not wh.scalar(
+        "select count(*) from eoy_runner.legal_holds where district_id = %s", [district]
+    ):
+        return
+    try:
+        open_store(settings).set_legal_hold(location, True)
+    except StoreError as exc:
+        log.warning("district %s: legal hold not set on %s: %s", district, location, exc)
+        Console(stderr=True).print(
+            f"eoy-reset: warning: district {shown(district)} is under legal hold, but its new "
+            f"snapshot's objects are not ({scrub(str(exc))}): run `eoy-reset hold` again",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _finish_without_pass(

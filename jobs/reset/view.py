@@ -262,3 +262,11 @@ def render_purge(console: Console, doc: dict[str, Any]) -> None:
     console.print(
         f"{head}; kept {held} under legal hold and {kept} younger; {tail}", highlight=False
     )
+    for entry in doc.get("locked", []):
+        locked = entry["locked"]
+        console.print(
+            f"Still locked by the object store (Object Lock retention or legal hold): "
+            f"{entry['path']} ({len(locked)} object(s), e.g. {locked[0]})",
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -10,7 +10,7 @@ import os
 import secrets
 import zipfile
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,7 @@ from jobs.config import Settings
 from jobs.snapshot.fingerprint import arrow_schema, parquet_batches
 from jobs.snapshot.layout import (
     FILE_MODE,
-    MANIFEST,
     SnapshotError,
-    district_dir,
     ensure_dir,
     fsync_path,
     safe_segment,
@@ -37,7 +35,8 @@ from jobs.snapshot.source import (
     consistent_view,
     shaped,
 )
-from jobs.snapshot.verify import verify_deleted, verify_snapshot
+from jobs.snapshot.store import open_store
+from jobs.snapshot.verify import verified_parts, verify_snapshot
 from jobs.snapshot.writer import settle_parts
 from jobs.warehouse.connection import connect
 from jobs.warehouse.contract import DELETED_TABLES, TABLES
@@ -122,7 +121,8 @@ def export_for_district(
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}: use csv or parquet")
     out = Path(out)
-    with connect(settings) as wh:
+    # parts in a bucket are read into private temporary folders, removed at the end
+    with connect(settings) as wh, ExitStack() as reading:
         if not wh.scalar(
             "select count(*) from app.districts where district_id = %s", [district_id]
         ):
@@ -133,13 +133,18 @@ def export_for_district(
         )
         try:
             done = cycle_deletes(wh, district_id, school_year)
-            settle_parts(done)
-            deleted = verify_deleted(done)
+            settle_parts(done, settings)
+            deleted = reading.enter_context(verified_parts(settings, done))
+            parts = [folder for folder, _ in deleted]
+            places = [str(d["path"]) for d in done]
+            if not parts and not live:
+                fallback = _fallback_snapshot(settings, district_id, school_year)
+                places = [open_store(settings).location(school_year, district_id)]
+                parts = [reading.enter_context(fallback)]
+        except ExportError:
+            raise
         except SnapshotError as exc:
             raise ExportError(f"district {district_id!r}: {exc}") from None
-        parts = [folder for folder, _ in deleted]
-        if not parts and not live:
-            parts = [_fallback_snapshot(settings, district_id, school_year)]
         source = " and ".join(n for n, used in (("snapshot", parts), ("warehouse", live)) if used)
         if not out.exists():  # an existing folder is the operator's: its mode stays
             ensure_dir(out)
@@ -162,26 +167,29 @@ def export_for_district(
         "path": str(target),
         "source": source,
         "format": fmt,
-        "parts": [str(p) for p in parts],
+        "parts": places,
         "tables": {t: {"rows": n, "file": f"{t}.{fmt}"} for t, n in rows.items()},
     }
 
 
-def _fallback_snapshot(settings: Settings, district_id: str, school_year: int) -> Path:
-    snap = district_dir(settings.snapshot_root, school_year, district_id)
-    if not (snap / MANIFEST).is_file():
+@contextmanager
+def _fallback_snapshot(settings: Settings, district_id: str, school_year: int) -> Iterator[Path]:
+    store = open_store(settings)
+    snap = store.location(school_year, district_id)
+    if not store.is_complete(snap):
         raise ExportError(
             f"district {district_id!r} has no rows left in the warehouse and no complete "
             f"snapshot for school year {school_year} at {snap}: nothing to export"
         )
-    check = verify_snapshot(snap)
-    if not check["ok"]:
-        raise ExportError(
-            f"district {district_id!r} has no rows left in the warehouse and its "
-            f"snapshot for {school_year} at {snap} does not verify: "
-            f"{check['problems'][0]}"
-        )
-    return snap
+    with store.local(snap) as folder:
+        check = verify_snapshot(folder)
+        if not check["ok"]:
+            raise ExportError(
+                f"district {district_id!r} has no rows left in the warehouse and its "
+                f"snapshot for {school_year} at {snap} does not verify: "
+                f"{check['problems'][0]}"
+            )
+        yield folder
 
 
 def _add_table(

@@ -4,14 +4,14 @@ and the ledger events that say when a snapshot went."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from jobs.config import Settings
-from jobs.snapshot.layout import SnapshotError, iter_snapshots, read_manifest
+from jobs.snapshot.layout import SnapshotError, safe_segment
+from jobs.snapshot.store import COPY, open_store
 
 
 # ---------------------------------------------------------------------------------------
@@ -64,13 +64,14 @@ def purge_snapshots(
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     cutoff = now - timedelta(days=older_than_days)
-    root = Path(settings.snapshot_root).resolve()
+    store = open_store(settings)
+    root = store.root if store.object_store else str(Path(store.root).resolve())
     found: list[dict[str, Any]] = []
     with connect(settings) as wh:
         held = _held_districts(wh)
-        for folder in iter_snapshots(root):
+        for folder in store.snapshots():
             try:
-                manifest = read_manifest(folder)
+                manifest = store.read_manifest(folder)
                 created = datetime.fromisoformat(str(manifest["created_at"]))
                 district, year = str(manifest["district_id"]), int(manifest["school_year"])
                 rows = sum(int(t.get("rows") or 0) for t in manifest.get("tables", {}).values())
@@ -82,7 +83,7 @@ def purge_snapshots(
                 status = "kept"
             elif district in held:
                 status = "held"
-            elif folder.resolve().parent.parent != root:
+            elif not store.object_store and str(Path(folder).resolve().parent.parent) != root:
                 continue  # a symlinked folder: never delete outside the root
             else:
                 status = "would_purge"
@@ -96,6 +97,7 @@ def purge_snapshots(
                     "age_days": (now - created).days,
                     "rows": rows,
                     "purged_at": None,
+                    "locked": [],
                 }
             )
         going = [e for e in found if e["status"] == "would_purge"]
@@ -103,8 +105,27 @@ def purge_snapshots(
             if confirm is not None:
                 confirm(going)
             for entry in going:
-                folder = Path(entry["path"])
-                shutil.rmtree(folder)
+                folder = entry["path"]
+                relative = folder[len(root) :].lstrip("/") if folder.startswith(root) else folder
+                # the store decides: objects under Object Lock stay, and are named
+                locked = store.remove(folder)
+                if not locked and "~" not in folder.rsplit("/", 1)[-1]:
+                    locked = store.remove(f"{folder}~{COPY}")  # the district's shared copy
+                if locked:
+                    record_event(
+                        wh,
+                        entry["district_id"],
+                        entry["school_year"],
+                        "purge_snapshots",
+                        "refused",
+                        {
+                            "path": relative,
+                            "locked_objects": len(locked),
+                            "reason": "retained by the object store (Object Lock)",
+                        },
+                    )
+                    entry.update(status="locked", locked=locked)
+                    continue
                 at = utcnow()
                 record_event(
                     wh,
@@ -113,14 +134,14 @@ def purge_snapshots(
                     "purge_snapshots",
                     "completed",
                     {
-                        "path": str(folder.relative_to(root)),
+                        "path": relative,
                         "created_at": entry["created_at"],
                         "older_than_days": older_than_days,
                     },
                 )
                 entry.update(status="purged", purged_at=at.replace(tzinfo=UTC).isoformat())
     return {
-        "snapshot_root": str(root),
+        "snapshot_root": root,
         "older_than_days": older_than_days,
         "cutoff": cutoff.isoformat(),
         "dry_run": dry_run,
@@ -128,6 +149,7 @@ def purge_snapshots(
         "purged": [e for e in found if e["status"] == "purged"],
         "would_purge": [e for e in found if e["status"] == "would_purge"],
         "held": [e for e in found if e["status"] == "held"],
+        "locked": [e for e in found if e["status"] == "locked"],
         "kept": [e for e in found if e["status"] == "kept"],
     }
 
@@ -199,15 +221,33 @@ def set_hold(
                 wh.execute(
                     "delete from eoy_runner.legal_holds where district_id = %s", [district_id]
                 )
+            objects = _legal_hold(settings, district_id, held)
             record_event(
                 wh,
                 district_id,
                 None,
                 "hold" if held else "release",
                 "completed",
-                {"was_held": was_held},
+                {"was_held": was_held, "objects": objects},
             )
-    return {"district_id": district_id, "held": held, "was_held": was_held}
+    return {"district_id": district_id, "held": held, "was_held": was_held, "objects": objects}
+
+
+def _legal_hold(settings: Settings, district_id: str, on: bool) -> int:
+    """An S3 legal hold on every object of the district's snapshots (every school year,
+    every part and its shared copy), or lifted; how many objects. Nothing on a folder."""
+    store = open_store(settings)
+    if not store.object_store:
+        return 0
+    mine = {safe_segment(district_id)}
+    count = 0
+    for location in store.snapshots():
+        name = location.rsplit("/", 1)[-1]
+        if name.split("~", 1)[0] in mine:
+            count += store.set_legal_hold(location, on)
+            if "~" not in name:
+                count += store.set_legal_hold(f"{location}~{COPY}", on)
+    return count
 
 
 def mark_purged(settings: Settings, doc: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,9 @@ live rows. Two threads share the work: the sha256 sums, then a table each.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ from jobs.snapshot.layout import (
     sha256_file,
 )
 from jobs.snapshot.source import consistent_view, shaped
+from jobs.snapshot.store import is_object_root, store_for
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.contract import DATE, DELETED_TABLES, FLOAT, INT, TABLES, TEXT, TIMESTAMP
 
@@ -50,9 +53,17 @@ ALGORITHMS = {"fingerprint": CONTENT_ALGORITHM, "key_fingerprint": KEY_ALGORITHM
 
 
 def verify_snapshot(
-    directory: Path, settings: Settings | None = None, wh: Warehouse | None = None
+    directory: Path | str, settings: Settings | None = None, wh: Warehouse | None = None
 ) -> dict[str, Any]:
-    """Check a snapshot folder; `ok` is False with one problem per failing check."""
+    """Check a snapshot folder, or an s3:// prefix (read from the bucket into a private
+    temporary folder); `ok` is False with one problem per failing check."""
+    if is_object_root(str(directory)):
+        location = str(directory).rstrip("/")
+        store = store_for(location, settings or Settings())
+        with store.local(location) as folder:
+            checked = verify_snapshot(folder, settings, wh)
+        checked["directory"] = location
+        return checked
     directory = Path(directory)
     result: dict[str, Any] = {
         "ok": False,
@@ -111,21 +122,28 @@ def verify_snapshot(
     return result
 
 
-def verify_deleted(deletes: list[dict[str, Any]]) -> list[tuple[Path, dict[str, Any]]]:
-    """The snapshot folders of the ledger's committed deletes, with their manifests, each
-    verified and holding the very manifest that was deleted; SnapshotError otherwise."""
-    parts = []
-    for done in deletes:
-        folder = Path(done["path"])
-        check = verify_snapshot(folder)
-        if not check["ok"]:
-            raise SnapshotError(f"snapshot {folder} does not verify ({check['problems'][0]})")
-        if check["manifest_sha256"] != done.get("manifest_sha256"):
-            raise SnapshotError(
-                f"snapshot {folder} is not the one that was deleted (its manifest changed)"
-            )
-        parts.append((folder, read_manifest(folder)))
-    return parts
+@contextmanager
+def verified_parts(
+    settings: Settings, deletes: list[dict[str, Any]]
+) -> Iterator[list[tuple[Path, dict[str, Any]]]]:
+    """The snapshot parts of the ledger's committed deletes, each verified and holding the
+    very manifest that was deleted, as local folders with their manifests (parts in a bucket
+    are read into private temporary folders, removed when the block ends); SnapshotError
+    otherwise."""
+    with ExitStack() as stack:
+        parts = []
+        for done in deletes:
+            where = str(done["path"])
+            folder = stack.enter_context(store_for(where, settings).local(where))
+            check = verify_snapshot(folder)
+            if not check["ok"]:
+                raise SnapshotError(f"snapshot {where} does not verify ({check['problems'][0]})")
+            if check["manifest_sha256"] != done.get("manifest_sha256"):
+                raise SnapshotError(
+                    f"snapshot {where} is not the one that was deleted (its manifest changed)"
+                )
+            parts.append((folder, read_manifest(folder)))
+        yield parts
 
 
 def _check_table(

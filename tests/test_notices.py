@@ -368,3 +368,15 @@ def test_the_command_sends_over_starttls(tmp_path: Path, certificate: tuple[Path
         assert done.returncode == 0, done.stderr
         assert len(inbox.received) == len(REACHABLE)  # a resend is a no-op
         assert "already sent" in done.stdout and "Unreachable" in done.stdout
+
+
+def test_the_copy_comes_from_a_share_link_where_the_store_signs_one(tmp_path: Path) -> None:
+    from jobs.csm.notices import copy_instructions
+
+    bucket = Settings.from_env(duckdb_path=tmp_path / "w.duckdb", snapshot_root="s3://b/p")
+    folder = Settings.from_env(duckdb_path=tmp_path / "w.duckdb", snapshot_root=tmp_path)
+    assert "eoy-reset share --district d1 --school-year 2023" in copy_instructions(
+        bucket, "d1", 2023
+    )
+    text = copy_instructions(folder, "d1", 2023)
+    assert "eoy-reset export --district d1 --school-year 2023" in text and "share" not in text

@@ -28,14 +28,12 @@ from jobs.config import Settings
 from jobs.errors import EoyError
 from jobs.plan.dbt import PolicyError, policy_years, run_dbt
 from jobs.snapshot.layout import safe_segment
+from jobs.snapshot.store import is_object_root
 from jobs.warehouse import Warehouse, connect
 from jobs.warehouse.ledger import utcnow
 
 NOTICE_SELECTION = ["reset_policy", "+reset_notices"]
 MAX_LISTED_EDUCATORS = 100
-# `eoy-reset share` (a presigned link next to the snapshot, object-store roots) is not in this
-# version yet: until it is, every notice names the operator's `export`. Set True when it is.
-SHARE_COMMAND_AVAILABLE = False
 
 # The procedure's table: what the reset deletes and what it keeps.
 DATA_ACTIONS = (
@@ -314,8 +312,7 @@ def school_year_label(year: int) -> str:
 
 def copy_instructions(settings: Settings, district_id: str, year: int) -> str:
     """How the district gets its copy: a share link where the store gives one, else export."""
-    root = str(settings.snapshot_root)
-    if SHARE_COMMAND_AVAILABLE and root.startswith(("s3://", "s3:/")):
+    if is_object_root(settings.snapshot_root):
         return (
             "your CSM will send you a download link to it (made with "
             f"`eoy-reset share --district {district_id} --school-year {year}`)"

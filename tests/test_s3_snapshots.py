@@ -215,6 +215,19 @@ def test_share_prints_a_link_that_downloads_the_copy(reset: Settings) -> None:
     # the copy is no snapshot: verify and purge see only the two snapshots
     assert len(open_store(reset).snapshots()) == 2
 
+    # the operator's export reads the same parts from the bucket: the same files
+    out = reset.duckdb_path.parent / "exported"
+    args = ["export", "--district", "early", "--school-year", "2023", "--format", "csv"]
+    exported = eoy(reset, [*args, "--out", str(out)])
+    assert exported.returncode == 0, exported.stderr
+    with (
+        zipfile.ZipFile(io.BytesIO(body)) as shared_zip,
+        zipfile.ZipFile(out / "early_2023_csv.zip") as exported_zip,
+    ):
+        for table in DELETED_TABLES:
+            name = f"{table}.csv"
+            assert exported_zip.read(name) == shared_zip.read(name), table
+
 
 @pytest.mark.parametrize("target", ["duckdb"], indirect=True)
 def test_share_on_a_folder_root_says_links_need_an_object_store(settings: Settings) -> None:
@@ -370,6 +383,32 @@ def test_a_kill_mid_upload_and_after_the_commit_then_a_rerun(
     for table in DELETED_TABLES:
         mine = [r for r in before[table] if "default" in r]
         assert all(r in after[table] for r in mine), table
+
+
+@pytest.mark.parametrize("point", ["export:students", "commit:delete"])
+def test_a_kill_with_the_transaction_open_then_a_rerun(s3: Settings, point: str) -> None:
+    """The other inner crash points on a bucket: a table uploaded and its rows taken, and every
+    file uploaded and verified with the commit not yet made. Nothing is deleted, nothing passes
+    for complete, and the rerun ends with every due district reset and verified."""
+    od.fresh(s3)
+    with connect(s3) as wh:
+        before = dump_app(wh, ignore_sync_state=True)
+    store = open_store(s3)
+
+    killed = eoy(s3, RUN_DAY, EOY_FAULT=point)
+    assert killed.returncode == -9, killed.stderr
+    assert store.snapshots() == []
+    with connect(s3) as wh:
+        assert dump_app(wh, ignore_sync_state=True) == before
+
+    again = eoy(s3, RUN_DAY)
+    assert again.returncode == 0, again.stderr
+    assert store.snapshots() == sorted(store.location(od.YEAR, d) for d in RESET)
+    with connect(s3) as wh:
+        for district in RESET:
+            assert student_rows(wh, district) == 0
+            check = verify_snapshot(store.location(od.YEAR, district))
+            assert check["ok"], check["problems"]
 
 
 # ---------------------------------------------------------------------------------------

@@ -2,15 +2,24 @@
 PostgreSQL server (EOY_PG_DSN, or a throwaway server the session starts itself).
 
 Tests that take the `settings` or `wh` fixture run once per target.
+
+Under pytest-xdist (`make test`, `make check`) the workers share one throwaway server: the
+first worker that needs it starts it, the last one done with it stops it. Databases have
+random names; tests that change what the whole server shares (its roles, pg_hba.conf) take
+the `pg_server_wide` lock, and the tests of one module-scoped warehouse go to one worker.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -34,12 +43,56 @@ def with_dbname(dsn: str, dbname: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, parts.fragment))
 
 
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes (xdist workers), held while the block runs."""
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def shared_server(root: Path) -> Iterator[str]:
+    """The throwaway server of every xdist worker of this run (root: the run's base temp).
+
+    A count of the workers using it sits beside it; the worker that brings it to zero stops
+    the server, and a worker that needs one after that starts it again."""
+    lock, state = root / "pg.lock", root / "pg.json"
+    with file_lock(lock):
+        if state.exists():
+            info = json.loads(state.read_text())
+        else:
+            server = ThrowawayPostgres().start()
+            info = {"root": str(server.root), "port": server.port, "users": 0}
+        info["users"] += 1
+        state.write_text(json.dumps(info))
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{info['port']}/postgres"
+    finally:
+        with file_lock(lock):
+            info = json.loads(state.read_text())
+            info["users"] -= 1
+            if info["users"]:
+                state.write_text(json.dumps(info))
+            else:
+                state.unlink()
+                ThrowawayPostgres.attach(Path(info["root"]), int(info["port"])).destroy()
+
+
 @pytest.fixture(scope="session")
-def pg_base_dsn() -> Iterator[str]:
+def pg_base_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A PostgreSQL server for the whole session; databases are made per test."""
     dsn = os.environ.get("EOY_PG_DSN")
     if dsn:
         yield dsn
+        return
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # each worker's base temp is a folder of the run's own base temp
+        with shared_server(tmp_path_factory.getbasetemp().parent) as shared:
+            yield shared
         return
     server = ThrowawayPostgres().start()
     try:
@@ -115,3 +168,58 @@ def wh(settings: Settings) -> Iterator[Warehouse]:
         yield w
     finally:
         w.close()
+
+
+@pytest.fixture(scope="session")
+def run_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder every xdist worker of this run shares (the run's base temp)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture
+def pg_server_wide(run_root: Path) -> Iterator[None]:
+    """Held by a test that changes what the whole PostgreSQL server shares, not one database
+    (the roles of `init --roles`, pg_hba.conf): no other such test runs meanwhile on
+    another xdist worker."""
+    with file_lock(run_root / "pg-server-wide.lock"):
+        yield
+
+
+# Modules whose tests share a module-scoped warehouse per target, built once: under xdist each
+# (module, target) goes to one worker whole, so it is built once, not once per worker.
+MODULE_WAREHOUSES = (
+    "tests/test_audit.py",
+    "tests/test_plan.py",
+    "tests/test_runner_property.py",
+    "tests/test_schedule.py",
+    "tests/test_schedule_property.py",
+)
+
+
+def work_unit(nodeid: str) -> str:
+    """The xdist work unit of a test: its module and target for MODULE_WAREHOUSES, else itself."""
+    module, _, rest = nodeid.partition("::")
+    if module not in MODULE_WAREHOUSES:
+        return nodeid
+    params = rest.partition("[")[2]
+    targets = [t for t in ("duckdb", "postgres") if t in params.replace("]", "-").split("-")]
+    return f"{module}::{','.join(targets)}"
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist load`, but by work_unit, in collection order (the crash matrix first)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkUnit(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    config.option.loadscopereorder = False
+    return ByWorkUnit(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # the long crash matrix first, so no worker is left alone with it at the end (a stable
+    # sort: every other test keeps its place)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

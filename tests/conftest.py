@@ -101,9 +101,12 @@ def pg_base_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.destroy()
 
 
-def create_pg_database(base_dsn: str) -> str:
-    name = f"eoy_test_{uuid.uuid4().hex[:12]}"
+def create_pg_database(base_dsn: str, name: str | None = None) -> str:
+    """A new, empty database (a random name unless given; one left by an earlier test of that
+    name is dropped first)."""
+    name = name or f"eoy_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(base_dsn, autocommit=True) as con:
+        con.execute(f"drop database if exists {name} with (force)")
         con.execute(f"create database {name}")
     return with_dbname(base_dsn, name)
 
@@ -126,26 +129,74 @@ def _clean_env() -> Iterator[None]:
     os.environ.update(saved)
 
 
-def make_settings(target: str, tmp_path, request: pytest.FixtureRequest) -> Iterator[Settings]:
+# Where a test's warehouse lives. dbt keeps its parse of the project (target/
+# partial_parse.msgpack) per warehouse, valid only for the same DuckDB path or database name:
+# a warehouse at a new place costs a full parse (seconds) at its first dbt build. So a test's
+# warehouse takes a free place of this process's pool, the same path or database name as an
+# earlier test's, emptied of everything but dbt's parse (the models are still built, on the
+# test's own data, by whatever the test runs). Snapshots stay in the test's tmp_path.
+_SESSION = uuid.uuid4().hex[:8]
+_PLACES_IN_USE: set[tuple[str, int]] = set()
+
+
+def _take_place(target: str) -> int:
+    n = 0
+    while (target, n) in _PLACES_IN_USE:
+        n += 1
+    _PLACES_IN_USE.add((target, n))
+    return n
+
+
+def _empty_but_dbt_parse(folder: Path) -> None:
+    """Remove everything in folder except dbt's parse cache of each warehouse."""
+    keep = {p.resolve() for p in folder.glob("dbt/*/target/partial_parse.msgpack")}
+    for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if path.resolve() in keep:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            if not any(path.iterdir()):
+                path.rmdir()
+        else:
+            path.unlink()
+
+
+def make_settings(
+    target: str, tmp_path: Path, request: pytest.FixtureRequest, own_place: bool = False
+) -> Iterator[Settings]:
+    """An empty warehouse of the target; own_place: in tmp_path with dbt's folders (for a
+    test that reads them all), not at a reused place of the pool."""
     snapshot_root = tmp_path / "snapshots"
-    if target == "duckdb":
-        yield Settings(
-            target="duckdb",
-            duckdb_path=tmp_path / "warehouse.duckdb",
-            snapshot_root=snapshot_root,
-        )
-        return
-    base = request.getfixturevalue("pg_base_dsn")
-    dsn = create_pg_database(base)
+    if own_place:
+        folder, place = tmp_path, None
+    else:
+        place = _take_place(target)
+        root = request.getfixturevalue("tmp_path_factory").getbasetemp()
+        folder = root / "warehouses" / f"{target}-{place}"
+        folder.mkdir(parents=True, exist_ok=True)
+        _empty_but_dbt_parse(folder)
     try:
-        yield Settings(
-            target="postgres",
-            pg_dsn=dsn,
-            snapshot_root=snapshot_root,
-            duckdb_path=tmp_path / "unused.duckdb",
-        )
+        if target == "duckdb":
+            yield Settings(
+                target="duckdb",
+                duckdb_path=folder / "warehouse.duckdb",
+                snapshot_root=snapshot_root,
+            )
+            return
+        base = request.getfixturevalue("pg_base_dsn")
+        name = None if place is None else f"eoy_test_{_SESSION}_{place}"
+        dsn = create_pg_database(base, name)
+        try:
+            yield Settings(
+                target="postgres",
+                pg_dsn=dsn,
+                snapshot_root=snapshot_root,
+                duckdb_path=folder / "unused.duckdb",
+            )
+        finally:
+            drop_pg_database(base, dsn)
     finally:
-        drop_pg_database(base, dsn)
+        if place is not None:
+            _PLACES_IN_USE.discard((target, place))
 
 
 @pytest.fixture(params=TARGETS)

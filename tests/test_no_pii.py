@@ -12,17 +12,27 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from jobs.config import Settings
 from jobs.dbt import dbt_work_dir
 from jobs.generate import generate_districts
 from jobs.snapshots import district_dir
 from jobs.warehouse import Warehouse, connect
+from tests.conftest import make_settings
 from tests.crash_helpers import run_cli
 
 AS_OF = "2023-07-28"
 YEAR = 2023
+
+
+@pytest.fixture
+def settings(target: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """The warehouse, and so dbt's logs/ and target/, in tmp_path: every file there is scanned."""
+    yield from make_settings(target, tmp_path, request, own_place=True)
 
 
 def eoy(settings: Settings, *args: str, ok: bool = True) -> str:

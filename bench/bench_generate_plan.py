@@ -17,8 +17,8 @@ from typing import Any
 
 from bench.common import on_both_targets, write_section
 from jobs.config import Settings
-from jobs.schema import init_warehouse
-from jobs.warehouse import connect
+from jobs.warehouse.connection import connect
+from jobs.warehouse.schema import init_warehouse
 
 SEED = 1
 AS_OF = "2023-07-28"  # the 2023 default reset date: most districts are due
@@ -35,13 +35,13 @@ settings = Settings(**{k: (Path(v) if v and k.endswith(("path", "root")) else v)
                       for k, v in args["settings"].items()})
 start = time.perf_counter()
 if args["what"] == "generate":
-    from jobs.generate import generate_districts
-    from jobs.warehouse import connect
+    from jobs.synthetic.generate import generate_districts
+    from jobs.warehouse.connection import connect
     with connect(settings) as wh:
         doc = {"rows": generate_districts(wh, args["districts"], args["seed"],
                                           show_progress=False)}
 else:
-    from jobs.plan import make_plan
+    from jobs.plan.planner import make_plan
     plan = make_plan(settings, date.fromisoformat(args["as_of"]), None)
     doc = {"totals": plan["totals"]}
 doc["seconds"] = time.perf_counter() - start

@@ -44,7 +44,7 @@ from psycopg import sql
 
 from bench.common import postgres_server, write_section
 from jobs.config import Settings
-from jobs.contract import DELETE_ORDER
+from jobs.warehouse.contract import DELETE_ORDER
 from tests.conftest import with_dbname
 from tests.crash_helpers import cli_env
 

@@ -103,8 +103,8 @@ def parse_date(value: str, option: str) -> date:
 
 def known_school_year(settings: Settings, year: int | None) -> None:
     """Refuse a school year with no reset policy and no run in the ledger (like `plan`)."""
-    from jobs.dbt import policy_years
-    from jobs.warehouse import connect
+    from jobs.plan.dbt import policy_years
+    from jobs.warehouse.connection import connect
 
     if year is None or year in policy_years():
         return
@@ -120,7 +120,7 @@ def known_school_year(settings: Settings, year: int | None) -> None:
 
 def ledger_school_year(settings: Settings) -> int | None:
     """The latest school year in the ledger, the default of `status` and `report`."""
-    from jobs.warehouse import connect
+    from jobs.warehouse.connection import connect
 
     with connect(settings) as wh:
         year = wh.scalar("select max(school_year) from eoy_runner.reset_runs")
@@ -178,8 +178,8 @@ def init(
     as_json: JsonOpt = False,
 ) -> None:
     """Create schemas app and eoy_runner (idempotent: safe to run again)."""
-    from jobs.schema import init_warehouse
-    from jobs.warehouse import connect
+    from jobs.warehouse.connection import connect
+    from jobs.warehouse.schema import init_warehouse
 
     settings = settings_of(ctx)
     if roles and settings.target != "postgres":
@@ -188,7 +188,7 @@ def init(
         statements = init_warehouse(wh)
         created_roles: list[str] = []
         if roles:
-            from jobs.roles import create_roles
+            from jobs.warehouse.roles import create_roles
 
             created_roles = create_roles(wh)
     if as_json:
@@ -221,8 +221,8 @@ def generate(
     as_json: JsonOpt = False,
 ) -> None:
     """Load deterministic synthetic districts into schema app (for demos, tests, benchmarks)."""
-    from jobs.generate import generate_districts
-    from jobs.warehouse import connect
+    from jobs.synthetic.generate import generate_districts
+    from jobs.warehouse.connection import connect
 
     with connect(settings_of(ctx)) as wh:
         counts = generate_districts(
@@ -235,7 +235,7 @@ def generate(
     if as_json:
         emit_json({"rows": counts})
     else:
-        from jobs.generate import render_counts
+        from jobs.synthetic.generate import render_counts
 
         render_counts(console, counts)
 
@@ -255,9 +255,9 @@ def plan(
     ] = None,
 ) -> None:
     """Show who is due as of a date: districts, rows per table, blocked districts, issues."""
-    from jobs.plan import make_plan, write_plan
-    from jobs.plan_view import render_plan
-    from jobs.preflight import writable_file
+    from jobs.plan.planner import make_plan, write_plan
+    from jobs.plan.preflight import writable_file
+    from jobs.plan.view import render_plan
 
     settings = settings_of(ctx)
     day = parse_date(as_of, "--as-of")
@@ -289,7 +289,7 @@ def approve(
     as_json: JsonOpt = False,
 ) -> None:
     """Record in the ledger that you reviewed and approve this plan: `run --plan` needs it."""
-    from jobs.approval import approve_plan, render_approval
+    from jobs.plan.approval import approve_plan, render_approval
 
     doc = approve_plan(settings_of(ctx), plan_file, by)
     if as_json:
@@ -324,7 +324,7 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Reset the due districts: pause syncs, export, verify, delete, check retention."""
-    from jobs.runner import render_summary, run_reset
+    from jobs.reset.runner import render_summary, run_reset
 
     settings = settings_of(ctx)
     result = run_reset(
@@ -377,8 +377,8 @@ def run_problem(result: dict[str, Any]) -> str | None:
 @app.command()
 def status(ctx: typer.Context, school_year: LedgerYearOpt = None, as_json: JsonOpt = False) -> None:
     """Per district: last step, rows deleted, snapshot, errors."""
-    from jobs.runner import render_status, reset_status
-    from jobs.snapshots import mark_purged
+    from jobs.reset.runner import render_status, reset_status
+    from jobs.snapshot.retention import mark_purged
 
     settings = settings_of(ctx)
     known_school_year(settings, school_year)
@@ -392,7 +392,7 @@ def status(ctx: typer.Context, school_year: LedgerYearOpt = None, as_json: JsonO
 @app.command("resume-syncs")
 def resume_syncs_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Turn import syncs back on for districts whose new-year rostering is complete."""
-    from jobs.runner import resume_syncs
+    from jobs.reset.runner import resume_syncs
 
     doc = resume_syncs(settings_of(ctx))
     if as_json:
@@ -419,7 +419,7 @@ def import_oneroster_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Load a district's new-year roster (after its reset) and record rostering complete."""
-    from jobs.oneroster import confirm_at_terminal, import_oneroster, render_import
+    from jobs.roster.load import confirm_at_terminal, import_oneroster, render_import
 
     interactive = sys.stdin.isatty() and not as_json
     doc = import_oneroster(
@@ -445,7 +445,7 @@ def restore(
     as_json: JsonOpt = False,
 ) -> None:
     """Put a district's deleted rows back from its verified snapshot."""
-    from jobs.runner import restore_district
+    from jobs.reset.runner import restore_district
 
     doc = restore_district(settings_of(ctx), district, school_year)
     if as_json:
@@ -471,8 +471,8 @@ def verify_snapshot_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Re-read every file of a snapshot and check it against its manifest."""
-    from jobs.snapshots import MANIFEST, SnapshotError
-    from jobs.verify import render_verify, verify_snapshot
+    from jobs.snapshot.layout import MANIFEST, SnapshotError
+    from jobs.snapshot.verify import render_verify, verify_snapshot
 
     if not directory.is_dir():
         raise SnapshotError(
@@ -512,9 +512,10 @@ def export_cmd(
 ) -> None:
     """A zip of a district's data for the district: from the warehouse, or after its reset from
     its snapshot parts. An existing copy is kept unless --force."""
-    from jobs.export import ExportError, copy_path, export_for_district
-    from jobs.preflight import writable_folder
-    from jobs.snapshots import purged_on
+    from jobs.plan.preflight import writable_folder
+    from jobs.snapshot.copy import copy_path, export_for_district
+    from jobs.snapshot.retention import purged_on
+    from jobs.snapshot.source import ExportError
 
     settings = settings_of(ctx)
     writable_folder(out, "--out")
@@ -556,8 +557,9 @@ def purge_snapshots_cmd(
     Lists the snapshots that would go, then asks for a typed confirmation at a terminal;
     elsewhere it needs --yes. Each purge is recorded: status, export and report say when.
     """
-    from jobs.runner_view import render_purge, render_purge_list
-    from jobs.snapshots import SnapshotError, purge_snapshots
+    from jobs.reset.view import render_purge, render_purge_list
+    from jobs.snapshot.layout import SnapshotError
+    from jobs.snapshot.retention import purge_snapshots
 
     interactive = sys.stdin.isatty() and not as_json
     if not (dry_run or yes or interactive):
@@ -607,7 +609,7 @@ def hold(
     reason: Annotated[str | None, typer.Option("--reason", help="Why (no student PII).")] = None,
 ) -> None:
     """Put a district's snapshots under legal hold: purge-snapshots leaves them."""
-    from jobs.snapshots import set_hold
+    from jobs.snapshot.retention import set_hold
 
     set_hold(settings_of(ctx), district, held=True, reason=reason)
     console.print(f"District {district} is under legal hold.")
@@ -619,7 +621,7 @@ def release(
     district: Annotated[str, typer.Option("--district", help="District id.")],
 ) -> None:
     """Lift a district's legal hold."""
-    from jobs.snapshots import set_hold
+    from jobs.snapshot.retention import set_hold
 
     set_hold(settings_of(ctx), district, held=False)
     console.print(f"District {district} is no longer under legal hold.")
@@ -639,7 +641,7 @@ def report(
     as_json: JsonOpt = False,
 ) -> None:
     """Write the compliance report of a school year: one self-contained HTML file."""
-    from jobs.report import write_report
+    from jobs.report.html import write_report
 
     settings = settings_of(ctx)
     day = parse_date(as_of, "--as-of") if as_of else date.today()
@@ -671,7 +673,7 @@ def query(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a ready question of analyses/ on the warehouse and print its rows."""
-    from jobs.query import analyses, cell, parse_vars, run_query
+    from jobs.report.query import analyses, cell, parse_vars, run_query
     from jobs.tables import print_table_or_records
 
     if name is None:

@@ -19,14 +19,15 @@ from rich.console import Console
 
 from jobs.config import Settings
 from jobs.errors import EoyError
-from jobs.generate import generate_districts, render_counts
-from jobs.oneroster import import_oneroster, render_import, write_sample_export
-from jobs.plan import make_plan
-from jobs.plan_view import render_plan
-from jobs.runner import render_status, render_summary, reset_status, resume_syncs, run_reset
-from jobs.schema import init_warehouse
-from jobs.snapshots import district_dir
-from jobs.warehouse import connect
+from jobs.plan.planner import make_plan
+from jobs.plan.view import render_plan
+from jobs.reset.runner import render_status, render_summary, reset_status, resume_syncs, run_reset
+from jobs.roster.load import import_oneroster, render_import
+from jobs.roster.sample import write_sample_export
+from jobs.snapshot.layout import district_dir
+from jobs.synthetic.generate import generate_districts, render_counts
+from jobs.warehouse.connection import connect
+from jobs.warehouse.schema import init_warehouse
 
 AS_OF = date(2023, 7, 28)
 SCHOOL_YEAR = 2023
@@ -128,8 +129,8 @@ def run_demo(settings: Settings, console: Console) -> dict[str, Any]:
     render_status(console, reset_status(settings, SCHOOL_YEAR))
 
     report_path = None
-    if importlib.util.find_spec("jobs.report") is not None:
-        from jobs.report import write_report
+    if importlib.util.find_spec("jobs.report.html") is not None:
+        from jobs.report.html import write_report
 
         report_path = Path(settings.duckdb_path).with_name("report.html")
         write_report(settings, report_path, AS_OF)

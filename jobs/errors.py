@@ -5,3 +5,9 @@ class EoyError(Exception):
     """Base of every error that is the input's or the environment's fault, not a bug."""
 
     exit_code = 2
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

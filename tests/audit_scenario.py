@@ -10,7 +10,7 @@ import json
 from datetime import date, datetime
 from typing import Any
 
-from jobs.warehouse import Warehouse
+from jobs.warehouse.connection import Warehouse
 
 AS_OF = date(2023, 8, 1)
 SCHOOL_YEAR = 2023

@@ -27,8 +27,8 @@ import pytest
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from jobs.config import Settings
-from jobs.schema import init_warehouse
-from jobs.warehouse import Warehouse, connect
+from jobs.warehouse.connection import Warehouse, connect
+from jobs.warehouse.schema import init_warehouse
 from tests.throwaway_pg import ThrowawayPostgres
 
 # Hypothesis keeps its example database and its cache of source constants (which name the

@@ -21,12 +21,12 @@ from typing import Any
 import psycopg
 
 from jobs.config import PROJECT_DIR, Settings
-from jobs.contract import DELETED_TABLES
-from jobs.generate import generate_districts
-from jobs.schema import init_warehouse
-from jobs.snapshots import district_dir
-from jobs.verify import verify_snapshot
-from jobs.warehouse import connect
+from jobs.snapshot.layout import district_dir
+from jobs.snapshot.verify import verify_snapshot
+from jobs.synthetic.generate import generate_districts
+from jobs.warehouse.connection import connect
+from jobs.warehouse.contract import DELETED_TABLES
+from jobs.warehouse.schema import init_warehouse
 from tests.conftest import with_dbname
 from tests.runner_helpers import dump_app, parquet_rows
 

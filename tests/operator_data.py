@@ -16,8 +16,8 @@ from datetime import date
 from pathlib import Path
 
 from jobs.config import PROJECT_DIR, Settings
-from jobs.schema import init_warehouse
-from jobs.warehouse import Warehouse, connect
+from jobs.warehouse.connection import Warehouse, connect
+from jobs.warehouse.schema import init_warehouse
 from tests.crash_helpers import cli_env
 from tests.reset_data import insert_rows, request
 from tests.runner_helpers import small_district

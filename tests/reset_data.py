@@ -11,7 +11,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from jobs.warehouse import Warehouse
+from jobs.warehouse.connection import Warehouse
 
 AS_OF = date(2023, 7, 28)
 YEAR = 2023

@@ -10,8 +10,8 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from jobs.config import PROJECT_DIR
-from jobs.contract import APP_TABLES, DELETED_TABLES, TABLES
-from jobs.warehouse import Warehouse
+from jobs.warehouse.connection import Warehouse
+from jobs.warehouse.contract import APP_TABLES, DELETED_TABLES, TABLES
 
 SYNC_STATE = ("status", "paused_at", "resumed_at")
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from jobs.config import Settings
-from jobs.plan import write_plan
-from jobs.warehouse import connect
+from jobs.plan.planner import write_plan
+from jobs.warehouse.connection import connect
 from tests.crash_helpers import AS_OF, fresh, run_cli
 from tests.runner_helpers import dump_app, dump_ledger
 

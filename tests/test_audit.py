@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from jobs.config import Settings
-from jobs.dbt import DbtError, dbt_work_dir, run_dbt
-from jobs.report import SCHEMA, build_audit_models
-from jobs.schema import init_warehouse
-from jobs.warehouse import Warehouse, connect
+from jobs.plan.dbt import DbtError, dbt_work_dir, run_dbt
+from jobs.report.html import SCHEMA, build_audit_models
+from jobs.warehouse.connection import Warehouse, connect
+from jobs.warehouse.schema import init_warehouse
 from tests.audit_scenario import (
     AS_OF,
     BLOCKED,

@@ -14,18 +14,18 @@ from pathlib import Path
 import pytest
 
 from jobs.config import Settings
-from jobs.contract import DELETED_TABLES
-from jobs.generate import generate_districts
-from jobs.locks import (
+from jobs.snapshot.layout import district_dir
+from jobs.snapshot.verify import verify_snapshot
+from jobs.synthetic.generate import generate_districts
+from jobs.warehouse.connection import Warehouse, connect
+from jobs.warehouse.contract import DELETED_TABLES
+from jobs.warehouse.locks import (
     LockError,
     lock_path,
     release_district_lock,
     try_district_lock,
     wait_district_lock,
 )
-from jobs.snapshots import district_dir
-from jobs.verify import verify_snapshot
-from jobs.warehouse import Warehouse, connect
 from tests.crash_helpers import (
     AS_OF,
     IN_DELETE,

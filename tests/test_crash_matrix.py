@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from jobs.config import Settings
-from jobs.contract import STEPS
-from jobs.warehouse import connect
+from jobs.warehouse.connection import connect
+from jobs.warehouse.contract import STEPS
 from tests.crash_helpers import (
     Pristine,
     assert_same_end_state,

@@ -17,8 +17,8 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from jobs.config import PROJECT_DIR, ConfigError, Settings, redact_dsn
-from jobs.dbt import dbt_work_dir
-from jobs.warehouse import WarehouseError, connect
+from jobs.plan.dbt import dbt_work_dir
+from jobs.warehouse.connection import WarehouseError, connect
 from tests.crash_helpers import run_cli
 
 SECRET = "Zq9-s3cr3t pass'w\"ord"  # spaces and both quotes: the keyword form must quote it

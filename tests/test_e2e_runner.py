@@ -7,10 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from jobs.contract import DELETED_TABLES, RETAINED_TABLES
-from jobs.generate import generate_districts
-from jobs.ledger import utcnow
-from jobs.runner import (
+from jobs.reset.runner import (
     render_status,
     render_summary,
     reset_status,
@@ -18,8 +15,11 @@ from jobs.runner import (
     resume_syncs,
     run_reset,
 )
-from jobs.snapshots import district_dir
-from jobs.verify import verify_snapshot
+from jobs.snapshot.layout import district_dir
+from jobs.snapshot.verify import verify_snapshot
+from jobs.synthetic.generate import generate_districts
+from jobs.warehouse.contract import DELETED_TABLES, RETAINED_TABLES
+from jobs.warehouse.ledger import utcnow
 from tests.runner_helpers import (
     assert_syncs_paused,
     dump_app,

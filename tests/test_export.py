@@ -15,11 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs.config import PROJECT_DIR, Settings
-from jobs.contract import DELETED_TABLES, TABLES
-from jobs.export import ExportError, export_for_district
-from jobs.onepass import export_district
-from jobs.snapshots import district_dir
-from jobs.warehouse import Warehouse
+from jobs.reset.onepass import export_district
+from jobs.snapshot.copy import export_for_district
+from jobs.snapshot.layout import district_dir
+from jobs.snapshot.source import ExportError
+from jobs.warehouse.connection import Warehouse
+from jobs.warehouse.contract import DELETED_TABLES, TABLES
 from tests.test_snapshots import SEED, same, seed_district, source_rows
 
 
@@ -35,7 +36,7 @@ def csv_tables(path: Path) -> dict[str, list[list[str]]]:
 
 
 def delete_district_rows(wh: Warehouse, district_id: str) -> None:
-    from jobs.contract import DELETE_ORDER
+    from jobs.warehouse.contract import DELETE_ORDER
 
     for table in DELETE_ORDER:
         wh.execute(f"delete from app.{table} where district_id = %s", [district_id])
@@ -123,7 +124,7 @@ def test_cli_export_and_unknown_format(tmp_path: Path) -> None:
         str(tmp_path / "snap"),
     ]
     subprocess.run([*base, "init"], check=True, capture_output=True, cwd=PROJECT_DIR)
-    from jobs.warehouse import connect
+    from jobs.warehouse.connection import connect
 
     with connect(Settings(duckdb_path=db)) as wh:
         seed_district(wh, "D")

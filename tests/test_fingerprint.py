@@ -13,8 +13,8 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobs.contract import DATE, DELETED_TABLES, FLOAT, INT, TABLES, TEXT, TIMESTAMP
-from jobs.fingerprint import CONTENT_MOD, SEED, arrow_schema, fingerprint_batches
+from jobs.snapshot.fingerprint import CONTENT_MOD, SEED, arrow_schema, fingerprint_batches
+from jobs.warehouse.contract import DATE, DELETED_TABLES, FLOAT, INT, TABLES, TEXT, TIMESTAMP
 
 M64 = 2**64 - 1
 P1, P2, P3 = 11400714785074694791, 14029467366897019727, 1609587929392839161

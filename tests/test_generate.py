@@ -13,17 +13,17 @@ from typer.testing import CliRunner
 
 from jobs.cli import app
 from jobs.config import Settings
-from jobs.contract import APP_TABLES, GRADE_LEVELS, PRODUCTS, PROVIDERS, TABLES
-from jobs.generate import GenerateError, generate_districts, reset_policy
-from jobs.schema import init_warehouse
-from jobs.synthetic import (
+from jobs.synthetic.generate import GenerateError, generate_districts, reset_policy
+from jobs.synthetic.rows import (
     CHUNK_STUDENTS,
     MIN_STUDENTS,
     calendar_cases,
     chunk_bounds,
     district_sizes,
 )
-from jobs.warehouse import Warehouse, connect
+from jobs.warehouse.connection import Warehouse, connect
+from jobs.warehouse.contract import APP_TABLES, GRADE_LEVELS, PRODUCTS, PROVIDERS, TABLES
+from jobs.warehouse.schema import init_warehouse
 
 SMALL = {"districts": 12, "seed": 7, "students_per_district": 5, "show_progress": False}
 POLICY = reset_policy(2023)

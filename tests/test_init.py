@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from jobs.config import Settings
-from jobs.contract import APP_TABLES, DELETED_TABLES
-from jobs.schema import init_warehouse
-from jobs.warehouse import Warehouse, WarehouseError, connect
+from jobs.warehouse.connection import Warehouse, WarehouseError, connect
+from jobs.warehouse.contract import APP_TABLES, DELETED_TABLES
+from jobs.warehouse.schema import init_warehouse
 
 
 def columns_of(wh: Warehouse, schema: str, table: str) -> list[str]:

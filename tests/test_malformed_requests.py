@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import date
 
 from jobs.config import Settings
-from jobs.plan import make_plan
-from jobs.warehouse import Warehouse
+from jobs.plan.planner import make_plan
+from jobs.warehouse.connection import Warehouse
 from tests.reset_data import insert_rows
 
 

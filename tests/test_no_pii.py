@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from jobs.config import Settings
-from jobs.dbt import dbt_work_dir
-from jobs.generate import generate_districts
-from jobs.snapshots import district_dir
-from jobs.warehouse import Warehouse, connect
+from jobs.plan.dbt import dbt_work_dir
+from jobs.snapshot.layout import district_dir
+from jobs.synthetic.generate import generate_districts
+from jobs.warehouse.connection import Warehouse, connect
 from tests.conftest import make_settings
 from tests.crash_helpers import run_cli
 

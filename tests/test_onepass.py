@@ -14,12 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
-import jobs.onepass
+import jobs.reset.onepass
 from jobs.config import Settings
-from jobs.generate import generate_districts
-from jobs.runner import run_reset
-from jobs.snapshots import district_dir
-from jobs.warehouse import DuckDBWarehouse, Warehouse, connect
+from jobs.reset.runner import run_reset
+from jobs.snapshot.layout import district_dir
+from jobs.synthetic.generate import generate_districts
+from jobs.warehouse.connection import DuckDBWarehouse, Warehouse, connect
 from tests.runner_helpers import dump_app, expected_due, small_district, student_rows
 
 AS_OF = date(2023, 7, 28)
@@ -62,7 +62,7 @@ def one_district(wh: Warehouse) -> tuple[str, dict]:
 
 def test_a_file_that_does_not_read_back_as_streamed_rolls_back(settings, wh, monkeypatch):
     district, before = one_district(wh)
-    real = jobs.onepass.write_table
+    real = jobs.snapshot.writer.write_table
 
     def write_then_change(batches, table, path, *args, **kw):
         taken = real(batches, table, path, *args, **kw)
@@ -76,7 +76,7 @@ def test_a_file_that_does_not_read_back_as_streamed_rolls_back(settings, wh, mon
             pq.write_table(data, path, compression="zstd")
         return taken
 
-    monkeypatch.setattr(jobs.onepass, "write_table", write_then_change)
+    monkeypatch.setattr(jobs.reset.onepass, "write_table", write_then_change)
     outcome = run(settings, districts=[district])["districts"][0]
     assert "progress: the file re-reads with other content fingerprint" in outcome["error"]
     assert outcome["error"].endswith("nothing was deleted")
@@ -85,14 +85,14 @@ def test_a_file_that_does_not_read_back_as_streamed_rolls_back(settings, wh, mon
 
 def test_retained_rows_changed_inside_the_pass_roll_back(settings, wh, monkeypatch):
     district, before = one_district(wh)
-    real = jobs.onepass._rows_of
+    real = jobs.reset.onepass._rows_of
 
     def rows_then_touch_an_educator(tx, table, d, delete, expected=None):
         yield from real(tx, table, d, delete, expected)
         if table == "students":  # as a trigger or cascade on the delete would
             tx.execute("update app.educators set last_name = 'X' where district_id = %s", [d])
 
-    monkeypatch.setattr(jobs.onepass, "_rows_of", rows_then_touch_an_educator)
+    monkeypatch.setattr(jobs.reset.onepass, "_rows_of", rows_then_touch_an_educator)
     outcome = run(settings, districts=[district])["districts"][0]
     assert outcome["error"] == (
         "retained rows of the district changed during its delete (educators): "
@@ -103,7 +103,7 @@ def test_retained_rows_changed_inside_the_pass_roll_back(settings, wh, monkeypat
 
 def test_a_row_of_another_district_coming_out_rolls_back(settings, wh, monkeypatch):
     district, before = one_district(wh)
-    real = jobs.onepass.columns_sql
+    real = jobs.snapshot.source.columns_sql
 
     def progress_claims_district_b(table, target):
         cols = real(table, target)
@@ -113,7 +113,7 @@ def test_a_row_of_another_district_coming_out_rolls_back(settings, wh, monkeypat
             f'cast("district_id" as {"text" if target == "postgres" else "varchar"})', "'b'"
         )
 
-    monkeypatch.setattr(jobs.onepass, "columns_sql", progress_claims_district_b)
+    monkeypatch.setattr(jobs.reset.onepass, "columns_sql", progress_claims_district_b)
     outcome = run(settings, districts=[district])["districts"][0]
     assert outcome["error"] == (
         "progress: a row of another district came out of the district's statement: "
@@ -128,7 +128,7 @@ def test_a_delete_that_removes_other_rows_than_were_read_rolls_back(settings, wh
     delete must count the rows read. (Smaller tables, and every PostgreSQL table, come out
     of the delete itself.)"""
     district, before = one_district(wh)
-    monkeypatch.setattr(jobs.onepass, "RETURNING_ROWS", 0)  # every table counts as large
+    monkeypatch.setattr(jobs.reset.onepass, "RETURNING_ROWS", 0)  # every table counts as large
     real = DuckDBWarehouse.execute
 
     def execute(self, sql, params=None):
@@ -168,8 +168,8 @@ def test_a_kill_before_the_commit_leaves_no_snapshot_and_after_it_a_complete_one
         assert student_rows(w, district) == 0
     again = run_cli(settings, args)
     assert again.returncode == 0, again.stderr
-    assert jobs.onepass.read_manifest(folder)["tables"]["students"]["rows"] == 3
-    from jobs.verify import verify_snapshot
+    assert jobs.reset.onepass.read_manifest(folder)["tables"]["students"]["rows"] == 3
+    from jobs.snapshot.verify import verify_snapshot
 
     assert verify_snapshot(folder)["ok"]
 
@@ -222,8 +222,8 @@ def test_edits_made_during_the_run_are_in_the_snapshot(settings, wh):
 
 @pytest.mark.parametrize("target", ["duckdb"], indirect=True)
 def test_duckdb_student_tables_carry_no_art_index_and_init_rebuilds_old_ones(settings, wh):
-    from jobs.contract import DELETED_TABLES
-    from jobs.schema import init_warehouse
+    from jobs.warehouse.contract import DELETED_TABLES
+    from jobs.warehouse.schema import init_warehouse
 
     def indexed_tables() -> set[str]:
         rows = wh.query(
@@ -261,7 +261,7 @@ def test_duckdb_student_tables_carry_no_art_index_and_init_rebuilds_old_ones(set
 def test_cleaning_a_districts_leftovers_never_touches_another_districts(tmp_path):
     """`d1` and `d1.x` are two districts: cleaning after one never removes the staging
     folder of the other (which may be an export running in another worker)."""
-    from jobs.onepass import clean_leftovers
+    from jobs.snapshot.writer import clean_leftovers
 
     year_dir = tmp_path / "2023"
     mine = [".d1.tmp-12-abcdef01", ".d1.old-0123abcd"]
@@ -284,11 +284,11 @@ def test_cleaning_a_districts_leftovers_never_touches_another_districts(tmp_path
 def test_duckdb_takes_small_and_large_tables_row_for_row(settings, wh, monkeypatch, returning_rows):
     """Large tables are read then deleted (streaming), small ones come out of `delete …
     returning`: either way the snapshot holds exactly the rows that went."""
-    from jobs.contract import DELETED_TABLES
+    from jobs.warehouse.contract import DELETED_TABLES
     from tests.runner_helpers import dump_app as dump
     from tests.runner_helpers import of_district, parquet_rows, without
 
-    monkeypatch.setattr(jobs.onepass, "RETURNING_ROWS", returning_rows)
+    monkeypatch.setattr(jobs.reset.onepass, "RETURNING_ROWS", returning_rows)
     district, _ = one_district(wh)
     before = dump(wh)
     outcome = run(settings, districts=[district])["districts"][0]

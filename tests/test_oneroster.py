@@ -20,11 +20,13 @@ from rich.console import Console
 
 from jobs.cli import main
 from jobs.config import Settings
-from jobs.contract import APP_TABLES, TABLES
-from jobs.generate import generate_districts
-from jobs.oneroster import RosterError, import_oneroster, write_sample_export
-from jobs.runner import resume_syncs, run_reset
-from jobs.warehouse import Warehouse, connect
+from jobs.reset.runner import resume_syncs, run_reset
+from jobs.roster.load import import_oneroster
+from jobs.roster.read import RosterError
+from jobs.roster.sample import write_sample_export
+from jobs.synthetic.generate import generate_districts
+from jobs.warehouse.connection import Warehouse, connect
+from jobs.warehouse.contract import APP_TABLES, TABLES
 from tests.crash_helpers import run_cli
 from tests.runner_helpers import dump_app, dump_ledger, insert, small_district, without
 
@@ -469,7 +471,7 @@ def test_killed_mid_import_leaves_nothing_and_a_rerun_completes(
 ) -> None:
     """One transaction: SIGKILL after students were written, before the rest, loses it all."""
     with connect(settings, create=True, require_init=False) as wh:
-        from jobs.schema import init_warehouse
+        from jobs.warehouse.schema import init_warehouse
 
         init_warehouse(wh)
         after_reset(wh)

@@ -14,9 +14,9 @@ import psycopg
 import pytest
 
 from jobs.config import Settings
-from jobs.contract import DELETED_TABLES
-from jobs.generate import generate_districts
-from jobs.warehouse import Warehouse, connect
+from jobs.synthetic.generate import generate_districts
+from jobs.warehouse.connection import Warehouse, connect
+from jobs.warehouse.contract import DELETED_TABLES
 from tests.crash_helpers import (
     IN_DELETE,
     assert_same_end_state,

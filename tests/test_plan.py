@@ -13,12 +13,12 @@ from typer.testing import CliRunner
 
 from jobs.cli import app
 from jobs.config import Settings
-from jobs.contract import DELETED_TABLES
 from jobs.errors import EoyError
-from jobs.plan import PlanError, load_plan, make_plan, plan_hash, write_plan
-from jobs.plan_view import render_plan
-from jobs.schema import init_warehouse
-from jobs.warehouse import WarehouseError, connect
+from jobs.plan.planner import PlanError, load_plan, make_plan, plan_hash, write_plan
+from jobs.plan.view import render_plan
+from jobs.warehouse.connection import WarehouseError, connect
+from jobs.warehouse.contract import DELETED_TABLES
+from jobs.warehouse.schema import init_warehouse
 from tests import reset_data
 from tests.conftest import TARGETS, make_settings
 

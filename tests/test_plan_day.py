@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from jobs.config import Settings
-from jobs.plan import make_plan, write_plan
-from jobs.preflight import PreflightError
-from jobs.runner import run_reset
-from jobs.warehouse import connect
+from jobs.plan.planner import make_plan, write_plan
+from jobs.plan.preflight import PreflightError
+from jobs.reset.runner import run_reset
+from jobs.warehouse.connection import connect
 from tests import operator_data as od
 from tests.crash_helpers import run_cli
 from tests.runner_helpers import dump_app, dump_ledger, student_rows

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from jobs.config import Settings
-from jobs.snapshots import district_dir
+from jobs.snapshot.layout import district_dir
 from tests import operator_data as od
 from tests.operator_data import eoy, one_line
 

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from jobs.config import Settings
-from jobs.query import analyses, compiled_path
+from jobs.report.query import analyses, compiled_path
 from tests import operator_data as od
 from tests.operator_data import eoy, one_line
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from jobs.config import Settings
-from jobs.report import QUERIES, SECTIONS, render_report, write_report
-from jobs.warehouse import Warehouse
+from jobs.report.html import QUERIES, SECTIONS, render_report, write_report
+from jobs.warehouse.connection import Warehouse
 from tests.audit_scenario import AS_OF, OVERDUE, script_reset
 from tests.conftest import file_lock
 
@@ -118,7 +118,7 @@ def test_report_of_nothing_says_so() -> None:
 def test_report_refuses_a_year_without_policy(
     settings: Settings, wh: Warehouse, tmp_path: Path
 ) -> None:
-    from jobs.dbt import PolicyError
+    from jobs.plan.dbt import PolicyError
 
     with pytest.raises(PolicyError, match="no reset policy for school year 2031"):
         write_report(settings, tmp_path / "r.html", AS_OF.replace(year=2031))
@@ -126,7 +126,7 @@ def test_report_refuses_a_year_without_policy(
 
 
 def test_report_into_a_folder_is_one_clear_error(settings: Settings, tmp_path: Path) -> None:
-    from jobs.report import ReportError
+    from jobs.report.html import ReportError
 
     with pytest.raises(ReportError, match="is a folder") as err:
         write_report(settings, tmp_path, AS_OF)

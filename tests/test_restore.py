@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 from jobs.config import Settings
-from jobs.generate import generate_districts
-from jobs.warehouse import Warehouse, connect
+from jobs.synthetic.generate import generate_districts
+from jobs.warehouse.connection import Warehouse, connect
 from tests.crash_helpers import run_cli
 from tests.runner_helpers import dump_app, dump_ledger, expected_due, insert, of_district
 

@@ -9,8 +9,8 @@ import json
 from datetime import datetime
 
 from jobs.config import Settings
-from jobs.snapshots import district_dir
-from jobs.warehouse import connect
+from jobs.snapshot.layout import district_dir
+from jobs.warehouse.connection import connect
 from tests.crash_helpers import fresh, run_cli
 
 NEXT_YEAR_RUN = ["run", "--as-of", "2024-07-31", "--school-year", "2024", "--yes", "--json"]

@@ -8,8 +8,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from jobs.roles import create_roles
-from jobs.warehouse import Warehouse
+from jobs.warehouse.connection import Warehouse
+from jobs.warehouse.roles import create_roles
 
 pytestmark = pytest.mark.postgres
 

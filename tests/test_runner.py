@@ -14,18 +14,18 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
-from jobs.approval import approve_plan
 from jobs.config import PROJECT_DIR, Settings
-from jobs.contract import DELETED_TABLES
-from jobs.export import export_for_district
-from jobs.generate import generate_districts
-from jobs.locks import LockError, command_lock
-from jobs.onepass import part_dir
-from jobs.plan import load_plan, make_plan, write_plan
-from jobs.runner import RunError, restore_district, run_reset
-from jobs.snapshots import district_dir, sha256_file
-from jobs.verify import verify_snapshot
-from jobs.warehouse import connect
+from jobs.plan.approval import approve_plan
+from jobs.plan.planner import load_plan, make_plan, write_plan
+from jobs.reset.runner import RunError, restore_district, run_reset
+from jobs.snapshot.copy import export_for_district
+from jobs.snapshot.layout import district_dir, sha256_file
+from jobs.snapshot.verify import verify_snapshot
+from jobs.snapshot.writer import part_dir
+from jobs.synthetic.generate import generate_districts
+from jobs.warehouse.connection import connect
+from jobs.warehouse.contract import DELETED_TABLES
+from jobs.warehouse.locks import LockError, command_lock
 from tests.runner_helpers import (
     dump_app,
     dump_ledger,
@@ -113,9 +113,9 @@ def arrive_during_pass(monkeypatch, wh, district, after_table, arrive) -> None:
     taken and deleted. On PostgreSQL another session writes and commits them (the pass reads
     at READ COMMITTED); DuckDB has one writer, so they are written in the pass's own
     transaction, the only way they can appear there."""
-    import jobs.onepass
+    import jobs.reset.onepass
 
-    real = jobs.onepass._rows_of
+    real = jobs.reset.onepass._rows_of
     done: list[bool] = []
 
     def rows_then_arrive(tx, table, d, delete, expected=None):
@@ -124,7 +124,7 @@ def arrive_during_pass(monkeypatch, wh, district, after_table, arrive) -> None:
             arrive(wh if wh.target == "postgres" else tx, d)
             done.append(True)
 
-    monkeypatch.setattr(jobs.onepass, "_rows_of", rows_then_arrive)
+    monkeypatch.setattr(jobs.reset.onepass, "_rows_of", rows_then_arrive)
 
 
 def test_rows_arriving_after_the_snapshot_become_a_delta(settings, wh, monkeypatch):

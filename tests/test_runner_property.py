@@ -20,12 +20,18 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from jobs.config import Settings
-from jobs.contract import APP_TABLES, DELETED_TABLES, PROVIDERS, RETAINED_TABLES, SYNC_STATUSES
-from jobs.ledger import utcnow
-from jobs.runner import run_reset
-from jobs.schema import init_warehouse
-from jobs.snapshots import district_dir
-from jobs.warehouse import Warehouse, connect
+from jobs.reset.runner import run_reset
+from jobs.snapshot.layout import district_dir
+from jobs.warehouse.connection import Warehouse, connect
+from jobs.warehouse.contract import (
+    APP_TABLES,
+    DELETED_TABLES,
+    PROVIDERS,
+    RETAINED_TABLES,
+    SYNC_STATUSES,
+)
+from jobs.warehouse.ledger import utcnow
+from jobs.warehouse.schema import init_warehouse
 from tests.conftest import make_settings
 from tests.runner_helpers import (
     assert_syncs_paused,

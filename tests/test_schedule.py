@@ -12,11 +12,11 @@ from datetime import date
 import pytest
 
 from jobs.config import Settings
-from jobs.contract import DELETED_TABLES
-from jobs.dbt import DbtError, PolicyError, build_reset_models, run_dbt
 from jobs.errors import EoyError
-from jobs.schema import init_warehouse
-from jobs.warehouse import Warehouse, connect
+from jobs.plan.dbt import DbtError, PolicyError, build_reset_models, run_dbt
+from jobs.warehouse.connection import Warehouse, connect
+from jobs.warehouse.contract import DELETED_TABLES
+from jobs.warehouse.schema import init_warehouse
 from tests import reset_data
 from tests.conftest import TARGETS, make_settings
 

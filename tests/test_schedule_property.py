@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobs.config import Settings
-from jobs.dbt import build_reset_models, run_dbt
-from jobs.schema import init_warehouse
-from jobs.warehouse import Warehouse, connect
+from jobs.plan.dbt import build_reset_models, run_dbt
+from jobs.warehouse.connection import Warehouse, connect
+from jobs.warehouse.schema import init_warehouse
 from tests.conftest import make_settings
 from tests.reset_data import insert_rows
 

@@ -13,10 +13,10 @@ import pytest
 from rich.console import Console
 
 from jobs.config import Settings
-from jobs.contract import DELETED_TABLES
-from jobs.generate import generate_districts
-from jobs.runner import run_reset
-from jobs.warehouse import Warehouse, connect
+from jobs.reset.runner import run_reset
+from jobs.synthetic.generate import generate_districts
+from jobs.warehouse.connection import Warehouse, connect
+from jobs.warehouse.contract import DELETED_TABLES
 from tests.crash_helpers import run_cli
 
 QUIET = Console(file=open(os.devnull, "w"), width=120)  # noqa: SIM115

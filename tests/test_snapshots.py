@@ -16,25 +16,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs.config import Settings
-from jobs.contract import DELETED_TABLES, TABLES
-from jobs.fingerprint import (
+from jobs.reset.onepass import export_district
+from jobs.snapshot.fingerprint import (
     arrow_schema,
     fingerprint_batches,
     key_fingerprint_python,
     key_fingerprint_sql,
 )
-from jobs.onepass import export_district
-from jobs.snapshots import (
-    MANIFEST,
-    SnapshotError,
-    district_dir,
-    purge_snapshots,
-    safe_segment,
-    segment_to_id,
-    set_hold,
-)
-from jobs.verify import verify_snapshot
-from jobs.warehouse import Warehouse
+from jobs.snapshot.layout import MANIFEST, SnapshotError, district_dir, safe_segment, segment_to_id
+from jobs.snapshot.retention import purge_snapshots, set_hold
+from jobs.snapshot.verify import verify_snapshot
+from jobs.warehouse.connection import Warehouse
+from jobs.warehouse.contract import DELETED_TABLES, TABLES
 
 T = datetime(2024, 3, 4, 5, 6, 7, 123456)
 

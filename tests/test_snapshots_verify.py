@@ -19,12 +19,12 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from jobs.config import PROJECT_DIR, Settings
-from jobs.fingerprint import key_fingerprint_sql
-from jobs.onepass import export_district
-from jobs.schema import init_warehouse
-from jobs.snapshots import MANIFEST, manifest_digest
-from jobs.verify import verify_snapshot
-from jobs.warehouse import Warehouse, connect
+from jobs.reset.onepass import export_district
+from jobs.snapshot.fingerprint import key_fingerprint_sql
+from jobs.snapshot.layout import MANIFEST, manifest_digest
+from jobs.snapshot.verify import verify_snapshot
+from jobs.warehouse.connection import Warehouse, connect
+from jobs.warehouse.schema import init_warehouse
 from tests.test_snapshots import file_rows, same, seed_district, source_rows
 
 
@@ -72,7 +72,7 @@ def truncate(path: Path) -> None:
 
 def other_rows(folder: Path) -> None:
     """A well-formed file with different content, and a manifest sha256 forged to match."""
-    from jobs.snapshots import sha256_file
+    from jobs.snapshot.layout import sha256_file
 
     path = folder / "assessments.parquet"
     table = pq.read_table(path)

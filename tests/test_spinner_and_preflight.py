@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from jobs.config import PROJECT_DIR, Settings
-from jobs.warehouse import connect
+from jobs.warehouse.connection import connect
 from tests import operator_data as od
 from tests.crash_helpers import cli_env
 from tests.operator_data import eoy, one_line

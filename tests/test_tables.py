@@ -11,9 +11,9 @@ import pytest
 from rich.console import Console
 
 from jobs.config import Settings
-from jobs.contract import DELETED_TABLES
-from jobs.plan_view import render_plan
-from jobs.runner_view import render_status, render_summary
+from jobs.plan.view import render_plan
+from jobs.reset.view import render_status, render_summary
+from jobs.warehouse.contract import DELETED_TABLES
 from tests import operator_data as od
 from tests.operator_data import eoy
 

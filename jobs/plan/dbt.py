@@ -1,0 +1,203 @@
+"""Run the dbt project (the repo root) in-process, on the warehouse the settings name."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from jobs.config import PROJECT_DIR, Settings, dsn_parts, scrub
+from jobs.errors import EoyError
+
+POLICY_SEED = PROJECT_DIR / "seeds" / "reset_policy.csv"
+# The policy seed and the reset marts with the staging views they read; no audit models, no tests.
+RESET_SELECTION = ["reset_policy", "+path:models/marts/reset"]
+# What `run` reads: who is due, why a named district is not, and the rows of each due district.
+RUN_SELECTION = ["reset_policy", "+due_districts", "+reset_scope"]
+# The reset's parameters reach the models as environment variables, not --vars: a change of
+# --vars makes dbt parse the whole project again (seconds), a changed variable does not.
+PARAMETERS = ("EOY_AS_OF_DATE", "EOY_SCHOOL_YEAR", "EOY_NAMED_DISTRICTS")
+
+# dbt's in-process runner and os.environ are process-wide: one invocation at a time.
+_LOCK = threading.Lock()
+# Lines of a dbt error that only say where it happened, not what went wrong.
+_WRAPPER = re.compile(
+    r"^(compilation|runtime|database|parsing|dependency|dbt runtime|internal) error\b", re.I
+)
+
+
+class DbtError(EoyError):
+    """dbt could not build the models; the message is dbt's first real error."""
+
+
+class PolicyError(EoyError):
+    """The seed reset_policy has no row for the school year asked for."""
+
+
+def dbt_work_dir(settings: Settings) -> Path:
+    """Where dbt keeps target/ and logs/ for this warehouse, so warehouses never share them."""
+    base = Path(settings.duckdb_path).resolve().parent / "dbt"
+    if settings.target == "duckdb":
+        return base / Path(settings.duckdb_path).stem
+    parts = dsn_parts(settings.pg_dsn or "")
+    where = [
+        parts.get("host") or "localhost",
+        parts.get("port") or "5432",
+        parts.get("dbname") or parts.get("user") or "",
+    ]
+    key = "pg-" + "-".join(where)
+    return base / re.sub(r"[^A-Za-z0-9_.-]+", "_", key)
+
+
+@contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def run_dbt(
+    settings: Settings,
+    args: list[str],
+    vars: dict[str, Any] | None = None,
+    parameters: dict[str, str] | None = None,
+) -> None:
+    """Run one dbt command (e.g. ["build", "--select", "x"]); raise DbtError on failure.
+
+    `parameters`: the reset's parameters (PARAMETERS) for the models; unset ones are cleared
+    so that nothing of an earlier invocation in this process leaks into this one."""
+    from dbt.cli.main import dbtRunner
+
+    work = dbt_work_dir(settings)
+    command = [
+        *args,
+        "--project-dir",
+        str(PROJECT_DIR),
+        "--profiles-dir",
+        str(PROJECT_DIR),
+        "--target",
+        settings.target,
+        "--target-path",
+        str(work / "target"),
+        "--log-path",
+        str(work / "logs"),
+        "--log-level",
+        "none",
+        "--log-level-file",
+        "info",
+        "--no-use-colors",
+        "--no-send-anonymous-usage-stats",
+        "--no-version-check",
+    ]
+    if vars:
+        command += ["--vars", json.dumps(vars, default=str)]
+    env = {
+        **settings.dbt_env(),
+        "EOY_TARGET": settings.target,
+        **{name: (parameters or {}).get(name, "") for name in PARAMETERS},
+    }
+    with _LOCK, _environ(env):
+        try:
+            result = dbtRunner().invoke(command)
+        except Exception as exc:  # dbt raises for bad projects or profiles
+            said = scrub(_first_error(str(exc)), settings.pg_dsn)
+            raise DbtError(f"dbt {args[0]} failed: {said}") from None
+    if result.success:
+        return
+    said = scrub(_result_error(result, work / "logs"), settings.pg_dsn)
+    raise DbtError(f"dbt {args[0]} failed: {said}")
+
+
+def _first_error(text: str) -> str:
+    """The first line of a dbt message that says what is wrong."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    for line in lines:
+        if not _WRAPPER.match(line):
+            return line
+    return lines[0] if lines else "unknown error"
+
+
+def _result_error(result: Any, log_dir: Path) -> str:
+    if result.exception is not None:
+        return _first_error(str(result.exception))
+    for node_result in getattr(result.result, "results", None) or []:
+        status = str(getattr(node_result, "status", "")).lower()
+        if status in ("error", "fail", "runtime error"):
+            node = getattr(node_result, "node", None)
+            where = f" (in {node.resource_type} {node.name})" if node is not None else ""
+            return _first_error(str(node_result.message or status)) + where
+    return f"see {log_dir / 'dbt.log'}"
+
+
+def policy_years() -> set[int]:
+    """School years the seed reset_policy.csv has a row for."""
+    with POLICY_SEED.open(newline="") as fh:
+        return {int(row["school_year"]) for row in csv.DictReader(fh) if row.get("school_year")}
+
+
+def build_reset_models(
+    settings: Settings,
+    as_of: date,
+    school_year: int | None,
+    named_districts: list[str] | None = None,
+    for_run: bool = False,
+) -> int:
+    """Seed the policy and build the reset marts for a day; returns the school year used.
+
+    named_districts: districts the operator named; a restored one among them is due again.
+    for_run: only what `run` reads (RUN_SELECTION), not the plan's inactive educators.
+    """
+    from jobs.warehouse.connection import connect
+
+    year = school_year if school_year is not None else as_of.year
+    if year not in policy_years():
+        raise PolicyError(
+            f"no reset policy for school year {year}: add a row to seeds/reset_policy.csv"
+        )
+    from jobs.output import phase
+
+    # a clear "run eoy-reset init" beats dbt's missing-table error (and dbt creating a file)
+    connect(settings).close()
+    with phase(f"building the reset models as of {as_of.isoformat()}…"):
+        _build_reset(settings, as_of, year, named_districts, for_run)
+    return year
+
+
+def _build_reset(
+    settings: Settings,
+    as_of: date,
+    year: int,
+    named_districts: list[str] | None,
+    for_run: bool,
+) -> None:
+    run_dbt(
+        settings,
+        [
+            "build",
+            "--select",
+            *(RUN_SELECTION if for_run else RESET_SELECTION),
+            "--exclude-resource-type",
+            "test",
+            "--exclude-resource-type",
+            "unit_test",
+        ],
+        parameters={
+            "EOY_AS_OF_DATE": as_of.isoformat(),
+            "EOY_SCHOOL_YEAR": str(year),
+            "EOY_NAMED_DISTRICTS": json.dumps(list(named_districts or [])),
+        },
+    )

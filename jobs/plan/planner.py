@@ -1,0 +1,230 @@
+"""`eoy-reset plan`: who is due as of a day, what their reset touches, and what blocks others.
+
+The plan is built by dbt (marts reset_schedule, due_districts, reset_scope,
+inactive_educators) and read back here. `plan --out` writes it with a hash, so the runner
+can tell an approved plan from an edited one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from jobs.config import Settings
+from jobs.errors import EoyError
+from jobs.plan.dbt import build_reset_models
+from jobs.warehouse.connection import Warehouse, connect
+from jobs.warehouse.contract import DELETED_TABLES
+
+HASH_KEY = "plan_sha256"
+REQUEST_ISSUES = ("request_too_early", "request_not_before_rostering", "request_during_session")
+
+
+class PlanError(EoyError):
+    """A plan file that cannot be used: missing, unreadable, or edited after it was written."""
+
+
+def _issues(text: str | None) -> list[str]:
+    return [name for name in (text or "").split(",") if name]
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def make_plan(
+    settings: Settings, as_of: date, school_year: int | None, districts: list[str] | None = None
+) -> dict[str, Any]:
+    """Build the reset models for `as_of` and return the plan as a JSON-able dict.
+
+    With `districts`, the plan covers only those; a restored one among them is due again,
+    and a named district that is not due is listed under "not_due" with the reason.
+    """
+    year = build_reset_models(settings, as_of, school_year, named_districts=districts)
+    with connect(settings) as wh:
+        plan = _read_plan(wh, as_of, year, districts)
+    plan["warehouse"] = settings.describe()
+    return plan
+
+
+def _read_plan(
+    wh: Warehouse, as_of: date, year: int, districts: list[str] | None
+) -> dict[str, Any]:
+    named = set(districts) if districts else None
+
+    def wanted(district_id: str) -> bool:
+        return named is None or district_id in named
+
+    schedule = [
+        row
+        for row in wh.query_dicts(
+            "select district_id, effective_reset_date, date_source, status, issues "
+            "from eoy.reset_schedule where school_year = %s order by district_id",
+            [year],
+        )
+        if wanted(row["district_id"])
+    ]
+    due_rows = [
+        row
+        for row in wh.query_dicts(
+            "select district_id, effective_reset_date, date_source, issues "
+            "from eoy.due_districts where school_year = %s order by district_id",
+            [year],
+        )
+        if wanted(row["district_id"])
+    ]
+    scope: dict[str, dict[str, int]] = {}
+    for district_id, table, n in wh.query(
+        "select district_id, table_name, row_count from eoy.reset_scope "
+        "where school_year = %s and action = 'delete'",
+        [year],
+    ):
+        scope.setdefault(district_id, {})[table] = int(n)
+    idle = {
+        district_id: int(n)
+        for district_id, n in wh.query(
+            "select district_id, count(*) from eoy.inactive_educators "
+            "where school_year = %s group by district_id",
+            [year],
+        )
+    }
+
+    due = []
+    for row in due_rows:
+        counts = scope.get(row["district_id"], {})
+        rows = {table: counts.get(table, 0) for table in DELETED_TABLES}
+        due.append(
+            {
+                "district_id": row["district_id"],
+                "effective_reset_date": _iso(row["effective_reset_date"]),
+                "date_source": row["date_source"],
+                "issues": _issues(row["issues"]),
+                "rows": rows,
+                "rows_total": sum(rows.values()),
+            }
+        )
+    blocked = [
+        {
+            "district_id": row["district_id"],
+            "effective_reset_date": _iso(row["effective_reset_date"]),
+            "issues": _issues(row["issues"]),
+        }
+        for row in schedule
+        if row["status"] == "blocked"
+    ]
+    request_issues = [
+        {
+            "district_id": row["district_id"],
+            "effective_reset_date": _iso(row["effective_reset_date"]),
+            "date_source": row["date_source"],
+            "issues": _issues(row["issues"]),
+        }
+        for row in schedule
+        if any(name in REQUEST_ISSUES for name in _issues(row["issues"]))
+    ]
+    due_ids = {d["district_id"] for d in due}
+    table_totals = {table: sum(d["rows"][table] for d in due) for table in DELETED_TABLES}
+    return {
+        "as_of": as_of.isoformat(),
+        "school_year": year,
+        "warehouse": None,
+        "due": due,
+        "blocked": blocked,
+        "request_issues": request_issues,
+        "inactive_educators": {d: n for d, n in sorted(idle.items()) if d in due_ids},
+        "not_due": _not_due(wh, year, as_of, districts or [], due_ids, schedule),
+        "totals": {  # the shape of every command's totals (jobs/output.py)
+            "districts": len(due),
+            "rows": sum(table_totals.values()),
+            "rows_by_table": table_totals,
+            "blocked": len(blocked),
+        },
+    }
+
+
+def _not_due(
+    wh: Warehouse,
+    year: int,
+    as_of: date,
+    named: list[str],
+    due_ids: set[str],
+    schedule: list[dict[str, Any]],
+) -> list[dict[str, str]]:
+    """Why each named district that is not due is not due."""
+    if not named:
+        return []
+    by_id = {row["district_id"]: row for row in schedule}
+    runs = {
+        row[0]: row[1]
+        for row in wh.query(
+            "select district_id, status from eoy_runner.reset_runs where school_year = %s",
+            [year],
+        )
+    }
+    out = []
+    for district_id in sorted(set(named) - due_ids):
+        row = by_id.get(district_id)
+        if row is None:
+            reason = "no such district"
+        elif row["status"] == "blocked":
+            reason = "blocked: " + (row["issues"] or "conflicts_with_rostering")
+        elif runs.get(district_id) == "completed":
+            reason = f"already reset for school year {year}"
+        elif row["effective_reset_date"] > as_of:
+            reason = f"not due until {_iso(row['effective_reset_date'])}"
+        else:
+            reason = "not due"
+        out.append({"district_id": district_id, "reason": reason})
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# the approved plan file
+# ---------------------------------------------------------------------------------------
+def plan_hash(plan: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of the plan, without its own hash."""
+    body = {k: v for k, v in plan.items() if k != HASH_KEY}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def write_plan(plan: dict[str, Any], path: Path | str) -> Path:
+    """Write the plan JSON with its hash; returns the path."""
+    path = Path(path)
+    doc = {k: v for k, v in plan.items() if k != HASH_KEY}
+    doc[HASH_KEY] = plan_hash(doc)
+    if path.parent != Path(""):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def load_plan(path: Path | str) -> dict[str, Any]:
+    """Read a plan written by write_plan and check it was not edited since."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PlanError(
+            f"plan file {path} does not exist: write one with `eoy-reset plan --out`"
+        ) from None
+    except OSError as exc:
+        raise PlanError(f"cannot read plan file {path}: {exc.strerror or exc}") from None
+    try:
+        plan = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanError(
+            f"plan file {path} is not valid JSON (line {exc.lineno}): "
+            "write a new one with `eoy-reset plan --out`"
+        ) from None
+    if not isinstance(plan, dict) or HASH_KEY not in plan:
+        raise PlanError(f"plan file {path} has no {HASH_KEY}: write it with `eoy-reset plan --out`")
+    if plan[HASH_KEY] != plan_hash(plan):
+        raise PlanError(
+            f"plan file {path} was changed after it was written (hash mismatch): "
+            "make and approve a new plan with `eoy-reset plan --out`"
+        )
+    return plan

@@ -1,0 +1,148 @@
+"""The plan as the operator reads it: tables laid out for the terminal's width.
+
+The due table shows rows per deleted table. When it does not fit at full width its headers
+are abbreviated (a legend says what each stands for); when that does not fit either, the
+per-table counts go to a second table, and at last to one line per district and table.
+Numbers are never cut.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from jobs.tables import fits, grid, print_fitted
+from jobs.warehouse.contract import DELETED_TABLES
+
+SHORT_NAMES = {"classroom_enrollments": "enrollments", "usage_sessions": "sessions"}
+ABBREVIATIONS = {
+    "students": "stu",
+    "classrooms": "cls",
+    "classroom_enrollments": "enr",
+    "assessments": "asm",
+    "progress": "prg",
+    "pathways": "pth",
+    "usage_sessions": "ses",
+}
+SOURCES = {"after_session_end": "after session"}
+
+
+def _legend(console: Console) -> None:
+    console.print(
+        "Rows per table: "
+        + ", ".join(f"{ABBREVIATIONS[t]} {t}" for t in DELETED_TABLES)
+        + "; inactive: inactive educators (a recommendation, nobody is deleted).",
+        highlight=False,
+    )
+
+
+def render_due(console: Console, plan: dict[str, Any]) -> None:
+    """The due districts with their rows per table, in the first layout that fits."""
+    if not plan["due"]:
+        console.print(f"No district is due as of {plan['as_of']}: nothing to delete.")
+        return
+    idle = plan.get("inactive_educators", {})
+    title = f"Due districts ({len(plan['due'])}): rows to snapshot and delete"
+    ids = [
+        [
+            d["district_id"],
+            d["effective_reset_date"],
+            SOURCES.get(d["date_source"], d["date_source"]),
+        ]
+        for d in plan["due"]
+    ]
+    counts = [[f"{d['rows'].get(t, 0):,}" for t in DELETED_TABLES] for d in plan["due"]]
+    ends = [[f"{d['rows_total']:,}", f"{idle.get(d['district_id'], 0):,}"] for d in plan["due"]]
+    head = ["district", "reset date", "source"]
+    full = [*head, *(SHORT_NAMES.get(t, t) for t in DELETED_TABLES), "total", "inactive educators"]
+    short = [*head, *(ABBREVIATIONS[t] for t in DELETED_TABLES), "total", "inactive"]
+    rows = [a + b + c for a, b, c in zip(ids, counts, ends, strict=True)]
+    numbers = set(full[3:]) | set(short[3:])
+    for header in (full, short):
+        if fits(console, header, rows):
+            console.print(grid(title, header, rows, right=numbers))
+            if header is short:
+                _legend(console)
+            return
+    # two tables: the districts, then their rows per table
+    first = [*head, "total", "inactive"]
+    console.print(grid(title, first, [a + c for a, c in zip(ids, ends, strict=True)], numbers))
+    per_table = ["district", *(ABBREVIATIONS[t] for t in DELETED_TABLES)]
+    split = [[a[0], *b] for a, b in zip(ids, counts, strict=True)]
+    if fits(console, per_table, split):
+        console.print(grid("Rows per table", per_table, split, right=numbers))
+        _legend(console)
+        return
+    long = [
+        [d["district_id"], t, f"{d['rows'].get(t, 0):,}"]
+        for d in plan["due"]
+        for t in DELETED_TABLES
+        if d["rows"].get(t, 0)
+    ]
+    console.print(grid("Rows per table", ["district", "table", "rows"], long, right=("rows",)))
+
+
+def render_plan(console: Console, plan: dict[str, Any]) -> None:
+    """The plan as rich tables: due, blocked, request issues, named but not due, totals."""
+    console.print(
+        f"Reset plan as of [bold]{plan['as_of']}[/bold], school year "
+        f"[bold]{plan['school_year']}[/bold]"
+    )
+    # wrapped between its parts (host=… port=… dbname=…), never inside one: a path stays whole
+    for line in textwrap.wrap(
+        f"Warehouse {plan['warehouse']}",
+        width=max(console.width, 20),
+        break_long_words=False,
+        break_on_hyphens=False,
+        subsequent_indent="  ",
+    ):
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
+    render_due(console, plan)
+    if plan["blocked"]:
+        print_fitted(
+            console,
+            f"Blocked: a CSM must act ({len(plan['blocked'])})",
+            ["district", "reset date", "reasons"],
+            [
+                [b["district_id"], b["effective_reset_date"], ", ".join(b["issues"])]
+                for b in plan["blocked"]
+            ],
+            wrap=("reasons",),
+        )
+    if plan["request_issues"]:
+        print_fitted(
+            console,
+            f"Request issues ({len(plan['request_issues'])})",
+            ["district", "reset date", "source", "issues"],
+            [
+                [
+                    r["district_id"],
+                    r["effective_reset_date"],
+                    r["date_source"],
+                    ", ".join(r["issues"]),
+                ]
+                for r in plan["request_issues"]
+            ],
+            wrap=("issues",),
+        )
+    if plan.get("not_due"):
+        print_fitted(
+            console,
+            "Named but not due",
+            ["district", "reason"],
+            [[n["district_id"], n["reason"]] for n in plan["not_due"]],
+            wrap=("reason",),
+        )
+    totals = plan["totals"]
+    summary = Table(title="Totals", title_justify="left")
+    summary.add_column("what", no_wrap=True)
+    summary.add_column("count", justify="right", no_wrap=True)
+    summary.add_row("districts due", f"{totals['districts']:,}")
+    summary.add_row("districts blocked", f"{totals['blocked']:,}")
+    for table in DELETED_TABLES:
+        summary.add_row(f"{table} rows to delete", f"{totals['rows_by_table'].get(table, 0):,}")
+    summary.add_row("rows to delete", f"{totals['rows']:,}")
+    console.print(summary)

@@ -1,0 +1,625 @@
+"""`eoy-reset run`: reset the due districts, each in one verified pass, resumable (SPEC §4-§6).
+
+Per district: `pause_syncs` commits on its own; then one transaction takes the snapshot from
+the statements that delete the rows (`jobs.reset.onepass`), verifies it, and records `export`,
+`verify`, `delete`, `check_retention` and `complete` in the ledger before it commits. Every
+step finds out from the warehouse and the ledger whether it was done already, so running the
+same command again finishes a run stopped anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from jobs.config import Settings, scrub
+from jobs.errors import EoyError
+from jobs.faults import fault_point
+from jobs.plan.approval import approval_detail as _approval_detail
+from jobs.plan.approval import load_approved_plan
+from jobs.reset.onepass import StepError, district_state, take_snapshot
+from jobs.reset.syncs import pause_syncs, reset_status, resume_syncs
+from jobs.reset.view import RunProgress, render_status, render_summary
+from jobs.snapshot.writer import MAIN, delta_number, settle_parts, settle_year
+from jobs.warehouse.connection import Warehouse, connect
+from jobs.warehouse.contract import DELETED_TABLES, RETAINED_TABLES
+from jobs.warehouse.ledger import (
+    all_delete_parts,
+    cycle_deletes,
+    fail_run,
+    get_run,
+    record_event,
+    record_events,
+    start_run,
+    update_run,
+    utcnow,
+)
+from jobs.warehouse.locks import command_lock, dbt_lock, release_district_lock, try_district_lock
+
+__all__ = [
+    "render_status",
+    "render_summary",
+    "reset_status",
+    "restore_district",
+    "resume_syncs",
+    "run_reset",
+]
+
+log = logging.getLogger("eoy_reset.runner")
+
+# The ledger steps of the one pass, in their order.
+PASS_STEPS = ("export", "verify", "delete")
+# A planned district runs only if its rows moved by at most this share since the plan.
+PLAN_TOLERANCE = 0.10
+
+
+def plan_tolerance() -> float:
+    """PLAN_TOLERANCE, or EOY_PLAN_TOLERANCE (a fraction: 0.05 is 5 %) when set."""
+    raw = os.environ.get("EOY_PLAN_TOLERANCE")
+    if not raw:
+        return PLAN_TOLERANCE
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise RunError(f"EOY_PLAN_TOLERANCE={raw!r} must be a fraction from 0 to 1, like 0.1")
+    return value
+
+
+class RunError(EoyError):
+    """The run cannot start; nothing was changed."""
+
+
+class StepFailed(EoyError):
+    """A district's step failed; the district stops there, the ledger has the reason."""
+
+    def __init__(self, step: str, message: str):
+        super().__init__(message)
+        self.step = step
+
+
+# ---------------------------------------------------------------------------------------
+# which districts
+# ---------------------------------------------------------------------------------------
+def _candidates(
+    wh: Warehouse, school_year: int, as_of: date, named: list[str] | None
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Due districts (or the named ones that can run) and, for named ones, why not."""
+    due = wh.query_dicts(
+        "select district_id, effective_reset_date, date_source, issues from eoy.due_districts "
+        "where school_year = %s order by district_id",
+        [school_year],
+    )
+    if not named:
+        return due, []
+    by_id = {d["district_id"]: d for d in due}
+    chosen: list[dict[str, Any]] = []
+    not_due: list[dict[str, str]] = []
+    _known(wh, named)
+    for district in dict.fromkeys(named):
+        if district in by_id:
+            chosen.append(by_id[district])
+            continue
+        rows = wh.query_dicts(
+            "select effective_reset_date, date_source, status, issues from eoy.reset_schedule "
+            "where district_id = %s and school_year = %s",
+            [district, school_year],
+        )
+        run = get_run(wh, district, school_year)
+        if not rows:
+            reason = f"no reset date for school year {school_year}"
+        elif rows[0]["status"] != "scheduled":
+            reason = f"blocked ({rows[0]['issues'] or 'conflicts_with_rostering'}): a CSM must act"
+        elif rows[0]["effective_reset_date"] > as_of:
+            reason = f"not due until {rows[0]['effective_reset_date']}"
+        elif run is not None and run["status"] == "completed":
+            reason = f"already reset (completed {run['finished_at']:%Y-%m-%d %H:%M} UTC)"
+        elif run is not None and run["status"] == "restored":
+            # restored districts wait until an operator names them: this is that operator
+            chosen.append({"district_id": district, **rows[0]})
+            continue
+        else:
+            reason = "not due"
+        not_due.append({"district_id": district, "reason": reason})
+    return chosen, not_due
+
+
+def shown(district_id: str, limit: int = 60) -> str:
+    """A district id for a one-line message: quoted, and cut when very long."""
+    text = repr(district_id[:limit])
+    return text + "…" if len(district_id) > limit else text
+
+
+def _known(wh: Warehouse, districts: list[str]) -> None:
+    marks = ", ".join(["%s"] * len(districts))
+    found = {
+        r[0]
+        for r in wh.query(
+            f"select district_id from app.districts where district_id in ({marks})", districts
+        )
+    }
+    for district in districts:
+        if district not in found:
+            raise RunError(f"unknown district {shown(district)}: it is not in app.districts")
+
+
+def _annotate(wh: Warehouse, school_year: int, candidates: list[dict[str, Any]]) -> None:
+    """Each candidate's live rows per table (dbt's reset_scope counted every due district in
+    one grouped pass per table), its run's status, and rows deleted so far in this cycle."""
+    live: dict[str, dict[str, int]] = {}
+    for district, table, n in wh.query(
+        "select district_id, table_name, row_count from eoy.reset_scope "
+        "where school_year = %s and action = 'delete'",
+        [school_year],
+    ):
+        live.setdefault(district, {})[table] = int(n)
+    runs = {
+        r["district_id"]: r
+        for r in wh.query_dicts(
+            "select district_id, status, rows_deleted from eoy_runner.reset_runs "
+            "where school_year = %s",
+            [school_year],
+        )
+    }
+    for cand in candidates:
+        counts = live.get(cand["district_id"], {})
+        cand["rows"] = {t: counts.get(t, 0) for t in DELETED_TABLES}
+        run = runs.get(cand["district_id"])
+        cand["resume"] = run["status"] if run else None
+        # a restored run starts a new cycle: nothing of it is deleted yet
+        done = run is not None and run["status"] != "restored"
+        cand["rows_done"] = int(run["rows_deleted"] or 0) if done and run else 0
+
+
+def _plan_guard(
+    plan_path: Path, school_year: int, candidates: list[dict[str, Any]], plan: dict[str, Any]
+) -> dict[str, str]:
+    """Districts the approved plan does not cover, with why."""
+    plan_year = plan.get("school_year")
+    if plan_year is not None and int(plan_year) != school_year:
+        raise RunError(
+            f"the plan {plan_path} is for school year {plan_year}, not {school_year}: "
+            "make a new plan with `eoy-reset plan --out`"
+        )
+    tolerance = plan_tolerance()
+    approved = {d["district_id"]: d for d in plan.get("due", [])}
+    refused: dict[str, str] = {}
+    for cand in candidates:
+        district = cand["district_id"]
+        entry = approved.get(district)
+        if entry is None:
+            refused[district] = "not in the approved plan"
+            continue
+        planned_rows = entry.get("rows") or {}
+        planned = sum(int(planned_rows.get(t, 0)) for t in DELETED_TABLES)
+        if not planned_rows:
+            planned = int(entry.get("rows_total", 0))
+        now = sum(cand["rows"].values()) + cand["rows_done"]
+        moved = abs(now - planned) / max(planned, 1)
+        if moved > tolerance:
+            refused[district] = (
+                f"rows moved {moved:.0%} since the plan ({planned:,} -> {now:,}), "
+                f"more than {tolerance:.0%}: make and approve a new plan"
+            )
+    return refused
+
+
+def _confirm(console: Console, candidates: list[dict[str, Any]]) -> None:
+    import typer
+
+    n = len(candidates)
+    rows = sum(sum(c["rows"].values()) for c in candidates)
+    console.print(
+        f"[bold]About to delete the student data of {n} district{'s' if n != 1 else ''} "
+        f"({rows:,} rows), after snapshotting it.[/]"
+    )
+    answer = typer.prompt(f"Type {n} to confirm", default="", show_default=False)
+    if answer.strip() != str(n):
+        raise RunError("confirmation did not match: nothing was deleted")
+
+
+# ---------------------------------------------------------------------------------------
+# the command
+# ---------------------------------------------------------------------------------------
+def run_reset(
+    settings: Settings,
+    as_of: date,
+    school_year: int | None = None,
+    districts: list[str] | None = None,
+    plan_path: Path | None = None,
+    yes: bool = False,
+    dry_run: bool = False,
+    workers: int = 1,
+    interactive: bool = False,
+    show_progress: bool = True,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Reset the due districts as of a day; one result per district, and the failed ids."""
+    from jobs.plan.dbt import build_reset_models
+
+    console = console or Console()
+    started = time.perf_counter()
+    if not (dry_run or plan_path or yes or interactive):
+        raise RunError("refusing to delete without --plan, --yes or a confirmation at a terminal")
+    _check_snapshot_root(settings)
+    if plan_path:  # made for this day and school year, checked before anything is built
+        from jobs.plan.preflight import plan_for_the_day
+
+        plan_for_the_day(plan_path, as_of, school_year)
+    with command_lock(settings):
+        # the plan as approved in the ledger, or a refusal before anything changes
+        plan, approval = load_approved_plan(settings, plan_path) if plan_path else ({}, None)
+        # other runners rebuild the same marts: read them before letting the next one build
+        with dbt_lock(settings), connect(settings) as wh:
+            if districts:
+                _known(wh, districts)
+            began = time.perf_counter()
+            year = build_reset_models(
+                settings, as_of, school_year, named_districts=districts, for_run=True
+            )
+            built = time.perf_counter() - began
+            candidates, not_due = _candidates(wh, year, as_of, districts)
+            _annotate(wh, year, candidates)
+            for cand in candidates:
+                cand["approval"] = approval
+            if not dry_run:
+                settle_year(wh, settings.snapshot_root, year)
+        refused = _plan_guard(plan_path, year, candidates, plan) if plan_path else {}
+        runnable = [c for c in candidates if c["district_id"] not in refused]
+        result: dict[str, Any] = {
+            "as_of": as_of.isoformat(),
+            "school_year": year,
+            "dry_run": dry_run,
+            "warehouse": settings.describe(),
+            "districts": [],
+            "not_due": not_due,
+            "failed": [],
+            "seconds_by_phase": {"build_models": round(built, 2)},
+            "approval": approval,
+        }
+        for district, reason in refused.items():
+            result["districts"].append(
+                {"district_id": district, "status": "refused", "error": reason, "rows_deleted": 0}
+            )
+        if dry_run:
+            for cand in runnable:
+                result["districts"].append(
+                    {
+                        "district_id": cand["district_id"],
+                        "status": "would_run",
+                        "effective_reset_date": str(cand["effective_reset_date"]),
+                        "rows": cand["rows"],
+                        "rows_deleted": 0,
+                        "resumes": cand["resume"],
+                    }
+                )
+            return _finish(result, started)
+        if runnable and not plan_path and not yes:
+            _confirm(console, runnable)
+        if settings.target == "duckdb" and workers > 1 and len(runnable) > 1:
+            Console(stderr=True).print("DuckDB allows one writer: districts run one at a time.")
+            workers = 1
+        began = time.perf_counter()
+        total_rows = sum(sum(c["rows"].values()) for c in runnable)
+        with (
+            RunProgress(show_progress, len(runnable), total_rows) as progress,
+            _Connections(settings) as connections,
+        ):
+            if workers <= 1 or len(runnable) <= 1:
+                outcomes = [_run_one(connections, c, year, progress) for c in runnable]
+            else:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    outcomes = list(
+                        pool.map(lambda c: _run_one(connections, c, year, progress), runnable)
+                    )
+        result["seconds_by_phase"]["districts"] = round(time.perf_counter() - began, 2)
+        for cand, outcome in zip(runnable, outcomes, strict=True):  # keys of the dry run
+            outcome.setdefault("effective_reset_date", str(cand["effective_reset_date"]))
+            outcome.setdefault("rows", cand["rows"])
+            outcome.setdefault("resumes", cand["resume"])
+        result["districts"].extend(outcomes)
+    return _finish(result, started)
+
+
+def _check_snapshot_root(settings: Settings) -> None:
+    """The snapshot root must be a folder, or a path one can be made at: refuse up front."""
+    root = Path(settings.snapshot_root)
+    probe = root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise RunError(
+            f"snapshot root {root} is not a folder ({probe} is a file): "
+            "point --snapshot-root or EOY_SNAPSHOT_ROOT at a folder; nothing was deleted"
+        )
+
+
+class _Connections:
+    """One warehouse connection per worker thread, kept for every district it resets."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._local = threading.local()
+        self._all: list[Warehouse] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> Warehouse:
+        wh: Warehouse | None = getattr(self._local, "wh", None)
+        if wh is None:
+            wh = connect(self.settings)
+            self._local.wh = wh
+            with self._lock:
+                self._all.append(wh)
+        return wh
+
+    def discard(self) -> None:
+        """Forget this thread's connection (it broke); the next district opens a new one."""
+        wh = getattr(self._local, "wh", None)
+        self._local.wh = None
+        if wh is not None:
+            with contextlib.suppress(Exception):
+                wh.close()
+
+    def __enter__(self) -> _Connections:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for wh in self._all:
+            with contextlib.suppress(Exception):
+                wh.close()
+
+
+def _finish(result: dict[str, Any], started: float) -> dict[str, Any]:
+    result["failed"] = [
+        d["district_id"] for d in result["districts"] if d["status"] in ("failed", "refused")
+    ]
+    counts: dict[str, int] = {}
+    for d in result["districts"]:
+        counts[d["status"]] = counts.get(d["status"], 0) + 1
+    result["totals"] = {
+        "districts": len(result["districts"]),
+        "by_status": counts,
+        "rows_deleted": sum(int(d.get("rows_deleted") or 0) for d in result["districts"]),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    return result
+
+
+# ---------------------------------------------------------------------------------------
+# one district
+# ---------------------------------------------------------------------------------------
+def _run_one(
+    connections: _Connections, cand: dict[str, Any], year: int, progress: RunProgress
+) -> dict[str, Any]:
+    settings = connections.settings
+    district = cand["district_id"]
+    began = time.perf_counter()
+    outcome: dict[str, Any] = {"district_id": district, "rows_deleted": 0}
+    wh: Warehouse | None = None
+    locked = False
+    progress.district_started(district, sum(cand["rows"].values()))
+    try:
+        wh = connections.get()
+        locked = try_district_lock(wh, district, year)
+        if not locked:
+            outcome.update(status="skipped", error="held by another runner")
+        else:
+            outcome.update(_steps(wh, settings, cand, year, progress))
+    except Exception as exc:
+        step = exc.step if isinstance(exc, StepFailed | StepError) else "run"
+        message = scrub(
+            str(exc) if isinstance(exc, StepFailed | StepError) else _one_line(exc),
+            settings.pg_dsn,
+        )
+        outcome.update(status="failed", step=step, error=message)
+        if locked:  # only the runner holding the district writes its ledger
+            wh = _record_failure(connections, wh, district, year, step, message)
+    finally:
+        if locked and wh is not None:
+            release_district_lock(wh, district, year)
+        progress.district_done(district)
+    outcome["seconds"] = round(time.perf_counter() - began, 2)
+    log.info("district %s: %s", district, outcome.get("status"))
+    return outcome
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    return text if isinstance(exc, EoyError) else f"{type(exc).__name__}: {text}"
+
+
+def _record_failure(
+    connections: _Connections,
+    wh: Warehouse | None,
+    district: str,
+    year: int,
+    step: str,
+    message: str,
+) -> Warehouse | None:
+    """Into the ledger; over a new connection (holding the district) when ours broke.
+    Returns the connection that still holds the district's lock, if any."""
+    if wh is not None:
+        try:
+            fail_run(wh, district, year, step, message)
+            return wh
+        except Exception:
+            connections.discard()
+    try:
+        with connect(connections.settings) as fresh:
+            if try_district_lock(fresh, district, year):
+                fail_run(fresh, district, year, step, message)
+                release_district_lock(fresh, district, year)
+    except Exception:
+        log.warning("district %s: could not record the failure in the ledger", district)
+    return None
+
+
+def _steps(
+    wh: Warehouse, settings: Settings, cand: dict[str, Any], year: int, progress: RunProgress
+) -> dict[str, Any]:
+    district = cand["district_id"]
+    run = get_run(wh, district, year)  # again, now that this runner holds the district
+    if run is not None and run["status"] == "completed":
+        return {"status": "skipped", "error": "already completed by another runner"}
+    if run is not None and run["status"] == "restored" and cand.get("resume") != "restored":
+        # an operator restored it after this run chose it: only naming it again resets it
+        return {
+            "status": "skipped",
+            "error": "restored by an operator during this run: name it with --district "
+            "to reset it again",
+        }
+
+    # pause_syncs: on its own commit, so no import starts while the rows are being taken
+    fault_point("before:pause_syncs")
+    with wh.transaction():
+        start_run(wh, district, year, cand["effective_reset_date"], run)
+        paused = {"syncs_paused": pause_syncs(wh, district)}
+        record_event(
+            wh, district, year, "pause_syncs", "completed", paused | _approval_detail(cand)
+        )
+    fault_point("after:pause_syncs")
+
+    deletes = cycle_deletes(wh, district, year) if run is not None else []
+    settle_parts(deletes)  # a part whose rename a kill interrupted goes in place first
+    if deletes and not sum(cand["rows"].values()):
+        return _finish_without_pass(wh, district, year, deletes)
+
+    if deletes:
+        part = f"delta-{1 + max(delta_number(p) for p in all_delete_parts(wh, district, year))}"
+    else:
+        part = MAIN
+    prior = sum(int(d.get("rows_total", 0)) for d in deletes)
+    parts = [*(d.get("part") for d in deletes), part]
+    verdict: dict[str, Any] = {}
+
+    def record(tx: Warehouse, detail: dict[str, Any]) -> None:
+        """The ledger's events of the pass, written in its transaction."""
+        fault_point("after:delete")
+        fault_point("before:check_retention")
+        rows_deleted = prior + int(detail["rows_total"])
+        left = {t: n for t, n in detail["remaining"].items() if n}
+        sha = detail["manifest_sha256"]
+        steps: list[tuple[str, str, dict[str, Any]]] = [
+            ("export", "completed", {"part": part, "rows": detail["rows"], "manifest_sha256": sha}),
+            ("verify", "completed", {"part": part, "manifest_sha256": sha}),
+            ("delete", "completed", detail),
+        ]
+        snapshot = {"snapshot_path": detail["path"], "manifest_sha256": detail["manifest_sha256"]}
+        values: dict[str, Any] = {"rows_deleted": rows_deleted}
+        if part == MAIN:
+            values.update(snapshot)
+        if left:
+            where = ", ".join(f"{t} {n}" for t, n in left.items())
+            error = (
+                f"{sum(left.values())} rows arrived after the snapshot ({where}): they stay; "
+                "run again to snapshot and delete them as a delta"
+            )
+            steps.append(("check_retention", "failed", {"error": error, "remaining": left}))
+            values.update(status="failed", finished_at=utcnow(), error=error)
+            verdict.update(status="failed", step="check_retention", error=error)
+        else:
+            retained = {t: detail["retained_before"][t] for t in RETAINED_TABLES}
+            steps.append(("check_retention", "completed", {"retained": retained, "remaining": 0}))
+            steps.append(("complete", "completed", {"rows_deleted": rows_deleted, "parts": parts}))
+            values.update(status="completed", finished_at=utcnow(), error=None)
+            verdict.update(status="completed", error=None)
+        fault_point("after:check_retention")
+        fault_point("before:complete")
+        record_events(tx, district, year, steps)
+        update_run(tx, district, year, **values)
+        verdict.update(rows_deleted=rows_deleted)
+
+    fault_point("before:export")
+    detail = take_snapshot(
+        wh,
+        settings,
+        district,
+        year,
+        part,
+        before_commit=record,
+        progress=lambda table, n: progress.table(district, "snapshot", table, n),
+        expected=cand["rows"],
+    )
+    fault_point("after:complete")
+    main = (
+        detail["path"]
+        if part == MAIN
+        else next((d.get("path") for d in deletes if d.get("part") == MAIN), None)
+    )
+    return {**verdict, "snapshot_path": main, "parts": parts}
+
+
+def _finish_without_pass(
+    wh: Warehouse, district: str, year: int, deletes: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Every row went in an earlier pass of this cycle: check and complete the district."""
+    state = district_state(wh, district, with_remaining=True)
+    left = {t: state[t][0] for t in DELETED_TABLES if state[t][0]}
+    if left:
+        total = sum(left.values())
+        where = ", ".join(f"{t} {n}" for t, n in left.items())
+        raise StepFailed(
+            "check_retention",
+            f"{total} rows arrived after the snapshot ({where}): they stay; "
+            "run again to snapshot and delete them as a delta",
+        )
+    before = deletes[-1].get("retained_before") or {}
+    gone = sorted(t for t in RETAINED_TABLES if t in before and state[t][0] < before[t][0])
+    if gone:
+        raise StepFailed(
+            "check_retention",
+            f"retained rows of the district are gone from {', '.join(gone)} since the delete",
+        )
+    rows_deleted = sum(int(d.get("rows_total", 0)) for d in deletes)
+    parts = [d.get("part") for d in deletes]
+    main = next((d for d in deletes if d.get("part") == MAIN), deletes[0])
+    with wh.transaction():
+        record_events(
+            wh,
+            district,
+            year,
+            [
+                *((step, "skipped", {"reason": "done already"}) for step in PASS_STEPS),
+                ("check_retention", "completed", {"retained": state, "remaining": 0}),
+                ("complete", "completed", {"rows_deleted": rows_deleted, "parts": parts}),
+            ],
+        )
+        update_run(
+            wh,
+            district,
+            year,
+            status="completed",
+            finished_at=utcnow(),
+            rows_deleted=rows_deleted,
+            snapshot_path=main.get("path"),
+            manifest_sha256=main.get("manifest_sha256"),
+            error=None,
+        )
+    return {
+        "status": "completed",
+        "rows_deleted": rows_deleted,
+        "snapshot_path": main.get("path"),
+        "parts": parts,
+        "error": None,
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# restore
+# ---------------------------------------------------------------------------------------
+def restore_district(settings: Settings, district_id: str, school_year: int) -> dict[str, Any]:
+    from jobs.reset.restore import restore
+
+    with command_lock(settings):
+        return restore(settings, district_id, school_year)

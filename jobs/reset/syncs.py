@@ -1,0 +1,166 @@
+"""Import syncs around a reset (SPEC §6: pause_syncs, resume_syncs) and the run status.
+
+Syncs are paused on the reset date, so no import brings last year's roster back, and resumed
+once rostering of the new school year has completed.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from jobs.config import Settings
+from jobs.warehouse.connection import Warehouse, connect
+from jobs.warehouse.ledger import record_event, utcnow
+from jobs.warehouse.locks import command_lock, release_district_lock, try_district_lock
+
+
+def pause_syncs(wh: Warehouse, district_id: str) -> int:
+    """Pause the district's active syncs (idempotent); how many were paused."""
+    paused = wh.execute(
+        "update app.import_syncs set status = 'paused', paused_at = %s "
+        "where district_id = %s and status = 'active'",
+        [utcnow(), district_id],
+    )
+    return max(paused, 0)
+
+
+def resume_syncs(settings: Settings) -> dict[str, Any]:
+    """Syncs back on for districts whose latest reset completed and whose next school year
+    has been rostered; every other district with paused syncs is listed as waiting, with why.
+
+    Only the latest reset of a district counts (SPEC §6): a completed reset of an earlier
+    year never lets a later reset's pause go while that reset is running, failed or restored.
+    """
+    resumed: list[str] = []
+    waiting: list[dict[str, Any]] = []
+    with command_lock(settings), connect(settings) as wh:
+        paused = [
+            r[0]
+            for r in wh.query(
+                "select distinct district_id from app.import_syncs where status = 'paused' "
+                "order by district_id"
+            )
+        ]
+        for district in paused:
+            latest = _latest_reset(wh, district)
+            if latest is None:
+                continue  # paused by hand, not by a reset: not ours to turn back on
+            year = int(latest[0])
+            if not try_district_lock(wh, district, year):
+                waiting.append(
+                    {
+                        "district_id": district,
+                        "school_year": year,
+                        "why": "being worked on by another eoy-reset process (a run, "
+                        "restore or roster import)",
+                    }
+                )
+                continue
+            try:
+                why = _resume_one(wh, district)
+            finally:
+                release_district_lock(wh, district, year)
+            if why is None:
+                resumed.append(district)
+            else:
+                waiting.append({"district_id": district, "school_year": why[0], "why": why[1]})
+    return {"resumed": resumed, "waiting": waiting}
+
+
+def _latest_reset(wh: Warehouse, district: str) -> tuple[int, str] | None:
+    """The district's reset of the highest school year in the ledger: (school_year, status)."""
+    rows = wh.query(
+        "select school_year, status from eoy_runner.reset_runs where district_id = %s "
+        "order by school_year desc limit 1",
+        [district],
+    )
+    return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+
+def _resume_one(wh: Warehouse, district: str) -> tuple[int, str] | None:
+    """Resume the district's syncs if its latest reset allows; else (school year, why not)."""
+    with wh.transaction():
+        latest = _latest_reset(wh, district)  # again, under the district's lock
+        if latest is None:
+            return None
+        year, status = latest
+        if status != "completed":
+            return year, (
+                f"its reset of school year {year} is {status}, not completed: "
+                "finish it (run the same command again) before syncs resume"
+            )
+        rostered = wh.scalar(
+            "select count(*) from app.rostering_runs where district_id = %s and school_year = %s",
+            [district, year + 1],
+        )
+        if not rostered:
+            return year, (
+                f"its reset of school year {year} completed; waiting for rostering of "
+                f"school year {year + 1} (a row in app.rostering_runs)"
+            )
+        n = wh.execute(
+            "update app.import_syncs set status = 'active', resumed_at = %s "
+            "where district_id = %s and status = 'paused'",
+            [utcnow(), district],
+        )
+        record_event(
+            wh,
+            district,
+            year,
+            "resume_syncs",
+            "completed",
+            {"syncs_resumed": n, "rostered_school_year": year + 1},
+        )
+    return None
+
+
+def reset_status(settings: Settings, school_year: int | None = None) -> dict[str, Any]:
+    """Per district of a school year (default: the latest in the ledger): the run's state."""
+    with connect(settings) as wh:
+        if school_year is None:
+            school_year = wh.scalar("select max(school_year) from eoy_runner.reset_runs")
+            school_year = int(school_year) if school_year is not None else date.today().year
+        runs = wh.query_dicts(
+            "select district_id, status, effective_reset_date, started_at, finished_at, "
+            "rows_deleted, snapshot_path, manifest_sha256, error from eoy_runner.reset_runs "
+            "where school_year = %s order by district_id",
+            [school_year],
+        )
+        last = {
+            r["district_id"]: r
+            for r in wh.query_dicts(
+                "select e.district_id, e.step, e.status from eoy_runner.reset_events e "
+                "join (select district_id, max(event_id) as event_id "
+                "from eoy_runner.reset_events where school_year = %s group by district_id) m "
+                "on m.event_id = e.event_id",
+                [school_year],
+            )
+        }
+        syncs = {
+            r["district_id"]: r
+            for r in wh.query_dicts(
+                "select district_id, count(*) as syncs, "
+                "sum(case when status = 'paused' then 1 else 0 end) as paused "
+                "from app.import_syncs group by district_id"
+            )
+        }
+    districts: list[dict[str, Any]] = []
+    for run in runs:
+        event = last.get(run["district_id"], {})
+        sync = syncs.get(run["district_id"], {})
+        districts.append(
+            {
+                **{
+                    k: (str(v) if k.endswith(("_at", "_date")) and v else v) for k, v in run.items()
+                },
+                "last_step": event.get("step"),
+                "last_step_status": event.get("status"),
+                "syncs_paused": int(sync.get("paused") or 0),
+                "syncs": int(sync.get("syncs") or 0),
+            }
+        )
+    by_status: dict[str, int] = {}
+    for d in districts:
+        by_status[d["status"]] = by_status.get(d["status"], 0) + 1
+    return {"school_year": school_year, "districts": districts, "by_status": by_status}

@@ -1,0 +1,7 @@
+"""The new school year's rostering: a OneRoster CSV export read, checked and loaded into schema
+app (SPEC §6, §8)."""
+
+from jobs.roster.check import read_roster
+from jobs.roster.load import import_oneroster
+
+__all__ = ["import_oneroster", "read_roster"]

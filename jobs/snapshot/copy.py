@@ -1,0 +1,216 @@
+"""The district's copy of its year (`export --district`): CSV or Parquet files with a README,
+zipped. Before the reset it comes from the warehouse read at one point in time
+(`jobs.snapshot.source`); after it, from the verified snapshot parts the ledger says were
+deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import zipfile
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from jobs.config import Settings
+from jobs.snapshot.fingerprint import arrow_schema, parquet_batches
+from jobs.snapshot.layout import (
+    FILE_MODE,
+    MANIFEST,
+    SnapshotError,
+    district_dir,
+    ensure_dir,
+    fsync_path,
+    safe_segment,
+)
+from jobs.snapshot.source import (
+    BATCH_ROWS,
+    ExportError,
+    Source,
+    consistent_view,
+    shaped,
+)
+from jobs.snapshot.verify import verify_deleted, verify_snapshot
+from jobs.snapshot.writer import settle_parts
+from jobs.warehouse.connection import connect
+from jobs.warehouse.contract import DELETED_TABLES, TABLES
+from jobs.warehouse.ledger import cycle_deletes
+
+
+def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: Path) -> None:
+    """Stream batches into a zstd Parquet file."""
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """0600, fsync, rename: a file appears under its final name only when complete."""
+    os.chmod(tmp, FILE_MODE)
+    fsync_path(tmp)
+    os.replace(tmp, final)
+
+
+# ---------------------------------------------------------------------------------------
+# a copy for the district
+# ---------------------------------------------------------------------------------------
+FORMATS = ("csv", "parquet")
+
+
+def _readme(district_id: str, school_year: int, source: str, fmt: str, rows: dict[str, int]) -> str:
+    lines = [
+        f"Student data of district {district_id}, school year {school_year - 1}-{school_year}.",
+        f"Made {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from the {source}, "
+        f"one {fmt} file per table{' with a header row' if fmt == 'csv' else ''}.",
+        "Times are UTC, written YYYY-MM-DD HH:MM:SS[.ffffff]; an empty cell is no value.",
+        "",
+        "Tables:",
+    ]
+    about = {
+        "students": "one row per student account",
+        "classrooms": "classes and their teacher",
+        "classroom_enrollments": "which student is in which class",
+        "assessments": "assessment results (scaled score)",
+        "progress": "lesson progress and scores",
+        "pathways": "learning pathways assigned to students",
+        "usage_sessions": "time spent in the programs (minutes)",
+    }
+    for table in DELETED_TABLES:
+        cols = ", ".join(TABLES[table].column_names)
+        lines.append(f"- {table}.{fmt} ({rows.get(table, 0):,} rows): {about[table]}.")
+        lines.append(f"  Columns: {cols}.")
+    return "\n".join(lines) + "\n"
+
+
+def _write_csv(
+    zf: zipfile.ZipFile, name: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch]
+) -> int:
+    rows = 0
+    options = pacsv.WriteOptions(quoting_style="needed")
+    with zf.open(name, "w", force_zip64=True) as fh:
+        writer = pacsv.CSVWriter(fh, schema, write_options=options)
+        for batch in batches:
+            writer.write_batch(batch)
+            rows += batch.num_rows
+        writer.close()
+    return rows
+
+
+def copy_path(out: Path, district_id: str, school_year: int, fmt: str) -> Path:
+    """Where the district's copy goes in the folder `out`."""
+    return Path(out) / f"{safe_segment(district_id)}_{int(school_year)}_{fmt.strip().lower()}.zip"
+
+
+def export_for_district(
+    settings: Settings, district_id: str, school_year: int, fmt: str, out: Path
+) -> dict[str, Any]:
+    """A zip of the district's student data (CSV or Parquet plus a README), for the district.
+
+    Before its reset, from the warehouse. After it, from the snapshot parts the ledger says
+    were deleted (the main snapshot and any delta), each verified and the very one deleted,
+    plus any rows the warehouse holds that no part has yet. A district whose rows are gone
+    without a reset in the ledger gets its main snapshot, verified.
+    """
+    fmt = (fmt or "").strip().lower()
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}: use csv or parquet")
+    out = Path(out)
+    with connect(settings) as wh:
+        if not wh.scalar(
+            "select count(*) from app.districts where district_id = %s", [district_id]
+        ):
+            raise ExportError(f"unknown district {district_id!r}: it is not in app.districts")
+        live = sum(
+            int(wh.scalar(f"select count(*) from app.{t} where district_id = %s", [district_id]))
+            for t in DELETED_TABLES
+        )
+        try:
+            done = cycle_deletes(wh, district_id, school_year)
+            settle_parts(done)
+            deleted = verify_deleted(done)
+        except SnapshotError as exc:
+            raise ExportError(f"district {district_id!r}: {exc}") from None
+        parts = [folder for folder, _ in deleted]
+        if not parts and not live:
+            parts = [_fallback_snapshot(settings, district_id, school_year)]
+        source = " and ".join(n for n, used in (("snapshot", parts), ("warehouse", live)) if used)
+        if not out.exists():  # an existing folder is the operator's: its mode stays
+            ensure_dir(out)
+        target = copy_path(out, district_id, school_year, fmt)
+        tmp = out / f".{target.name}.part"
+        rows: dict[str, int] = {}
+        try:
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                with ExitStack() as stack:
+                    view = stack.enter_context(consistent_view(wh, district_id)) if live else None
+                    for table in DELETED_TABLES:
+                        files = [folder / f"{table}.parquet" for folder in parts]
+                        rows[table] = _add_table(zf, fmt, table, files, view, out)
+                zf.writestr("README.txt", _readme(district_id, school_year, source, fmt, rows))
+            publish(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    return {
+        "path": str(target),
+        "source": source,
+        "format": fmt,
+        "parts": [str(p) for p in parts],
+        "tables": {t: {"rows": n, "file": f"{t}.{fmt}"} for t, n in rows.items()},
+    }
+
+
+def _fallback_snapshot(settings: Settings, district_id: str, school_year: int) -> Path:
+    snap = district_dir(settings.snapshot_root, school_year, district_id)
+    if not (snap / MANIFEST).is_file():
+        raise ExportError(
+            f"district {district_id!r} has no rows left in the warehouse and no complete "
+            f"snapshot for school year {school_year} at {snap}: nothing to export"
+        )
+    check = verify_snapshot(snap)
+    if not check["ok"]:
+        raise ExportError(
+            f"district {district_id!r} has no rows left in the warehouse and its "
+            f"snapshot for {school_year} at {snap} does not verify: "
+            f"{check['problems'][0]}"
+        )
+    return snap
+
+
+def _add_table(
+    zf: zipfile.ZipFile,
+    fmt: str,
+    table: str,
+    files: list[Path],
+    view: Source | None,
+    scratch: Path,
+) -> int:
+    """One table of the copy: the rows of the snapshot files, then the view's live rows."""
+    schema = arrow_schema(table, large_text=True)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for path in files:
+            yield from (b.cast(schema) for b in parquet_batches(path, BATCH_ROWS))
+        if view is not None:
+            yield from shaped(view.batches(table), table)
+
+    if fmt == "csv":
+        return _write_csv(zf, f"{table}.csv", schema, batches())
+    if len(files) == 1 and view is None:  # the snapshot file as it is
+        zf.write(files[0], f"{table}.parquet", compress_type=zipfile.ZIP_STORED)
+        return int(pq.ParquetFile(files[0]).metadata.num_rows)
+    part = scratch / f".{table}.{secrets.token_hex(4)}.parquet"
+    try:
+        write_parquet(batches(), schema, part)
+        os.chmod(part, FILE_MODE)
+        zf.write(part, f"{table}.parquet", compress_type=zipfile.ZIP_STORED)
+        return int(pq.ParquetFile(part).metadata.num_rows)
+    finally:
+        part.unlink(missing_ok=True)

@@ -1,0 +1,150 @@
+"""A district's rows as they leave the warehouse: the casting SELECT, batches in the contract's
+Arrow types, and every student table read at one point in time (`consistent_view`: one
+transaction, REPEATABLE READ on PostgreSQL, Arrow batches from DuckDB or ADBC's binary COPY)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from jobs.snapshot.fingerprint import (
+    arrow_schema,
+)
+from jobs.snapshot.layout import (
+    SnapshotError,
+)
+from jobs.warehouse.connection import DuckDBWarehouse, Warehouse, quote_ident
+from jobs.warehouse.contract import (
+    DATE,
+    FLOAT,
+    INT,
+    SQL_TYPES,
+    TABLES,
+    TEXT,
+    TIMESTAMP,
+)
+
+BATCH_ROWS = 128_000
+
+
+class ExportError(SnapshotError):
+    """An export could not be made; the message says why and what to do."""
+
+
+# ---------------------------------------------------------------------------------------
+# the rows, as they leave the warehouse
+# ---------------------------------------------------------------------------------------
+def columns_sql(table: str, target: str) -> str:
+    """The table's columns in contract order, cast to the contract types."""
+    types = SQL_TYPES[target]
+    return ", ".join(
+        f"cast({quote_ident(c)} as {types[kind]}) as {quote_ident(c)}"
+        for c, kind in TABLES[table].columns
+    )
+
+
+def pg_literal(value: str) -> str:
+    """A PostgreSQL string literal (the session has standard_conforming_strings on)."""
+    if "\x00" in value:
+        raise SnapshotError("a district id with a NUL character cannot exist in PostgreSQL")
+    return "'" + value.replace("'", "''") + "'"
+
+
+POLARS_TYPES: dict[str, Any] = {
+    TEXT: pl.String,
+    INT: pl.Int32,
+    FLOAT: pl.Float64,
+    DATE: pl.Date,
+    TIMESTAMP: pl.Datetime("us"),
+}
+
+
+def shaped(reader: Iterable[pa.RecordBatch], table: str) -> Iterator[pa.RecordBatch]:
+    """Batches in the contract's Arrow types; empty ones dropped.
+
+    A batch already of the contract types (what the casting SELECT usually gives) only has
+    its text widened to large strings, which Arrow does without copying the text; others are
+    cast by Polars."""
+    schema = arrow_schema(table, large_text=True)
+    plain = arrow_schema(table)
+    columns = TABLES[table].columns
+    for batch in reader:
+        if batch.num_rows == 0:
+            continue
+        if batch.schema.equals(plain) or batch.schema.equals(schema):
+            yield batch.cast(schema)
+            continue
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        frame = frame.select([pl.col(c).cast(POLARS_TYPES[kind]) for c, kind in columns])
+        out = frame.to_arrow()
+        yield from (out if out.schema == schema else out.cast(schema)).to_batches()
+
+
+# ---------------------------------------------------------------------------------------
+# reading one consistent view
+# ---------------------------------------------------------------------------------------
+def select_sql(table: str, target: str, placeholder: str = "%s") -> str:
+    """The district's rows of a table: columns in contract order, cast to contract types."""
+    types = SQL_TYPES[target]
+    cols = ", ".join(
+        f"cast({quote_ident(c)} as {types[kind]}) as {quote_ident(c)}"
+        for c, kind in TABLES[table].columns
+    )
+    return f"select {cols} from app.{quote_ident(table)} where district_id = {placeholder}"
+
+
+class Source:
+    """Record batches of each table of one district, all from one point in time."""
+
+    def __init__(self, wh: Warehouse, district_id: str, adbc_con: Any = None):
+        self.wh = wh
+        self.district_id = district_id
+        self.adbc_con = adbc_con
+
+    def batches(self, table: str) -> Iterator[pa.RecordBatch]:
+        if self.adbc_con is None:
+            assert isinstance(self.wh, DuckDBWarehouse)
+            rel = self.wh.con.sql(select_sql(table, "duckdb", "$1"), params=[self.district_id])
+            yield from rel.to_arrow_reader(BATCH_ROWS)
+            return
+        # A bound parameter makes ADBC fetch the whole result as one batch; a literal lets it
+        # stream through COPY. The cursor owns the stream: it lives until the last batch.
+        sql = select_sql(table, "postgres", pg_literal(self.district_id))
+        with self.adbc_con.cursor() as cur:
+            cur.adbc_statement.set_options(
+                **{"adbc.postgresql.batch_size_hint_bytes": str(16 * 1024 * 1024)}
+            )
+            cur.execute(sql)
+            yield from cur.fetch_record_batch()
+
+
+@contextmanager
+def consistent_view(wh: Warehouse, district_id: str) -> Iterator[Source]:
+    """One transaction for every table: REPEATABLE READ on PostgreSQL, a DuckDB transaction."""
+    if wh.target == "duckdb":
+        with wh.transaction():
+            yield Source(wh, district_id)
+        return
+    import adbc_driver_postgresql.dbapi as adbc
+
+    con = adbc.connect(wh.settings.pg_dsn or "")
+    try:
+        cur = con.cursor()
+        cur.execute("set transaction isolation level repeatable read, read only")
+        cur.execute("set local standard_conforming_strings = on")
+        cur.execute("select current_setting('transaction_isolation')")
+        level = cur.fetchall()[0][0]
+        cur.close()
+        if level != "repeatable read":
+            raise ExportError(f"PostgreSQL gave isolation {level!r}, not repeatable read")
+        yield Source(wh, district_id, con)
+    finally:
+        try:
+            con.rollback()
+        finally:
+            con.close()

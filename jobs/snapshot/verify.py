@@ -1,0 +1,254 @@
+"""`eoy-reset verify-snapshot`: re-read every file of a snapshot and check it (SPEC §7).
+
+Checks, each reported as "<table>: <reason>": the manifest is there, parses and was not
+edited (its digest); no file is missing or extra; every file's sha256, columns, row count,
+content fingerprint and key fingerprint agree with the manifest, whose fingerprint algorithms
+are this version's; with a warehouse, rows and fingerprints also agree with the district's
+live rows. Two threads share the work: the sha256 sums, then a table each.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from jobs.config import Settings
+from jobs.errors import first_line
+from jobs.snapshot.fingerprint import (
+    CONTENT_ALGORITHM,
+    KEY_ALGORITHM,
+    fingerprint_batches,
+    fingerprint_parquet,
+    scratch_duckdb,
+    sql_string,
+)
+from jobs.snapshot.layout import (
+    MANIFEST,
+    SnapshotError,
+    manifest_digest,
+    read_manifest,
+    sha256_file,
+)
+from jobs.snapshot.source import consistent_view, shaped
+from jobs.warehouse.connection import Warehouse, connect
+from jobs.warehouse.contract import DATE, DELETED_TABLES, FLOAT, INT, TABLES, TEXT, TIMESTAMP
+
+PARQUET_TYPES = {
+    TEXT: "VARCHAR",
+    INT: "INTEGER",
+    FLOAT: "DOUBLE",
+    DATE: "DATE",
+    TIMESTAMP: "TIMESTAMP",
+}
+ALGORITHMS = {"fingerprint": CONTENT_ALGORITHM, "key_fingerprint": KEY_ALGORITHM}
+
+
+def verify_snapshot(
+    directory: Path, settings: Settings | None = None, wh: Warehouse | None = None
+) -> dict[str, Any]:
+    """Check a snapshot folder; `ok` is False with one problem per failing check."""
+    directory = Path(directory)
+    result: dict[str, Any] = {
+        "ok": False,
+        "directory": str(directory),
+        "district_id": None,
+        "school_year": None,
+        "manifest_sha256": None,
+        "problems": [],
+        "tables": {},
+    }
+    problems: list[str] = result["problems"]
+    if not directory.is_dir():
+        problems.append(f"snapshot: no such folder {directory}")
+        return result
+    try:
+        manifest = read_manifest(directory)
+    except SnapshotError as exc:
+        problems.append(f"manifest: {exc}")
+        return result
+    result["district_id"] = manifest.get("district_id")
+    result["school_year"] = manifest.get("school_year")
+    result["manifest_sha256"] = sha256_file(directory / MANIFEST)
+    if manifest.get("manifest_digest") != manifest_digest(manifest):
+        problems.append("manifest: edited after it was written (its digest does not match)")
+    entries = manifest.get("tables")
+    if not isinstance(entries, dict):
+        problems.append("manifest: has no tables")
+        return result
+
+    for name in sorted(set(entries) - set(DELETED_TABLES)):
+        problems.append(f"{name}: not a snapshot table (manifest lists it)")
+    expected_files = {MANIFEST} | {f"{t}.parquet" for t in DELETED_TABLES}
+    for extra in sorted(p.name for p in directory.iterdir() if p.name not in expected_files):
+        problems.append(f"{extra}: extra file not in the manifest")
+
+    algorithms = manifest.get("algorithms")
+    if algorithms != ALGORITHMS:
+        problems.append(
+            f"manifest: fingerprints made with {algorithms!r}; this version checks {ALGORITHMS!r}"
+        )
+    present = [t for t in DELETED_TABLES if (directory / f"{t}.parquet").is_file()]
+    # sums first: a table's check waits for its sum, which is then already running or done
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        sums = {t: pool.submit(sha256_file, directory / f"{t}.parquet") for t in present}
+        checks = {
+            t: pool.submit(_check_table, directory, t, entries.get(t), sums.get(t))
+            for t in DELETED_TABLES
+        }
+        for table in DELETED_TABLES:
+            result["tables"][table], found = checks[table].result()
+            problems.extend(found)
+
+    if settings is not None or wh is not None:
+        _check_against_source(result, manifest, settings, wh)
+    result["ok"] = not problems
+    return result
+
+
+def verify_deleted(deletes: list[dict[str, Any]]) -> list[tuple[Path, dict[str, Any]]]:
+    """The snapshot folders of the ledger's committed deletes, with their manifests, each
+    verified and holding the very manifest that was deleted; SnapshotError otherwise."""
+    parts = []
+    for done in deletes:
+        folder = Path(done["path"])
+        check = verify_snapshot(folder)
+        if not check["ok"]:
+            raise SnapshotError(f"snapshot {folder} does not verify ({check['problems'][0]})")
+        if check["manifest_sha256"] != done.get("manifest_sha256"):
+            raise SnapshotError(
+                f"snapshot {folder} is not the one that was deleted (its manifest changed)"
+            )
+        parts.append((folder, read_manifest(folder)))
+    return parts
+
+
+def _check_table(
+    directory: Path, table: str, entry: Any, sha: Any
+) -> tuple[dict[str, Any], list[str]]:
+    """One table's file against its manifest entry: (what was found, problems)."""
+    problems: list[str] = []
+    info = _check_file(directory, table, entry, sha, problems)
+    info["ok"] = not problems
+    return info, problems
+
+
+def _check_file(
+    directory: Path, table: str, entry: Any, sha: Any, problems: list[str]
+) -> dict[str, Any]:
+    info: dict[str, Any] = {"rows": None, "ok": False}
+    path = directory / f"{table}.parquet"
+    if not isinstance(entry, dict):
+        problems.append(f"{table}: missing from the manifest")
+    if not path.is_file():
+        problems.append(f"{table}: file {path.name} is missing")
+        return info
+    if not isinstance(entry, dict):
+        return info
+    if entry.get("file") != path.name:
+        problems.append(f"{table}: manifest names file {entry.get('file')!r}, not {path.name}")
+    if sha is not None and sha.result() != entry.get("sha256"):
+        problems.append(f"{table}: sha256 of {path.name} does not match the manifest")
+    expected_cols = [{"name": c, "type": k} for c, k in TABLES[table].columns]
+    if entry.get("columns") != expected_cols:
+        problems.append(f"{table}: manifest columns differ from the contract")
+    con = scratch_duckdb()
+    try:
+        described = con.execute(
+            f"describe select * from read_parquet({sql_string(str(path))})"
+        ).fetchall()
+        actual = [(r[0], r[1]) for r in described]
+        wanted = [(c, PARQUET_TYPES[k]) for c, k in TABLES[table].columns]
+        if actual != wanted:
+            shown = ", ".join(f"{n} {t}" for n, t in actual)
+            problems.append(f"{table}: the file's columns ({shown}) are not the contract's")
+            return info
+        fp = fingerprint_parquet(table, path)
+    except (duckdb.Error, OSError, pa.ArrowException) as exc:
+        problems.append(f"{table}: unreadable Parquet (truncated or corrupted): {first_line(exc)}")
+        return info
+    finally:
+        con.close()
+    info.update(fp.as_dict())
+    for field, label in (
+        ("rows", "rows"),
+        ("fingerprint", "content fingerprint"),
+        ("key_fingerprint", "key fingerprint"),
+    ):
+        if entry.get(field) != info[field]:
+            problems.append(
+                f"{table}: {label} differ: the file has {info[field]}, "
+                f"the manifest says {entry.get(field)}"
+            )
+    return info
+
+
+def _check_against_source(
+    result: dict[str, Any],
+    manifest: dict[str, Any],
+    settings: Settings | None,
+    wh: Warehouse | None,
+) -> None:
+    own = wh is None
+    if wh is None:
+        assert settings is not None
+        wh = connect(settings)
+    problems: list[str] = result["problems"]
+    try:
+        district = str(manifest.get("district_id"))
+        stored = wh.scalar(
+            "select manifest_sha256 from eoy_runner.reset_runs "
+            "where district_id = %s and school_year = %s",
+            [district, manifest.get("school_year")],
+        )
+        if stored and stored != result["manifest_sha256"]:
+            problems.append("manifest: differs from the one recorded in the ledger")
+        with consistent_view(wh, district) as view:
+            for table in DELETED_TABLES:
+                fp = fingerprint_batches(table, shaped(view.batches(table), table))
+                entry = (manifest.get("tables") or {}).get(table) or {}
+                info = result["tables"].setdefault(table, {"rows": None, "ok": False})
+                info["source_rows"] = fp.rows
+                if fp.rows != entry.get("rows"):
+                    problems.append(
+                        f"{table}: the warehouse has {fp.rows} rows, the snapshot "
+                        f"{entry.get('rows')}"
+                    )
+                    info["ok"] = False
+                elif fp.content != entry.get("fingerprint"):
+                    problems.append(
+                        f"{table}: the warehouse rows differ from the snapshot's "
+                        "(content fingerprint)"
+                    )
+                    info["ok"] = False
+    finally:
+        if own:
+            wh.close()
+
+
+def render_verify(console: Console, result: dict[str, Any]) -> None:
+    title = (
+        f"Snapshot {result['directory']} (district {result['district_id']}, "
+        f"school year {result['school_year']})"
+    )
+    grid = RichTable(title=title, title_justify="left")
+    grid.add_column("table")
+    grid.add_column("rows", justify="right")
+    grid.add_column("check")
+    for table, info in result["tables"].items():
+        rows = info.get("rows")
+        grid.add_row(
+            table,
+            "-" if rows is None else f"{rows:,}",
+            "[green]ok[/]" if info.get("ok") else "[red]failed[/]",
+        )
+    console.print(grid)
+    for problem in result["problems"]:
+        console.print(f"[red]problem[/] {problem}", highlight=False)
+    if result["ok"]:
+        console.print("[green]Snapshot verified.[/]")

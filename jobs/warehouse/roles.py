@@ -1,0 +1,79 @@
+"""`eoy-reset init --roles`: least-privilege PostgreSQL roles, so a bug in our code cannot
+delete what the reset must keep (issue: reliability and security).
+
+- eoy_dbt      builds the models: reads app and eoy_runner, owns schemas eoy and eoy_audit.
+- eoy_runner   runs the reset: reads app; DELETE (and INSERT, for restore) only on the seven
+               student-data tables; UPDATE only of the sync status columns; owns eoy_runner.
+               It builds the models before a run, so it is also a member of eoy_dbt.
+- eoy_analyst  reads the audit views of eoy_audit and nothing in app.
+
+Roles are created with LOGIN and no password: set one (`alter role … password …`) or map
+them in pg_hba.conf as your site requires. Running init --roles again is safe.
+"""
+
+from __future__ import annotations
+
+from jobs.errors import EoyError
+from jobs.warehouse.connection import Warehouse
+from jobs.warehouse.contract import APP_TABLES, DELETED_TABLES
+
+ROLES = ("eoy_dbt", "eoy_runner", "eoy_analyst")
+SYNC_STATUS_COLUMNS = ("status", "paused_at", "resumed_at")
+
+
+class RolesError(EoyError):
+    pass
+
+
+def role_statements() -> list[str]:
+    app_tables = ", ".join(f"app.{t.name}" for t in APP_TABLES)
+    student_tables = ", ".join(f"app.{t}" for t in DELETED_TABLES)
+    sql = [
+        # roles are cluster-wide: create each only once
+        *(
+            f"do $$ begin if not exists (select 1 from pg_roles where rolname = '{r}') "
+            f"then create role {r} login; end if; end $$"
+            for r in ROLES
+        ),
+        "revoke all on schema app from public",
+        "revoke all on all tables in schema app from public",
+        # dbt: read the sources, own the schemas it builds into
+        "grant usage on schema app to eoy_dbt",
+        f"grant select on {app_tables} to eoy_dbt",
+        "grant usage on schema eoy_runner to eoy_dbt",
+        "grant select on all tables in schema eoy_runner to eoy_dbt",
+        "create schema if not exists eoy authorization eoy_dbt",
+        "create schema if not exists eoy_audit authorization eoy_dbt",
+        "alter schema eoy owner to eoy_dbt",
+        "alter schema eoy_audit owner to eoy_dbt",
+        # runner: read app, delete/insert student rows, flip sync status, own the ledger
+        "grant eoy_dbt to eoy_runner",
+        "grant usage on schema app to eoy_runner",
+        f"grant select on {app_tables} to eoy_runner",
+        f"grant delete, insert on {student_tables} to eoy_runner",
+        f"grant update ({', '.join(SYNC_STATUS_COLUMNS)}) on app.import_syncs to eoy_runner",
+        "alter schema eoy_runner owner to eoy_runner",
+        "grant usage on schema eoy_runner to eoy_runner",
+        *(
+            f"alter table eoy_runner.{t} owner to eoy_runner"
+            for t in ("reset_runs", "reset_events", "legal_holds", "plan_approvals")
+        ),
+        "alter sequence eoy_runner.reset_events_event_id_seq owner to eoy_runner",
+        # analyst: the audit views only (views run with their owner's rights, not the reader's)
+        "grant usage on schema eoy_audit to eoy_analyst",
+        "grant select on all tables in schema eoy_audit to eoy_analyst",
+        "alter default privileges for role eoy_dbt in schema eoy_audit "
+        "grant select on tables to eoy_analyst",
+        "alter default privileges for role eoy_dbt in schema eoy "
+        "grant select on tables to eoy_runner",
+    ]
+    return sql
+
+
+def create_roles(wh: Warehouse) -> list[str]:
+    if wh.target != "postgres":
+        raise RolesError("--roles needs --target postgres: DuckDB has no roles")
+    with wh.transaction():
+        for sql in role_statements():
+            wh.execute(sql)
+    return list(ROLES)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import duckdb
 import psycopg
 import pytest
 from hypothesis.configuration import set_hypothesis_home_dir
@@ -136,6 +137,7 @@ def _clean_env() -> Iterator[None]:
 # earlier test's, emptied of everything but dbt's parse (the models are still built, on the
 # test's own data, by whatever the test runs). Snapshots stay in the test's tmp_path.
 _SESSION = uuid.uuid4().hex[:8]
+# places of a test under way, and DuckDB places never to be used again in this process
 _PLACES_IN_USE: set[tuple[str, int]] = set()
 
 
@@ -145,6 +147,18 @@ def _take_place(target: str) -> int:
         n += 1
     _PLACES_IN_USE.add((target, n))
     return n
+
+
+def _still_open(path: Path) -> bool:
+    """Whether this process still holds the DuckDB database at path (a connection an earlier
+    test left open): DuckDB would give a new connection that database, deleted file or not.
+    A new database creates its file at once; one still open does not."""
+    duckdb.connect(str(path)).close()
+    if not path.exists():
+        return True
+    path.unlink()
+    path.with_name(path.name + ".wal").unlink(missing_ok=True)
+    return False
 
 
 def _empty_but_dbt_parse(folder: Path) -> None:
@@ -169,11 +183,15 @@ def make_settings(
     if own_place:
         folder, place = tmp_path, None
     else:
-        place = _take_place(target)
         root = request.getfixturevalue("tmp_path_factory").getbasetemp()
-        folder = root / "warehouses" / f"{target}-{place}"
-        folder.mkdir(parents=True, exist_ok=True)
-        _empty_but_dbt_parse(folder)
+        while True:
+            place = _take_place(target)
+            folder = root / "warehouses" / f"{target}-{place}"
+            folder.mkdir(parents=True, exist_ok=True)
+            _empty_but_dbt_parse(folder)
+            if target != "duckdb" or not _still_open(folder / "warehouse.duckdb"):
+                break
+            # left taken for good; the next place is tried
     try:
         if target == "duckdb":
             yield Settings(

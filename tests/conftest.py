@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import json
 import os
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -149,6 +150,19 @@ def _take_place(target: str) -> int:
     return n
 
 
+def _close_dbt_duckdb() -> None:
+    """dbt-duckdb keeps the database of its last build open in this process until the next
+    build: close it when a test is done, so that its place can be used again."""
+    connections = sys.modules.get("dbt.adapters.duckdb.connections")
+    if connections is None:
+        return
+    manager = connections.DuckDBConnectionManager
+    if manager._ENV is not None:
+        with contextlib.suppress(Exception):
+            manager._ENV.close()
+        manager.close_all_connections()
+
+
 def _still_open(path: Path) -> bool:
     """Whether this process still holds the DuckDB database at path (a connection an earlier
     test left open): DuckDB would give a new connection that database, deleted file or not.
@@ -214,6 +228,8 @@ def make_settings(
             drop_pg_database(base, dsn)
     finally:
         if place is not None:
+            if target == "duckdb":
+                _close_dbt_duckdb()
             _PLACES_IN_USE.discard((target, place))
 
 

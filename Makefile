@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test check lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,11 +17,19 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/eoy-reset demo
 
-# The default suite first, then the long crash matrix (marker `slow`); both must pass.
-# pytest exits 5 when it collects nothing; that is a failure here, not a pass.
+# Test processes (pytest-xdist workers): `make test PYTEST_WORKERS=4`, or 0 for one process.
+PYTEST_WORKERS ?= 2
+PYTEST := $(BIN)/pytest -q -n $(PYTEST_WORKERS)
+
+# Every test, the default suite and the long crash matrix (marker `slow`) in one run, the
+# crash matrix scheduled first so that no worker is left alone with it at the end.
+# pytest exits 5 when it collects nothing; make fails on it like on any other non-zero code.
 test: setup
-	$(BIN)/pytest -q -m "not slow"
-	$(BIN)/pytest -q -m slow
+	$(PYTEST)
+
+# Before a commit: lint, then the default suite (the crash matrix is left to `make test`).
+check: lint
+	$(PYTEST) -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check jobs tests bench

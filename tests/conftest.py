@@ -2,18 +2,29 @@
 PostgreSQL server (EOY_PG_DSN, or a throwaway server the session starts itself).
 
 Tests that take the `settings` or `wh` fixture run once per target.
+
+Under pytest-xdist (`make test`, `make check`) the workers share one throwaway server: the
+first worker that needs it starts it, the last one done with it stops it. Databases have
+random names; tests that change what the whole server shares (its roles, pg_hba.conf) take
+the `pg_server_wide` lock, and the tests of one module-scoped warehouse go to one worker.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import duckdb
 import psycopg
 import pytest
 from hypothesis.configuration import set_hypothesis_home_dir
@@ -38,12 +49,56 @@ def with_dbname(dsn: str, dbname: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, parts.fragment))
 
 
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes (xdist workers), held while the block runs."""
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def shared_server(root: Path) -> Iterator[str]:
+    """The throwaway server of every xdist worker of this run (root: the run's base temp).
+
+    A count of the workers using it sits beside it; the worker that brings it to zero stops
+    the server, and a worker that needs one after that starts it again."""
+    lock, state = root / "pg.lock", root / "pg.json"
+    with file_lock(lock):
+        if state.exists():
+            info = json.loads(state.read_text())
+        else:
+            server = ThrowawayPostgres().start()
+            info = {"root": str(server.root), "port": server.port, "users": 0}
+        info["users"] += 1
+        state.write_text(json.dumps(info))
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{info['port']}/postgres"
+    finally:
+        with file_lock(lock):
+            info = json.loads(state.read_text())
+            info["users"] -= 1
+            if info["users"]:
+                state.write_text(json.dumps(info))
+            else:
+                state.unlink()
+                ThrowawayPostgres.attach(Path(info["root"]), int(info["port"])).destroy()
+
+
 @pytest.fixture(scope="session")
-def pg_base_dsn() -> Iterator[str]:
+def pg_base_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A PostgreSQL server for the whole session; databases are made per test."""
     dsn = os.environ.get("EOY_PG_DSN")
     if dsn:
         yield dsn
+        return
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # each worker's base temp is a folder of the run's own base temp
+        with shared_server(tmp_path_factory.getbasetemp().parent) as shared:
+            yield shared
         return
     server = ThrowawayPostgres().start()
     try:
@@ -52,9 +107,12 @@ def pg_base_dsn() -> Iterator[str]:
         server.destroy()
 
 
-def create_pg_database(base_dsn: str) -> str:
-    name = f"eoy_test_{uuid.uuid4().hex[:12]}"
+def create_pg_database(base_dsn: str, name: str | None = None) -> str:
+    """A new, empty database (a random name unless given; one left by an earlier test of that
+    name is dropped first)."""
+    name = name or f"eoy_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(base_dsn, autocommit=True) as con:
+        con.execute(f"drop database if exists {name} with (force)")
         con.execute(f"create database {name}")
     return with_dbname(base_dsn, name)
 
@@ -77,26 +135,106 @@ def _clean_env() -> Iterator[None]:
     os.environ.update(saved)
 
 
-def make_settings(target: str, tmp_path, request: pytest.FixtureRequest) -> Iterator[Settings]:
-    snapshot_root = tmp_path / "snapshots"
-    if target == "duckdb":
-        yield Settings(
-            target="duckdb",
-            duckdb_path=tmp_path / "warehouse.duckdb",
-            snapshot_root=snapshot_root,
-        )
+# Where a test's warehouse lives. dbt keeps its parse of the project (target/
+# partial_parse.msgpack) per warehouse, valid only for the same DuckDB path or database name:
+# a warehouse at a new place costs a full parse (seconds) at its first dbt build. So a test's
+# warehouse takes a free place of this process's pool, the same path or database name as an
+# earlier test's, emptied of everything but dbt's parse (the models are still built, on the
+# test's own data, by whatever the test runs). Snapshots stay in the test's tmp_path.
+_SESSION = uuid.uuid4().hex[:8]
+# places of a test under way, and DuckDB places never to be used again in this process
+_PLACES_IN_USE: set[tuple[str, int]] = set()
+
+
+def _take_place(target: str) -> int:
+    n = 0
+    while (target, n) in _PLACES_IN_USE:
+        n += 1
+    _PLACES_IN_USE.add((target, n))
+    return n
+
+
+def _close_dbt_duckdb() -> None:
+    """dbt-duckdb keeps the database of its last build open in this process until the next
+    build: close it when a test is done, so that its place can be used again."""
+    connections = sys.modules.get("dbt.adapters.duckdb.connections")
+    if connections is None:
         return
-    base = request.getfixturevalue("pg_base_dsn")
-    dsn = create_pg_database(base)
+    manager = connections.DuckDBConnectionManager
+    if manager._ENV is not None:
+        with contextlib.suppress(Exception):
+            manager._ENV.close()
+        manager.close_all_connections()
+
+
+def _still_open(path: Path) -> bool:
+    """Whether this process still holds the DuckDB database at path (a connection an earlier
+    test left open): DuckDB would give a new connection that database, deleted file or not.
+    A new database creates its file at once; one still open does not."""
+    duckdb.connect(str(path)).close()
+    if not path.exists():
+        return True
+    path.unlink()
+    path.with_name(path.name + ".wal").unlink(missing_ok=True)
+    return False
+
+
+def _empty_but_dbt_parse(folder: Path) -> None:
+    """Remove everything in folder except dbt's parse cache of each warehouse."""
+    keep = {p.resolve() for p in folder.glob("dbt/*/target/partial_parse.msgpack")}
+    for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if path.resolve() in keep:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            if not any(path.iterdir()):
+                path.rmdir()
+        else:
+            path.unlink()
+
+
+def make_settings(
+    target: str, tmp_path: Path, request: pytest.FixtureRequest, own_place: bool = False
+) -> Iterator[Settings]:
+    """An empty warehouse of the target; own_place: in tmp_path with dbt's folders (for a
+    test that reads them all), not at a reused place of the pool."""
+    snapshot_root = tmp_path / "snapshots"
+    if own_place:
+        folder, place = tmp_path, None
+    else:
+        root = request.getfixturevalue("tmp_path_factory").getbasetemp()
+        while True:
+            place = _take_place(target)
+            folder = root / "warehouses" / f"{target}-{place}"
+            folder.mkdir(parents=True, exist_ok=True)
+            _empty_but_dbt_parse(folder)
+            if target != "duckdb" or not _still_open(folder / "warehouse.duckdb"):
+                break
+            # left taken for good; the next place is tried
     try:
-        yield Settings(
-            target="postgres",
-            pg_dsn=dsn,
-            snapshot_root=snapshot_root,
-            duckdb_path=tmp_path / "unused.duckdb",
-        )
+        if target == "duckdb":
+            yield Settings(
+                target="duckdb",
+                duckdb_path=folder / "warehouse.duckdb",
+                snapshot_root=snapshot_root,
+            )
+            return
+        base = request.getfixturevalue("pg_base_dsn")
+        name = None if place is None else f"eoy_test_{_SESSION}_{place}"
+        dsn = create_pg_database(base, name)
+        try:
+            yield Settings(
+                target="postgres",
+                pg_dsn=dsn,
+                snapshot_root=snapshot_root,
+                duckdb_path=folder / "unused.duckdb",
+            )
+        finally:
+            drop_pg_database(base, dsn)
     finally:
-        drop_pg_database(base, dsn)
+        if place is not None:
+            if target == "duckdb":
+                _close_dbt_duckdb()
+            _PLACES_IN_USE.discard((target, place))
 
 
 @pytest.fixture(params=TARGETS)
@@ -158,3 +296,58 @@ def rooted(settings: Settings, root_kind: str, request: pytest.FixtureRequest) -
     if root_kind == "folder":
         return settings
     return replace(settings, snapshot_root=request.getfixturevalue("s3_root"))
+
+
+@pytest.fixture(scope="session")
+def run_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder every xdist worker of this run shares (the run's base temp)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture
+def pg_server_wide(run_root: Path) -> Iterator[None]:
+    """Held by a test that changes what the whole PostgreSQL server shares, not one database
+    (the roles of `init --roles`, pg_hba.conf): no other such test runs meanwhile on
+    another xdist worker."""
+    with file_lock(run_root / "pg-server-wide.lock"):
+        yield
+
+
+# Modules whose tests share a module-scoped warehouse per target, built once: under xdist each
+# (module, target) goes to one worker whole, so it is built once, not once per worker.
+MODULE_WAREHOUSES = (
+    "tests/test_audit.py",
+    "tests/test_plan.py",
+    "tests/test_runner_property.py",
+    "tests/test_schedule.py",
+    "tests/test_schedule_property.py",
+)
+
+
+def work_unit(nodeid: str) -> str:
+    """The xdist work unit of a test: its module and target for MODULE_WAREHOUSES, else itself."""
+    module, _, rest = nodeid.partition("::")
+    if module not in MODULE_WAREHOUSES:
+        return nodeid
+    params = rest.partition("[")[2]
+    targets = [t for t in ("duckdb", "postgres") if t in params.replace("]", "-").split("-")]
+    return f"{module}::{','.join(targets)}"
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist load`, but by work_unit, in collection order (the crash matrix first)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkUnit(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    config.option.loadscopereorder = False
+    return ByWorkUnit(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # the long crash matrix first, so no worker is left alone with it at the end (a stable
+    # sort: every other test keeps its place)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -82,7 +82,7 @@ def test_the_profile_reads_only_the_split_variables() -> None:
 # on the test server: a role whose password must be sent right
 # ---------------------------------------------------------------------------------------
 @pytest.fixture
-def password_role(settings: Settings) -> Iterator[str]:
+def password_role(settings: Settings, pg_server_wide: None) -> Iterator[str]:
     """A superuser role that only logs in with PASSWORD (scram), whatever the server's default.
 
     The test server trusts everyone; a line at the top of pg_hba.conf makes this role's

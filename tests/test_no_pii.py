@@ -14,19 +14,29 @@ import email
 import email.policy
 import html
 import json
+from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
+
+import pytest
 
 from jobs.config import Settings
 from jobs.plan.dbt import dbt_work_dir
 from jobs.snapshot.layout import district_dir
 from jobs.synthetic.generate import generate_districts
 from jobs.warehouse.connection import Warehouse, connect
+from tests.conftest import make_settings
 from tests.crash_helpers import run_cli
 from tests.smtp_server import local_smtp
 
 AS_OF = "2023-07-28"
 YEAR = 2023
+
+
+@pytest.fixture
+def settings(target: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """The warehouse, and so dbt's logs/ and target/, in tmp_path: every file there is scanned."""
+    yield from make_settings(target, tmp_path, request, own_place=True)
 
 
 def eoy(settings: Settings, *args: str, ok: bool = True) -> str:

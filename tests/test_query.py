@@ -81,7 +81,9 @@ def as_role(dsn: str, role: str) -> psycopg.Connection[Any]:
 
 
 @pytest.mark.parametrize("target", ["postgres"], indirect=True)
-def test_the_analyst_role_runs_every_compiled_analysis(reset: Settings) -> None:
+def test_the_analyst_role_runs_every_compiled_analysis(
+    reset: Settings, pg_server_wide: None
+) -> None:
     expected = {name: answer(reset, name) for name in analyses()}
     roles = eoy(reset, ["init", "--roles"])
     assert roles.returncode == 0, roles.stderr

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from jobs.config import Settings
 from jobs.report.html import QUERIES, SECTIONS, render_report, write_report
 from jobs.warehouse.connection import Warehouse
 from tests.audit_scenario import AS_OF, OVERDUE, script_reset
+from tests.conftest import file_lock
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -41,13 +43,15 @@ def apt_get(*args: str) -> bool:
 @pytest.fixture(scope="session")
 def chromium() -> Path:
     """Debian's chromium, installed when missing; a failed install fails the test."""
-    if not CHROMIUM.exists():
-        if shutil.which("apt-get") is None or os.geteuid() != 0:
-            pytest.fail("chromium is missing and cannot be installed: run as root on Debian")
-        if not apt_get("install", "-y", "chromium"):
-            apt_get("update")
+    # one installer at a time: the xdist workers (and other test runs) share apt's lock
+    with file_lock(Path(tempfile.gettempdir()) / "eoy-reset-chromium.lock"):
+        if not CHROMIUM.exists():
+            if shutil.which("apt-get") is None or os.geteuid() != 0:
+                pytest.fail("chromium is missing and cannot be installed: run as root on Debian")
             if not apt_get("install", "-y", "chromium"):
-                pytest.fail("apt-get install -y chromium failed")
+                apt_get("update")
+                if not apt_get("install", "-y", "chromium"):
+                    pytest.fail("apt-get install -y chromium failed")
     assert CHROMIUM.exists(), "chromium was installed but /usr/bin/chromium is missing"
     return CHROMIUM
 

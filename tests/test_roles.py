@@ -28,7 +28,8 @@ def as_role(dsn: str, role: str) -> psycopg.Connection:
 
 
 @pytest.fixture
-def roles_wh(wh: Warehouse) -> Warehouse:
+def roles_wh(wh: Warehouse, pg_server_wide: None) -> Warehouse:
+    """The roles are the server's: no other test creates them meanwhile (pg_server_wide)."""
     wh.execute("insert into app.districts values ('d1', 'North', 'TX')")
     wh.execute("insert into app.schools values ('s1', 'd1', 'North High')")
     wh.execute(

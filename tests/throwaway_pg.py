@@ -37,18 +37,23 @@ def _free_port() -> int:
 
 
 class ThrowawayPostgres:
-    def __init__(self) -> None:
+    def __init__(self, root: Path | None = None, port: int | None = None) -> None:
         self.bin = _bin_dir()
-        self.root = Path(tempfile.mkdtemp(prefix="eoy-pg-"))
+        self.root = root or Path(tempfile.mkdtemp(prefix="eoy-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
-        self.port = _free_port()
+        self.port = port or _free_port()
         self._as_user: list[str] = []
         if os.geteuid() == 0:
             user = pwd.getpwnam("postgres")
             os.chmod(self.root, 0o755)
             os.chown(self.root, user.pw_uid, user.pw_gid)
             self._as_user = ["runuser", "-u", "postgres", "--"]
+
+    @classmethod
+    def attach(cls, root: Path, port: int) -> ThrowawayPostgres:
+        """The server another process started in `root` on `port` (to stop it)."""
+        return cls(root, port)
 
     def _run(self, *args: str) -> None:
         subprocess.run(

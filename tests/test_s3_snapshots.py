@@ -25,7 +25,7 @@ from jobs.snapshot.store import S3Store, open_store
 from jobs.snapshot.verify import verify_snapshot
 from jobs.synthetic.generate import generate_districts
 from jobs.warehouse.connection import Warehouse, connect
-from jobs.warehouse.contract import DELETED_TABLES
+from jobs.warehouse.contract import DELETED_TABLES, STEPS
 from tests import operator_data as od
 from tests.crash_helpers import RUN, cli_env
 from tests.operator_data import eoy, one_line
@@ -385,30 +385,67 @@ def test_a_kill_mid_upload_and_after_the_commit_then_a_rerun(
         assert all(r in after[table] for r in mine), table
 
 
-@pytest.mark.parametrize("point", ["export:students", "commit:delete"])
-def test_a_kill_with_the_transaction_open_then_a_rerun(s3: Settings, point: str) -> None:
-    """The other inner crash points on a bucket: a table uploaded and its rows taken, and every
-    file uploaded and verified with the commit not yet made. Nothing is deleted, nothing passes
-    for complete, and the rerun ends with every due district reset and verified."""
+# every crash point of the matrix but the two above, on a bucket: the step edges of the ledger
+# (slow, as the matrix is) and the two other points inside the transaction
+STEP_POINTS = [f"{edge}:{step}" for step in STEPS for edge in ("before", "after")]
+CRASH_POINTS = [pytest.param(p, marks=pytest.mark.slow) for p in STEP_POINTS] + [
+    "export:students",
+    "commit:delete",
+]
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_a_kill_at_each_crash_point_then_a_rerun(s3: Settings, point: str) -> None:
+    """Killed at a crash point, the run leaves in the bucket nothing that passes for complete
+    but a committed district's verified snapshot, and deletes nothing it has not committed;
+    the rerun ends with every due district reset once, its snapshot verified from the bucket
+    and the very one the ledger recorded."""
     od.fresh(s3)
     with connect(s3) as wh:
         before = dump_app(wh, ignore_sync_state=True)
     store = open_store(s3)
 
     killed = eoy(s3, RUN_DAY, EOY_FAULT=point)
-    assert killed.returncode == -9, killed.stderr
-    assert store.snapshots() == []
+    assert killed.returncode == -9, f"{point} was never reached: {killed.stderr}"
     with connect(s3) as wh:
-        assert dump_app(wh, ignore_sync_state=True) == before
+        committed = {
+            d
+            for (d,) in wh.query(
+                "select distinct district_id from eoy_runner.reset_events "
+                "where step = 'delete' and status = 'completed'"
+            )
+        }
+        for district in RESET:
+            if district not in committed:  # its rows untouched
+                for table in DELETED_TABLES:
+                    mine = sorted(r for r in before[table] if district in r)
+                    now = dump_app(wh, ignore_sync_state=True)[table]
+                    assert mine == sorted(r for r in now if district in r), (district, table)
+    for location in store.snapshots():
+        assert any(location == store.location(od.YEAR, d) for d in committed), location
+        assert verify_snapshot(location)["ok"]
 
     again = eoy(s3, RUN_DAY)
     assert again.returncode == 0, again.stderr
     assert store.snapshots() == sorted(store.location(od.YEAR, d) for d in RESET)
     with connect(s3) as wh:
+        runs = dict(wh.query("select district_id, status from eoy_runner.reset_runs"))
         for district in RESET:
             assert student_rows(wh, district) == 0
+            sha = wh.scalar(
+                "select manifest_sha256 from eoy_runner.reset_runs where district_id = %s",
+                [district],
+            )
             check = verify_snapshot(store.location(od.YEAR, district))
             assert check["ok"], check["problems"]
+            assert check["manifest_sha256"] == sha
+            deletes = wh.scalar(
+                "select count(*) from eoy_runner.reset_events "
+                "where district_id = %s and step = 'delete' and status = 'completed'",
+                [district],
+            )
+            assert deletes == 1, district
+    assert runs == dict.fromkeys(RESET, "completed")
 
 
 # ---------------------------------------------------------------------------------------

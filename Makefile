@@ -40,4 +40,4 @@ bench: setup
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf .eoy target logs snapshots .pytest_cache .hypothesis
+	rm -rf .eoy target logs snapshots .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -26,7 +26,7 @@ from typing import Any
 
 from jobs.config import Settings
 from jobs.errors import EoyError
-from jobs.plan.dbt import PolicyError, policy_years, run_dbt
+from jobs.plan.dbt import PolicyError, build_models, policy_years
 from jobs.snapshot.layout import safe_segment
 from jobs.snapshot.store import is_object_root
 from jobs.warehouse import Warehouse, connect
@@ -148,17 +148,9 @@ def build_notice_models(settings: Settings, as_of: date, year: int) -> None:
     from jobs.output import phase
 
     with phase(f"building the notice models as of {as_of.isoformat()}…"):
-        run_dbt(
+        build_models(
             settings,
-            [
-                "build",
-                "--select",
-                *NOTICE_SELECTION,
-                "--exclude-resource-type",
-                "test",
-                "--exclude-resource-type",
-                "unit_test",
-            ],
+            [*NOTICE_SELECTION],
             parameters={"EOY_AS_OF_DATE": as_of.isoformat(), "EOY_SCHOOL_YEAR": str(year)},
         )
 

@@ -123,6 +123,19 @@ def run_dbt(
     raise DbtError(f"dbt {args[0]} failed: {said}")
 
 
+def build_models(
+    settings: Settings,
+    selection: list[str],
+    vars: dict[str, Any] | None = None,
+    parameters: dict[str, str] | None = None,
+) -> Any:
+    """`dbt build` of the selected models only: their data tests are the analytics engineer's
+    `dbt build`, not a command's."""
+    args = ["build", "--select", *selection]
+    args += ["--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
+    return run_dbt(settings, args, vars=vars, parameters=parameters)
+
+
 def _first_error(text: str) -> str:
     """The first line of a dbt message that says what is wrong."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
@@ -185,17 +198,9 @@ def _build_reset(
     named_districts: list[str] | None,
     for_run: bool,
 ) -> None:
-    run_dbt(
+    build_models(
         settings,
-        [
-            "build",
-            "--select",
-            *(RUN_SELECTION if for_run else RESET_SELECTION),
-            "--exclude-resource-type",
-            "test",
-            "--exclude-resource-type",
-            "unit_test",
-        ],
+        [*(RUN_SELECTION if for_run else RESET_SELECTION)],
         parameters={
             "EOY_AS_OF_DATE": as_of.isoformat(),
             "EOY_SCHOOL_YEAR": str(year),

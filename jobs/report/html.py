@@ -19,7 +19,7 @@ from typing import Any
 from jobs import __version__
 from jobs.config import Settings
 from jobs.errors import EoyError
-from jobs.plan.dbt import PolicyError, policy_years, run_dbt
+from jobs.plan.dbt import PolicyError, build_models, policy_years
 from jobs.warehouse.connection import Warehouse, connect
 
 AUDIT_SELECTION = ["+path:models/marts/audit"]
@@ -108,17 +108,9 @@ def build_audit_models(settings: Settings, as_of: date, school_year: int) -> Non
 
 
 def _build_audit(settings: Settings, as_of: date, school_year: int) -> None:
-    run_dbt(
+    build_models(
         settings,
-        [
-            "build",
-            "--select",
-            *AUDIT_SELECTION,
-            "--exclude-resource-type",
-            "test",
-            "--exclude-resource-type",
-            "unit_test",
-        ],
+        [*AUDIT_SELECTION],
         vars={"as_of_date": as_of.isoformat(), "school_year": school_year},
     )
 

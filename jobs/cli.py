@@ -964,8 +964,14 @@ def _fail(message: str, code: int) -> None:
 
 
 def main() -> None:
+    """One command, from sys.argv and the environment as they are now."""
     from jobs.faults import ignored_switches_warning
+    from jobs.output import new_command
 
+    global console, err_console
+    # the consoles take their width (COLUMNS) and colours from the environment of this command
+    console, err_console = Console(), Console(stderr=True)
+    new_command()
     warning = ignored_switches_warning()
     if warning:
         print(warning, file=sys.stderr)

@@ -43,6 +43,11 @@ def already_emitted() -> bool:
     return _state["emitted"]
 
 
+def new_command() -> None:
+    """A command begins: nothing of it has been written yet."""
+    _state["emitted"] = False
+
+
 # ---------------------------------------------------------------------------------------
 # values
 # ---------------------------------------------------------------------------------------

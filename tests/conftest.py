@@ -15,7 +15,6 @@ import contextlib
 import fcntl
 import json
 import os
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from jobs.config import Settings
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.schema import init_warehouse
+from tests.in_process import close_dbt_duckdb
 from tests.s3_server import ThrowawayS3, aws_env, checking_credentials
 from tests.throwaway_pg import ThrowawayPostgres
 
@@ -154,19 +154,6 @@ def _take_place(target: str) -> int:
     return n
 
 
-def _close_dbt_duckdb() -> None:
-    """dbt-duckdb keeps the database of its last build open in this process until the next
-    build: close it when a test is done, so that its place can be used again."""
-    connections = sys.modules.get("dbt.adapters.duckdb.connections")
-    if connections is None:
-        return
-    manager = connections.DuckDBConnectionManager
-    if manager._ENV is not None:
-        with contextlib.suppress(Exception):
-            manager._ENV.close()
-        manager.close_all_connections()
-
-
 def _still_open(path: Path) -> bool:
     """Whether this process still holds the DuckDB database at path (a connection an earlier
     test left open): DuckDB would give a new connection that database, deleted file or not.
@@ -233,7 +220,7 @@ def make_settings(
     finally:
         if place is not None:
             if target == "duckdb":
-                _close_dbt_duckdb()
+                close_dbt_duckdb()
             _PLACES_IN_USE.discard((target, place))
 
 

@@ -28,6 +28,7 @@ from jobs.warehouse.connection import connect
 from jobs.warehouse.contract import DELETED_TABLES
 from jobs.warehouse.schema import init_warehouse
 from tests.conftest import with_dbname
+from tests.in_process import run_in_process
 from tests.runner_helpers import dump_app, parquet_rows
 
 AS_OF = date(2023, 7, 28)
@@ -77,9 +78,13 @@ def start_cli(
 def run_cli(
     settings: Settings, args: list[str] | None = None, **extra: str
 ) -> subprocess.CompletedProcess[str]:
-    proc = start_cli(settings, args, **extra)
-    out, err = proc.communicate(timeout=600)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    """`eoy-reset <args>` to its end: in this process, or, when a fault or pause is asked
+    for (the command kills itself or waits to be killed), as a subprocess."""
+    if "EOY_FAULT" in extra or "EOY_PAUSE" in extra:
+        proc = start_cli(settings, args, **extra)
+        out, err = proc.communicate(timeout=600)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return run_in_process(args or RUN, cli_env(settings, **extra), PROJECT_DIR)
 
 
 def fresh(settings: Settings) -> None:

@@ -19,6 +19,7 @@ from jobs.config import PROJECT_DIR, Settings
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.schema import init_warehouse
 from tests.crash_helpers import cli_env
+from tests.in_process import run_in_process
 from tests.reset_data import insert_rows, request
 from tests.runner_helpers import small_district
 
@@ -55,10 +56,12 @@ def eoy(
     cwd: Path = PROJECT_DIR,
     **env: str,
 ) -> subprocess.CompletedProcess[str]:
-    """`eoy-reset <args>` with stdin not a terminal, or, given `answer`, a terminal that
-    types it."""
+    """`eoy-reset <args>` with stdin not a terminal (in this process unless a fault or pause
+    is asked for), or, given `answer`, in a terminal that types it."""
     cmd = [sys.executable, "-m", "jobs", *args]
     environ = cli_env(settings, **env)
+    if answer is None and "EOY_FAULT" not in env and "EOY_PAUSE" not in env:
+        return run_in_process(args, environ, cwd)
     if answer is None:
         return subprocess.run(
             cmd,

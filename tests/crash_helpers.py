@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from datetime import date
@@ -27,7 +26,9 @@ from jobs.synthetic.generate import generate_districts
 from jobs.warehouse.connection import connect
 from jobs.warehouse.contract import DELETED_TABLES
 from jobs.warehouse.schema import init_warehouse
+from tests import fork_server
 from tests.conftest import with_dbname
+from tests.fork_server import Forked
 from tests.in_process import run_in_process
 from tests.runner_helpers import dump_app, parquet_rows
 
@@ -61,18 +62,9 @@ def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_cli(
-    settings: Settings, args: list[str] | None = None, **extra: str
-) -> subprocess.Popen[str]:
-    """`eoy-reset <args>` (default: run --yes --json) in the background."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "jobs", *(args or RUN)],
-        cwd=PROJECT_DIR,
-        env=cli_env(settings, **extra),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def start_cli(settings: Settings, args: list[str] | None = None, **extra: str) -> Forked:
+    """`eoy-reset <args>` (default: run --yes --json) in the background, a process of its own."""
+    return fork_server.start(args or RUN, cli_env(settings, **extra), PROJECT_DIR)
 
 
 def run_cli(

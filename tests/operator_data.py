@@ -18,6 +18,7 @@ from pathlib import Path
 from jobs.config import PROJECT_DIR, Settings
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.schema import init_warehouse
+from tests import fork_server
 from tests.crash_helpers import cli_env
 from tests.in_process import run_in_process
 from tests.reset_data import insert_rows, request
@@ -63,15 +64,9 @@ def eoy(
     if answer is None and "EOY_FAULT" not in env and "EOY_PAUSE" not in env:
         return run_in_process(args, environ, cwd)
     if answer is None:
-        return subprocess.run(
-            cmd,
-            cwd=cwd,
-            env=environ,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        forked = fork_server.start(args, environ, cwd)
+        out, err = forked.communicate(timeout=600)
+        return subprocess.CompletedProcess(forked.args, forked.wait(), out, err)
     master, slave = pty.openpty()
     try:
         proc = subprocess.Popen(

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -26,8 +24,10 @@ from jobs.snapshot.verify import verify_snapshot
 from jobs.synthetic.generate import generate_districts
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.contract import DELETED_TABLES, STEPS
+from tests import fork_server
 from tests import operator_data as od
 from tests.crash_helpers import RUN, cli_env
+from tests.fork_server import Forked
 from tests.operator_data import eoy, one_line
 from tests.runner_helpers import dump_app, expected_due, student_rows
 from tests.s3_server import ThrowawayS3, aws_env, free_port
@@ -451,19 +451,13 @@ def test_a_kill_at_each_crash_point_then_a_rerun(s3: Settings, point: str) -> No
 # ---------------------------------------------------------------------------------------
 # runners on two hosts: one PostgreSQL warehouse, one bucket
 # ---------------------------------------------------------------------------------------
-def host(settings: Settings, folder: Path, args: list[str], **extra: str) -> subprocess.Popen[str]:
-    """`eoy-reset` as another host would run it: its own working folder and home."""
+def host(settings: Settings, folder: Path, args: list[str], **extra: str) -> Forked:
+    """`eoy-reset` as another host would run it: a process of its own, with its own working
+    folder and home."""
     home = folder / "home"
     home.mkdir(parents=True, exist_ok=True)
     env = {**cli_env(settings, **extra), "HOME": str(home), "PYTHONPATH": str(PROJECT_DIR)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "jobs", *args],
-        cwd=folder,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return fork_server.start(args, env, folder)
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,10 @@ RUN_SELECTION = ["reset_policy", "+due_districts", "+reset_scope"]
 # --vars makes dbt parse the whole project again (seconds), a changed variable does not.
 PARAMETERS = ("EOY_AS_OF_DATE", "EOY_SCHOOL_YEAR", "EOY_NAMED_DISTRICTS")
 
+# What the commands run: none of them reads manifest.json or run_results.json, which dbt
+# would otherwise serialise (the whole manifest) on every invocation. `docs generate` keeps
+# them: they are its output.
+_NO_JSON_ARTIFACTS = {"build", "compile", "run", "seed"}
 # dbt's in-process runner and os.environ are process-wide: one invocation at a time.
 _LOCK = threading.Lock()
 # Lines of a dbt error that only say where it happened, not what went wrong.
@@ -104,6 +108,8 @@ def run_dbt(
         "--no-send-anonymous-usage-stats",
         "--no-version-check",
     ]
+    if args[0] in _NO_JSON_ARTIFACTS:
+        command.append("--no-write-json")
     if vars:
         command += ["--vars", json.dumps(vars, default=str)]
     env = {

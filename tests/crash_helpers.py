@@ -71,7 +71,7 @@ def run_cli(
     settings: Settings, args: list[str] | None = None, **extra: str
 ) -> subprocess.CompletedProcess[str]:
     """`eoy-reset <args>` to its end: in this process, or, when a fault or pause is asked
-    for (the command kills itself or waits to be killed), as a subprocess."""
+    for (the command kills itself or waits to be killed), in a process of its own."""
     if "EOY_FAULT" in extra or "EOY_PAUSE" in extra:
         proc = start_cli(settings, args, **extra)
         out, err = proc.communicate(timeout=600)

@@ -219,28 +219,3 @@ def test_plan_for_named_districts(loaded: Settings) -> None:
         "later": "not due until 2023-07-29",
         "nowhere": "no such district",
     }
-
-
-def test_a_kept_parse_plans_as_a_fresh_one_and_a_changed_project_is_parsed_again(
-    loaded: Settings, plan: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The process keeps dbt's parse between builds (jobs.plan.dbt._parsed): plans for other
-    days in between, each built from a copy of it, leave the plan of the first day as it was;
-    the day before, nothing is due yet under the parse kept; a changed project file is a new
-    project, parsed again."""
-    from jobs.plan import dbt
-
-    earlier = make_plan(loaded, reset_data.AS_OF.replace(month=6, day=1), None)
-    assert earlier["due"] == [] and len(dbt._PARSES) == 1
-    kept = next(iter(dbt._PARSES.values()))
-    again = make_plan(loaded, reset_data.AS_OF, None)
-    assert next(iter(dbt._PARSES.values())) is kept
-    assert again["due"] == plan["due"] and again["blocked"] == plan["blocked"]
-
-    # a project file changed: its size and modification time are part of the parse's key
-    files = dbt._project_files()
-    path, size, mtime = files[0]
-    monkeypatch.setattr(dbt, "_project_files", lambda: ((path, size, mtime + 1), *files[1:]))
-    touched = make_plan(loaded, reset_data.AS_OF, None)
-    assert next(iter(dbt._PARSES.values())) is not kept
-    assert touched["due"] == plan["due"]

@@ -29,19 +29,6 @@ PARAMETERS = ("EOY_AS_OF_DATE", "EOY_SCHOOL_YEAR", "EOY_NAMED_DISTRICTS")
 # would otherwise serialise (the whole manifest) on every invocation. `docs generate` keeps
 # them: they are its output.
 _NO_JSON_ARTIFACTS = {"build", "compile", "run", "seed"}
-# Commands that take the process's kept parse of the project (see _parsed), and what dbt
-# parses: a change to any of it is a new project.
-_REUSES_PARSE = {"build", "compile", "run", "seed"}
-_PROJECT_PARTS = (
-    "dbt_project.yml",
-    "profiles.yml",
-    "models",
-    "macros",
-    "seeds",
-    "analyses",
-    "tests/dbt",
-)
-_PARSES: dict[str, Any] = {}
 # dbt's in-process runner and os.environ are process-wide: one invocation at a time.
 _LOCK = threading.Lock()
 # Lines of a dbt error that only say where it happened, not what went wrong.
@@ -132,10 +119,7 @@ def run_dbt(
     }
     with _LOCK, _environ(env):
         try:
-            manifest = None
-            if args[0] in _REUSES_PARSE:
-                manifest = _parsed(command[len(args) :], vars, env)
-            result = dbtRunner(manifest=manifest).invoke(command)
+            result = dbtRunner().invoke(command)
         except Exception as exc:  # dbt raises for bad projects or profiles
             said = scrub(_first_error(str(exc)), settings.pg_dsn)
             raise DbtError(f"dbt {args[0]} failed: {said}") from None
@@ -143,46 +127,6 @@ def run_dbt(
         return result
     said = scrub(_result_error(result, work / "logs"), settings.pg_dsn)
     raise DbtError(f"dbt {args[0]} failed: {said}")
-
-
-def _project_files() -> tuple[tuple[str, int, int], ...]:
-    """Path, size and modification time of every file dbt parses: a changed file is a new
-    project (about a millisecond for the project's hundred files)."""
-    found = []
-    for name in _PROJECT_PARTS:
-        top = PROJECT_DIR / name
-        paths = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file())
-        for path in paths:
-            stat = path.stat()
-            found.append((str(path), stat.st_size, stat.st_mtime_ns))
-    return tuple(found)
-
-
-def _parsed(options: list[str], vars: dict[str, Any] | None, env: dict[str, str]) -> Any:
-    """A fresh copy of dbt's parse of the project for this profile, vars and files, parsed
-    at the first invocation of the process that needs it (called with the environment set).
-
-    dbt parses the project before every command: even with its partial parsing that is
-    reading and checking its whole cache, and parsing again each file that reads a changed
-    reset parameter (the macros read them at compile time, so the parse itself never
-    depends on their values). The copy is deep: a command compiles into the manifest it is
-    given, and the next one must start from the parse alone."""
-    from dbt.cli.main import dbtRunner
-
-    # the options name the target, dbt's folders and the vars; env holds the profile
-    profile = sorted((k, v) for k, v in env.items() if k not in PARAMETERS)
-    key = json.dumps([options, vars, profile, _project_files()], default=str)
-    if key not in _PARSES:
-        parse = [o for o in options if o != "--no-write-json"]
-        result = dbtRunner().invoke(["parse", *parse, "--no-write-json"])
-        if not result.success:
-            return None  # the command itself parses, and says what is wrong
-        _PARSES.clear()  # one project and warehouse at a time: keep the last parse only
-        _PARSES[key] = result.result
-    fresh = _PARSES[key].deepcopy()  # dbt's own copy (copy.deepcopy mixes up its lookups)
-    fresh.build_parent_and_child_maps()
-    fresh.build_group_map()
-    return fresh
 
 
 def build_models(

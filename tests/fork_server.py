@@ -67,11 +67,12 @@ def _child(request: dict[str, Any]) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     from jobs.cli import main
+    from tests.in_process import exit_code
 
     try:
         main()
     except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        return exit_code(exc)
     return 0
 
 

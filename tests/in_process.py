@@ -55,6 +55,11 @@ def close_dbt_duckdb() -> None:
         manager.close_all_connections()
 
 
+def exit_code(exc: SystemExit) -> int:
+    """The process's exit code for a SystemExit, as the interpreter gives it."""
+    return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+
+
 def run_in_process(
     args: list[str], env: dict[str, str], cwd: Path
 ) -> subprocess.CompletedProcess[str]:
@@ -74,7 +79,7 @@ def run_in_process(
             main()
             code = 0
         except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            code = exit_code(exc)
         finally:
             sys.stdin, sys.stdout, sys.stderr = streams
             sys.argv = argv

@@ -15,7 +15,7 @@ from typing import Any
 
 from jobs.config import Settings
 from jobs.errors import EoyError
-from jobs.plan.dbt import PolicyError, policy_years, run_dbt
+from jobs.plan.dbt import PolicyError, build_models, policy_years
 from jobs.plan.planner import REQUEST_ISSUES
 from jobs.warehouse import Warehouse, connect
 from jobs.warehouse.ledger import utcnow
@@ -126,17 +126,14 @@ def build_request_models(settings: Settings) -> Any:
     from jobs.output import phase
 
     with phase("building the reset-date models…"):
-        return run_dbt(settings, ["build", "--select", *REQUEST_SELECTION, *_NO_TESTS])
+        return build_models(settings, REQUEST_SELECTION)
 
 
 def refresh_schedule(settings: Settings) -> None:
     from jobs.output import phase
 
     with phase("rebuilding reset_schedule…"):
-        run_dbt(settings, ["build", "--select", WINDOWS_MODEL, "reset_schedule", *_NO_TESTS])
-
-
-_NO_TESTS = ["--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
+        build_models(settings, [WINDOWS_MODEL, "reset_schedule"])
 
 
 def _windows_sql(result: Any) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from jobs.config import PROJECT_DIR, Settings
 from jobs.errors import EoyError
-from jobs.plan.dbt import dbt_work_dir, run_dbt
+from jobs.plan.dbt import build_models, dbt_work_dir, run_dbt
 
 ANALYSES = PROJECT_DIR / "analyses"
 PROJECT_NAME = "eoy_reset"
@@ -68,9 +68,8 @@ def compile_analysis(settings: Settings, name: str, variables: dict[str, str]) -
     if name not in known:
         raise QueryError(f"no analysis named {name!r} in analyses/: use one of {', '.join(known)}")
     connect(settings).close()  # "run eoy-reset init" before dbt's own error
-    excluded = ["--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
     with phase("building the audit models…"):
-        run_dbt(settings, ["build", "--select", *AUDIT_SELECTION, *excluded], vars=variables)
+        build_models(settings, AUDIT_SELECTION, vars=variables)
     with phase(f"compiling {name}…"):
         run_dbt(settings, ["compile", "--select", name], vars=variables)
     path = compiled_path(settings, name)

@@ -25,6 +25,9 @@ RUN_SELECTION = ["reset_policy", "+due_districts", "+reset_scope"]
 # --vars makes dbt parse the whole project again (seconds), a changed variable does not.
 PARAMETERS = ("EOY_AS_OF_DATE", "EOY_SCHOOL_YEAR", "EOY_NAMED_DISTRICTS")
 
+# The vars the models read through a parameter (macros reset_as_of_date, reset_school_year).
+_PARAMETER_OF_VAR = {"as_of_date": "EOY_AS_OF_DATE", "school_year": "EOY_SCHOOL_YEAR"}
+
 # What the commands run: none of them reads manifest.json or run_results.json, which dbt
 # would otherwise serialise (the whole manifest) on every invocation. `docs generate` keeps
 # them: they are its output.
@@ -140,6 +143,19 @@ def build_models(
     args = ["build", "--select", *selection]
     args += ["--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
     return run_dbt(settings, args, vars=vars, parameters=parameters)
+
+
+def as_parameters(variables: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+    """dbt vars split into the reset's parameters (the day and the school year, which the
+    models read from a var or else from its parameter) and the vars left. The same values reach
+    the models either way; passed as parameters, a new day does not make dbt parse again."""
+    parameters, rest = {}, {}
+    for name, value in variables.items():
+        if name in _PARAMETER_OF_VAR and value is not None:
+            parameters[_PARAMETER_OF_VAR[name]] = str(value)
+        else:
+            rest[name] = value
+    return parameters, rest
 
 
 def _first_error(text: str) -> str:

@@ -111,7 +111,7 @@ def _build_audit(settings: Settings, as_of: date, school_year: int) -> None:
     build_models(
         settings,
         [*AUDIT_SELECTION],
-        vars={"as_of_date": as_of.isoformat(), "school_year": school_year},
+        parameters={"EOY_AS_OF_DATE": as_of.isoformat(), "EOY_SCHOOL_YEAR": str(school_year)},
     )
 
 

@@ -1,8 +1,10 @@
 """`eoy-reset query NAME`: run one of the ready questions of `analyses/` on the warehouse.
 
 dbt builds the audit views (schema eoy_audit) for the vars given, compiles the analysis with
-the same vars, and the compiled SQL runs on the warehouse. The analyses read eoy_audit only,
-so on PostgreSQL the eoy_analyst role can run their compiled SQL too.
+the same vars, and the compiled SQL runs on the warehouse. The day and the school year reach
+dbt as parameters (`as_parameters`), so a new day costs no new parse of the project. The
+analyses read eoy_audit only, so on PostgreSQL the eoy_analyst role can run their compiled SQL
+too.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from jobs.config import PROJECT_DIR, Settings
 from jobs.errors import EoyError
-from jobs.plan.dbt import build_models, dbt_work_dir, run_dbt
+from jobs.plan.dbt import as_parameters, build_models, dbt_work_dir, run_dbt
 
 ANALYSES = PROJECT_DIR / "analyses"
 PROJECT_NAME = "eoy_reset"
@@ -68,10 +70,11 @@ def compile_analysis(settings: Settings, name: str, variables: dict[str, str]) -
     if name not in known:
         raise QueryError(f"no analysis named {name!r} in analyses/: use one of {', '.join(known)}")
     connect(settings).close()  # "run eoy-reset init" before dbt's own error
+    parameters, rest = as_parameters(variables)
     with phase("building the audit models…"):
-        build_models(settings, AUDIT_SELECTION, vars=variables)
+        build_models(settings, AUDIT_SELECTION, vars=rest, parameters=parameters)
     with phase(f"compiling {name}…"):
-        run_dbt(settings, ["compile", "--select", name], vars=variables)
+        run_dbt(settings, ["compile", "--select", name], vars=rest, parameters=parameters)
     path = compiled_path(settings, name)
     if not path.is_file():
         raise QueryError(f"dbt compiled {name} but wrote no SQL at {path}: run it again")

@@ -3,8 +3,9 @@ the command needs (dbt and its adapters, polars, pyarrow, DuckDB, psycopg, ADBC,
 
 A command that is killed, raced against another runner or paused must run in a process of
 its own; a new interpreter spends seconds importing before the command's first line. The
-server (one per test process, `python -m tests.fork_server`) pays that once and forks a
-child per command: the child is a real process (its own pid, DuckDB file lock, PostgreSQL
+server (one per test process, `python -m tests.fork_server`) pays that once, with one dbt
+build that leaves dbt's first-invocation set-up done (`warm_up`), and forks a child per
+command: the child is a real process (its own pid, DuckDB file lock, PostgreSQL
 connections), killed with SIGKILL like any other, and runs the entry point of
 `python -m jobs` (`jobs.cli.main`) with the command's argv, environment and working folder.
 
@@ -76,9 +77,37 @@ def _child(request: dict[str, Any]) -> int:
     return 0
 
 
+def warm_up() -> None:
+    """One dbt build on a throwaway DuckDB warehouse: what dbt sets up at its first invocation
+    in a process (about a second) is then done once here, not in every child."""
+    from jobs.config import Settings
+    from jobs.plan.dbt import RUN_SELECTION, build_models
+    from jobs.warehouse.connection import connect
+    from jobs.warehouse.schema import init_warehouse
+    from tests.in_process import close_dbt_duckdb
+
+    with tempfile.TemporaryDirectory(prefix="eoy-fork-warm-up-") as folder:
+        settings = Settings(
+            target="duckdb",
+            duckdb_path=Path(folder) / "warehouse.duckdb",
+            snapshot_root=Path(folder) / "snapshots",
+        )
+        with connect(settings, create=True, require_init=False) as wh:
+            init_warehouse(wh)
+        # dbt's static parser (Rust) keeps threads that a forked child would wait on forever:
+        # the server parses without it, a child with it
+        os.environ["DBT_STATIC_PARSER"] = "false"
+        try:
+            build_models(settings, RUN_SELECTION)
+        finally:
+            del os.environ["DBT_STATIC_PARSER"]
+            close_dbt_duckdb()
+
+
 def serve() -> None:
     for name in PRELOAD:
         __import__(name)
+    warm_up()
     ended: dict[int, int] = {}
     lock = threading.Lock()
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -108,6 +109,10 @@ def serve() -> None:
     for name in PRELOAD:
         __import__(name)
     warm_up()
+    # what the server holds, out of every child's collections: a child's collector then
+    # neither walks it nor writes to its pages (which the child would have to copy)
+    gc.collect()
+    gc.freeze()
     ended: dict[int, int] = {}
     lock = threading.Lock()
 

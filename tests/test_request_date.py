@@ -366,3 +366,48 @@ def test_errors_name_the_problem(csm: Settings) -> None:
         request_date(csm, "d1", date(2023, 7, 1), by="alice\nbob")
     with pytest.raises(PolicyError, match="school year 2030"):
         request_date(csm, "d1", date(2023, 7, 1), school_year=2030, by="alice")
+
+
+def test_a_request_checks_with_the_kept_sql_only_while_project_and_policy_are_unchanged(
+    csm: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After one request, the next needs no build before its check: the windows' SQL dbt
+    compiled is kept. A policy table that differs from the seed file, or a project the SQL was
+    not compiled from, makes the build come first again, so the check never runs on a policy
+    or rules other than the seed's and the project's."""
+    import jobs.csm.requests as requests
+
+    builds: list[str] = []
+    build = requests.build_request_models
+
+    def counted(settings: Settings) -> Any:
+        builds.append("before the check")
+        return build(settings)
+
+    monkeypatch.setattr(requests, "build_request_models", counted)
+    request_date(csm, "d1", date(2023, 7, 10), by="ann")
+    assert builds == ["before the check"]  # nothing kept yet
+    assert request_date(csm, "d1", date(2023, 7, 11), by="ann")["effective_reset_date"] == (
+        date(2023, 7, 11)
+    )
+    assert builds == ["before the check"]  # the kept SQL checked it
+
+    # a policy table that is not the seed file's: an earliest date after the one asked for
+    with connect(csm) as wh:
+        wh.execute(
+            "update eoy.reset_policy set earliest_reset_date = date '2023-07-20' "
+            "where school_year = 2023"
+        )
+    done = request_date(csm, "d1", date(2023, 7, 12), by="ann")
+    assert builds == ["before the check"] * 2  # seeded again, then checked
+    assert (done["effective_reset_date"], done["refused_reason"]) == (date(2023, 7, 12), None)
+
+    # SQL kept for another project (its digest is not the project's): built again
+    kept = requests.dbt_work_dir(csm) / requests.WINDOWS_KEPT
+    body = kept.read_text(encoding="utf-8").partition("\n")[2]
+    kept.write_text("-- " + "0" * 64 + "\n" + "select 1 as wrong", encoding="utf-8")
+    done = request_date(csm, "d1", date(2023, 7, 13), by="ann")
+    assert builds == ["before the check"] * 3
+    assert done["effective_reset_date"] == date(2023, 7, 13)
+    assert kept.read_text(encoding="utf-8").partition("\n")[2] == body
+    assert schedule_row(csm, "d1")["effective_reset_date"] == date(2023, 7, 13)

@@ -6,16 +6,26 @@ on it in that same transaction, and a request the rules would not honour is roll
 with one line saying why and which dates they would accept (unless `anyway`). Every change
 is kept in eoy_runner.reset_request_changes: who, when, each date before and after, and
 what the rules made of it.
+
+dbt's compiled SQL of the windows is kept beside the warehouse's dbt target (`WINDOWS_KEPT`),
+with what it was compiled from: the project's files, dbt's version and the warehouse. A
+request on a warehouse whose policy table still holds the seed file's rows then needs no
+build before its check (the SQL reads the source tables and the policy table, nothing else
+dbt builds); only the rebuild of reset_schedule after a recorded change.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import os
 from datetime import date
+from pathlib import Path
 from typing import Any
 
-from jobs.config import Settings
+from jobs.config import PROJECT_DIR, Settings
 from jobs.errors import EoyError
-from jobs.plan.dbt import PolicyError, build_models, policy_years
+from jobs.plan.dbt import POLICY_SEED, PolicyError, build_models, dbt_work_dir, policy_years
 from jobs.plan.planner import REQUEST_ISSUES
 from jobs.warehouse import Warehouse, connect
 from jobs.warehouse.ledger import utcnow
@@ -30,6 +40,11 @@ FIELDS = (
     "summer_session_end_date",
     "rostering_start_date",
 )
+# The compiled windows SQL of the last build, in the warehouse's dbt folder.
+WINDOWS_KEPT = "request-windows.sql"
+# What dbt compiles the models from.
+PROJECT_FILES = ("dbt_project.yml", "profiles.yml")
+PROJECT_FOLDERS = ("models", "macros", "seeds")
 KEEP: Any = object()  # an option not given: the recorded value stays
 
 
@@ -73,7 +88,9 @@ def request_date(
             "select status from eoy_runner.reset_runs where district_id = %s and school_year = %s",
             [district_id, year],
         )
-    sql = _windows_sql(build_request_models(settings))
+    sql = kept_windows_sql(settings)
+    if sql is None:
+        sql = _keep_windows_sql(settings, build_request_models(settings))
     given = {
         "requested_reset_date": requested,
         "school_year_end_date": school_year_end,
@@ -130,10 +147,81 @@ def build_request_models(settings: Settings) -> Any:
 
 
 def refresh_schedule(settings: Settings) -> None:
+    """Rebuild the windows and reset_schedule, and keep the windows' SQL for the next
+    request (the policy table was seeded by the build before the check, or found equal to
+    the seed file)."""
     from jobs.output import phase
 
     with phase("rebuilding reset_schedule…"):
-        build_models(settings, [WINDOWS_MODEL, "reset_schedule"])
+        result = build_models(settings, [WINDOWS_MODEL, "reset_schedule"])
+    _keep_windows_sql(settings, result)
+
+
+def project_key(settings: Settings) -> str:
+    """A digest of what dbt compiles the windows from for this warehouse: dbt's version, the
+    target, the warehouse's dbt folder (one per warehouse) and every file of the project."""
+    from dbt.version import __version__ as dbt_version
+
+    digest = hashlib.sha256()
+    digest.update(f"{dbt_version}\0{settings.target}\0{dbt_work_dir(settings)}\0".encode())
+    paths = [PROJECT_DIR / name for name in PROJECT_FILES]
+    for folder in PROJECT_FOLDERS:
+        paths += sorted(p for p in (PROJECT_DIR / folder).rglob("*") if p.is_file())
+    for path in paths:
+        digest.update(f"{path.relative_to(PROJECT_DIR)}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _kept_path(settings: Settings) -> Path:
+    return dbt_work_dir(settings) / WINDOWS_KEPT
+
+
+def _keep_windows_sql(settings: Settings, result: Any) -> str:
+    """The windows' SQL of a build, written down with its project key; returned."""
+    sql = _windows_sql(result)
+    path = _kept_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(f"-- {project_key(settings)}\n{sql}", encoding="utf-8")
+    os.replace(temporary, path)  # another request on this warehouse reads it whole or not
+    return sql
+
+
+def kept_windows_sql(settings: Settings) -> str | None:
+    """The windows' SQL dbt compiled last for this warehouse, if the project is still what it
+    was compiled from and the warehouse's policy table holds the seed file's rows; else None
+    (a build must come first)."""
+    try:
+        head, _, sql = _kept_path(settings).read_text(encoding="utf-8").partition("\n")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if head != f"-- {project_key(settings)}" or not sql.strip():
+        return None
+    return sql if _policy_is_seeded(settings) else None
+
+
+def _policy_is_seeded(settings: Settings) -> bool:
+    """Whether eoy.reset_policy holds exactly the rows of seeds/reset_policy.csv."""
+    with POLICY_SEED.open(newline="") as fh:
+        seeded = sorted(
+            (int(r["school_year"]), r["default_reset_date"], r["earliest_reset_date"])
+            for r in csv.DictReader(fh)
+            if r.get("school_year")
+        )
+    with connect(settings) as wh:
+        if not wh.scalar(
+            "select count(*) from information_schema.tables "
+            "where table_schema = 'eoy' and table_name = 'reset_policy'"
+        ):
+            return False
+        try:
+            rows = wh.query(
+                "select school_year, default_reset_date, earliest_reset_date from eoy.reset_policy"
+            )
+        except Exception:  # e.g. a role that may not read it: the build comes first, as always
+            return False
+    return sorted((int(y), str(d), str(e)) for y, d, e in rows) == seeded
 
 
 def _windows_sql(result: Any) -> str:

@@ -518,6 +518,36 @@ class S3Pending(Pending):
             self.s3.delete_latest(self.bucket, [self.staging_key])
 
 
+# boto3 sessions and S3 clients by the environment they were made from. Making one reads
+# botocore's service models (a fifth of a second or more); a run opens the store once per
+# district. Clients are thread-safe; a changed AWS_* variable makes a new one.
+_aws_clients: dict[tuple[tuple[str, str], ...], tuple[Any, Any]] = {}
+_aws_clients_lock = threading.Lock()
+
+
+def _aws_session_and_client() -> tuple[Any, Any]:
+    """(boto3 session, S3 client) for the AWS_* variables (and HOME, where the shared
+    config and credentials files are) of the process as they are now."""
+    key = tuple(
+        sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_") or k == "HOME")
+    )
+    with _aws_clients_lock:
+        made = _aws_clients.get(key)
+        if made is None:
+            import boto3
+            from botocore.config import Config
+
+            session = boto3.session.Session()
+            config = Config(
+                connect_timeout=5,
+                read_timeout=60,
+                retries={"max_attempts": 3, "mode": "standard"},
+                signature_version="s3v4",
+            )
+            made = _aws_clients[key] = (session, session.client("s3", config=config))
+    return made
+
+
 class S3Store(SnapshotStore):
     object_store = True
 
@@ -540,21 +570,11 @@ class S3Store(SnapshotStore):
     # -- clients ----------------------------------------------------------------------
     @cached_property
     def session(self) -> Any:
-        import boto3
-
-        return boto3.session.Session()
+        return _aws_session_and_client()[0]
 
     @cached_property
     def client(self) -> Any:
-        from botocore.config import Config
-
-        config = Config(
-            connect_timeout=5,
-            read_timeout=60,
-            retries={"max_attempts": 3, "mode": "standard"},
-            signature_version="s3v4",
-        )
-        return self.session.client("s3", config=config)
+        return _aws_session_and_client()[1]
 
     @property
     def endpoint(self) -> str:

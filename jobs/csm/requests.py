@@ -16,7 +16,6 @@ dbt builds); only the rebuild of reset_schedule after a recorded change.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 from datetime import date
@@ -25,8 +24,9 @@ from typing import Any
 
 from jobs.config import PROJECT_DIR, Settings
 from jobs.errors import EoyError
-from jobs.plan.dbt import POLICY_SEED, PolicyError, build_models, dbt_work_dir, policy_years
+from jobs.plan.dbt import PolicyError, build_models, dbt_work_dir, policy_rows, policy_years
 from jobs.plan.planner import REQUEST_ISSUES
+from jobs.snapshot.layout import sha256_file
 from jobs.warehouse import Warehouse, connect
 from jobs.warehouse.ledger import utcnow
 
@@ -82,15 +82,16 @@ def request_date(
             f"no reset policy for school year {year}: give --school-year, the calendar year "
             "the school year ends in, or add a row to seeds/reset_policy.csv"
         )
+    key = project_key(settings)  # before any build: a file changed meanwhile is seen next time
     with connect(settings) as wh:
         _require_district(wh, district_id)
         run_status = wh.scalar(
             "select status from eoy_runner.reset_runs where district_id = %s and school_year = %s",
             [district_id, year],
         )
-    sql = kept_windows_sql(settings)
+        sql = kept_windows_sql(settings, wh, key)
     if sql is None:
-        sql = _keep_windows_sql(settings, build_request_models(settings))
+        sql = _keep_windows_sql(settings, key, build_request_models(settings))
     given = {
         "requested_reset_date": requested,
         "school_year_end_date": school_year_end,
@@ -116,7 +117,7 @@ def request_date(
         if changed:
             _record_change(wh, district_id, year, by, anyway, old, new, outcome)
     if changed:  # the marts the plan and the audit read, rebuilt on the recorded row
-        refresh_schedule(settings)
+        refresh_schedule(settings, key)
     return {
         "district_id": district_id,
         "school_year": year,
@@ -146,15 +147,15 @@ def build_request_models(settings: Settings) -> Any:
         return build_models(settings, REQUEST_SELECTION)
 
 
-def refresh_schedule(settings: Settings) -> None:
+def refresh_schedule(settings: Settings, key: str) -> None:
     """Rebuild the windows and reset_schedule, and keep the windows' SQL for the next
-    request (the policy table was seeded by the build before the check, or found equal to
-    the seed file)."""
+    request under `key`, the project's digest taken before the build (the policy table was
+    seeded by the build before the check, or found equal to the seed file)."""
     from jobs.output import phase
 
     with phase("rebuilding reset_schedule…"):
         result = build_models(settings, [WINDOWS_MODEL, "reset_schedule"])
-    _keep_windows_sql(settings, result)
+    _keep_windows_sql(settings, key, result)
 
 
 def project_key(settings: Settings) -> str:
@@ -169,7 +170,7 @@ def project_key(settings: Settings) -> str:
         paths += sorted(p for p in (PROJECT_DIR / folder).rglob("*") if p.is_file())
     for path in paths:
         digest.update(f"{path.relative_to(PROJECT_DIR)}\0".encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        digest.update(sha256_file(path).encode())
     return digest.hexdigest()
 
 
@@ -177,51 +178,41 @@ def _kept_path(settings: Settings) -> Path:
     return dbt_work_dir(settings) / WINDOWS_KEPT
 
 
-def _keep_windows_sql(settings: Settings, result: Any) -> str:
-    """The windows' SQL of a build, written down with its project key; returned."""
+def _keep_windows_sql(settings: Settings, key: str, result: Any) -> str:
+    """The windows' SQL of a build, written down under the project's digest; returned."""
     sql = _windows_sql(result)
     path = _kept_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(f"-- {project_key(settings)}\n{sql}", encoding="utf-8")
+    temporary.write_text(f"-- {key}\n{sql}", encoding="utf-8")
     os.replace(temporary, path)  # another request on this warehouse reads it whole or not
     return sql
 
 
-def kept_windows_sql(settings: Settings) -> str | None:
-    """The windows' SQL dbt compiled last for this warehouse, if the project is still what it
-    was compiled from and the warehouse's policy table holds the seed file's rows; else None
-    (a build must come first)."""
+def kept_windows_sql(settings: Settings, wh: Warehouse, key: str) -> str | None:
+    """The windows' SQL dbt compiled last for this warehouse, if it was kept under `key` (the
+    project's digest now) and the warehouse's policy table holds the seed file's rows; else
+    None (a build must come first)."""
     try:
         head, _, sql = _kept_path(settings).read_text(encoding="utf-8").partition("\n")
     except (OSError, UnicodeDecodeError):
         return None
-    if head != f"-- {project_key(settings)}" or not sql.strip():
+    if head != f"-- {key}" or not sql.strip():
         return None
-    return sql if _policy_is_seeded(settings) else None
+    return sql if _policy_is_seeded(wh) else None
 
 
-def _policy_is_seeded(settings: Settings) -> bool:
+def _policy_is_seeded(wh: Warehouse) -> bool:
     """Whether eoy.reset_policy holds exactly the rows of seeds/reset_policy.csv."""
-    with POLICY_SEED.open(newline="") as fh:
-        seeded = sorted(
-            (int(r["school_year"]), r["default_reset_date"], r["earliest_reset_date"])
-            for r in csv.DictReader(fh)
-            if r.get("school_year")
+    if not wh.relation_exists("eoy", "reset_policy"):
+        return False
+    try:
+        rows = wh.query(
+            "select school_year, default_reset_date, earliest_reset_date from eoy.reset_policy"
         )
-    with connect(settings) as wh:
-        if not wh.scalar(
-            "select count(*) from information_schema.tables "
-            "where table_schema = 'eoy' and table_name = 'reset_policy'"
-        ):
-            return False
-        try:
-            rows = wh.query(
-                "select school_year, default_reset_date, earliest_reset_date from eoy.reset_policy"
-            )
-        except Exception:  # e.g. a role that may not read it: the build comes first, as always
-            return False
-    return sorted((int(y), str(d), str(e)) for y, d, e in rows) == seeded
+    except Exception:  # e.g. a role that may not read it: the build comes first, as always
+        return False
+    return sorted((int(y), str(d), str(e)) for y, d, e in rows) == policy_rows()
 
 
 def _windows_sql(result: Any) -> str:

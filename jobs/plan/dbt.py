@@ -198,10 +198,20 @@ def _result_error(result: Any, log_dir: Path) -> str:
     return f"see {log_dir / 'dbt.log'}"
 
 
+def policy_rows() -> list[tuple[int, str, str]]:
+    """The seed reset_policy.csv: (school_year, default_reset_date, earliest_reset_date)
+    of each row, in order of school year."""
+    with POLICY_SEED.open(newline="") as fh:
+        return sorted(
+            (int(row["school_year"]), row["default_reset_date"], row["earliest_reset_date"])
+            for row in csv.DictReader(fh)
+            if row.get("school_year")
+        )
+
+
 def policy_years() -> set[int]:
     """School years the seed reset_policy.csv has a row for."""
-    with POLICY_SEED.open(newline="") as fh:
-        return {int(row["school_year"]) for row in csv.DictReader(fh) if row.get("school_year")}
+    return {year for year, _, _ in policy_rows()}
 
 
 def build_reset_models(

@@ -13,7 +13,8 @@ after:commit (committed, the snapshot folder not yet renamed into place); and im
 the pause_syncs points, before:export and after:complete lie outside a transaction.
 
 `EOY_PAUSE=<point>:<seconds>` sleeps at a point instead, so a test can break the world
-around a live transaction (terminate its connection, restart the server).
+around a live transaction (terminate its connection, restart the server); each time the point
+is reached, or, with `<point>:<seconds>@<n>`, only the n-th time.
 
 Both act only when `EOY_TEST_FAULTS=1` is set too, which only the test suite sets: left in a
 production shell by accident they are ignored, and the command says so in one line.
@@ -52,9 +53,13 @@ def fault_point(name: str) -> None:
         return
     pause = os.environ.get("EOY_PAUSE")
     if pause:
-        point, _, seconds = pause.rpartition(":")
+        point, _, when = pause.rpartition(":")
+        seconds, _, nth = when.partition("@")
         if fnmatchcase(name, point):
-            time.sleep(float(seconds))
+            key = f"pause:{point}"
+            _hits[key] = _hits.get(key, 0) + 1
+            if not nth or _hits[key] == int(nth):
+                time.sleep(float(seconds))
     spec = os.environ.get("EOY_FAULT")
     if not spec:
         return

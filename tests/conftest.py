@@ -31,6 +31,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from jobs.config import Settings
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.schema import init_warehouse
+from tests.chromium import install_in_background
 from tests.in_process import close_dbt_duckdb
 from tests.s3_server import ThrowawayS3, aws_env, checking_credentials
 from tests.throwaway_pg import ThrowawayPostgres
@@ -332,6 +333,14 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     config.option.loadscopereorder = False
     return ByWorkUnit(config, log)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # a test renders the report in chromium: when it is missing, its install (half a minute)
+    # starts now, beside the other tests, in one worker only (all of them collect everything)
+    worker = getattr(session.config, "workerinput", {}).get("workerid", "gw0")
+    if worker == "gw0" and any("chromium" in item.fixturenames for item in session.items):
+        install_in_background()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

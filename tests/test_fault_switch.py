@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
+from jobs import faults
 from jobs.config import Settings
 from tests.crash_helpers import fresh, run_cli
 
@@ -33,3 +36,20 @@ def test_a_fault_switch_without_the_test_switch_is_ignored(settings: Settings) -
     assert len(warnings) == 1, done.stderr
     assert "EOY_FAULT" in warnings[0] and "EOY_PAUSE" in warnings[0]
     assert "ignored" in warnings[0]
+
+
+def test_a_pause_with_a_count_sleeps_only_at_that_hit(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(faults.time, "sleep", slept.append)
+    monkeypatch.setattr(faults, "_hits", {})
+    monkeypatch.setenv("EOY_TEST_FAULTS", "1")
+    monkeypatch.setenv("EOY_PAUSE", "export:*:1.5@2")
+    for table in ("students", "classrooms", "students"):
+        faults.fault_point(f"export:{table}")
+    faults.fault_point("after:export")
+    assert slept == [1.5]  # the second export point only
+
+    monkeypatch.setenv("EOY_PAUSE", "after:export:0.25")
+    faults.fault_point("after:export")
+    faults.fault_point("after:export")
+    assert slept == [1.5, 0.25, 0.25]  # without a count: every time

@@ -58,7 +58,7 @@ def test_connection_killed_mid_delete_rolls_back_and_rerun_completes(
 ) -> None:
     generate_districts(wh, 4, seed=9, students_per_district=3, show_progress=False)
     before = rows_by_district(wh)
-    proc = start_cli(settings, EOY_PAUSE="export:students:6")
+    proc = start_cli(settings, EOY_PAUSE="export:students:6@1")
     killed = 0
     deadline = time.monotonic() + 240
     with psycopg.connect(settings.pg_dsn or "", autocommit=True) as admin:
@@ -137,8 +137,8 @@ def test_server_restarted_mid_delete_rolls_back_and_rerun_completes(
     fresh(settings)
     with connect(settings) as wh:
         before = rows_by_district(wh)
-    # every district's delete waits 4 s with its students gone, uncommitted
-    proc = start_cli(settings, EOY_PAUSE="export:students:4")
+    # the first district's delete waits 4 s with its students gone, uncommitted
+    proc = start_cli(settings, EOY_PAUSE="export:students:4@1")
     assert wait_for(settings.pg_dsn or "", IN_DELETE, proc), "never saw the delete transaction"
     own_server.restart("fast")
     out, err = proc.communicate(timeout=300)

@@ -3,11 +3,8 @@ without console errors, every section and chart present, hostile ids escaped."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +14,9 @@ from jobs.config import Settings
 from jobs.report.html import QUERIES, SECTIONS, render_report, write_report
 from jobs.warehouse.connection import Warehouse
 from tests.audit_scenario import AS_OF, OVERDUE, script_reset
-from tests.conftest import file_lock
+from tests.chromium import CHROMIUM, installed
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -34,25 +30,13 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def apt_get(*args: str) -> bool:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    done = subprocess.run(["apt-get", *args], env=env, capture_output=True, timeout=600)
-    return done.returncode == 0
-
-
 @pytest.fixture(scope="session")
 def chromium() -> Path:
-    """Debian's chromium, installed when missing; a failed install fails the test."""
-    # one installer at a time: the xdist workers (and other test runs) share apt's lock
-    with file_lock(Path(tempfile.gettempdir()) / "eoy-reset-chromium.lock"):
-        if not CHROMIUM.exists():
-            if shutil.which("apt-get") is None or os.geteuid() != 0:
-                pytest.fail("chromium is missing and cannot be installed: run as root on Debian")
-            if not apt_get("install", "-y", "chromium"):
-                apt_get("update")
-                if not apt_get("install", "-y", "chromium"):
-                    pytest.fail("apt-get install -y chromium failed")
-    assert CHROMIUM.exists(), "chromium was installed but /usr/bin/chromium is missing"
+    """Debian's chromium (the session began installing it if it was missing); a failed
+    install fails the test."""
+    problem = installed()
+    if problem is not None:
+        pytest.fail(problem)
     return CHROMIUM
 
 

@@ -5,6 +5,7 @@ compiled analysis."""
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -38,7 +39,18 @@ def answer(settings: Settings, name: str) -> dict[str, Any]:
     return doc
 
 
-def test_every_analysis_answers(reset: Settings) -> None:
+def test_every_analysis_answers(reset: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import jobs.report.query as query
+
+    compiles: list[list[str]] = []
+    run_dbt = query.run_dbt
+
+    def counted(settings: Settings, args: list[str], **kw: Any) -> Any:
+        compiles.append(args[2:])
+        return run_dbt(settings, args, **kw)
+
+    # the commands run in this process: each query's compile is seen here
+    monkeypatch.setattr(query, "run_dbt", counted)
     names = list(analyses())
     assert len(names) == 4
     listed = eoy(reset, ["query"])
@@ -62,6 +74,23 @@ def test_every_analysis_answers(reset: Settings) -> None:
         assert proc.returncode == 0, proc.stderr
         assert "…" not in proc.stdout and "students" in proc.stdout
         assert all(len(line) <= int(width) for line in proc.stdout.splitlines())
+    # one compile of every analysis served the six queries of the same vars
+    assert compiles == [names], compiles
+
+    # another day: compiled again, and answered for that day (the run finished today)
+    today = date.today().isoformat()
+    week = ["--var", f"as_of_date={today}", "--var", "school_year=2023", "--json"]
+    proc = eoy(reset, ["query", "resets_last_week", *week])
+    assert proc.returncode == 0, proc.stderr
+    assert [r["district_id"] for r in json.loads(proc.stdout)["rows"]] == ["early"]
+    assert len(compiles) == 2
+    # SQL kept under another digest (another project, vars or warehouse) is never run
+    kept = query.dbt_work_dir(reset) / query.ANALYSES_KEPT
+    doc = json.loads(kept.read_text(encoding="utf-8"))
+    doc["sql"]["resets_last_week"] = "select 'wrong' as district_id"
+    kept.write_text(json.dumps({**doc, "key": "0" * 64}), encoding="utf-8")
+    again = answer(reset, "resets_last_week")
+    assert again["rows"] == [] and len(compiles) == 3
 
 
 def test_bad_names_and_vars_are_one_line(reset: Settings) -> None:

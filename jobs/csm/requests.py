@@ -16,17 +16,22 @@ dbt builds); only the rebuild of reset_schedule after a recorded change.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from jobs.config import PROJECT_DIR, Settings
+from jobs.config import Settings
 from jobs.errors import EoyError
-from jobs.plan.dbt import PolicyError, build_models, dbt_work_dir, policy_rows, policy_years
+from jobs.plan.dbt import (
+    PolicyError,
+    build_models,
+    dbt_work_dir,
+    policy_rows,
+    policy_years,
+    project_key,
+)
 from jobs.plan.planner import REQUEST_ISSUES
-from jobs.snapshot.layout import sha256_file
 from jobs.warehouse import Warehouse, connect
 from jobs.warehouse.ledger import utcnow
 
@@ -42,9 +47,6 @@ FIELDS = (
 )
 # The compiled windows SQL of the last build, in the warehouse's dbt folder.
 WINDOWS_KEPT = "request-windows.sql"
-# What dbt compiles the models from.
-PROJECT_FILES = ("dbt_project.yml", "profiles.yml")
-PROJECT_FOLDERS = ("models", "macros", "seeds")
 KEEP: Any = object()  # an option not given: the recorded value stays
 
 
@@ -156,22 +158,6 @@ def refresh_schedule(settings: Settings, key: str) -> None:
     with phase("rebuilding reset_schedule…"):
         result = build_models(settings, [WINDOWS_MODEL, "reset_schedule"])
     _keep_windows_sql(settings, key, result)
-
-
-def project_key(settings: Settings) -> str:
-    """A digest of what dbt compiles the windows from for this warehouse: dbt's version, the
-    target, the warehouse's dbt folder (one per warehouse) and every file of the project."""
-    from dbt.version import __version__ as dbt_version
-
-    digest = hashlib.sha256()
-    digest.update(f"{dbt_version}\0{settings.target}\0{dbt_work_dir(settings)}\0".encode())
-    paths = [PROJECT_DIR / name for name in PROJECT_FILES]
-    for folder in PROJECT_FOLDERS:
-        paths += sorted(p for p in (PROJECT_DIR / folder).rglob("*") if p.is_file())
-    for path in paths:
-        digest.update(f"{path.relative_to(PROJECT_DIR)}\0".encode())
-        digest.update(sha256_file(path).encode())
-    return digest.hexdigest()
 
 
 def _kept_path(settings: Settings) -> Path:

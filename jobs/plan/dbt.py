@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gc
+import hashlib
 import importlib
 import json
 import os
@@ -26,6 +27,10 @@ RUN_SELECTION = ["reset_policy", "+due_districts", "+reset_scope"]
 # The reset's parameters reach the models as environment variables, not --vars: a change of
 # --vars makes dbt parse the whole project again (seconds), a changed variable does not.
 PARAMETERS = ("EOY_AS_OF_DATE", "EOY_SCHOOL_YEAR", "EOY_NAMED_DISTRICTS")
+
+# What dbt compiles from: every change of these must reach what is kept of a compile.
+PROJECT_FILES = ("dbt_project.yml", "profiles.yml")
+PROJECT_FOLDERS = ("models", "macros", "seeds", "analyses")
 
 # The vars the models read through a parameter (macros reset_as_of_date, reset_school_year).
 _PARAMETER_OF_VAR = {"as_of_date": "EOY_AS_OF_DATE", "school_year": "EOY_SCHOOL_YEAR"}
@@ -135,6 +140,24 @@ def run_dbt(
         return result
     said = scrub(_result_error(result, work / "logs"), settings.pg_dsn)
     raise DbtError(f"dbt {args[0]} failed: {said}")
+
+
+def project_key(settings: Settings, *inputs: Any) -> str:
+    """A digest of what dbt compiles from for this warehouse: dbt's version, the target, the
+    warehouse's dbt folder (one per warehouse), every file of the project, and `inputs` (the
+    vars and parameters of an invocation), so SQL dbt compiled can be kept under it."""
+    from dbt.version import __version__ as dbt_version
+
+    digest = hashlib.sha256()
+    digest.update(f"{dbt_version}\0{settings.target}\0{dbt_work_dir(settings)}\0".encode())
+    digest.update(json.dumps(inputs, sort_keys=True, default=str).encode())
+    paths = [PROJECT_DIR / name for name in PROJECT_FILES]
+    for folder in PROJECT_FOLDERS:
+        paths += sorted(p for p in (PROJECT_DIR / folder).rglob("*") if p.is_file())
+    for path in paths:
+        digest.update(f"\0{path.relative_to(PROJECT_DIR)}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 def _settle(target: str) -> None:

@@ -5,21 +5,39 @@ the same vars, and the compiled SQL runs on the warehouse. The day and the schoo
 dbt as parameters (`as_parameters`), so a new day costs no new parse of the project. The
 analyses read eoy_audit only, so on PostgreSQL the eoy_analyst role can run their compiled SQL
 too.
+
+The build runs every time (the views are rebuilt for the vars asked). The compile does not:
+one `dbt compile` compiles every analysis, and their SQL is kept beside the warehouse's dbt
+`target/` under a digest of the project's files, the vars, the parameters, the warehouse and
+the day (an analysis without `as_of_date` reads today). The next query with the same digest
+runs the kept SQL; anything else compiles again.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from jobs.config import PROJECT_DIR, Settings
 from jobs.errors import EoyError
-from jobs.plan.dbt import as_parameters, build_models, dbt_work_dir, run_dbt
+from jobs.plan.dbt import (
+    PARAMETERS,
+    as_parameters,
+    build_models,
+    dbt_work_dir,
+    project_key,
+    run_dbt,
+)
 
 ANALYSES = PROJECT_DIR / "analyses"
 PROJECT_NAME = "eoy_reset"
+# Every analysis's SQL of the last compile, with the digest it was compiled under.
+ANALYSES_KEPT = "analyses-compiled.json"
 _VAR = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 
 
@@ -61,7 +79,8 @@ def compiled_path(settings: Settings, name: str) -> Path:
 
 
 def compile_analysis(settings: Settings, name: str, variables: dict[str, str]) -> str:
-    """Build the audit views and compile the analysis for the vars; the SQL to run."""
+    """Build the audit views for the vars; the analysis's SQL compiled with them (kept from
+    an earlier compile of the same digest, or compiled now)."""
     from jobs.output import phase
     from jobs.report.html import AUDIT_SELECTION
     from jobs.warehouse.connection import connect
@@ -71,14 +90,56 @@ def compile_analysis(settings: Settings, name: str, variables: dict[str, str]) -
         raise QueryError(f"no analysis named {name!r} in analyses/: use one of {', '.join(known)}")
     connect(settings).close()  # "run eoy-reset init" before dbt's own error
     parameters, rest = as_parameters(variables)
+    # before the build: a file changed meanwhile is seen by the next query
+    key = analyses_key(settings, parameters, rest)
     with phase("building the audit models…"):
         build_models(settings, AUDIT_SELECTION, vars=rest, parameters=parameters)
-    with phase(f"compiling {name}…"):
-        run_dbt(settings, ["compile", "--select", name], vars=rest, parameters=parameters)
-    path = compiled_path(settings, name)
-    if not path.is_file():
-        raise QueryError(f"dbt compiled {name} but wrote no SQL at {path}: run it again")
-    return path.read_text(encoding="utf-8")
+    kept = kept_analyses(settings, key)
+    if name not in kept:
+        with phase("compiling the analyses…"):
+            run_dbt(settings, ["compile", "--select", *known], vars=rest, parameters=parameters)
+        kept = {
+            n: compiled_path(settings, n).read_text(encoding="utf-8")
+            for n in known
+            if compiled_path(settings, n).is_file()
+        }
+        if name not in kept:
+            raise QueryError(
+                f"dbt compiled {name} but wrote no SQL at {compiled_path(settings, name)}: "
+                "run it again"
+            )
+        _keep_analyses(settings, key, kept)
+    return kept[name]
+
+
+def analyses_key(settings: Settings, parameters: dict[str, str], rest: dict[str, Any]) -> str:
+    """The digest a compile of the analyses is kept under (see the module's docstring)."""
+    given = {p: parameters.get(p, "") for p in PARAMETERS}
+    where = {k: v for k, v in settings.dbt_env().items() if k != "EOY_PG_PASSWORD"}
+    return project_key(settings, rest, given, where, date.today().isoformat())
+
+
+def _kept_path(settings: Settings) -> Path:
+    return dbt_work_dir(settings) / ANALYSES_KEPT
+
+
+def kept_analyses(settings: Settings, key: str) -> dict[str, str]:
+    """The analyses' SQL kept under `key`; none when another digest (or nothing) is kept."""
+    try:
+        doc = json.loads(_kept_path(settings).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(doc, dict) or doc.get("key") != key or not isinstance(doc.get("sql"), dict):
+        return {}
+    return {str(n): str(sql) for n, sql in doc["sql"].items() if str(sql).strip()}
+
+
+def _keep_analyses(settings: Settings, key: str, sql: dict[str, str]) -> None:
+    path = _kept_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(json.dumps({"key": key, "sql": sql}), encoding="utf-8")
+    os.replace(temporary, path)  # another query on this warehouse reads it whole or not
 
 
 def _plain(value: Any) -> Any:

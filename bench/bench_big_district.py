@@ -2,24 +2,66 @@
 district holds (the one pass streams each table through its Parquet file and fingerprints, it
 never holds a table).
 
-`generate --districts 1 --students-per-district N` (N from EOY_BENCH_BIG_STUDENTS, default
-480,000: about 20 M rows) into a blank warehouse of each target, then `run --yes` in its own
-process; its peak RSS (VmHWM), seconds and rows per second go to RESULTS.md.
+`generate --districts 1 --students-per-district 25000` (the generator's most, about 1.07 M
+rows) into a blank warehouse of each target, then every student-data row copied COPIES - 1
+times more within the district (EOY_BENCH_BIG_COPIES, default 19: about 20 M rows), each copy's
+keys and references to other student rows suffixed `~k`; then `run --yes` in its own process:
+its peak RSS (VmHWM), seconds and rows per second go to RESULTS.md.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from bench.bench_reset import AS_OF, eoy, measure, memory_gib
 from bench.common import on_both_targets, write_section
 from jobs.config import Settings
+from jobs.warehouse.connection import connect, quote_ident
+from jobs.warehouse.contract import APP_TABLES, DELETED_TABLES, INSERT_ORDER
 
 SECTION = "One large district"
-STUDENTS = int(os.environ.get("EOY_BENCH_BIG_STUDENTS", "480000"))
+STUDENTS = 25_000
+COPIES = int(os.environ.get("EOY_BENCH_BIG_COPIES", "19"))
+
+
+def multiply(settings: Settings, copies: int) -> int:
+    """Copy every student-data row copies - 1 times within its district (parents first);
+    returns the student-data rows now there."""
+    by_name = {t.name: t for t in APP_TABLES}
+    total = 0
+    with connect(settings) as wh:
+        for name in INSERT_ORDER:
+            table = by_name[name]
+            # the row's own key and its references to other student-data rows get the suffix
+            suffixed = set(table.primary_key) | {
+                column
+                for columns, parent, _ in table.foreign_keys
+                if parent in DELETED_TABLES
+                for column in columns
+            }
+            suffixed.discard("district_id")
+            shown = ", ".join(
+                f"{quote_ident(c)} || '~' || cast(k as text)" if c in suffixed else quote_ident(c)
+                for c in table.column_names
+            )
+            series = (
+                "generate_series(1, %s) as s(k)"
+                if settings.target == "postgres"
+                else "range(1, %s + 1) as s(k)"
+            )
+            with wh.transaction():
+                wh.execute(
+                    f"insert into app.{quote_ident(name)} "
+                    f"select {shown} from app.{quote_ident(name)}, {series}",
+                    [copies - 1],
+                )
+            total += int(wh.scalar(f"select count(*) from app.{quote_ident(name)}"))
+            print(f"  {name}: {total:,} rows so far", flush=True)
+    return total
 
 
 def bench_target(settings: Settings, scratch: Path) -> dict[str, Any]:
@@ -35,7 +77,9 @@ def bench_target(settings: Settings, scratch: Path) -> dict[str, Any]:
         "--students-per-district",
         str(STUDENTS),
     )
-    print(f"  generated in {gen.seconds:.0f} s", flush=True)
+    began = time.perf_counter()
+    rows = multiply(settings, COPIES)
+    print(f"  {rows:,} rows, copies made in {time.perf_counter() - began:.0f} s", flush=True)
     run = eoy(settings, "run", "--as-of", AS_OF, "--yes")
     totals = run.doc.get("totals", {})
     rows = int(totals.get("rows", 0))
@@ -75,9 +119,10 @@ def main() -> int:
     table = render(results)
     print(table)
     note = (
-        f"One district of {STUDENTS:,} students (`generate --districts 1 --seed 1 "
-        f"--students-per-district {STUDENTS}`), reset with `run --as-of {AS_OF} --yes` in its "
-        f"own process; peak RSS is the process's VmHWM (dbt runs in it too). "
+        f"One district: `generate --districts 1 --seed 1 --students-per-district {STUDENTS}`, "
+        f"then each student-data row copied {COPIES - 1} times more within the district (keys "
+        f"suffixed), reset with `run --as-of {AS_OF} --yes` in its own process; peak RSS is "
+        "the process's VmHWM (dbt runs in it too). "
         f"{os.cpu_count()} cores, {memory_gib()} of memory; load average when it started: "
         f"{load:.1f}; python -m bench.bench_big_district."
     )

@@ -50,8 +50,8 @@ PRELOAD = (
 # ---------------------------------------------------------------------------------------
 def _child(request: dict[str, Any]) -> int:
     """Runs in the forked child: become the command; its exit code."""
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
+    stdin = os.open(request.get("stdin") or os.devnull, os.O_RDONLY)
+    os.dup2(stdin, 0)
     for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
         out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(out, fd)
@@ -198,7 +198,14 @@ class Forked:
     """A forked command, answering like subprocess.Popen(…, stdout=PIPE, stderr=PIPE,
     text=True): its output is read when it has ended."""
 
-    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        cwd: Path,
+        stdin: str | None = None,
+        stderr: str | None = None,
+    ) -> None:
         self.args = ["eoy-reset", *args]
         self._out = tempfile.NamedTemporaryFile(prefix="eoy-out-", delete=False)  # noqa: SIM115
         self._err = tempfile.NamedTemporaryFile(prefix="eoy-err-", delete=False)  # noqa: SIM115
@@ -208,8 +215,9 @@ class Forked:
             args=args,
             env=env,
             cwd=str(cwd),
+            stdin=stdin,
             stdout=self._out.name,
-            stderr=self._err.name,
+            stderr=stderr or self._err.name,
         )
         self.pid: int = reply["pid"]
         self.returncode: int | None = None
@@ -250,9 +258,17 @@ class Forked:
         return texts[0], texts[1]
 
 
-def start(args: list[str], env: dict[str, str], cwd: Path) -> Forked:
-    """`eoy-reset <args>` in a process of its own, with exactly this environment, in cwd."""
-    return Forked(args, env, cwd)
+def start(
+    args: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    stdin: str | None = None,
+    stderr: str | None = None,
+) -> Forked:
+    """`eoy-reset <args>` in a process of its own, with exactly this environment, in cwd;
+    stdin from /dev/null, or the file or terminal (a pty's /dev/pts path) `stdin` names; stderr
+    to the terminal `stderr` names, if given (communicate() then returns no stderr)."""
+    return Forked(args, env, cwd, stdin, stderr)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import pty
 import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
@@ -59,7 +58,6 @@ def eoy(
 ) -> subprocess.CompletedProcess[str]:
     """`eoy-reset <args>` with stdin not a terminal (in this process unless a fault or pause
     is asked for), or, given `answer`, in a terminal that types it."""
-    cmd = [sys.executable, "-m", "jobs", *args]
     environ = cli_env(settings, **env)
     if answer is None and "EOY_FAULT" not in env and "EOY_PAUSE" not in env:
         return run_in_process(args, environ, cwd)
@@ -69,21 +67,14 @@ def eoy(
         return subprocess.CompletedProcess(forked.args, forked.wait(), out, err)
     master, slave = pty.openpty()
     try:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=cwd,
-            env=environ,
-            stdin=slave,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        os.close(slave)
+        # the answer waits in the terminal's input until the command reads it
         os.write(master, answer.encode() + b"\n")
-        out, err = proc.communicate(timeout=600)
+        forked = fork_server.start(args, environ, cwd, stdin=os.ttyname(slave))
+        out, err = forked.communicate(timeout=600)
     finally:
+        os.close(slave)
         os.close(master)
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    return subprocess.CompletedProcess(forked.args, forked.wait(), out, err)
 
 
 def one_line(proc: subprocess.CompletedProcess[str], *needles: str) -> str:

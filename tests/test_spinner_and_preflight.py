@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import pty
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pytest
 
 from jobs.config import PROJECT_DIR, Settings
 from jobs.warehouse.connection import connect
+from tests import fork_server
 from tests import operator_data as od
 from tests.crash_helpers import cli_env
 from tests.operator_data import eoy, one_line
@@ -22,23 +21,13 @@ from tests.operator_data import eoy, one_line
 def with_terminal_stderr(settings: Settings, args: list[str]) -> tuple[int, str, str]:
     """Run with stderr on a pseudo-terminal: (exit code, stdout, what the terminal showed)."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jobs", *args],
-        cwd=PROJECT_DIR,
-        env=cli_env(settings, COLUMNS="100"),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=slave,
-        text=True,
-    )
-    os.close(slave)
     shown: list[bytes] = []
 
     def drain() -> None:
         while True:
             try:
                 chunk = os.read(master, 4096)
-            except OSError:
+            except OSError:  # every end of the terminal closed, what it held read
                 return
             if not chunk:
                 return
@@ -46,10 +35,16 @@ def with_terminal_stderr(settings: Settings, args: list[str]) -> tuple[int, str,
 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
-    out, _ = proc.communicate(timeout=600)
+    try:
+        proc = fork_server.start(
+            args, cli_env(settings, COLUMNS="100"), PROJECT_DIR, stderr=os.ttyname(slave)
+        )
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        os.close(slave)  # the command has ended: the reader gets the rest, then EIO
     reader.join(timeout=10)
     os.close(master)
-    return proc.returncode, out, b"".join(shown).decode(errors="replace")
+    return proc.wait(), out, b"".join(shown).decode(errors="replace")
 
 
 def models_built(settings: Settings) -> bool:

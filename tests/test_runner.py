@@ -24,7 +24,7 @@ from jobs.snapshot.layout import district_dir, sha256_file
 from jobs.snapshot.verify import verify_snapshot
 from jobs.snapshot.writer import part_dir
 from jobs.synthetic.generate import generate_districts
-from jobs.warehouse.connection import connect
+from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.contract import DELETED_TABLES
 from jobs.warehouse.locks import LockError, command_lock
 from tests.runner_helpers import (
@@ -317,3 +317,19 @@ def test_a_late_row_referring_to_snapshotted_rows_is_never_lost(settings, wh, mo
     assert second["rows_deleted"] == rows_before + 1
     assert restore_district(settings, district, YEAR)["rows_restored"] == rows_before + 1
     assert student_rows(wh, district) == rows_before + 1
+
+
+@pytest.mark.parametrize("target", ["duckdb"], indirect=True)
+def test_duckdb_memory_is_held_small_only_while_districts_pass(
+    settings: Settings, wh: Warehouse
+) -> None:
+    from jobs.reset.runner import PASS_MEMORY_LIMIT, _Connections
+
+    assert PASS_MEMORY_LIMIT == "256MB"
+    default = wh.scalar("select current_setting('memory_limit')")
+    with _Connections(settings) as connections:
+        passing = connections.get()
+        # one database in this process: the setting is the database's, seen on every connection
+        assert passing.scalar("select current_setting('memory_limit')") == "244.1 MiB"
+        assert wh.scalar("select current_setting('memory_limit')") == "244.1 MiB"
+    assert wh.scalar("select current_setting('memory_limit')") == default != "244.1 MiB"

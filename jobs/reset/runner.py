@@ -394,9 +394,10 @@ class _Connections:
 
     def __exit__(self, *exc: object) -> None:
         for wh in self._all:
+            if wh.target == "duckdb":
+                with contextlib.suppress(Exception):  # DuckDB's own, for what comes next
+                    wh.execute("reset memory_limit")
             with contextlib.suppress(Exception):
-                if wh.target == "duckdb":
-                    wh.execute("reset memory_limit")  # DuckDB's own, for what comes next
                 wh.close()
 
 

@@ -33,6 +33,10 @@ def multiply(settings: Settings, copies: int) -> int:
     returns the student-data rows now there."""
     by_name = {t.name: t for t in APP_TABLES}
     total = 0
+    if settings.target == "postgres":
+        series = "generate_series(1, %s) as s(k)"
+    else:
+        series = "range(1, %s + 1) as s(k)"
     with connect(settings) as wh:
         for name in INSERT_ORDER:
             table = by_name[name]
@@ -47,11 +51,6 @@ def multiply(settings: Settings, copies: int) -> int:
             shown = ", ".join(
                 f"{quote_ident(c)} || '~' || cast(k as text)" if c in suffixed else quote_ident(c)
                 for c in table.column_names
-            )
-            series = (
-                "generate_series(1, %s) as s(k)"
-                if settings.target == "postgres"
-                else "range(1, %s + 1) as s(k)"
             )
             with wh.transaction():
                 wh.execute(

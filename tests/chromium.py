@@ -8,13 +8,14 @@ comes first, and the other finds chromium there.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from tests.locks import file_lock
 
 CHROMIUM = Path("/usr/bin/chromium")
 LOCK = Path(tempfile.gettempdir()) / "eoy-reset-chromium.lock"
@@ -32,17 +33,13 @@ def _apt_get(*args: str) -> bool:
 
 def _install() -> bool:
     """Install chromium under the lock (an update first only if the install fails)."""
-    with LOCK.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            if CHROMIUM.exists():
-                return True
-            if _apt_get("install", "-y", "chromium"):
-                return True
-            _apt_get("update")
-            return _apt_get("install", "-y", "chromium")
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(LOCK):
+        if CHROMIUM.exists():
+            return True
+        if _apt_get("install", "-y", "chromium"):
+            return True
+        _apt_get("update")
+        return _apt_get("install", "-y", "chromium")
 
 
 def install_in_background() -> None:

@@ -12,7 +12,6 @@ the `pg_server_wide` lock, and the tests of one module-scoped warehouse go to on
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import tempfile
@@ -33,6 +32,7 @@ from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.schema import init_warehouse
 from tests.chromium import install_in_background
 from tests.in_process import close_dbt_duckdb
+from tests.locks import file_lock
 from tests.s3_server import ThrowawayS3, aws_env, checking_credentials
 from tests.throwaway_pg import ThrowawayPostgres
 
@@ -48,17 +48,6 @@ ROOTS = ["folder", pytest.param("s3", marks=pytest.mark.s3)]
 def with_dbname(dsn: str, dbname: str) -> str:
     parts = urlsplit(dsn)
     return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, parts.fragment))
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock between processes (xdist workers), held while the block runs."""
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager

@@ -203,9 +203,13 @@ class Forked:
         args: list[str],
         env: dict[str, str],
         cwd: Path,
+        *,
         stdin: str | None = None,
         stderr: str | None = None,
     ) -> None:
+        """stdin from /dev/null, or the file or terminal (a pty's /dev/pts path) `stdin`
+        names; stderr to the terminal `stderr` names, if given (communicate() then returns
+        no stderr)."""
         self.args = ["eoy-reset", *args]
         self._out = tempfile.NamedTemporaryFile(prefix="eoy-out-", delete=False)  # noqa: SIM115
         self._err = tempfile.NamedTemporaryFile(prefix="eoy-err-", delete=False)  # noqa: SIM115
@@ -258,17 +262,10 @@ class Forked:
         return texts[0], texts[1]
 
 
-def start(
-    args: list[str],
-    env: dict[str, str],
-    cwd: Path,
-    stdin: str | None = None,
-    stderr: str | None = None,
-) -> Forked:
-    """`eoy-reset <args>` in a process of its own, with exactly this environment, in cwd;
-    stdin from /dev/null, or the file or terminal (a pty's /dev/pts path) `stdin` names; stderr
-    to the terminal `stderr` names, if given (communicate() then returns no stderr)."""
-    return Forked(args, env, cwd, stdin, stderr)
+def start(args: list[str], env: dict[str, str], cwd: Path, **streams: str | None) -> Forked:
+    """`eoy-reset <args>` in a process of its own, with exactly this environment, in cwd
+    (`streams`: stdin, stderr, as `Forked` takes them)."""
+    return Forked(args, env, cwd, **streams)
 
 
 if __name__ == "__main__":

@@ -98,16 +98,10 @@ def compile_analysis(settings: Settings, name: str, variables: dict[str, str]) -
     if name not in kept:
         with phase("compiling the analyses…"):
             run_dbt(settings, ["compile", "--select", *known], vars=rest, parameters=parameters)
-        kept = {
-            n: compiled_path(settings, n).read_text(encoding="utf-8")
-            for n in known
-            if compiled_path(settings, n).is_file()
-        }
+        paths = {n: compiled_path(settings, n) for n in known}
+        kept = {n: p.read_text(encoding="utf-8") for n, p in paths.items() if p.is_file()}
         if name not in kept:
-            raise QueryError(
-                f"dbt compiled {name} but wrote no SQL at {compiled_path(settings, name)}: "
-                "run it again"
-            )
+            raise QueryError(f"dbt compiled {name} but wrote no SQL at {paths[name]}: run it again")
         _keep_analyses(settings, key, kept)
     return kept[name]
 

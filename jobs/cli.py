@@ -413,7 +413,13 @@ def run(
         bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")
     ] = False,
     workers: Annotated[
-        int, typer.Option("--workers", min=1, help="Districts reset in parallel.")
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Districts reset in parallel, each worker a process of its own "
+            "(PostgreSQL; DuckDB allows one writer).",
+        ),
     ] = 1,
     as_json: JsonOpt = False,
 ) -> None:

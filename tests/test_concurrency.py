@@ -7,6 +7,7 @@ An operator's restore racing a run of the same district is serialised: it waits 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -95,6 +96,64 @@ def test_runners_started_at_once_reset_each_district_once(
     assert wh.scalar("select count(*) from eoy_runner.reset_events where status = 'failed'") == 0
     runs = dict(wh.query("select district_id, status from eoy_runner.reset_runs"))
     assert runs == dict.fromkeys(due, "completed")
+    for district in due:
+        assert student_rows(wh, district) == 0
+        assert verify_snapshot(district_dir(settings.snapshot_root, YEAR, district))["ok"]
+
+
+def worker_pids(runner: int) -> list[int]:
+    """The runner's worker processes (multiprocessing's spawned children)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+            if int(fields[1]) == runner and b"spawn_main" in cmdline:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting to be reaped has died)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize(
+    "target", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_worker_processes_die_with_a_killed_runner(settings: Settings, wh: Warehouse) -> None:
+    """`--workers 2` on PostgreSQL: worker processes; kill -9 of the runner kills them too
+    (nothing keeps deleting after the operator's kill), nothing half-done is left, and the
+    same command run again resets every due district exactly once."""
+    generate_districts(wh, 8, seed=7, students_per_district=2, show_progress=False)
+    due = expected_due(wh, YEAR, AS_OF)
+    runner = start_cli(settings, [*RUN, "--workers", "2"], EOY_PAUSE="after:export:60")
+    deadline = time.monotonic() + 120
+    while (
+        len(workers := worker_pids(runner.pid)) < 2
+        or wh.scalar("select count(*) from eoy_runner.reset_runs where status = 'running'") < 2
+    ):
+        assert runner.poll() is None and time.monotonic() < deadline, runner.communicate()
+        time.sleep(0.05)
+    assert len(workers) == 2, workers  # each inside a district's transaction now
+    runner.kill()
+    runner.wait()
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, "a worker outlived its runner"
+        time.sleep(0.05)
+    for district in due:  # both passes rolled back with their workers
+        assert student_rows(wh, district) > 0
+    assert wh.scalar("select count(*) from eoy_runner.reset_events where step = 'delete'") == 0
+
+    again = run_cli(settings, [*RUN, "--workers", "2"])
+    assert again.returncode == 0, again.stderr
+    assert {d["status"] for d in json.loads(again.stdout)["districts"]} == {"completed"}
+    assert step_counts(wh, "delete", "completed") == dict.fromkeys(due, 1)
     for district in due:
         assert student_rows(wh, district) == 0
         assert verify_snapshot(district_dir(settings.snapshot_root, YEAR, district))["ok"]

@@ -14,7 +14,6 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from jobs.plan.approval import load_approved_plan
 from jobs.reset.onepass import StepError, district_state, take_snapshot
 from jobs.reset.syncs import pause_syncs, reset_status, resume_syncs
 from jobs.reset.view import RunProgress, render_status, render_summary
+from jobs.reset.workers import WorkerPool
 from jobs.snapshot.store import StoreError, is_object_root, open_store
 from jobs.snapshot.writer import MAIN, delta_number, settle_parts, settle_year
 from jobs.warehouse.connection import Warehouse, connect
@@ -257,7 +257,7 @@ def run_reset(
         from jobs.plan.preflight import plan_for_the_day
 
         plan_for_the_day(plan_path, as_of, school_year)
-    with command_lock(settings):
+    with command_lock(settings), _worker_pool(settings, workers, dry_run) as pool:
         # the plan as approved in the ledger, or a refusal before anything changes
         plan, approval = load_approved_plan(settings, plan_path) if plan_path else ({}, None)
         # other runners rebuild the same marts: read them before letting the next one build
@@ -321,13 +321,10 @@ def run_reset(
             RunProgress(show_progress, len(runnable), total_rows) as progress,
             _Connections(settings) as connections,
         ):
-            if workers <= 1 or len(runnable) <= 1:
-                outcomes = [_run_one(connections, c, year, progress) for c in runnable]
+            if pool is not None and len(runnable) > 1:
+                outcomes = pool.reset(runnable, year, progress)
             else:
-                with ThreadPoolExecutor(max_workers=workers) as pool:
-                    outcomes = list(
-                        pool.map(lambda c: _run_one(connections, c, year, progress), runnable)
-                    )
+                outcomes = [_run_one(connections, c, year, progress) for c in runnable]
         result["seconds_by_phase"]["districts"] = round(time.perf_counter() - began, 2)
         for cand, outcome in zip(runnable, outcomes, strict=True):  # keys of the dry run
             outcome.setdefault("effective_reset_date", str(cand["effective_reset_date"]))
@@ -335,6 +332,16 @@ def run_reset(
             outcome.setdefault("resumes", cand["resume"])
         result["districts"].extend(outcomes)
     return _finish(result, started)
+
+
+def _worker_pool(
+    settings: Settings, workers: int, dry_run: bool
+) -> contextlib.AbstractContextManager[WorkerPool | None]:
+    """Worker processes for `--workers N` on PostgreSQL, started at once so that their
+    imports overlap the dbt build; DuckDB allows one writer, so it has none."""
+    if settings.target != "postgres" or workers <= 1 or dry_run:
+        return contextlib.nullcontext()
+    return WorkerPool(settings, workers, _Connections, _run_one)
 
 
 def _check_snapshot_root(settings: Settings) -> None:
@@ -360,7 +367,8 @@ PASS_MEMORY_LIMIT = "256MB"
 
 
 class _Connections:
-    """One warehouse connection per worker thread, kept for every district it resets."""
+    """One warehouse connection per thread that resets districts (the runner's, or a worker
+    process's), kept for every district it resets."""
 
     def __init__(self, settings: Settings):
         self.settings = settings

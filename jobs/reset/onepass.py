@@ -155,6 +155,11 @@ class AdbcTransaction(Warehouse):
             if delete
             else f"select {cols} from app.{quote_ident(table)} where {where}"
         )
+        yield from self.statement_rows(sql)
+
+    def statement_rows(self, sql: str) -> Iterator[pa.RecordBatch]:
+        """A statement's rows, streamed as Arrow record batches (no parameters: a literal
+        lets ADBC stream the result through COPY)."""
         with self.con.cursor() as cur:
             cur.adbc_statement.set_options(
                 **{"adbc.postgresql.batch_size_hint_bytes": str(16 * 1024 * 1024)}
@@ -258,9 +263,14 @@ def retained_columns(table: str) -> list[str]:
     return cols
 
 
-def district_state_sql(target: str, with_remaining: bool) -> tuple[str, int]:
-    """One statement: [rows, fingerprint] of each retained table of a district and, when
-    asked, the rows left in each student-data table. Returns (sql, parameters it takes)."""
+def district_state_parts(
+    target: str, with_remaining: bool, where: str = "district_id = %s", grouped: bool = False
+) -> list[str]:
+    """SELECTs of [rows, fingerprint] of each retained table and, when asked, the rows left
+    in each student-data table, of the rows matching `where`; `grouped`: one row per district
+    (its id first), districts without rows left out."""
+    key = "district_id as d, " if grouped else ""
+    group = " group by district_id" if grouped else ""
     parts = []
     for table in RETAINED_TABLES:
         fields = ", ".join(
@@ -268,16 +278,23 @@ def district_state_sql(target: str, with_remaining: bool) -> tuple[str, int]:
         )
         row = _hash60(f"concat_ws('|', {fields})", target)
         parts.append(
-            f"select '{table}' as t, count(*) as n, "
+            f"select {key}'{table}' as t, count(*) as n, "
             f"cast(mod(coalesce(sum({row}), 0), {KEY_MOD}) as bigint) as f "
-            f"from app.{quote_ident(table)} where district_id = %s"
+            f"from app.{quote_ident(table)} where {where}{group}"
         )
     if with_remaining:
         for table in DELETED_TABLES:
             parts.append(
-                f"select '{table}' as t, count(*) as n, cast(0 as bigint) as f "
-                f"from app.{quote_ident(table)} where district_id = %s"
+                f"select {key}'{table}' as t, count(*) as n, cast(0 as bigint) as f "
+                f"from app.{quote_ident(table)} where {where}{group}"
             )
+    return parts
+
+
+def district_state_sql(target: str, with_remaining: bool) -> tuple[str, int]:
+    """One statement: [rows, fingerprint] of each retained table of a district and, when
+    asked, the rows left in each student-data table. Returns (sql, parameters it takes)."""
+    parts = district_state_parts(target, with_remaining)
     return " union all ".join(parts), len(parts)
 
 

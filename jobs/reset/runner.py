@@ -25,8 +25,9 @@ from jobs.errors import EoyError
 from jobs.faults import fault_point
 from jobs.plan.approval import approval_detail as _approval_detail
 from jobs.plan.approval import load_approved_plan
+from jobs.reset.batch import BATCH_DISTRICTS, BATCH_ROWS, RetryAlone, take_batch
 from jobs.reset.onepass import StepError, district_state, take_snapshot
-from jobs.reset.syncs import pause_syncs, reset_status, resume_syncs
+from jobs.reset.syncs import pause_syncs, pause_syncs_of, reset_status, resume_syncs
 from jobs.reset.view import RunProgress, render_status, render_summary
 from jobs.reset.workers import WorkerPool
 from jobs.snapshot.store import StoreError, is_object_root, open_store
@@ -40,8 +41,11 @@ from jobs.warehouse.ledger import (
     get_run,
     record_event,
     record_events,
+    record_events_of,
     start_run,
+    start_runs,
     update_run,
+    update_runs,
     utcnow,
 )
 from jobs.warehouse.locks import command_lock, dbt_lock, release_district_lock, try_district_lock
@@ -321,10 +325,13 @@ def run_reset(
             RunProgress(show_progress, len(runnable), total_rows) as progress,
             _Connections(settings) as connections,
         ):
-            if pool is not None and len(runnable) > 1:
-                outcomes = pool.reset(runnable, year, progress)
+            units = _units(runnable, pool.workers if pool is not None else 1)
+            if pool is not None and len(units) > 1:
+                done = pool.reset(units, year, progress)
             else:
-                outcomes = [_run_one(connections, c, year, progress) for c in runnable]
+                done = [o for unit in units for o in _run_unit(connections, unit, year, progress)]
+            by_district = {o["district_id"]: o for o in done}
+            outcomes = [by_district[c["district_id"]] for c in runnable]
         result["seconds_by_phase"]["districts"] = round(time.perf_counter() - began, 2)
         for cand, outcome in zip(runnable, outcomes, strict=True):  # keys of the dry run
             outcome.setdefault("effective_reset_date", str(cand["effective_reset_date"]))
@@ -341,7 +348,7 @@ def _worker_pool(
     imports overlap the dbt build; DuckDB allows one writer, so it has none."""
     if settings.target != "postgres" or workers <= 1 or dry_run:
         return contextlib.nullcontext()
-    return WorkerPool(settings, workers, _Connections, _run_one)
+    return WorkerPool(settings, workers, _Connections, _run_unit)
 
 
 def _check_snapshot_root(settings: Settings) -> None:
@@ -423,6 +430,179 @@ def _finish(result: dict[str, Any], started: float) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - started, 2),
     }
     return result
+
+
+# ---------------------------------------------------------------------------------------
+# districts in batches
+# ---------------------------------------------------------------------------------------
+def _units(runnable: list[dict[str, Any]], workers: int) -> list[list[dict[str, Any]]]:
+    """The districts in batches that pass in one transaction (`jobs.reset.batch`): districts
+    with no run yet, up to BATCH_DISTRICTS and BATCH_ROWS together; every other district
+    (taken up again, or too large to hold) alone. With several workers, batches small enough
+    to share the districts out evenly."""
+    size = BATCH_DISTRICTS
+    if workers > 1:
+        size = max(1, min(size, -(-len(runnable) // (4 * workers))))
+    units: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    rows = 0
+    for cand in runnable:
+        n = sum(cand["rows"].values())
+        if cand.get("resume") is not None or n > BATCH_ROWS:
+            units.append([cand])
+            continue
+        if current and (len(current) >= size or rows + n > BATCH_ROWS):
+            units.append(current)
+            current, rows = [], 0
+        current.append(cand)
+        rows += n
+    if current:
+        units.append(current)
+    return units
+
+
+def _run_unit(
+    connections: _Connections, unit: list[dict[str, Any]], year: int, progress: RunProgress
+) -> list[dict[str, Any]]:
+    """A batch of districts, or one district alone: their outcomes."""
+    if len(unit) == 1:
+        return [_run_one(connections, unit[0], year, progress)]
+    return _run_batch(connections, unit, year, progress)
+
+
+def _run_batch(
+    connections: _Connections, unit: list[dict[str, Any]], year: int, progress: RunProgress
+) -> list[dict[str, Any]]:
+    """The districts of a batch: each locked and its syncs paused (one commit), then one
+    pass for all (`take_batch`). A district another runner took up meanwhile, or every one
+    of a batch that rolled back over rows of one of them, goes on alone."""
+    began = time.perf_counter()
+    outcomes: dict[str, dict[str, Any]] = {}
+    alone: list[dict[str, Any]] = []
+    held: list[dict[str, Any]] = []
+    try:
+        wh = connections.get()
+        for cand in unit:
+            district = cand["district_id"]
+            if not try_district_lock(wh, district, year):
+                progress.district_started(district, 0)
+                outcomes[district] = {
+                    "district_id": district,
+                    "rows_deleted": 0,
+                    "status": "skipped",
+                    "error": "held by another runner",
+                    "seconds": 0.0,
+                }
+                progress.district_done(district)
+            elif get_run(wh, district, year) is not None:  # started since: alone
+                release_district_lock(wh, district, year)
+                alone.append(cand)
+            else:
+                held.append(cand)
+    except Exception:  # the connection: each district alone says what it is
+        connections.discard()
+        return [_run_one(connections, c, year, progress) for c in unit]
+    for cand in held:
+        progress.district_started(cand["district_id"], sum(cand["rows"].values()))
+    try:
+        if held:
+            alone += _pass_batch(connections, wh, held, year, progress, outcomes)
+    finally:
+        for cand in held:
+            district = cand["district_id"]
+            if district in outcomes:
+                outcomes[district]["seconds"] = round((time.perf_counter() - began) / len(held), 2)
+            with contextlib.suppress(Exception):
+                release_district_lock(wh, district, year)
+            progress.district_done(district)
+    for cand in alone:
+        outcomes[cand["district_id"]] = _run_one(connections, cand, year, progress)
+    return [outcomes[c["district_id"]] for c in unit]
+
+
+def _pass_batch(
+    connections: _Connections,
+    wh: Warehouse,
+    held: list[dict[str, Any]],
+    year: int,
+    progress: RunProgress,
+    outcomes: dict[str, dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """pause_syncs, then the batch's pass; fills `outcomes`. Returns the districts to take
+    alone (the batch rolled back over rows of one of them)."""
+    settings = connections.settings
+    ids = [c["district_id"] for c in held]
+    verdicts: dict[str, dict[str, Any]] = {}
+
+    def record(tx: Warehouse, details: dict[str, dict[str, Any]]) -> None:
+        events: list[tuple[str, str, str, dict[str, Any]]] = []
+        runs: dict[str, dict[str, Any]] = {}
+        for district, detail in details.items():
+            verdict, steps, values = _pass_ledger(district, MAIN, 0, [MAIN], detail)
+            verdicts[district] = verdict
+            events += [(district, *step) for step in steps]
+            runs[district] = values
+        record_events_of(tx, year, events)
+        update_runs(tx, year, runs)
+
+    try:
+        for _ in held:
+            fault_point("before:pause_syncs")
+        with wh.transaction():
+            start_runs(wh, year, [(c["district_id"], c["effective_reset_date"]) for c in held])
+            paused = pause_syncs_of(wh, ids)
+            record_events_of(
+                wh,
+                year,
+                [
+                    (
+                        c["district_id"],
+                        "pause_syncs",
+                        "completed",
+                        {"syncs_paused": paused[c["district_id"]]} | _approval_detail(c),
+                    )
+                    for c in held
+                ],
+            )
+        for _ in held:
+            fault_point("after:pause_syncs")
+        fault_point("before:export")
+        details = take_batch(
+            wh,
+            settings,
+            ids,
+            year,
+            before_commit=record,
+            progress=lambda district, table, n: progress.table(district, "snapshot", table, n),
+        )
+    except RetryAlone:
+        return held
+    except Exception as exc:
+        step = exc.step if isinstance(exc, StepError) else "run"
+        message = scrub(str(exc) if isinstance(exc, StepError) else _one_line(exc), settings.pg_dsn)
+        for district in ids:
+            outcomes[district] = {
+                "district_id": district,
+                "rows_deleted": 0,
+                "status": "failed",
+                "step": step,
+                "error": message,
+            }
+            wh = _record_failure(connections, wh, district, year, step, message) or wh
+        return []
+    for district in ids:
+        outcome: dict[str, Any] = {"district_id": district}
+        detail = details[district]
+        if isinstance(detail, StepError):
+            message = scrub(str(detail), settings.pg_dsn)
+            outcome.update(status="failed", step=detail.step, error=message, rows_deleted=0)
+            _record_failure(connections, wh, district, year, detail.step, message)
+        else:
+            fault_point("after:complete")
+            _hold_if_held(wh, settings, district, detail["path"])
+            outcome.update(verdicts[district], snapshot_path=detail["path"], parts=[MAIN])
+        outcomes[district] = outcome
+    return []
 
 
 # ---------------------------------------------------------------------------------------
@@ -534,41 +714,7 @@ def _steps(
     verdict: dict[str, Any] = {}
 
     def record(tx: Warehouse, detail: dict[str, Any]) -> None:
-        """The ledger's events of the pass, written in its transaction."""
-        fault_point("after:delete")
-        fault_point("before:check_retention")
-        rows_deleted = prior + int(detail["rows_total"])
-        left = {t: n for t, n in detail["remaining"].items() if n}
-        sha = detail["manifest_sha256"]
-        steps: list[tuple[str, str, dict[str, Any]]] = [
-            ("export", "completed", {"part": part, "rows": detail["rows"], "manifest_sha256": sha}),
-            ("verify", "completed", {"part": part, "manifest_sha256": sha}),
-            ("delete", "completed", detail),
-        ]
-        snapshot = {"snapshot_path": detail["path"], "manifest_sha256": detail["manifest_sha256"]}
-        values: dict[str, Any] = {"rows_deleted": rows_deleted}
-        if part == MAIN:
-            values.update(snapshot)
-        if left:
-            where = ", ".join(f"{t} {n}" for t, n in left.items())
-            error = (
-                f"{sum(left.values())} rows arrived after the snapshot ({where}): they stay; "
-                "run again to snapshot and delete them as a delta"
-            )
-            steps.append(("check_retention", "failed", {"error": error, "remaining": left}))
-            values.update(status="failed", finished_at=utcnow(), error=error)
-            verdict.update(status="failed", step="check_retention", error=error)
-        else:
-            retained = {t: detail["retained_before"][t] for t in RETAINED_TABLES}
-            steps.append(("check_retention", "completed", {"retained": retained, "remaining": 0}))
-            steps.append(("complete", "completed", {"rows_deleted": rows_deleted, "parts": parts}))
-            values.update(status="completed", finished_at=utcnow(), error=None)
-            verdict.update(status="completed", error=None)
-        fault_point("after:check_retention")
-        fault_point("before:complete")
-        record_events(tx, district, year, steps)
-        update_run(tx, district, year, **values)
-        verdict.update(rows_deleted=rows_deleted)
+        verdict.update(_record_pass(tx, district, year, part, prior, parts, detail))
 
     fault_point("before:export")
     detail = take_snapshot(
@@ -589,6 +735,62 @@ def _steps(
         else next((d.get("path") for d in deletes if d.get("part") == MAIN), None)
     )
     return {**verdict, "snapshot_path": main, "parts": parts}
+
+
+def _record_pass(
+    tx: Warehouse,
+    district: str,
+    year: int,
+    part: str,
+    prior: int,
+    parts: list[Any],
+    detail: dict[str, Any],
+) -> dict[str, Any]:
+    """The ledger's events of a district's pass, written in its transaction; the verdict."""
+    verdict, steps, values = _pass_ledger(district, part, prior, parts, detail)
+    record_events(tx, district, year, steps)
+    update_run(tx, district, year, **values)
+    return verdict
+
+
+def _pass_ledger(
+    district: str, part: str, prior: int, parts: list[Any], detail: dict[str, Any]
+) -> tuple[dict[str, Any], list[tuple[str, str, dict[str, Any]]], dict[str, Any]]:
+    """What the ledger records of a district's pass: (the verdict: status, rows deleted, and
+    the step and error when rows arrived meanwhile; its events; its run row's new values)."""
+    verdict: dict[str, Any] = {}
+    fault_point("after:delete")
+    fault_point("before:check_retention")
+    rows_deleted = prior + int(detail["rows_total"])
+    left = {t: n for t, n in detail["remaining"].items() if n}
+    sha = detail["manifest_sha256"]
+    steps: list[tuple[str, str, dict[str, Any]]] = [
+        ("export", "completed", {"part": part, "rows": detail["rows"], "manifest_sha256": sha}),
+        ("verify", "completed", {"part": part, "manifest_sha256": sha}),
+        ("delete", "completed", detail),
+    ]
+    values: dict[str, Any] = {"rows_deleted": rows_deleted}
+    if part == MAIN:  # a delta leaves the main snapshot's path and sha256 in the run row
+        values.update(snapshot_path=detail["path"], manifest_sha256=sha)
+    if left:
+        where = ", ".join(f"{t} {n}" for t, n in left.items())
+        error = (
+            f"{sum(left.values())} rows arrived after the snapshot ({where}): they stay; "
+            "run again to snapshot and delete them as a delta"
+        )
+        steps.append(("check_retention", "failed", {"error": error, "remaining": left}))
+        values.update(status="failed", finished_at=utcnow(), error=error)
+        verdict.update(status="failed", step="check_retention", error=error)
+    else:
+        retained = {t: detail["retained_before"][t] for t in RETAINED_TABLES}
+        steps.append(("check_retention", "completed", {"retained": retained, "remaining": 0}))
+        steps.append(("complete", "completed", {"rows_deleted": rows_deleted, "parts": parts}))
+        values.update(status="completed", finished_at=utcnow(), error=None)
+        verdict.update(status="completed", error=None)
+    fault_point("after:check_retention")
+    fault_point("before:complete")
+    verdict.update(rows_deleted=rows_deleted)
+    return verdict, steps, values
 
 
 def _hold_if_held(wh: Warehouse, settings: Settings, district: str, location: str) -> None:

@@ -63,21 +63,23 @@ class _Relay:
         return send
 
 
-def _reset(run_one: RunOne, cand: dict[str, Any], year: int) -> dict[str, Any]:
-    return run_one(_connections, cand, year, _Relay())
+def _reset(run_unit: RunUnit, unit: list[dict[str, Any]], year: int) -> list[dict[str, Any]]:
+    return run_unit(_connections, unit, year, _Relay())
 
 
-# the runner's (connections, candidate, school year, progress) -> outcome; passed in, so
-# that this module need not import the runner (a function goes to a worker by its name)
-RunOne = Callable[[Any, dict[str, Any], int, Any], dict[str, Any]]
+# the runner's (connections, districts, school year, progress) -> their outcomes: a batch of
+# districts or one alone; passed in, so that this module need not import the runner (a
+# function goes to a worker by its name)
+RunUnit = Callable[[Any, list[dict[str, Any]], int, Any], list[dict[str, Any]]]
 
 
 class WorkerPool:
     """N worker processes for the districts' passes; a context manager. `connections`: the
-    runner's per-thread connections (a class, made in each worker); `run_one`: one district."""
+    runner's per-thread connections (a class, made in each worker); `run_unit`: a batch of
+    districts, or one alone."""
 
-    def __init__(self, settings: Settings, workers: int, connections: type, run_one: RunOne):
-        self._run_one = run_one
+    def __init__(self, settings: Settings, workers: int, connections: type, run_unit: RunUnit):
+        self._run_unit = run_unit
         context = mp.get_context("spawn")  # never fork a process with threads and connections
         self._events = context.SimpleQueue()
         self.workers = workers
@@ -97,22 +99,23 @@ class WorkerPool:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def reset(
-        self, runnable: list[dict[str, Any]], year: int, progress: RunProgress
+        self, units: list[list[dict[str, Any]]], year: int, progress: RunProgress
     ) -> list[dict[str, Any]]:
-        """Each district's outcome, in the order given."""
+        """Each district's outcome, unit after unit."""
         in_hand: set[str] = set()
         relay = threading.Thread(
             target=self._relay, args=(progress, in_hand), name="eoy-progress", daemon=True
         )
         relay.start()
-        futures: list[Future[dict[str, Any]]] = []
+        futures: list[Future[list[dict[str, Any]]]] = []
         try:
             with contextlib.suppress(BrokenExecutor):  # a worker died: the rest say so below
-                for cand in runnable:
-                    futures.append(self._pool.submit(_reset, self._run_one, cand, year))
+                for unit in units:
+                    futures.append(self._pool.submit(_reset, self._run_unit, unit, year))
             outcomes = [
-                self._outcome(cand, futures[i] if i < len(futures) else None)
-                for i, cand in enumerate(runnable)
+                outcome
+                for i, unit in enumerate(units)
+                for outcome in self._outcomes(unit, futures[i] if i < len(futures) else None)
             ]
         finally:
             self._events.put(None)
@@ -125,20 +128,25 @@ class WorkerPool:
                 )
         return outcomes
 
-    def _outcome(self, cand: dict[str, Any], future: Future[dict[str, Any]] | None) -> Any:
+    def _outcomes(
+        self, unit: list[dict[str, Any]], future: Future[list[dict[str, Any]]] | None
+    ) -> list[dict[str, Any]]:
         if future is not None:
             try:
                 return future.result()
             except BrokenExecutor:
                 pass
-        return {
-            "district_id": cand["district_id"],
-            "status": "failed",
-            "step": "run",
-            "error": "not run: a worker process of this run died; run again to finish",
-            "rows_deleted": 0,
-            "_died": True,
-        }
+        return [
+            {
+                "district_id": cand["district_id"],
+                "status": "failed",
+                "step": "run",
+                "error": "not run: a worker process of this run died; run again to finish",
+                "rows_deleted": 0,
+                "_died": True,
+            }
+            for cand in unit
+        ]
 
     def _relay(self, progress: RunProgress, in_hand: set[str]) -> None:
         """The workers' progress calls, made on the runner's display; which districts are in

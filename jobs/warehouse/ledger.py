@@ -60,13 +60,21 @@ def record_events(
     steps: list[tuple[str, str, dict[str, Any]]],
 ) -> None:
     """Append several events (step, status, detail) in one statement, in order."""
-    if not steps:
+    record_events_of(wh, school_year, [(district_id, *step) for step in steps])
+
+
+def record_events_of(
+    wh: Warehouse, school_year: int | None, events: list[tuple[str, str, str, dict[str, Any]]]
+) -> None:
+    """Append events (district, step, status, detail) of several districts in one statement,
+    in order."""
+    if not events:
         return
     cast = "%s::jsonb" if wh.target == "postgres" else "cast(%s as json)"
     row = f"(%s, %s, %s, %s, %s, {cast})"
     params: list[Any] = []
     now = utcnow()
-    for step, status, detail in steps:
+    for district_id, step, status, detail in events:
         params += [
             district_id,
             school_year,
@@ -77,7 +85,7 @@ def record_events(
         ]
     wh.execute(
         'insert into eoy_runner.reset_events (district_id, school_year, step, status, "at", '
-        f"detail) values {', '.join([row] * len(steps))}",
+        f"detail) values {', '.join([row] * len(events))}",
         params,
     )
 
@@ -124,14 +132,59 @@ def start_run(
     )
 
 
-def update_run(wh: Warehouse, district_id: str, school_year: int, **values: Any) -> None:
-    unknown = set(values) - set(RUN_COLUMNS)
-    if unknown:
-        raise ValueError(f"not reset_runs columns: {sorted(unknown)}")
-    sets = ", ".join(f"{k} = %s" for k in values)
+def start_runs(wh: Warehouse, school_year: int, runs: list[tuple[str, date]]) -> None:
+    """`running` run rows for districts that have none: (district, effective reset date)."""
+    if not runs:
+        return
+    now = utcnow()
     wh.execute(
-        f"update eoy_runner.reset_runs set {sets} where district_id = %s and school_year = %s",
-        [*values.values(), district_id, school_year],
+        "insert into eoy_runner.reset_runs (district_id, school_year, status, "
+        "effective_reset_date, started_at, rows_deleted) values "
+        + ", ".join(["(%s, %s, 'running', %s, %s, 0)"] * len(runs)),
+        [v for district, day in runs for v in (district, school_year, day, now)],
+    )
+
+
+def update_run(wh: Warehouse, district_id: str, school_year: int, **values: Any) -> None:
+    update_runs(wh, school_year, {district_id: values})
+
+
+# the run columns' types, for values bound in a VALUES list (both targets)
+RUN_TYPES = {
+    "status": "varchar",
+    "effective_reset_date": "date",
+    "started_at": "timestamp",
+    "finished_at": "timestamp",
+    "snapshot_path": "varchar",
+    "manifest_sha256": "varchar",
+    "rows_deleted": "bigint",
+    "error": "varchar",
+}
+
+
+def update_runs(wh: Warehouse, school_year: int, values: dict[str, dict[str, Any]]) -> None:
+    """Set each district's run row to its values (the same columns for every district), in
+    one statement."""
+    if not values:
+        return
+    columns = list(next(iter(values.values())))
+    unknown = {c for c in columns if c not in RUN_TYPES}
+    if unknown or any(list(v) != columns for v in values.values()):
+        raise ValueError(f"not the same reset_runs columns for every district: {columns}")
+    if len(values) == 1:
+        ((district_id, one),) = values.items()
+        sets = ", ".join(f"{k} = %s" for k in one)
+        wh.execute(
+            f"update eoy_runner.reset_runs set {sets} where district_id = %s and school_year = %s",
+            [*one.values(), district_id, school_year],
+        )
+        return
+    row = "(cast(%s as varchar), " + ", ".join(f"cast(%s as {RUN_TYPES[c]})" for c in columns) + ")"
+    wh.execute(
+        f"update eoy_runner.reset_runs set {', '.join(f'{c} = v.{c}' for c in columns)} "
+        f"from (values {', '.join([row] * len(values))}) as v (district_id, {', '.join(columns)}) "
+        "where reset_runs.district_id = v.district_id and reset_runs.school_year = %s",
+        [x for district, v in values.items() for x in (district, *v.values())] + [school_year],
     )
 
 

@@ -1,0 +1,380 @@
+"""The one pass (`jobs.reset.onepass`) for a batch of districts: one transaction, one
+statement per table for all of them, the same files, checks and ledger events per district.
+
+A district's pass alone costs about 30 ms before a single row moves (seven deletes, two state
+queries, the ledger's writes, a commit) and a few milliseconds per file of fingerprinting in
+small pieces: most districts are small, so that fixed cost was most of a reset. In a batch,
+each table's rows of every district in it leave in one statement (PostgreSQL `DELETE … WHERE
+district_id = ANY(…) RETURNING`, streamed by ADBC; DuckDB, the only connection, reads them in
+district order and deletes them, counting the same rows), are fingerprinted in one vectorised
+pass and split by district into the districts' own files, verified file by file as before,
+and the retained rows of the batch are checked by one grouped query before and after. Nothing
+commits until every district's snapshot verified: a failure or a kill leaves every district
+of the batch as it was.
+
+A failure that names rows (a file that does not re-read as written, a delete that counted
+other rows, retained rows changed, a row of another district, a foreign key from rows that
+arrived meanwhile) raises `RetryAlone`: the runner takes the batch's districts one by one, so
+that only the district it belongs to fails. Any other failure (the warehouse went away, the
+snapshot root refused a file) is every district's failure, in one line, as it is for one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from jobs.config import Settings
+from jobs.errors import EoyError
+from jobs.faults import fault_point
+from jobs.reset.onepass import (
+    AdbcTransaction,
+    StepError,
+    _step_error,
+    district_state_parts,
+    district_transaction,
+)
+from jobs.snapshot.fingerprint import (
+    KEY_MOD,
+    Fingerprint,
+    arrow_schema,
+    content_values,
+    key_row_sql,
+    scratch_duckdb,
+)
+from jobs.snapshot.source import columns_sql, shaped
+from jobs.snapshot.store import Pending, open_store
+from jobs.snapshot.writer import (
+    MAIN,
+    PARQUET_OPTIONS,
+    DeleteError,
+    Taken,
+    VerifyError,
+    file_pool,
+    manifest_entry,
+    write_manifest,
+    writing,
+)
+from jobs.warehouse.connection import DuckDBWarehouse, Warehouse, quote_ident
+from jobs.warehouse.contract import DELETE_ORDER, DELETED_TABLES, RETAINED_TABLES, TABLES
+
+# a batch: up to this many districts, and up to this many rows (each table's rows of the
+# batch are held in memory at once: about 60 MB of Arrow at the largest); a district with
+# more rows passes alone, streaming
+BATCH_DISTRICTS = 32
+BATCH_ROWS = 300_000
+
+# (district, table, rows taken so far)
+BatchProgress = Callable[[str, str, int], None]
+# the runner's ledger events, written in the batch's transaction: (tx, detail of each district)
+BeforeCommit = Callable[[Warehouse, dict[str, dict[str, Any]]], None]
+
+
+class RetryAlone(EoyError):
+    """The batch rolled back over something that belongs to one of its districts: take them
+    one by one, and only that district fails."""
+
+
+def districts_sql(districts: list[str]) -> str:
+    """The batch's district ids as a list of SQL string literals (both targets)."""
+    if any("\x00" in d for d in districts):
+        raise RetryAlone("a district id with a NUL character")
+    return ", ".join("'" + d.replace("'", "''") + "'" for d in districts)
+
+
+def batch_state(
+    tx: Warehouse, districts: list[str], with_remaining: bool = False
+) -> dict[str, dict[str, list[int]]]:
+    """district_state (`jobs.reset.onepass`) of every district of the batch, in one query."""
+    where = f"district_id in ({districts_sql(districts)})"
+    parts = district_state_parts(tx.target, with_remaining, where, grouped=True)
+    tables = RETAINED_TABLES + (DELETED_TABLES if with_remaining else ())
+    state = {d: {t: [0, 0] for t in tables} for d in districts}
+    for district, table, rows, f in tx.query(" union all ".join(parts)):
+        state[str(district)][str(table)] = [int(rows), int(f)]
+    return state
+
+
+def _rows(tx: Warehouse, table: str, districts: list[str]) -> pa.Table:
+    """The batch's rows of a table as they leave it, in the contract's Arrow types, sorted
+    by district."""
+    cols = columns_sql(table, tx.target)
+    where = f"district_id in ({districts_sql(districts)})"
+    schema = arrow_schema(table, large_text=True)
+    if isinstance(tx, AdbcTransaction):
+        batches = list(
+            tx.statement_rows(
+                f"delete from app.{quote_ident(table)} where {where} returning {cols}"
+            )
+        )
+        rows = pa.Table.from_batches(list(shaped(batches, table)), schema=schema)
+        return rows.sort_by("district_id") if rows.num_rows else rows
+    assert isinstance(tx, DuckDBWarehouse)
+    reader = tx.con.sql(
+        f"select {cols} from app.{quote_ident(table)} where {where} order by district_id"
+    ).to_arrow_reader(128_000)
+    try:
+        rows = pa.Table.from_batches(list(shaped(reader, table)), schema=schema)
+    finally:
+        reader.close()  # an open result would keep the connection from rolling back
+    gone = tx.execute(f"delete from app.{quote_ident(table)} where {where}")
+    if gone != rows.num_rows:
+        raise RetryAlone(
+            f"{table}: the delete removed {gone} rows, the snapshot holds {rows.num_rows}"
+        )
+    return rows
+
+
+def _slices(rows: pa.Table, table: str, districts: list[str]) -> dict[str, tuple[int, int]]:
+    """Each district's (offset, length) in the rows, sorted by district."""
+    out = dict.fromkeys(districts, (0, 0))
+    if rows.num_rows == 0:
+        return out
+    runs = pc.run_end_encode(rows.column("district_id").combine_chunks())
+    ids: list[str] = runs.values.to_pylist()
+    ends: list[int] = runs.run_ends.to_pylist()
+    if len(set(ids)) != len(ids) or not set(ids) <= set(districts):
+        raise RetryAlone(f"{table}: a row of another district came out of the batch's statement")
+    start = 0
+    for district, end in zip(ids, ends, strict=True):
+        out[district] = (start, end - start)
+        start = end
+    return out
+
+
+def _content_sums(rows: pa.Table, table: str, lengths: list[int]) -> list[int]:
+    """The content fingerprint of each consecutive slice of the rows (one vectorised pass)."""
+    sums = np.zeros(1, dtype=np.uint64)
+    if rows.num_rows:
+        frame = pl.from_arrow(rows)
+        assert isinstance(frame, pl.DataFrame)
+        sums = np.concatenate([sums, np.cumsum(content_values(frame, table), dtype=np.uint64)])
+    ends = np.cumsum(np.array(lengths, dtype=np.int64))
+    starts = ends - np.array(lengths, dtype=np.int64)
+    return [int(v) for v in (sums[ends] - sums[starts]).tolist()]  # wraps mod 2**64
+
+
+def _taken(rows: pa.Table, table: str, slices: dict[str, tuple[int, int]]) -> dict[str, Taken]:
+    """What each district's file holds, as fingerprinted from the rows themselves."""
+    contents = _content_sums(rows, table, [n for _, n in slices.values()])
+    keys: dict[str, int] = {}
+    products: dict[str, dict[str, int]] = {}
+    if rows.num_rows:
+        con = scratch_duckdb()
+        try:
+            con.register("_batch_rows", rows)
+            key = key_row_sql(table, "duckdb")
+            keys = dict(
+                con.execute(
+                    f"select district_id, coalesce(sum({key}), 0) % {KEY_MOD} "
+                    "from _batch_rows group by district_id"
+                ).fetchall()
+            )
+            if "product" in TABLES[table].column_names:
+                for district, product, n in con.execute(
+                    "select district_id, product, count(*) from _batch_rows group by all"
+                ).fetchall():
+                    products.setdefault(district, {})[str(product)] = int(n)
+        finally:
+            con.close()
+    out = {}
+    for (district, (_, length)), content in zip(slices.items(), contents, strict=True):
+        fp = Fingerprint(table)
+        fp.add(length, content, int(keys.get(district, 0)))
+        out[district] = Taken(table, f"{table}.parquet", fp, products.get(district, {}))
+    return out
+
+
+def _read_back(pending: Pending, table: str) -> tuple[pa.Table | None, str, str | None]:
+    """(rows, sha256, a problem) of a table's file as it is stored now."""
+    digest = hashlib.sha256()
+    try:
+        with pending.open_input(f"{table}.parquet") as stored:
+            data = stored.read()
+        digest.update(data)
+        rows = pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
+    except (OSError, pa.ArrowException) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return None, digest.hexdigest(), f"{table}: the file does not read back: {first}"
+    if rows.column_names != TABLES[table].column_names:
+        return None, "", f"{table}: the file's columns {rows.column_names} are not the contract's"
+    return rows, digest.hexdigest(), None
+
+
+def _check_table(
+    rows: pa.Table,
+    table: str,
+    slices: dict[str, tuple[int, int]],
+    pendings: dict[str, Pending],
+    writes: list[Future[None]],
+) -> dict[str, tuple[Taken, str]]:
+    """A table of the batch, beside the next table's statement: fingerprint the rows taken,
+    wait for their files, re-read every file and compare its rows and content fingerprint
+    with the rows'. Each district's (what its file holds, the file's sha256); VerifyError
+    when a file differs."""
+    taken = _taken(rows, table, slices)
+    for done in writes:
+        done.result()
+    shas: dict[str, str] = {}
+    stored: list[pa.Table] = []
+    for district, pending in pendings.items():
+        back, sha, problem = _read_back(pending, table)
+        if problem is not None or back is None:
+            raise VerifyError(f"snapshot of {district!r} did not verify: {problem}")
+        shas[district] = sha
+        stored.append(back.cast(arrow_schema(table, large_text=True)))
+    lengths = [t.num_rows for t in stored]
+    contents = _content_sums(pa.concat_tables(stored), table, lengths)
+    out = {}
+    for (district, mine), length, content in zip(taken.items(), lengths, contents, strict=True):
+        if (length, content) != (mine.fp.rows, mine.fp.content):
+            what = "rows" if length != mine.fp.rows else "content fingerprint"
+            raise VerifyError(
+                f"snapshot of {district!r} did not verify: {table}: the file re-reads with "
+                f"other {what} than the rows written into it; nothing was deleted"
+            )
+        out[district] = (mine, shas[district])
+    return out
+
+
+_checker: ThreadPoolExecutor | None = None
+
+
+def checker() -> ThreadPoolExecutor:
+    """One thread that checks a table's files while the runner takes the next table."""
+    global _checker
+    if _checker is None:
+        _checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eoy-check")
+    return _checker
+
+
+def _write(pending: Pending, table: str, rows: pa.Table) -> None:
+    with writing(pending.store):
+        sink = pending.open_output(f"{table}.parquet")
+        try:
+            pq.write_table(rows, sink, **PARQUET_OPTIONS)
+        finally:
+            sink.close()  # on an object store: the upload completes here
+
+
+def take_batch(
+    wh: Warehouse,
+    settings: Settings,
+    districts: list[str],
+    school_year: int,
+    *,
+    before_commit: BeforeCommit,
+    progress: BatchProgress | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Snapshot and delete the main part of every district of the batch in one transaction
+    that commits only once every snapshot verified; the delete's detail of each district (as
+    `take_snapshot` gives it). After the commit, a part that cannot be put in place is that
+    district's StepError in place of its detail (a rerun puts it in place)."""
+    store = open_store(settings)
+    pendings: dict[str, Pending] = {}
+    committed = False
+    phase = "export"
+    try:
+        with writing(store):
+            for district in districts:
+                pendings[district] = store.begin(school_year, district, MAIN)
+        with district_transaction(wh) as tx:
+            created_at = datetime.now(UTC)
+            before = batch_state(tx, districts)
+            checks: dict[str, Future[dict[str, tuple[Taken, str]]]] = {}
+            try:
+                for table in DELETE_ORDER:
+                    rows = _rows(tx, table, districts)
+                    slices = _slices(rows, table, districts)
+                    writes = [
+                        file_pool().submit(_write, pendings[d], table, rows.slice(start, n))
+                        for d, (start, n) in slices.items()
+                    ]
+                    checks[table] = checker().submit(
+                        _check_table, rows, table, slices, pendings, writes
+                    )
+                    if progress is not None:
+                        for district, (_, n) in slices.items():
+                            progress(district, table, n)
+                    fault_point(f"export:{table}")
+                fault_point("after:export")
+                phase = "verify"
+                fault_point("before:verify")
+                checked = {table: checks[table].result() for table in DELETED_TABLES}
+            finally:  # nothing of this batch still writing once it is over
+                for check in checks.values():
+                    with suppress(Exception):
+                        check.result()
+            details: dict[str, dict[str, Any]] = {}
+            for district in districts:
+                pending = pendings[district]
+                mine = {t: checked[t][district][0] for t in DELETED_TABLES}
+                tables = {
+                    t: manifest_entry(mine[t], checked[t][district][1]) for t in DELETED_TABLES
+                }
+                with writing(store):
+                    _, manifest_sha = write_manifest(
+                        pending, settings, wh.target, district, school_year, created_at, tables
+                    )
+                    pending.sync()
+                details[district] = {
+                    "part": MAIN,
+                    "path": pending.location,
+                    "staging": pending.staging,
+                    "manifest_sha256": manifest_sha,
+                    "rows": {t: mine[t].fp.rows for t in DELETED_TABLES},
+                    "products": {t: mine[t].products for t in DELETED_TABLES if mine[t].products},
+                    "rows_total": sum(mine[t].fp.rows for t in DELETED_TABLES),
+                    "created_at": created_at.isoformat(),
+                }
+            fault_point("after:verify")
+            phase = "delete"
+            fault_point("before:delete")
+            after = batch_state(tx, districts, with_remaining=True)
+            for district in districts:
+                changed = [t for t in RETAINED_TABLES if after[district][t] != before[district][t]]
+                if changed:
+                    raise RetryAlone(f"retained rows of {district!r} changed during the delete")
+                details[district].update(
+                    retained_before=before[district],
+                    remaining={t: after[district][t][0] for t in DELETED_TABLES},
+                    retained_unchanged=True,
+                    other_districts_unchanged=True,
+                )
+            before_commit(tx, details)
+            fault_point("commit:delete")
+        committed = True
+        fault_point("after:commit")
+    except BaseException as exc:
+        if not committed:
+            for pending in pendings.values():
+                with suppress(Exception):
+                    pending.discard()
+        if isinstance(exc, RetryAlone | VerifyError | DeleteError):
+            raise RetryAlone(str(exc)) from None
+        if isinstance(exc, Exception) and not isinstance(exc, StepError):
+            if not committed and "foreign key" in str(exc).lower():
+                raise RetryAlone(str(exc)) from None
+            failed = _step_error(exc, phase, committed)
+            if failed is not None:
+                raise failed from None
+        raise
+    out: dict[str, Any] = {}
+    for district in districts:
+        try:
+            with writing(store):
+                pendings[district].publish()
+            out[district] = details[district]
+        except Exception as exc:
+            out[district] = _step_error(exc, "complete", True)
+    return out

@@ -509,7 +509,7 @@ def note(sizes: list[int], load: float) -> str:
         "- **ours**: `run --yes`, after a `plan` (untimed) on the same copy, as an operator "
         "runs it; **dbt build** and **districts phase** are its own `seconds_by_phase` "
         "(rebuilding the reset models; snapshotting + deleting + verifying every due "
-        "district, one transaction each).\n"
+        "district, in batches of up to 32 districts per transaction).\n"
         "- **plan**: `plan` twice on one copy; the first may parse the dbt project, the "
         "second uses partial parsing and is the one in the ratios.\n"
         "- **floor**: the same due rows read once and deleted in one transaction, children "

@@ -286,8 +286,9 @@ def test_a_district_restored_while_a_run_is_under_way_is_left_restored(
         wh.execute(
             "update eoy_runner.reset_runs set status = 'failed' where district_id = 'd00004'"
         )
-    # a full run starts (d00004 is among its due districts), and waits in d00001
-    run = start_cli(settings, EOY_PAUSE="before:complete:3")
+    # a full run starts (d00004 is among its due districts, last), and waits 3 s after each
+    # district it completes (d00001 to d00003 pass together, in one batch)
+    run = start_cli(settings, EOY_PAUSE="after:complete:3")
     with connect(settings) as wh:
         deadline = time.monotonic() + 120
         while not wh.query(

@@ -2,9 +2,11 @@
 
 Per district: `pause_syncs` commits on its own; then one transaction takes the snapshot from
 the statements that delete the rows (`jobs.reset.onepass`), verifies it, and records `export`,
-`verify`, `delete`, `check_retention` and `complete` in the ledger before it commits. Every
-step finds out from the warehouse and the ledger whether it was done already, so running the
-same command again finishes a run stopped anywhere.
+`verify`, `delete`, `check_retention` and `complete` in the ledger before it commits. Districts
+with no run yet go in batches that share those commits and statements (`jobs.reset.batch`);
+a district taken up again goes alone. Every step finds out from the warehouse and the ledger
+whether it was done already, so running the same command again finishes a run stopped
+anywhere.
 """
 
 from __future__ import annotations

@@ -1,0 +1,129 @@
+"""Districts in batches (`jobs.reset.batch`): one transaction and one statement per table for
+several districts ends exactly as a transaction each; a batch that rolls back over the rows of
+one district is taken district by district; a failure the batch cannot pin on one district
+fails each district of the batch in one line and deletes nothing.
+
+The reference is an uninterrupted run in batches on DuckDB (`reference_outcome`); the same
+generated data is run here district by district and in failing batches, on both targets.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import jobs.reset.batch as batch
+import jobs.reset.runner as runner
+from jobs.config import Settings
+from jobs.snapshot.writer import VerifyError
+from jobs.warehouse.connection import connect
+from tests.crash_helpers import (
+    YEAR,
+    assert_same_end_state,
+    fresh,
+    outcome,
+    reference_outcome,
+    run_cli,
+)
+from tests.runner_helpers import dump_app
+
+TARGETS = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def delete_details(settings: Settings) -> list[dict[str, Any]]:
+    with connect(settings) as wh:
+        text = "cast(detail as text)" if wh.target == "postgres" else "cast(detail as varchar)"
+        rows = wh.query(
+            f"select {text} from eoy_runner.reset_events "
+            "where step = 'delete' and status = 'completed' order by district_id"
+        )
+    return [json.loads(detail) for (detail,) in rows]
+
+
+def leftovers(settings: Settings) -> list[str]:
+    """Anything in the year's snapshot folder but the districts' own folders."""
+    year = Path(settings.snapshot_root) / str(YEAR)
+    names = sorted(p.name for p in year.iterdir()) if year.exists() else []
+    return [n for n in names if not n.startswith("d") or "." in n or "~" in n]
+
+
+@pytest.mark.parametrize("alone", [False, True], ids=["batch", "alone"])
+@pytest.mark.parametrize("target", TARGETS, indirect=True)
+def test_a_batch_ends_exactly_as_its_districts_one_by_one(
+    settings: Settings,
+    alone: bool,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reference = reference_outcome(tmp_path_factory.mktemp("reference"))  # in one batch
+    fresh(settings)
+    if alone:
+        monkeypatch.setattr(runner, "BATCH_DISTRICTS", 1)  # every district alone
+    done = run_cli(settings)
+    assert done.returncode == 0, done.stderr
+    assert_same_end_state(outcome(settings), reference)
+    created = [d["created_at"] for d in delete_details(settings)]
+    assert len(created) >= 2, "one district due: the test proves nothing"
+    # a transaction each, or one for all of them
+    assert len(set(created)) == (len(created) if alone else 1)
+
+
+@pytest.mark.parametrize("target", TARGETS, indirect=True)
+def test_a_batch_that_rolls_back_over_one_districts_rows_goes_district_by_district(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = reference_outcome(tmp_path_factory.mktemp("reference"))
+    fresh(settings)
+    failed_batches: list[int] = []
+
+    def does_not_verify(*args: Any) -> None:
+        failed_batches.append(1)
+        raise VerifyError("snapshot of 'd00002' did not verify: a file re-reads otherwise")
+
+    monkeypatch.setattr(batch, "_check_table", does_not_verify)
+    done = run_cli(settings)
+    assert done.returncode == 0, done.stderr
+    assert failed_batches, "no batch ran: the test proves nothing"
+    # each district alone, after the batch rolled back whole: deleted once, snapshots whole
+    assert_same_end_state(outcome(settings), reference)
+    assert leftovers(settings) == []  # the rolled-back batch's files are gone
+
+
+@pytest.mark.parametrize("target", TARGETS, indirect=True)
+def test_a_failure_of_the_whole_batch_fails_each_district_and_deletes_nothing(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = reference_outcome(tmp_path_factory.mktemp("reference"))
+    fresh(settings)
+    with connect(settings) as wh:
+        before = dump_app(wh, ignore_sync_state=True)
+
+    def disk_full(*args: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(batch.pq, "write_table", disk_full)
+    failed = run_cli(settings)
+    assert failed.returncode == 1
+    assert "Traceback" not in failed.stderr and len(failed.stderr.splitlines()) == 1
+    doc = json.loads(failed.stdout)
+    assert doc["districts"] and {d["status"] for d in doc["districts"]} == {"failed"}
+    for district in doc["districts"]:
+        assert district["step"] == "export", district
+        assert "No space left on device" in district["error"], district
+        assert "nothing was deleted" in district["error"], district
+    with connect(settings) as wh:
+        assert dump_app(wh, ignore_sync_state=True) == before
+        runs = dict(wh.query("select district_id, status from eoy_runner.reset_runs"))
+        deletes = wh.scalar("select count(*) from eoy_runner.reset_events where step = 'delete'")
+    assert runs == dict.fromkeys((d["district_id"] for d in doc["districts"]), "failed")
+    assert deletes == 0
+    assert leftovers(settings) == []
+
+    monkeypatch.undo()
+    again = run_cli(settings)
+    assert again.returncode == 0, again.stderr
+    assert_same_end_state(outcome(settings), reference)

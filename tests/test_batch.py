@@ -102,7 +102,7 @@ def test_a_failure_of_the_whole_batch_fails_each_district_and_deletes_nothing(
     with connect(settings) as wh:
         before = dump_app(wh, ignore_sync_state=True)
 
-    def disk_full(*args: Any) -> None:
+    def disk_full(*args: Any, **kwargs: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(batch.pq, "write_table", disk_full)
@@ -112,7 +112,7 @@ def test_a_failure_of_the_whole_batch_fails_each_district_and_deletes_nothing(
     doc = json.loads(failed.stdout)
     assert doc["districts"] and {d["status"] for d in doc["districts"]} == {"failed"}
     for district in doc["districts"]:
-        assert district["step"] == "export", district
+        assert district["step"] == "export", district["error"]
         assert "No space left on device" in district["error"], district
         assert "nothing was deleted" in district["error"], district
     with connect(settings) as wh:

@@ -225,6 +225,7 @@ def _check_table(
     taken = _taken(rows, table, slices)
     for done in writes:
         done.result()
+    fault_point(f"export:{table}")  # the table's rows taken and deleted, its files written
     shas: dict[str, str] = {}
     stored: list[pa.Table] = []
     for district, pending in pendings.items():
@@ -306,7 +307,6 @@ def take_batch(
                     if progress is not None:
                         for district, (_, n) in slices.items():
                             progress(district, table, n)
-                    fault_point(f"export:{table}")
                 fault_point("after:export")
                 phase = "verify"
                 fault_point("before:verify")

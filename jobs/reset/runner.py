@@ -451,6 +451,9 @@ def _units(runnable: list[dict[str, Any]], workers: int) -> list[list[dict[str, 
     for cand in runnable:
         n = sum(cand["rows"].values())
         if cand.get("resume") is not None or n > BATCH_ROWS:
+            if current:  # districts keep their order
+                units.append(current)
+                current, rows = [], 0
             units.append([cand])
             continue
         if current and (len(current) >= size or rows + n > BATCH_ROWS):

@@ -519,7 +519,10 @@ def _run_batch(
                 outcomes[district]["seconds"] = round((time.perf_counter() - began) / len(held), 2)
             with contextlib.suppress(Exception):
                 release_district_lock(wh, district, year)
-            progress.district_done(district)
+            if district in outcomes:
+                progress.district_done(district)
+            else:  # it goes on alone, below
+                progress.district_dropped(district)
     for cand in alone:
         outcomes[cand["district_id"]] = _run_one(connections, cand, year, progress)
     return [outcomes[c["district_id"]] for c in unit]

@@ -92,6 +92,15 @@ class RunProgress:
             rate = self._bar.tasks[self._rows].speed
             self._bar.update(self._rows, rate=f"{rate:,.0f} rows/s" if rate else "")
 
+    def district_dropped(self, district: str) -> None:
+        """A district given back (its batch rolled back): it starts again alone."""
+        if self._bar is None:
+            return
+        with self._lock:
+            task = self._current.pop(district, None)
+            if task is not None:
+                self._bar.remove_task(task)
+
     def district_done(self, district: str) -> None:
         if self._bar is None:
             return

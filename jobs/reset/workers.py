@@ -155,6 +155,6 @@ class WorkerPool:
             name, args = item
             if name == "district_started":
                 in_hand.add(args[0])
-            elif name == "district_done":
+            elif name in ("district_done", "district_dropped"):
                 in_hand.discard(args[0])
             getattr(progress, name)(*args)

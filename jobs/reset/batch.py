@@ -43,6 +43,7 @@ from jobs.reset.onepass import (
     _step_error,
     district_state_parts,
     district_transaction,
+    pass_detail,
 )
 from jobs.snapshot.fingerprint import (
     KEY_MOD,
@@ -327,16 +328,9 @@ def take_batch(
                         pending, settings, wh.target, district, school_year, created_at, tables
                     )
                     pending.sync()
-                details[district] = {
-                    "part": MAIN,
-                    "path": pending.location,
-                    "staging": pending.staging,
-                    "manifest_sha256": manifest_sha,
-                    "rows": {t: mine[t].fp.rows for t in DELETED_TABLES},
-                    "products": {t: mine[t].products for t in DELETED_TABLES if mine[t].products},
-                    "rows_total": sum(mine[t].fp.rows for t in DELETED_TABLES),
-                    "created_at": created_at.isoformat(),
-                }
+                details[district] = pass_detail(
+                    MAIN, pending, manifest_sha, mine, created_at.isoformat()
+                )
             fault_point("after:verify")
             phase = "delete"
             fault_point("before:delete")

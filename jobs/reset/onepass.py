@@ -33,7 +33,7 @@ from jobs.snapshot.fingerprint import (
     KEY_MOD,
 )
 from jobs.snapshot.source import columns_sql, pg_literal
-from jobs.snapshot.store import open_store
+from jobs.snapshot.store import Pending, open_store
 from jobs.snapshot.writer import (
     MAIN,
     DeleteError,
@@ -308,6 +308,23 @@ def district_state(
 BeforeCommit = Callable[[Warehouse, dict[str, Any]], None]
 
 
+def pass_detail(
+    part: str, pending: Pending, manifest_sha: str, taken: dict[str, Taken], created_at: str
+) -> dict[str, Any]:
+    """The delete's detail of a part whose files verified and whose manifest is written
+    (the retained state and what remains are added by the caller)."""
+    return {
+        "part": part,
+        "path": pending.location,
+        "staging": pending.staging,
+        "manifest_sha256": manifest_sha,
+        "rows": {t: taken[t].fp.rows for t in DELETED_TABLES},
+        "products": {t: taken[t].products for t in DELETED_TABLES if taken[t].products},
+        "rows_total": sum(taken[t].fp.rows for t in DELETED_TABLES),
+        "created_at": created_at,
+    }
+
+
 def take_snapshot(
     wh: Warehouse,
     settings: Settings,
@@ -361,16 +378,7 @@ def take_snapshot(
                 )
                 pending.sync()  # the files and the manifest durable before anything commits
             fault_point("after:verify")
-            detail: dict[str, Any] = {
-                "part": part,
-                "path": pending.location,
-                "staging": pending.staging,
-                "manifest_sha256": manifest_sha,
-                "rows": {t: taken[t].fp.rows for t in DELETED_TABLES},
-                "products": {t: taken[t].products for t in DELETED_TABLES if taken[t].products},
-                "rows_total": sum(taken[t].fp.rows for t in DELETED_TABLES),
-                "created_at": manifest["created_at"],
-            }
+            detail = pass_detail(part, pending, manifest_sha, taken, manifest["created_at"])
             phase = "delete"
             if delete:
                 fault_point("before:delete")

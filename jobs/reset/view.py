@@ -104,10 +104,8 @@ class RunProgress:
     def district_done(self, district: str) -> None:
         if self._bar is None:
             return
+        self.district_dropped(district)
         with self._lock:
-            task = self._current.pop(district, None)
-            if task is not None:
-                self._bar.remove_task(task)
             self._bar.update(self._districts, advance=1)
 
 

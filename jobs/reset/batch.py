@@ -5,10 +5,11 @@ A district's pass alone costs about 30 ms before a single row moves (seven delet
 queries, the ledger's writes, a commit) and a few milliseconds per file of fingerprinting in
 small pieces: most districts are small, so that fixed cost was most of a reset. In a batch,
 each table's rows of every district in it leave in one statement (PostgreSQL `DELETE … WHERE
-district_id = ANY(…) RETURNING`, streamed by ADBC; DuckDB, the only connection, reads them in
-district order and deletes them, counting the same rows), are fingerprinted in one vectorised
-pass and split by district into the districts' own files, verified file by file as before,
-and the retained rows of the batch are checked by one grouped query before and after. Nothing
+district_id = ANY(…) RETURNING`, streamed by ADBC; DuckDB, the only connection, reads them
+and deletes them, counting the same rows), are fingerprinted in one vectorised pass and split
+by district into the districts' own files; each file is re-read as stored and compared with
+its rows value for value (the rows its fingerprint was computed from), and the retained rows
+of the batch are checked by one grouped query before and after. Nothing
 commits until every district's snapshot verified: a failure or a kill leaves every district
 of the batch as it was.
 
@@ -107,8 +108,8 @@ def batch_state(
 
 
 def _rows(tx: Warehouse, table: str, districts: list[str]) -> pa.Table:
-    """The batch's rows of a table as they leave it, in the contract's Arrow types, sorted
-    by district."""
+    """The batch's rows of a table as they leave it, in the contract's Arrow types (in the
+    order the table holds them: `_grouped` puts each district's rows together)."""
     cols = columns_sql(table, tx.target)
     where = f"district_id in ({districts_sql(districts)})"
     schema = arrow_schema(table, large_text=True)
@@ -118,11 +119,10 @@ def _rows(tx: Warehouse, table: str, districts: list[str]) -> pa.Table:
                 f"delete from app.{quote_ident(table)} where {where} returning {cols}"
             )
         )
-        rows = pa.Table.from_batches(list(shaped(batches, table)), schema=schema)
-        return rows.sort_by("district_id") if rows.num_rows else rows
+        return pa.Table.from_batches(list(shaped(batches, table)), schema=schema)
     assert isinstance(tx, DuckDBWarehouse)
     reader = tx.con.sql(
-        f"select {cols} from app.{quote_ident(table)} where {where} order by district_id"
+        f"select {cols} from app.{quote_ident(table)} where {where}"
     ).to_arrow_reader(128_000)
     try:
         rows = pa.Table.from_batches(list(shaped(reader, table)), schema=schema)
@@ -136,38 +136,44 @@ def _rows(tx: Warehouse, table: str, districts: list[str]) -> pa.Table:
     return rows
 
 
-def _slices(rows: pa.Table, table: str, districts: list[str]) -> dict[str, tuple[int, int]]:
-    """Each district's (offset, length) in the rows, sorted by district."""
+def _grouped(
+    rows: pa.Table, table: str, districts: list[str]
+) -> tuple[pa.Table, dict[str, tuple[int, int]]]:
+    """The rows with each district's together, and each district's (offset, length) in them.
+    A table loaded district by district gives them so already; only otherwise are they
+    sorted (sorting every batch cost more than its statement)."""
     out = dict.fromkeys(districts, (0, 0))
     if rows.num_rows == 0:
-        return out
+        return rows, out
     runs = pc.run_end_encode(rows.column("district_id").combine_chunks())
     ids: list[str] = runs.values.to_pylist()
-    ends: list[int] = runs.run_ends.to_pylist()
-    if len(set(ids)) != len(ids) or not set(ids) <= set(districts):
+    if not set(ids) <= set(districts):
         raise RetryAlone(f"{table}: a row of another district came out of the batch's statement")
+    if len(set(ids)) != len(ids):
+        return _grouped(rows.sort_by("district_id"), table, districts)
     start = 0
-    for district, end in zip(ids, ends, strict=True):
+    for district, end in zip(ids, runs.run_ends.to_pylist(), strict=True):
         out[district] = (start, end - start)
         start = end
-    return out
+    return rows, out
 
 
-def _content_sums(rows: pa.Table, table: str, lengths: list[int]) -> list[int]:
-    """The content fingerprint of each consecutive slice of the rows (one vectorised pass)."""
+def _content_sums(rows: pa.Table, table: str, slices: list[tuple[int, int]]) -> list[int]:
+    """The content fingerprint of each (offset, length) slice of the rows (one vectorised
+    pass)."""
     sums = np.zeros(1, dtype=np.uint64)
     if rows.num_rows:
         frame = pl.from_arrow(rows)
         assert isinstance(frame, pl.DataFrame)
         sums = np.concatenate([sums, np.cumsum(content_values(frame, table), dtype=np.uint64)])
-    ends = np.cumsum(np.array(lengths, dtype=np.int64))
-    starts = ends - np.array(lengths, dtype=np.int64)
+    starts = np.array([start for start, _ in slices], dtype=np.int64)
+    ends = starts + np.array([n for _, n in slices], dtype=np.int64)
     return [int(v) for v in (sums[ends] - sums[starts]).tolist()]  # wraps mod 2**64
 
 
 def _taken(rows: pa.Table, table: str, slices: dict[str, tuple[int, int]]) -> dict[str, Taken]:
     """What each district's file holds, as fingerprinted from the rows themselves."""
-    contents = _content_sums(rows, table, [n for _, n in slices.values()])
+    contents = _content_sums(rows, table, list(slices.values()))
     keys: dict[str, int] = {}
     products: dict[str, dict[str, int]] = {}
     if rows.num_rows:
@@ -212,41 +218,52 @@ def _read_back(pending: Pending, table: str) -> tuple[pa.Table | None, str, str 
     return rows, digest.hexdigest(), None
 
 
+def _bits(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Doubles as their IEEE-754 bits (as the content fingerprint takes them: -0.0 is not
+    0.0, a NaN is itself); every other type as it is."""
+    if not pa.types.is_floating(column.type):
+        return column
+    return pa.chunked_array([c.view(pa.int64()) for c in column.chunks], pa.int64())
+
+
+def same_rows(stored: pa.Table, written: pa.Table) -> bool:
+    """The same rows in the same order, value for value (nulls where nulls are)."""
+    if stored.num_rows != written.num_rows or stored.column_names != written.column_names:
+        return False
+    return all(
+        _bits(a).equals(_bits(b)) for a, b in zip(stored.columns, written.columns, strict=True)
+    )
+
+
+def _write_and_check(pending: Pending, district: str, table: str, rows: pa.Table) -> str:
+    """Write a district's rows of a table to its file, re-read the file as stored and compare
+    it with the rows, value for value: the rows whose fingerprint the manifest records. The
+    file's sha256; VerifyError when it differs."""
+    _write(pending, table, rows)
+    stored, sha, problem = _read_back(pending, table)
+    if problem is None and stored is not None:
+        if stored.schema != rows.schema:
+            stored = stored.cast(rows.schema)
+        if same_rows(stored, rows):
+            return sha
+        what = "rows" if stored.num_rows != rows.num_rows else "values"
+        problem = f"{table}: the file re-reads with other {what} than were written into it"
+    raise VerifyError(f"snapshot of {district!r} did not verify: {problem}; nothing was deleted")
+
+
 def _check_table(
     rows: pa.Table,
     table: str,
     slices: dict[str, tuple[int, int]],
-    pendings: dict[str, Pending],
-    writes: list[Future[None]],
+    files: dict[str, Future[str]],
 ) -> dict[str, tuple[Taken, str]]:
-    """A table of the batch, beside the next table's statement: fingerprint the rows taken,
-    wait for their files, re-read every file and compare its rows and content fingerprint
-    with the rows'. Each district's (what its file holds, the file's sha256); VerifyError
-    when a file differs."""
+    """A table of the batch, beside the next table's statement and its files: fingerprint
+    the rows taken, and wait for their files to be written and checked. Each district's (what
+    its file holds, the file's sha256)."""
     taken = _taken(rows, table, slices)
-    for done in writes:
-        done.result()
-    fault_point(f"export:{table}")  # the table's rows taken and deleted, its files written
-    shas: dict[str, str] = {}
-    stored: list[pa.Table] = []
-    for district, pending in pendings.items():
-        back, sha, problem = _read_back(pending, table)
-        if problem is not None or back is None:
-            raise VerifyError(f"snapshot of {district!r} did not verify: {problem}")
-        shas[district] = sha
-        stored.append(back.cast(arrow_schema(table, large_text=True)))
-    lengths = [t.num_rows for t in stored]
-    contents = _content_sums(pa.concat_tables(stored), table, lengths)
-    out = {}
-    for (district, mine), length, content in zip(taken.items(), lengths, contents, strict=True):
-        if (length, content) != (mine.fp.rows, mine.fp.content):
-            what = "rows" if length != mine.fp.rows else "content fingerprint"
-            raise VerifyError(
-                f"snapshot of {district!r} did not verify: {table}: the file re-reads with "
-                f"other {what} than the rows written into it; nothing was deleted"
-            )
-        out[district] = (mine, shas[district])
-    return out
+    shas = {district: done.result() for district, done in files.items()}
+    fault_point(f"export:{table}")  # the table's rows taken and deleted, its files checked
+    return {district: (taken[district], shas[district]) for district in slices}
 
 
 _checker: ThreadPoolExecutor | None = None
@@ -296,15 +313,14 @@ def take_batch(
             checks: dict[str, Future[dict[str, tuple[Taken, str]]]] = {}
             try:
                 for table in DELETE_ORDER:
-                    rows = _rows(tx, table, districts)
-                    slices = _slices(rows, table, districts)
-                    writes = [
-                        file_pool().submit(_write, pendings[d], table, rows.slice(start, n))
+                    rows, slices = _grouped(_rows(tx, table, districts), table, districts)
+                    files = {
+                        d: file_pool().submit(
+                            _write_and_check, pendings[d], d, table, rows.slice(start, n)
+                        )
                         for d, (start, n) in slices.items()
-                    ]
-                    checks[table] = checker().submit(
-                        _check_table, rows, table, slices, pendings, writes
-                    )
+                    }
+                    checks[table] = checker().submit(_check_table, rows, table, slices, files)
                     if progress is not None:
                         for district, (_, n) in slices.items():
                             progress(district, table, n)

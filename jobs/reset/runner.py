@@ -373,6 +373,7 @@ def _check_snapshot_root(settings: Settings) -> None:
 # batches, so a small cache suffices; it kept the peak of a 20 M-row district at about 0.8 GiB
 # (1.2 GiB with DuckDB's default) with no loss of speed.
 PASS_MEMORY_LIMIT = "256MB"
+PASS_CHECKPOINT_THRESHOLD = "64GB"
 
 
 class _Connections:
@@ -393,6 +394,10 @@ class _Connections:
                 # the passes stream: DuckDB's cache of the tables' blocks need not grow with
                 # the warehouse (its default is 80 % of the machine's memory)
                 wh.execute(f"set memory_limit = '{PASS_MEMORY_LIMIT}'")
+                # one checkpoint when the run is over, not one every few batches: each
+                # rewrote the row groups the batch deleted from (commits stay durable in
+                # DuckDB's write-ahead log, replayed if the run is killed)
+                wh.execute(f"set checkpoint_threshold = '{PASS_CHECKPOINT_THRESHOLD}'")
             self._local.wh = wh
             with self._lock:
                 self._all.append(wh)
@@ -414,6 +419,7 @@ class _Connections:
             if wh.target == "duckdb":
                 with contextlib.suppress(Exception):  # DuckDB's own, for what comes next
                     wh.execute("reset memory_limit")
+                    wh.execute("reset checkpoint_threshold")
             with contextlib.suppress(Exception):
                 wh.close()
 

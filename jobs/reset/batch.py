@@ -47,6 +47,7 @@ from jobs.reset.onepass import (
     pass_detail,
 )
 from jobs.snapshot.fingerprint import (
+    CONTENT_MOD,
     KEY_MOD,
     Fingerprint,
     arrow_schema,
@@ -109,7 +110,7 @@ def batch_state(
 
 def _rows(tx: Warehouse, table: str, districts: list[str]) -> pa.Table:
     """The batch's rows of a table as they leave it, in the contract's Arrow types (in the
-    order the table holds them: `_grouped` puts each district's rows together)."""
+    order the table holds them: `_runs` finds each district's)."""
     cols = columns_sql(table, tx.target)
     where = f"district_id in ({districts_sql(districts)})"
     schema = arrow_schema(table, large_text=True)
@@ -136,44 +137,52 @@ def _rows(tx: Warehouse, table: str, districts: list[str]) -> pa.Table:
     return rows
 
 
-def _grouped(
-    rows: pa.Table, table: str, districts: list[str]
-) -> tuple[pa.Table, dict[str, tuple[int, int]]]:
-    """The rows with each district's together, and each district's (offset, length) in them.
-    A table loaded district by district gives them so already; only otherwise are they
-    sorted (sorting every batch cost more than its statement)."""
-    out = dict.fromkeys(districts, (0, 0))
+# a district's rows in a table of the batch: the (offset, length) runs that hold them
+Runs = list[tuple[int, int]]
+
+
+def _runs(rows: pa.Table, table: str, districts: list[str]) -> dict[str, Runs]:
+    """Where each district's rows are. A table loaded district by district gives each
+    district in one run or a few (DuckDB's threads hand back row groups in any order):
+    slices of them make its file without copying or sorting (a sort cost more than the
+    statement)."""
+    out: dict[str, Runs] = {d: [] for d in districts}
     if rows.num_rows == 0:
-        return rows, out
-    runs = pc.run_end_encode(rows.column("district_id").combine_chunks())
-    ids: list[str] = runs.values.to_pylist()
-    if not set(ids) <= set(districts):
-        raise RetryAlone(f"{table}: a row of another district came out of the batch's statement")
-    if len(set(ids)) != len(ids):
-        return _grouped(rows.sort_by("district_id"), table, districts)
+        return out
+    encoded = pc.run_end_encode(rows.column("district_id").combine_chunks())
     start = 0
-    for district, end in zip(ids, runs.run_ends.to_pylist(), strict=True):
-        out[district] = (start, end - start)
+    for district, end in zip(encoded.values.to_pylist(), encoded.run_ends.to_pylist(), strict=True):
+        if district not in out:
+            raise RetryAlone(
+                f"{table}: a row of another district came out of the batch's statement"
+            )
+        out[district].append((start, end - start))
         start = end
-    return rows, out
+    return out
 
 
-def _content_sums(rows: pa.Table, table: str, slices: list[tuple[int, int]]) -> list[int]:
-    """The content fingerprint of each (offset, length) slice of the rows (one vectorised
-    pass)."""
+def part_of(rows: pa.Table, runs: Runs) -> pa.Table:
+    """A district's rows, in the order the table gave them (slices: nothing copied)."""
+    if len(runs) == 1:
+        return rows.slice(*runs[0])
+    return pa.concat_tables([rows.slice(start, n) for start, n in runs] or [rows.slice(0, 0)])
+
+
+def _content_sums(rows: pa.Table, table: str, runs: list[Runs]) -> list[int]:
+    """The content fingerprint of each district's runs of the rows (one vectorised pass)."""
     sums = np.zeros(1, dtype=np.uint64)
     if rows.num_rows:
         frame = pl.from_arrow(rows)
         assert isinstance(frame, pl.DataFrame)
         sums = np.concatenate([sums, np.cumsum(content_values(frame, table), dtype=np.uint64)])
-    starts = np.array([start for start, _ in slices], dtype=np.int64)
-    ends = starts + np.array([n for _, n in slices], dtype=np.int64)
-    return [int(v) for v in (sums[ends] - sums[starts]).tolist()]  # wraps mod 2**64
+    marks = sorted({i for where in runs for start, n in where for i in (start, start + n)})
+    at = dict(zip(marks, sums[marks].tolist(), strict=True))
+    return [sum(at[start + n] - at[start] for start, n in where) % CONTENT_MOD for where in runs]
 
 
-def _taken(rows: pa.Table, table: str, slices: dict[str, tuple[int, int]]) -> dict[str, Taken]:
+def _taken(rows: pa.Table, table: str, runs: dict[str, Runs]) -> dict[str, Taken]:
     """What each district's file holds, as fingerprinted from the rows themselves."""
-    contents = _content_sums(rows, table, list(slices.values()))
+    contents = _content_sums(rows, table, list(runs.values()))
     keys: dict[str, int] = {}
     products: dict[str, dict[str, int]] = {}
     if rows.num_rows:
@@ -195,9 +204,9 @@ def _taken(rows: pa.Table, table: str, slices: dict[str, tuple[int, int]]) -> di
         finally:
             con.close()
     out = {}
-    for (district, (_, length)), content in zip(slices.items(), contents, strict=True):
+    for (district, where), content in zip(runs.items(), contents, strict=True):
         fp = Fingerprint(table)
-        fp.add(length, content, int(keys.get(district, 0)))
+        fp.add(sum(n for _, n in where), content, int(keys.get(district, 0)))
         out[district] = Taken(table, f"{table}.parquet", fp, products.get(district, {}))
     return out
 
@@ -254,16 +263,16 @@ def _write_and_check(pending: Pending, district: str, table: str, rows: pa.Table
 def _check_table(
     rows: pa.Table,
     table: str,
-    slices: dict[str, tuple[int, int]],
+    runs: dict[str, Runs],
     files: dict[str, Future[str]],
 ) -> dict[str, tuple[Taken, str]]:
     """A table of the batch, beside the next table's statement and its files: fingerprint
     the rows taken, and wait for their files to be written and checked. Each district's (what
     its file holds, the file's sha256)."""
-    taken = _taken(rows, table, slices)
+    taken = _taken(rows, table, runs)
     shas = {district: done.result() for district, done in files.items()}
     fault_point(f"export:{table}")  # the table's rows taken and deleted, its files checked
-    return {district: (taken[district], shas[district]) for district in slices}
+    return {district: (taken[district], shas[district]) for district in runs}
 
 
 _checker: ThreadPoolExecutor | None = None
@@ -313,17 +322,18 @@ def take_batch(
             checks: dict[str, Future[dict[str, tuple[Taken, str]]]] = {}
             try:
                 for table in DELETE_ORDER:
-                    rows, slices = _grouped(_rows(tx, table, districts), table, districts)
+                    rows = _rows(tx, table, districts)
+                    runs = _runs(rows, table, districts)
                     files = {
                         d: file_pool().submit(
-                            _write_and_check, pendings[d], d, table, rows.slice(start, n)
+                            _write_and_check, pendings[d], d, table, part_of(rows, where)
                         )
-                        for d, (start, n) in slices.items()
+                        for d, where in runs.items()
                     }
-                    checks[table] = checker().submit(_check_table, rows, table, slices, files)
+                    checks[table] = checker().submit(_check_table, rows, table, runs, files)
                     if progress is not None:
-                        for district, (_, n) in slices.items():
-                            progress(district, table, n)
+                        for district, where in runs.items():
+                            progress(district, table, sum(n for _, n in where))
                 fault_point("after:export")
                 phase = "verify"
                 fault_point("before:verify")

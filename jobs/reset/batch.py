@@ -41,10 +41,11 @@ from jobs.faults import fault_point
 from jobs.reset.onepass import (
     AdbcTransaction,
     StepError,
-    _step_error,
     district_state_parts,
     district_transaction,
+    foreign_key_violation,
     pass_detail,
+    step_error,
 )
 from jobs.snapshot.fingerprint import (
     CONTENT_MOD,
@@ -56,7 +57,7 @@ from jobs.snapshot.fingerprint import (
     scratch_duckdb,
 )
 from jobs.snapshot.source import columns_sql, shaped
-from jobs.snapshot.store import Pending, open_store
+from jobs.snapshot.store import Pending, open_store, thread_pool
 from jobs.snapshot.writer import (
     MAIN,
     PARQUET_OPTIONS,
@@ -275,15 +276,9 @@ def _check_table(
     return {district: (taken[district], shas[district]) for district in runs}
 
 
-_checker: ThreadPoolExecutor | None = None
-
-
 def checker() -> ThreadPoolExecutor:
-    """One thread that checks a table's files while the runner takes the next table."""
-    global _checker
-    if _checker is None:
-        _checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eoy-check")
-    return _checker
+    """One thread that fingerprints a table's rows while the runner takes the next table."""
+    return thread_pool("check", 1)
 
 
 def _write(pending: Pending, table: str, rows: pa.Table) -> None:
@@ -383,9 +378,9 @@ def take_batch(
         if isinstance(exc, RetryAlone | VerifyError | DeleteError):
             raise RetryAlone(str(exc)) from None
         if isinstance(exc, Exception) and not isinstance(exc, StepError):
-            if not committed and "foreign key" in str(exc).lower():
+            if not committed and foreign_key_violation(exc):
                 raise RetryAlone(str(exc)) from None
-            failed = _step_error(exc, phase, committed)
+            failed = step_error(exc, phase, committed)
             if failed is not None:
                 raise failed from None
         raise
@@ -396,5 +391,5 @@ def take_batch(
                 pendings[district].publish()
             out[district] = details[district]
         except Exception as exc:
-            out[district] = _step_error(exc, "complete", True)
+            out[district] = step_error(exc, "complete", True)
     return out

@@ -75,7 +75,12 @@ class StepError(EoyError):
 DATABASE_MODULES = ("adbc_driver_manager", "duckdb", "psycopg", "pyarrow", "_duckdb")
 
 
-def _step_error(exc: Exception, phase: str, committed: bool) -> StepError | None:
+def foreign_key_violation(exc: Exception) -> bool:
+    """The warehouse refused the delete: rows that arrived since refer to the rows it takes."""
+    return "foreign key" in str(exc).lower()
+
+
+def step_error(exc: Exception, phase: str, committed: bool) -> StepError | None:
     """What went wrong in a pass, as the ledger step it failed and one line."""
     if committed:
         return StepError(
@@ -96,7 +101,7 @@ def _step_error(exc: Exception, phase: str, committed: bool) -> StepError | None
     from_database = type(exc).__module__.split(".")[0] in DATABASE_MODULES
     if not (from_database or isinstance(exc, OSError)):
         return None  # not the warehouse's: a bug, raised as it is
-    if "foreign key" in str(exc).lower():
+    if foreign_key_violation(exc):
         return StepError(
             "delete",
             "rows that arrived after the snapshot refer to its rows "
@@ -405,7 +410,7 @@ def take_snapshot(
             with suppress(Exception):
                 pending.discard()
         if isinstance(exc, Exception) and not isinstance(exc, StepError):
-            failed = _step_error(exc, phase, committed)
+            failed = step_error(exc, phase, committed)
             if failed is not None:
                 raise failed from None
         raise

@@ -280,15 +280,22 @@ def store_for(location: str, settings: Settings) -> SnapshotStore:
 # ---------------------------------------------------------------------------------------
 # a folder
 # ---------------------------------------------------------------------------------------
-_sync_pool: ThreadPoolExecutor | None = None
+_pools: dict[str, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def thread_pool(name: str, workers: int) -> ThreadPoolExecutor:
+    """The process's threads of one kind (named `eoy-<name>`), made when first asked for."""
+    with _pools_lock:
+        pool = _pools.get(name)
+        if pool is None:
+            pool = _pools[name] = ThreadPoolExecutor(workers, thread_name_prefix=f"eoy-{name}")
+        return pool
 
 
 def _syncers() -> ThreadPoolExecutor:
     """Threads for fsync: files synced at once share the file system's journal commits."""
-    global _sync_pool
-    if _sync_pool is None:
-        _sync_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="eoy-fsync")
-    return _sync_pool
+    return thread_pool("fsync", 8)
 
 
 def swap_in(staging: Path, final: Path) -> None:

@@ -45,6 +45,7 @@ from jobs.snapshot.store import (
     StoreError,
     open_store,
     store_for,
+    thread_pool,
 )
 from jobs.warehouse.connection import Warehouse
 from jobs.warehouse.contract import (
@@ -158,15 +159,9 @@ def settle_year(wh: Warehouse, settings: Settings, school_year: int) -> list[str
 # ---------------------------------------------------------------------------------------
 # writing: one Parquet file per table, fingerprinted on the way
 # ---------------------------------------------------------------------------------------
-_pool: ThreadPoolExecutor | None = None
-
-
 def file_pool() -> ThreadPoolExecutor:
-    """Threads for fingerprints and re-reads (both release the GIL in their native code)."""
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="eoy-fingerprint")
-    return _pool
+    """Threads for fingerprints, writes and re-reads (all release the GIL in native code)."""
+    return thread_pool("files", 2)
 
 
 @dataclass

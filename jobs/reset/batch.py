@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
@@ -271,6 +271,7 @@ def _check_table(
     the rows taken, and wait for their files to be written and checked. Each district's (what
     its file holds, the file's sha256)."""
     taken = _taken(rows, table, runs)
+    wait(files.values())  # every file done before any failure is raised: none left writing
     shas = {district: done.result() for district, done in files.items()}
     fault_point(f"export:{table}")  # the table's rows taken and deleted, its files checked
     return {district: (taken[district], shas[district]) for district in runs}

@@ -323,9 +323,9 @@ def test_a_late_row_referring_to_snapshotted_rows_is_never_lost(settings, wh, mo
 def test_duckdb_memory_is_held_small_only_while_districts_pass(
     settings: Settings, wh: Warehouse
 ) -> None:
-    from jobs.reset.runner import PASS_MEMORY_LIMIT, _Connections
+    from jobs.reset.runner import PASS_SETTINGS, _Connections
 
-    assert PASS_MEMORY_LIMIT == "256MB"
+    assert PASS_SETTINGS["memory_limit"] == "256MB"
     default = wh.scalar("select current_setting('memory_limit')")
     with _Connections(settings) as connections:
         passing = connections.get()

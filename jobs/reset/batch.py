@@ -22,7 +22,6 @@ snapshot root refused a file) is every district's failure, in one line, as it is
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import suppress
@@ -66,6 +65,7 @@ from jobs.snapshot.writer import (
     VerifyError,
     file_pool,
     manifest_entry,
+    read_stored,
     write_manifest,
     writing,
 )
@@ -187,45 +187,27 @@ def _taken(rows: pa.Table, table: str, runs: dict[str, Runs]) -> dict[str, Taken
     keys: dict[str, int] = {}
     products: dict[str, dict[str, int]] = {}
     if rows.num_rows:
+        by_product = "product" in TABLES[table].column_names
         con = scratch_duckdb()
         try:
             con.register("_batch_rows", rows)
-            key = key_row_sql(table, "duckdb")
-            keys = dict(
-                con.execute(
-                    f"select district_id, coalesce(sum({key}), 0) % {KEY_MOD} "
-                    "from _batch_rows group by district_id"
-                ).fetchall()
-            )
-            if "product" in TABLES[table].column_names:
-                for district, product, n in con.execute(
-                    "select district_id, product, count(*) from _batch_rows group by all"
-                ).fetchall():
-                    products.setdefault(district, {})[str(product)] = int(n)
+            found = con.execute(
+                f"select district_id, {'product' if by_product else 'null'}, count(*), "
+                f"coalesce(sum({key_row_sql(table, 'duckdb')}), 0) % {KEY_MOD} "
+                "from _batch_rows group by all"
+            ).fetchall()
         finally:
             con.close()
+        for district, product, n, key in found:  # a district's keys over its products
+            keys[district] = (keys.get(district, 0) + int(key)) % KEY_MOD
+            if by_product:
+                products.setdefault(district, {})[str(product)] = int(n)
     out = {}
     for (district, where), content in zip(runs.items(), contents, strict=True):
         fp = Fingerprint(table)
-        fp.add(sum(n for _, n in where), content, int(keys.get(district, 0)))
+        fp.add(sum(n for _, n in where), content, keys.get(district, 0))
         out[district] = Taken(table, f"{table}.parquet", fp, products.get(district, {}))
     return out
-
-
-def _read_back(pending: Pending, table: str) -> tuple[pa.Table | None, str, str | None]:
-    """(rows, sha256, a problem) of a table's file as it is stored now."""
-    digest = hashlib.sha256()
-    try:
-        with pending.open_input(f"{table}.parquet") as stored:
-            data = stored.read()
-        digest.update(data)
-        rows = pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
-    except (OSError, pa.ArrowException) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return None, digest.hexdigest(), f"{table}: the file does not read back: {first}"
-    if rows.column_names != TABLES[table].column_names:
-        return None, "", f"{table}: the file's columns {rows.column_names} are not the contract's"
-    return rows, digest.hexdigest(), None
 
 
 def _bits(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -250,8 +232,10 @@ def _write_and_check(pending: Pending, district: str, table: str, rows: pa.Table
     it with the rows, value for value: the rows whose fingerprint the manifest records. The
     file's sha256; VerifyError when it differs."""
     _write(pending, table, rows)
-    stored, sha, problem = _read_back(pending, table)
-    if problem is None and stored is not None:
+    stored, sha, problem = read_stored(
+        pending, f"{table}.parquet", table, lambda parquet: parquet.read(use_threads=False)
+    )
+    if problem is None:
         if stored.schema != rows.schema:
             stored = stored.cast(rows.schema)
         if same_rows(stored, rows):

@@ -372,8 +372,11 @@ def _check_snapshot_root(settings: Settings) -> None:
 # DuckDB's memory during the districts' passes: every table streams through its snapshot in
 # batches, so a small cache suffices; it kept the peak of a 20 M-row district at about 0.8 GiB
 # (1.2 GiB with DuckDB's default) with no loss of speed.
-PASS_MEMORY_LIMIT = "256MB"
-PASS_CHECKPOINT_THRESHOLD = "64GB"
+#
+# And one checkpoint when the run is over, not one every few batches: each rewrote the row
+# groups the batch deleted from (commits stay durable in DuckDB's write-ahead log, replayed
+# if the run is killed).
+PASS_SETTINGS = {"memory_limit": "256MB", "checkpoint_threshold": "64GB"}
 
 
 class _Connections:
@@ -391,13 +394,8 @@ class _Connections:
         if wh is None:
             wh = connect(self.settings)
             if wh.target == "duckdb":
-                # the passes stream: DuckDB's cache of the tables' blocks need not grow with
-                # the warehouse (its default is 80 % of the machine's memory)
-                wh.execute(f"set memory_limit = '{PASS_MEMORY_LIMIT}'")
-                # one checkpoint when the run is over, not one every few batches: each
-                # rewrote the row groups the batch deleted from (commits stay durable in
-                # DuckDB's write-ahead log, replayed if the run is killed)
-                wh.execute(f"set checkpoint_threshold = '{PASS_CHECKPOINT_THRESHOLD}'")
+                for name, value in PASS_SETTINGS.items():
+                    wh.execute(f"set {name} = '{value}'")
             self._local.wh = wh
             with self._lock:
                 self._all.append(wh)
@@ -418,8 +416,8 @@ class _Connections:
         for wh in self._all:
             if wh.target == "duckdb":
                 with contextlib.suppress(Exception):  # DuckDB's own, for what comes next
-                    wh.execute("reset memory_limit")
-                    wh.execute("reset checkpoint_threshold")
+                    for name in PASS_SETTINGS:
+                        wh.execute(f"reset {name}")
             with contextlib.suppress(Exception):
                 wh.close()
 

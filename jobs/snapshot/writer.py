@@ -240,16 +240,15 @@ def write_table(
 # ---------------------------------------------------------------------------------------
 # verifying: the files on disk against what was streamed into them
 # ---------------------------------------------------------------------------------------
-def _reread(pending: Pending, taken: Taken) -> tuple[Fingerprint, str, list[str]]:
-    """(rows and content fingerprint, sha256, problems) of the file as it is stored now."""
-    table = taken.table
+def read_stored(
+    pending: Pending, name: str, table: str, use: Callable[[pq.ParquetFile], Any]
+) -> tuple[Any, str, str | None]:
+    """Open a file of the part as it is stored now, check its columns against the contract
+    and hand it to `use`: (what `use` gave, the file's sha256, a problem in one line)."""
     digest = hashlib.sha256()
-    problems: list[str] = []
-    fp = Fingerprint(table)
     try:
-        size = pending.size(taken.name)
-        with pending.open_input(taken.name) as stored:
-            if size <= REREAD_IN_MEMORY:
+        with pending.open_input(name) as stored:
+            if stored.size() <= REREAD_IN_MEMORY:
                 data = stored.read()
                 digest.update(data)
                 source: Any = pa.BufferReader(data)
@@ -261,16 +260,31 @@ def _reread(pending: Pending, taken: Taken) -> tuple[Fingerprint, str, list[str]
             parquet = pq.ParquetFile(source)
             names = [f.name for f in parquet.schema_arrow]
             if names != TABLES[table].column_names:
-                problems.append(f"{table}: the file's columns {names} are not the contract's")
-            else:
-                for batch in parquet.iter_batches(batch_size=REREAD_ROWS, use_threads=False):
-                    # rows and content: the content fingerprint covers every column, keys
-                    # too, so a file whose content matches the stream has the stream's keys
-                    fp.add(batch.num_rows, content_sum(batch, table), 0)
+                return (
+                    None,
+                    digest.hexdigest(),
+                    f"{table}: the file's columns {names} are not the contract's",
+                )
+            return use(parquet), digest.hexdigest(), None
     except (OSError, pa.ArrowException, SnapshotError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        problems.append(f"{table}: the file does not read back: {first}")
-    return fp, digest.hexdigest(), problems
+        return None, digest.hexdigest(), f"{table}: the file does not read back: {first}"
+
+
+def _reread(pending: Pending, taken: Taken) -> tuple[Fingerprint, str, list[str]]:
+    """(rows and content fingerprint, sha256, problems) of the file as it is stored now."""
+    table = taken.table
+
+    def fingerprint(parquet: pq.ParquetFile) -> Fingerprint:
+        fp = Fingerprint(table)
+        for batch in parquet.iter_batches(batch_size=REREAD_ROWS, use_threads=False):
+            # rows and content: the content fingerprint covers every column, keys too, so
+            # a file whose content matches the stream has the stream's keys
+            fp.add(batch.num_rows, content_sum(batch, table), 0)
+        return fp
+
+    fp, sha, problem = read_stored(pending, taken.name, table, fingerprint)
+    return fp or Fingerprint(table), sha, [problem] if problem else []
 
 
 def verify_files(pending: Pending, taken: dict[str, Taken]) -> dict[str, dict[str, Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -20,11 +21,14 @@ from jobs.snapshot.verify import verify_snapshot
 from jobs.synthetic.generate import generate_districts
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.contract import DELETED_TABLES
+from jobs.warehouse.ledger import get_run, get_runs, start_runs
 from jobs.warehouse.locks import (
     LockError,
     lock_path,
     release_district_lock,
+    release_district_locks,
     try_district_lock,
+    try_district_locks,
     wait_district_lock,
 )
 from tests.crash_helpers import (
@@ -362,3 +366,25 @@ def test_one_lock_a_district_whatever_the_school_year(settings: Settings, wh: Wa
             wait_district_lock(other, "D", YEAR - 1, timeout=0.5)
         release_district_lock(wh, "D", YEAR)
         assert try_district_lock(other, "D", YEAR + 1)
+
+
+@pytest.mark.parametrize(
+    "target", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_batch_takes_and_releases_its_districts_locks_in_one_statement_each(
+    settings: Settings, wh: Warehouse
+) -> None:
+    """A batch's districts are locked together: it holds the free ones only, and the same
+    lock as one district's (a district id with a quote is a district id like any other)."""
+    with connect(settings) as other:
+        assert try_district_lock(other, "B", YEAR)
+        assert try_district_locks(wh, ["A", "B", "C'D"], YEAR) == {"A", "C'D"}
+        assert not try_district_lock(other, "C'D", YEAR + 1)
+        release_district_locks(wh, ["A", "C'D"], YEAR)
+        assert try_district_locks(other, ["A", "C'D"], YEAR) == {"A", "C'D"}
+        assert try_district_locks(wh, [], YEAR) == set()
+    # and the run rows there are, read for the batch in one query
+    start_runs(wh, YEAR, [("A", date(YEAR, 7, 1)), ("C'D", date(YEAR, 7, 1))])
+    runs = get_runs(wh, ["A", "B", "C'D"], YEAR)
+    assert sorted(runs) == ["A", "C'D"] and runs["A"] == get_run(wh, "A", YEAR)
+    assert get_runs(wh, ["A"], YEAR + 1) == {} and get_runs(wh, [], YEAR) == {}

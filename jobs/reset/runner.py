@@ -41,6 +41,7 @@ from jobs.warehouse.ledger import (
     cycle_deletes,
     fail_run,
     get_run,
+    get_runs,
     record_event,
     record_events,
     record_events_of,
@@ -50,7 +51,14 @@ from jobs.warehouse.ledger import (
     update_runs,
     utcnow,
 )
-from jobs.warehouse.locks import command_lock, dbt_lock, release_district_lock, try_district_lock
+from jobs.warehouse.locks import (
+    command_lock,
+    dbt_lock,
+    release_district_lock,
+    release_district_locks,
+    try_district_lock,
+    try_district_locks,
+)
 
 __all__ = [
     "render_status",
@@ -491,39 +499,40 @@ def _run_batch(
     held: list[dict[str, Any]] = []
     try:
         wh = connections.get()
-        for cand in unit:
-            district = cand["district_id"]
-            if not try_district_lock(wh, district, year):
-                progress.district_started(district, 0)
-                outcomes[district] = {
-                    "district_id": district,
-                    "rows_deleted": 0,
-                    "status": "skipped",
-                    "error": "held by another runner",
-                    "seconds": 0.0,
-                }
-                progress.district_done(district)
-            elif get_run(wh, district, year) is not None:  # started since: alone
-                release_district_lock(wh, district, year)
-                alone.append(cand)
-            else:
-                held.append(cand)
+        ids = [c["district_id"] for c in unit]
+        locked = try_district_locks(wh, ids, year)
+        started = get_runs(wh, [d for d in ids if d in locked], year)
+        release_district_locks(wh, list(started), year)
     except Exception:  # the connection: each district alone says what it is
         connections.discard()
         return [_run_one(connections, c, year, progress) for c in unit]
+    for cand in unit:
+        district = cand["district_id"]
+        if district not in locked:
+            progress.district_started(district, 0)
+            outcomes[district] = {
+                "district_id": district,
+                "rows_deleted": 0,
+                "status": "skipped",
+                "error": "held by another runner",
+                "seconds": 0.0,
+            }
+            progress.district_done(district)
+        elif district in started:  # started since: alone
+            alone.append(cand)
+        else:
+            held.append(cand)
     for cand in held:
         progress.district_started(cand["district_id"], sum(cand["rows"].values()))
     try:
         if held:
             alone += _pass_batch(connections, wh, held, year, progress, outcomes)
     finally:
+        release_district_locks(wh, [c["district_id"] for c in held], year)
         for cand in held:
             district = cand["district_id"]
             if district in outcomes:
                 outcomes[district]["seconds"] = round((time.perf_counter() - began) / len(held), 2)
-            with contextlib.suppress(Exception):
-                release_district_lock(wh, district, year)
-            if district in outcomes:
                 progress.district_done(district)
             else:  # it goes on alone, below
                 progress.district_dropped(district)

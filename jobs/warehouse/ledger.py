@@ -99,6 +99,18 @@ def get_run(wh: Warehouse, district_id: str, school_year: int) -> dict[str, Any]
     return rows[0] if rows else None
 
 
+def get_runs(wh: Warehouse, districts: list[str], school_year: int) -> dict[str, dict[str, Any]]:
+    """get_run of each of the districts, in one query: the run rows there are, by district."""
+    if not districts:
+        return {}
+    rows = wh.query_dicts(
+        f"select {', '.join(RUN_COLUMNS)} from eoy_runner.reset_runs "
+        f"where school_year = %s and district_id in ({', '.join(['%s'] * len(districts))})",
+        [school_year, *districts],
+    )
+    return {str(row["district_id"]): row for row in rows}
+
+
 def start_run(
     wh: Warehouse,
     district_id: str,

@@ -20,7 +20,13 @@ from jobs.config import Settings
 from jobs.errors import EoyError
 from jobs.warehouse.connection import Warehouse
 
-_KEY_SQL = "('x' || substr(md5(%s), 1, 16))::bit(64)::bigint"
+
+def _key_sql(text: str) -> str:
+    """The advisory lock's 64-bit key of a lock name (an SQL text expression)."""
+    return f"('x' || substr(md5({text}), 1, 16))::bit(64)::bigint"
+
+
+_KEY_SQL = _key_sql("%s")
 DBT_LOCK_NAME = "eoy-reset:dbt-build"
 
 
@@ -74,12 +80,30 @@ def try_district_lock(wh: Warehouse, district_id: str, school_year: int) -> bool
 
 
 def release_district_lock(wh: Warehouse, district_id: str, school_year: int) -> None:
-    if wh.target != "postgres":
+    release_district_locks(wh, [district_id], school_year)
+
+
+def try_district_locks(wh: Warehouse, districts: list[str], school_year: int) -> set[str]:
+    """try_district_lock for each of the districts, in one statement: those now held."""
+    if wh.target != "postgres" or not districts:
+        return set(districts)
+    found = wh.query(
+        f"select d, pg_try_advisory_lock({_key_sql('k')}) "
+        "from unnest(%s::text[], %s::text[]) as t (d, k)",
+        [districts, [district_key(d, school_year) for d in districts]],
+    )
+    return {str(d) for d, locked in found if locked}
+
+
+def release_district_locks(wh: Warehouse, districts: list[str], school_year: int) -> None:
+    """Release the districts' locks held on this connection, in one statement."""
+    if wh.target != "postgres" or not districts:
         return
     # a dead connection has released its locks already
     with contextlib.suppress(Exception):
-        wh.scalar(
-            f"select pg_advisory_unlock({_KEY_SQL})", [district_key(district_id, school_year)]
+        wh.query(
+            f"select pg_advisory_unlock({_key_sql('k')}) from unnest(%s::text[]) k",
+            [[district_key(d, school_year) for d in districts]],
         )
 
 

@@ -183,14 +183,6 @@ def update_runs(wh: Warehouse, school_year: int, values: dict[str, dict[str, Any
     unknown = {c for c in columns if c not in RUN_TYPES}
     if unknown or any(list(v) != columns for v in values.values()):
         raise ValueError(f"not the same reset_runs columns for every district: {columns}")
-    if len(values) == 1:
-        ((district_id, one),) = values.items()
-        sets = ", ".join(f"{k} = %s" for k in one)
-        wh.execute(
-            f"update eoy_runner.reset_runs set {sets} where district_id = %s and school_year = %s",
-            [*one.values(), district_id, school_year],
-        )
-        return
     row = "(cast(%s as varchar), " + ", ".join(f"cast(%s as {RUN_TYPES[c]})" for c in columns) + ")"
     wh.execute(
         f"update eoy_runner.reset_runs set {', '.join(f'{c} = v.{c}' for c in columns)} "

@@ -80,6 +80,18 @@ class Measured:
     doc: dict[str, Any]
     returncode: int
     stderr: str
+    busy: float | None = None  # cores kept busy on the whole machine, on average
+
+
+def busy_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy so far (every core; a PostgreSQL server's
+    work counts too): /proc/stat, all but idle and iowait."""
+    try:
+        with open("/proc/stat") as fh:
+            ticks = [int(x) for x in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(settings: Settings, module: str, *args: str, must_pass: bool = True) -> Measured:
@@ -87,6 +99,7 @@ def measure(settings: Settings, module: str, *args: str, must_pass: bool = True)
     with tempfile.TemporaryDirectory(prefix="eoy-bench-rss-") as tmp:
         rss_file = Path(tmp) / "rss"
         env = {**cli_env(settings), "BENCH_PEAK_RSS_FILE": str(rss_file)}
+        busy_before = busy_seconds()
         start = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, "-c", WRAPPER, module, *args],
@@ -97,7 +110,11 @@ def measure(settings: Settings, module: str, *args: str, must_pass: bool = True)
             check=False,
         )
         seconds = time.perf_counter() - start
+        busy_after = busy_seconds()
         rss = int(rss_file.read_text()) if rss_file.exists() else None
+    busy = None
+    if busy_before is not None and busy_after is not None and seconds > 0:
+        busy = (busy_after - busy_before) / seconds
     try:
         doc = json.loads(proc.stdout) if proc.stdout.strip() else {}
     except json.JSONDecodeError:
@@ -106,7 +123,7 @@ def measure(settings: Settings, module: str, *args: str, must_pass: bool = True)
         raise SystemExit(
             f"{module} {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}"
         )
-    return Measured(seconds, rss, doc, proc.returncode, proc.stderr)
+    return Measured(seconds, rss, doc, proc.returncode, proc.stderr, busy)
 
 
 def eoy(settings: Settings, *args: str, must_pass: bool = True) -> Measured:
@@ -356,6 +373,7 @@ def bench_size(wh: Warehouses, districts: int) -> dict[str, Any]:
     r.update(
         ours=ours.seconds,
         ours_rss=ours.rss,
+        ours_busy=ours.busy,
         failed=len(doc.get("failed") or []) if doc else None,
         rows=doc.get("totals", {}).get("rows", 0),
         ran=doc.get("totals", {}).get("districts", 0),
@@ -371,6 +389,7 @@ def bench_size(wh: Warehouses, districts: int) -> dict[str, Any]:
         doc2 = run_doc(two, "ours, 2 workers")
         r.update(
             ours2=two.seconds,
+            ours2_busy=two.busy,
             ours2_districts=doc2.get("seconds_by_phase", {}).get("districts"),
             failed2=len(doc2.get("failed") or []) if doc2 else None,
         )
@@ -449,8 +468,8 @@ def render(results: list[dict[str, Any]]) -> str:
     )
     scale = (
         "| target | districts | rows/s (ours) | µs per row (vs smallest size) | peak RSS ours "
-        "| --workers 2 speed-up | empty district | plan, empty warehouse |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| cores busy (ours) | --workers 2 speed-up | empty district | plan, empty warehouse |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     smallest: dict[str, float] = {}
     for r in results:
@@ -469,6 +488,11 @@ def render(results: list[dict[str, Any]]) -> str:
             speed = f"{r['ours'] / r['ours2']:.2f}x"
             if r.get("ours2_districts") and r["district_phase"]:
                 speed += f" (districts phase {r['district_phase'] / r['ours2_districts']:.2f}x)"
+            if r.get("ours_busy") and r.get("ours2_busy"):
+                cores = os.cpu_count() or 1
+                speed += (
+                    f"; {r['ours2_busy']:.2f} cores busy, at most {cores / r['ours_busy']:.2f}x"
+                )
             if r.get("failed2"):
                 speed += f" (**{r['failed2']} failed**)"
         else:
@@ -479,10 +503,11 @@ def render(results: list[dict[str, Any]]) -> str:
         if r.get("empty_failed"):
             empty += f" (**{r['empty_failed']} failed**)"
         rss = f"{r['ours_rss'] / 2**20:.0f} MiB" if r["ours_rss"] else "—"
+        busy = f"{r['ours_busy']:.2f} of {os.cpu_count()}" if r.get("ours_busy") else "—"
         rate = f"{r['rows'] / r['ours']:,.0f}" if r["rows"] else "—"
         scale += (
             f"| {r['target']} | {r['districts']:,} | {rate} | {us:.2f}{change} | {rss} "
-            f"| {speed} | {empty} | {r['plan_empty']:.1f} s |\n"
+            f"| {busy} | {speed} | {empty} | {r['plan_empty']:.1f} s |\n"
         )
     return times + "\n" + scale
 
@@ -527,7 +552,11 @@ def note(sizes: list[int], load: float) -> str:
         "- **--workers 2 speed-up**: ours (1 worker) / `run --workers 2`, whole command "
         "(and districts phase alone, the part the workers share out; the whole command "
         "also carries the dbt build's variation), on a fresh copy; PostgreSQL only (DuckDB "
-        "allows one writer).\n"
+        "allows one writer), with the cores 2 workers kept busy and the most they could "
+        "gain: cores / cores busy with 1 worker (at best they keep every core busy, for "
+        "the same work).\n"
+        "- **cores busy (ours)**: the whole machine's busy CPU seconds (a PostgreSQL "
+        "server's included) per wall second of `run`.\n"
         "- **empty district**: `run` on the floor's copy, where every due district is still "
         "due but has nothing left to delete: (run seconds - its dbt build) / due districts, "
         "the fixed cost of one district (ledger, pause syncs, empty snapshot, checks); in "

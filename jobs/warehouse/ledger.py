@@ -91,12 +91,7 @@ def record_events_of(
 
 
 def get_run(wh: Warehouse, district_id: str, school_year: int) -> dict[str, Any] | None:
-    rows = wh.query_dicts(
-        f"select {', '.join(RUN_COLUMNS)} from eoy_runner.reset_runs "
-        "where district_id = %s and school_year = %s",
-        [district_id, school_year],
-    )
-    return rows[0] if rows else None
+    return get_runs(wh, [district_id], school_year).get(district_id)
 
 
 def get_runs(wh: Warehouse, districts: list[str], school_year: int) -> dict[str, dict[str, Any]]:

@@ -26,7 +26,6 @@ def _key_sql(text: str) -> str:
     return f"('x' || substr(md5({text}), 1, 16))::bit(64)::bigint"
 
 
-_KEY_SQL = _key_sql("%s")
 DBT_LOCK_NAME = "eoy-reset:dbt-build"
 
 
@@ -69,14 +68,8 @@ def district_key(district_id: str, school_year: int) -> str:
 
 
 def try_district_lock(wh: Warehouse, district_id: str, school_year: int) -> bool:
-    """PostgreSQL: take the district's advisory lock on this connection if free."""
-    if wh.target != "postgres":
-        return True
-    return bool(
-        wh.scalar(
-            f"select pg_try_advisory_lock({_KEY_SQL})", [district_key(district_id, school_year)]
-        )
-    )
+    """One district's try_district_locks: whether it is now held."""
+    return district_id in try_district_locks(wh, [district_id], school_year)
 
 
 def release_district_lock(wh: Warehouse, district_id: str, school_year: int) -> None:
@@ -84,7 +77,8 @@ def release_district_lock(wh: Warehouse, district_id: str, school_year: int) -> 
 
 
 def try_district_locks(wh: Warehouse, districts: list[str], school_year: int) -> set[str]:
-    """try_district_lock for each of the districts, in one statement: those now held."""
+    """PostgreSQL: take each district's advisory lock on this connection if free, in one
+    statement; the districts now held (on DuckDB, every one: its file lock serialises)."""
     if wh.target != "postgres" or not districts:
         return set(districts)
     found = wh.query(
@@ -130,8 +124,8 @@ def dbt_lock(settings: Settings) -> Iterator[None]:
     from jobs.warehouse.connection import connect
 
     with connect(settings, require_init=False) as wh:
-        wh.scalar(f"select pg_advisory_lock({_KEY_SQL})", [DBT_LOCK_NAME])
+        wh.scalar(f"select pg_advisory_lock({_key_sql('%s')})", [DBT_LOCK_NAME])
         try:
             yield
         finally:
-            wh.scalar(f"select pg_advisory_unlock({_KEY_SQL})", [DBT_LOCK_NAME])
+            wh.scalar(f"select pg_advisory_unlock({_key_sql('%s')})", [DBT_LOCK_NAME])

@@ -418,7 +418,8 @@ def run(
             "--workers",
             min=1,
             help="Districts reset in parallel, each worker a process of its own "
-            "(PostgreSQL; DuckDB allows one writer).",
+            "(PostgreSQL; DuckDB allows one writer process, in which batches of districts "
+            "pass two at a time).",
         ),
     ] = 1,
     as_json: JsonOpt = False,

@@ -1,7 +1,8 @@
 """Districts in batches (`jobs.reset.batch`): one transaction and one statement per table for
-several districts ends exactly as a transaction each; a batch that rolls back over the rows of
-one district is taken district by district; a failure the batch cannot pin on one district
-fails each district of the batch in one line and deletes nothing.
+several districts ends exactly as a transaction each, and so do batches passing two at a time
+(DuckDB); a batch that rolls back over the rows of one district is taken district by district;
+a failure the batch cannot pin on one district fails each district of the batch in one line
+and deletes nothing.
 
 The reference is an uninterrupted run in batches on DuckDB (`reference_outcome`); the same
 generated data is run here district by district and in failing batches, on both targets.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,11 @@ import pytest
 import jobs.reset.batch as batch
 import jobs.reset.runner as runner
 from jobs.config import Settings
+from jobs.synthetic.generate import generate_districts
 from jobs.warehouse.connection import connect
+from jobs.warehouse.schema import init_warehouse
 from tests.crash_helpers import (
+    AS_OF,
     YEAR,
     assert_same_end_state,
     fresh,
@@ -30,7 +35,7 @@ from tests.crash_helpers import (
     reference_outcome,
     run_cli,
 )
-from tests.runner_helpers import dump_app
+from tests.runner_helpers import dump_app, expected_due, student_rows
 
 TARGETS = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -52,25 +57,93 @@ def leftovers(settings: Settings) -> list[str]:
     return [n for n in names if not n.startswith("d") or "." in n or "~" in n]
 
 
-@pytest.mark.parametrize("alone", [False, True], ids=["batch", "alone"])
+def count_batches_in_flight(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """[the most batches passing at once], kept up to date while the run goes."""
+    lock, now, most = threading.Lock(), [0], [0]
+    real = runner.take_batch
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                now[0] -= 1
+
+    monkeypatch.setattr(runner, "take_batch", counted)
+    return most
+
+
+@pytest.mark.parametrize("size", [32, 2, 1], ids=["batch", "batches", "alone"])
 @pytest.mark.parametrize("target", TARGETS, indirect=True)
 def test_a_batch_ends_exactly_as_its_districts_one_by_one(
     settings: Settings,
-    alone: bool,
+    size: int,
     tmp_path_factory: pytest.TempPathFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     reference = reference_outcome(tmp_path_factory.mktemp("reference"))  # in one batch
     fresh(settings)
-    if alone:
-        monkeypatch.setattr(runner, "BATCH_DISTRICTS", 1)  # every district alone
+    monkeypatch.setattr(runner, "BATCH_DISTRICTS", size)  # 1: every district alone
+    in_flight = count_batches_in_flight(monkeypatch)
     done = run_cli(settings)
     assert done.returncode == 0, done.stderr
     assert_same_end_state(outcome(settings), reference)
     created = [d["created_at"] for d in delete_details(settings)]
-    assert len(created) >= 2, "one district due: the test proves nothing"
-    # a transaction each, or one for all of them
-    assert len(set(created)) == (len(created) if alone else 1)
+    assert len(created) >= 4, "fewer than two batches of two: the test proves nothing"
+    # one transaction for all of them, one a batch, or one each
+    assert len(set(created)) == -(-len(created) // size)
+    # batches of two pass two at a time on DuckDB; on PostgreSQL, one worker takes one
+    overlap = {32: 1, 2: 2 if settings.target == "duckdb" else 1, 1: 0}[size]
+    assert in_flight == [overlap]
+
+
+@pytest.mark.parametrize("target", ["duckdb"], indirect=True)
+def test_a_batch_that_raises_stops_the_run_with_the_batch_beside_it_finished(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB, batches of two districts passing two at a time: the second batch raises (not
+    a district's failure: the warehouse broke, say) while the first passes. The first commits
+    whole, no batch starts after the error, the command fails in one line, and running it
+    again resets every due district."""
+    with connect(settings, create=True, require_init=False) as wh:
+        init_warehouse(wh)
+        generate_districts(wh, 12, seed=7, students_per_district=2, show_progress=False)
+        due = expected_due(wh, YEAR, AS_OF)
+    assert len(due) >= 6, "fewer than three batches of two: the test proves nothing"
+    monkeypatch.setattr(runner, "BATCH_DISTRICTS", 2)
+    started: list[list[str]] = []
+    raising = threading.Event()
+    real = runner._run_unit
+
+    def second_raises(connections: Any, unit: Any, year: int, progress: Any) -> Any:
+        started.append([c["district_id"] for c in unit])
+        if len(started) == 1:  # passes once the second is raising: beside it, and after
+            assert raising.wait(60)
+            return real(connections, unit, year, progress)
+        raising.set()
+        raise RuntimeError("the warehouse went away")
+
+    monkeypatch.setattr(runner, "_run_unit", second_raises)
+    failed = run_cli(settings)
+    assert failed.returncode != 0
+    assert "the warehouse went away" in failed.stderr and "Traceback" not in failed.stderr
+    assert len(started) == 2, started  # nothing started after the error
+    with connect(settings) as wh:
+        runs = dict(wh.query("select district_id, status from eoy_runner.reset_runs"))
+        assert all(student_rows(wh, d) == 0 for d in started[0])
+        assert all(student_rows(wh, d) > 0 for d in due - set(started[0]))
+    assert runs == dict.fromkeys(started[0], "completed")
+
+    monkeypatch.undo()
+    again = run_cli(settings)
+    assert again.returncode == 0, again.stderr
+    with connect(settings) as wh:
+        runs = dict(wh.query("select district_id, status from eoy_runner.reset_runs"))
+        assert all(student_rows(wh, d) == 0 for d in due)
+    assert runs == dict.fromkeys(due, "completed")
 
 
 @pytest.mark.parametrize("target", TARGETS, indirect=True)

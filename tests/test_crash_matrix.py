@@ -20,6 +20,7 @@ from jobs.config import Settings
 from jobs.warehouse.connection import connect
 from jobs.warehouse.contract import STEPS
 from tests.crash_helpers import (
+    DISTRICTS,
     Pristine,
     assert_same_end_state,
     outcome,
@@ -73,6 +74,27 @@ def test_killed_run_is_finished_by_running_again(
     settings = pristine(target).copy()
     killed = run_cli(settings, EOY_FAULT=point)
     assert killed.returncode == -9, f"the fault point {point} was never reached: {killed.stderr}"
+    again = run_cli(settings)
+    assert again.returncode == 0, again.stderr
+    assert_same_end_state(outcome(settings), reference)
+
+
+@pytest.mark.parametrize("point", INNER_POINTS)
+def test_a_kill_with_two_batches_in_flight_is_finished_by_running_again(
+    point: str, pristine: Callable[[str], Pristine], reference: dict[str, object]
+) -> None:
+    """DuckDB, batches of two districts passing two at a time: killed inside one batch's
+    transaction, or just after its commit, with the other batch's transaction open."""
+    settings = pristine("duckdb").copy()
+    killed = run_cli(settings, EOY_FAULT=point, EOY_TEST_BATCH_DISTRICTS="2")
+    assert killed.returncode == -9, f"the fault point {point} was never reached: {killed.stderr}"
+    with connect(settings) as wh:
+        started = wh.scalar("select count(*) from eoy_runner.reset_runs")
+        completed = wh.scalar(
+            "select count(*) from eoy_runner.reset_runs where status = 'completed'"
+        )
+    assert started == DISTRICTS, "both batches had started when it was killed"
+    assert completed in (0, 2), "at most the batch that had committed"
     again = run_cli(settings)
     assert again.returncode == 0, again.stderr
     assert_same_end_state(outcome(settings), reference)

@@ -23,6 +23,8 @@ import pytest
 import jobs.reset.batch as batch
 import jobs.reset.runner as runner
 from jobs.config import Settings
+from jobs.snapshot.store import open_store
+from jobs.snapshot.writer import MAIN, SMALL_FILE_ROWS
 from jobs.synthetic.generate import generate_districts
 from jobs.warehouse.connection import connect
 from jobs.warehouse.schema import init_warehouse
@@ -224,3 +226,18 @@ def test_a_file_compares_with_the_rows_as_their_fingerprint_takes_them() -> None
     assert not batch.same_rows(rows(1.0, None), rows(None, 1.0))
     assert not batch.same_rows(rows(1.0), rows(1.0, 1.0))
     assert batch.same_rows(rows(1.0, 2.0).slice(1), rows(2.0))
+
+
+def test_a_small_file_is_written_with_lz4_and_a_larger_one_with_zstd(tmp_path: Path) -> None:
+    """zstd's context for each column costs more than it saves on a small file."""
+    settings = Settings(target="duckdb", snapshot_root=tmp_path / "snapshots")
+    pending = open_store(settings).begin(YEAR, "d00001", MAIN)
+    try:
+        for rows, codec in ((SMALL_FILE_ROWS - 1, "LZ4"), (SMALL_FILE_ROWS, "ZSTD")):
+            table = pa.table({"n": pa.array(range(rows), pa.int64())})
+            batch._write(pending, "progress", table)
+            stored = pq.ParquetFile(Path(pending.folder) / "progress.parquet")
+            assert stored.metadata.row_group(0).column(0).compression == codec
+            assert stored.read().equals(table)
+    finally:
+        pending.discard()

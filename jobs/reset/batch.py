@@ -59,12 +59,12 @@ from jobs.snapshot.source import columns_sql, shaped
 from jobs.snapshot.store import Pending, open_store, thread_pool
 from jobs.snapshot.writer import (
     MAIN,
-    PARQUET_OPTIONS,
     DeleteError,
     Taken,
     VerifyError,
     file_pool,
     manifest_entry,
+    parquet_options,
     read_stored,
     write_manifest,
     writing,
@@ -270,7 +270,7 @@ def _write(pending: Pending, table: str, rows: pa.Table) -> None:
     with writing(pending.store):
         sink = pending.open_output(f"{table}.parquet")
         try:
-            pq.write_table(rows, sink, **PARQUET_OPTIONS)
+            pq.write_table(rows, sink, **parquet_options(rows.num_rows))
         finally:
             sink.close()  # on an object store: the upload completes here
 

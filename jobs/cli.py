@@ -417,9 +417,9 @@ def run(
         typer.Option(
             "--workers",
             min=1,
-            help="Districts reset in parallel, each worker a process of its own "
-            "(PostgreSQL; DuckDB allows one writer process, in which batches of districts "
-            "pass two at a time).",
+            help="Worker processes resetting districts in parallel (PostgreSQL; DuckDB "
+            "allows one writer process). Without workers, the runner passes two batches of "
+            "districts at a time.",
         ),
     ] = 1,
     as_json: JsonOpt = False,

@@ -1,6 +1,6 @@
 """Districts in batches (`jobs.reset.batch`): one transaction and one statement per table for
-several districts ends exactly as a transaction each, and so do batches passing two at a time
-(DuckDB); a batch that rolls back over the rows of one district is taken district by district;
+several districts ends exactly as a transaction each, and so do batches passing two at a
+time; a batch that rolls back over the rows of one district is taken district by district;
 a failure the batch cannot pin on one district fails each district of the batch in one line
 and deletes nothing.
 
@@ -97,16 +97,14 @@ def test_a_batch_ends_exactly_as_its_districts_one_by_one(
     assert len(created) >= 4, "fewer than two batches of two: the test proves nothing"
     # one transaction for all of them, one a batch, or one each
     assert len(set(created)) == -(-len(created) // size)
-    # batches of two pass two at a time on DuckDB; on PostgreSQL, one worker takes one
-    overlap = {32: 1, 2: 2 if settings.target == "duckdb" else 1, 1: 0}[size]
-    assert in_flight == [overlap]
+    assert in_flight == [{32: 1, 2: 2, 1: 0}[size]]  # batches of two pass two at a time
 
 
-@pytest.mark.parametrize("target", ["duckdb"], indirect=True)
+@pytest.mark.parametrize("target", TARGETS, indirect=True)
 def test_a_batch_that_raises_stops_the_run_with_the_batch_beside_it_finished(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """DuckDB, batches of two districts passing two at a time: the second batch raises (not
+    """Batches of two districts passing two at a time: the second batch raises (not
     a district's failure: the warehouse broke, say) while the first passes. The first commits
     whole, no batch starts after the error, the command fails in one line, and running it
     again resets every due district."""

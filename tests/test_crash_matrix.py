@@ -13,6 +13,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -36,9 +37,16 @@ STEP_POINTS = [f"{edge}:{step}" for step in STEPS for edge in ("before", "after"
 # before the commit, and just after the commit (the snapshot not yet in place)
 INNER_POINTS = ["export:progress", "export:students", "commit:delete", "after:commit"]
 POINTS = STEP_POINTS + INNER_POINTS
-CASES = [("duckdb", p) for p in POINTS] + [
-    pytest.param("postgres", p, marks=pytest.mark.postgres) for p in POINTS
-]
+
+
+def cases(points: list[str]) -> list[Any]:
+    """(target, point) for each point on both targets."""
+    return [("duckdb", p) for p in points] + [
+        pytest.param("postgres", p, marks=pytest.mark.postgres) for p in points
+    ]
+
+
+CASES = cases(POINTS)
 TARGETS = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
 RANDOM_KILLS = {"duckdb": 6, "postgres": 4}
 IN_A_ROW = 2  # kills on the same warehouse before the rerun that must finish the work
@@ -79,13 +87,13 @@ def test_killed_run_is_finished_by_running_again(
     assert_same_end_state(outcome(settings), reference)
 
 
-@pytest.mark.parametrize("point", INNER_POINTS)
+@pytest.mark.parametrize(("target", "point"), cases(INNER_POINTS))
 def test_a_kill_with_two_batches_in_flight_is_finished_by_running_again(
-    point: str, pristine: Callable[[str], Pristine], reference: dict[str, object]
+    target: str, point: str, pristine: Callable[[str], Pristine], reference: dict[str, object]
 ) -> None:
-    """DuckDB, batches of two districts passing two at a time: killed inside one batch's
+    """Batches of two districts passing two at a time: killed inside one batch's
     transaction, or just after its commit, with the other batch's transaction open."""
-    settings = pristine("duckdb").copy()
+    settings = pristine(target).copy()
     killed = run_cli(settings, EOY_FAULT=point, EOY_TEST_BATCH_DISTRICTS="2")
     assert killed.returncode == -9, f"the fault point {point} was never reached: {killed.stderr}"
     with connect(settings) as wh:

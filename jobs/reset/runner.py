@@ -76,12 +76,12 @@ log = logging.getLogger("eoy_reset.runner")
 PASS_STEPS = ("export", "verify", "delete")
 # A planned district runs only if its rows moved by at most this share since the plan.
 PLAN_TOLERANCE = 0.10
-# DuckDB allows one writer process, but several transactions in it: batches pass this many
-# at a time, each in its own transaction on its own connection, so that one batch's
-# statements overlap the other's files and checks (a batch's commit waits for its checks,
-# and with one batch at a time the cores idled there). Batches never share a district, and
-# DuckDB's transactions conflict only over the same rows.
-DUCKDB_BATCHES_IN_FLIGHT = 2
+# The runner's own batches pass this many at a time, each in its own transaction on a
+# connection of its own, so that one batch's statements overlap the other's files and checks
+# (a batch's commit waits for its checks: with one batch at a time the cores idled there).
+# Batches never share a district: DuckDB's transactions conflict only over the same rows,
+# PostgreSQL's lock only the batch's own. A worker process (`--workers N`) takes one at a time.
+BATCHES_IN_FLIGHT = 2
 
 
 def plan_tolerance() -> float:
@@ -335,7 +335,6 @@ def run_reset(
             _confirm(console, runnable)
         if settings.target == "duckdb" and workers > 1 and len(runnable) > 1:
             Console(stderr=True).print("DuckDB allows one writer process: --workers is ignored.")
-        in_flight = DUCKDB_BATCHES_IN_FLIGHT if settings.target == "duckdb" else 1
         began = time.perf_counter()
         total_rows = sum(sum(c["rows"].values()) for c in runnable)
         with (
@@ -346,7 +345,7 @@ def run_reset(
             if pool is not None and len(units) > 1:
                 done = pool.reset(units, year, progress)
             else:
-                done = _run_units(connections, units, year, progress, in_flight)
+                done = _run_units(connections, units, year, progress, BATCHES_IN_FLIGHT)
             by_district = {o["district_id"]: o for o in done}
             outcomes = [by_district[c["district_id"]] for c in runnable]
         result["seconds_by_phase"]["districts"] = round(time.perf_counter() - began, 2)

@@ -130,6 +130,7 @@ def test_a_batch_that_raises_stops_the_run_with_the_batch_beside_it_finished(
     failed = run_cli(settings)
     assert failed.returncode != 0
     assert "the warehouse went away" in failed.stderr and "Traceback" not in failed.stderr
+    assert len(failed.stderr.splitlines()) == 1, failed.stderr
     assert len(started) == 2, started  # nothing started after the error
     with connect(settings) as wh:
         runs = dict(wh.query("select district_id, status from eoy_runner.reset_runs"))

@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from fnmatch import fnmatchcase
 
 _hits: dict[str, int] = {}
+_hits_lock = threading.Lock()  # two batches in flight reach the same points
 SWITCHES = ("EOY_FAULT", "EOY_PAUSE")
 ENABLE = "EOY_TEST_FAULTS"
 
@@ -48,6 +50,13 @@ def ignored_switches_warning() -> str | None:
     )
 
 
+def _hit(key: str) -> int:
+    """How many times the point has been reached, this time included."""
+    with _hits_lock:
+        _hits[key] = _hits.get(key, 0) + 1
+        return _hits[key]
+
+
 def fault_point(name: str) -> None:
     if not enabled():
         return
@@ -56,9 +65,8 @@ def fault_point(name: str) -> None:
         point, _, when = pause.rpartition(":")
         seconds, _, nth = when.partition("@")
         if fnmatchcase(name, point):
-            key = f"pause:{point}"
-            _hits[key] = _hits.get(key, 0) + 1
-            if not nth or _hits[key] == int(nth):
+            hits = _hit(f"pause:{point}")
+            if not nth or hits == int(nth):
                 time.sleep(float(seconds))
     spec = os.environ.get("EOY_FAULT")
     if not spec:
@@ -66,6 +74,5 @@ def fault_point(name: str) -> None:
     pattern, _, nth = spec.partition("@")
     if not fnmatchcase(name, pattern):
         return
-    _hits[pattern] = _hits.get(pattern, 0) + 1
-    if _hits[pattern] >= int(nth or 1):
+    if _hit(pattern) >= int(nth or 1):
         os.kill(os.getpid(), signal.SIGKILL)

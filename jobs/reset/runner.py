@@ -345,7 +345,7 @@ def run_reset(
             if pool is not None and len(units) > 1:
                 done = pool.reset(units, year, progress)
             else:
-                done = _run_units(connections, units, year, progress, BATCHES_IN_FLIGHT)
+                done = _run_units(connections, units, year, progress)
             by_district = {o["district_id"]: o for o in done}
             outcomes = [by_district[c["district_id"]] for c in runnable]
         result["seconds_by_phase"]["districts"] = round(time.perf_counter() - began, 2)
@@ -489,14 +489,13 @@ def _run_units(
     units: list[list[dict[str, Any]]],
     year: int,
     progress: RunProgress,
-    in_flight: int,
 ) -> list[dict[str, Any]]:
-    """Every unit's outcomes, in order. Batches pass up to `in_flight` at a time, each on a
+    """Every unit's outcomes, in order. Batches pass BATCHES_IN_FLIGHT at a time, each on a
     thread and a connection of its own; a district alone (too large for a batch, or taken up
     again) passes with nothing beside it, so that its memory stays its own. A unit that
     raises stops the run: no other starts, the one beside it finishes (its transaction
     commits or rolls back whole), and the error is raised."""
-    if in_flight <= 1 or sum(len(unit) > 1 for unit in units) <= 1:
+    if sum(len(unit) > 1 for unit in units) <= 1:  # no batch beside another
         return [o for unit in units for o in _run_unit(connections, unit, year, progress)]
     done: dict[int, list[dict[str, Any]]] = {}
     running: dict[Future[list[dict[str, Any]]], int] = {}
@@ -507,13 +506,13 @@ def _run_units(
             for future in finished:
                 done[running.pop(future)] = future.result()
 
-    with ThreadPoolExecutor(in_flight, thread_name_prefix="eoy-batch") as pool:
+    with ThreadPoolExecutor(BATCHES_IN_FLIGHT, thread_name_prefix="eoy-batch") as pool:
         for n, unit in enumerate(units):
             if len(unit) == 1:
                 settle(0)
                 done[n] = _run_unit(connections, unit, year, progress)
             else:
-                settle(in_flight - 1)
+                settle(BATCHES_IN_FLIGHT - 1)
                 running[pool.submit(_run_unit, connections, unit, year, progress)] = n
         settle(0)
     return [o for n in range(len(units)) for o in done[n]]

@@ -115,12 +115,14 @@ def test_a_batch_that_raises_stops_the_run_with_the_batch_beside_it_finished(
     assert len(due) >= 6, "fewer than three batches of two: the test proves nothing"
     monkeypatch.setattr(runner, "BATCH_DISTRICTS", 2)
     started: list[list[str]] = []
-    raising = threading.Event()
+    raising, lock = threading.Event(), threading.Lock()
     real = runner._run_unit
 
     def second_raises(connections: Any, unit: Any, year: int, progress: Any) -> Any:
-        started.append([c["district_id"] for c in unit])
-        if len(started) == 1:  # passes once the second is raising: beside it, and after
+        with lock:  # the two batches begin at once: each learns which it is
+            started.append([c["district_id"] for c in unit])
+            first = len(started) == 1
+        if first:  # passes once the second is raising: beside it, and after
             assert raising.wait(60)
             return real(connections, unit, year, progress)
         raising.set()

@@ -101,9 +101,9 @@ def test_a_kill_with_two_batches_in_flight_is_finished_by_running_again(
     )
     assert killed.returncode == -9, f"the fault point {point} was never reached: {killed.stderr}"
     with connect(settings) as wh:
-        started = wh.scalar("select count(*) from eoy_runner.reset_runs")
-        completed = wh.scalar(
-            "select count(*) from eoy_runner.reset_runs where status = 'completed'"
+        [(started, completed)] = wh.query(
+            "select count(*), count(*) filter (where status = 'completed') "
+            "from eoy_runner.reset_runs"
         )
     assert started == DISTRICTS, "both batches had started when it was killed"
     assert completed % 2 == 0, "only whole batches had committed"

@@ -7,16 +7,21 @@ dictionary lookup.
 
 Points: before:<step> and after:<step> for every runner step; in a district's one
 transaction, export:<table> (that table's rows taken and deleted, mid-stream), commit:delete
-(the files verified, the manifest and the ledger events written, just before the commit) and
-after:commit (committed, the snapshot folder not yet renamed into place); and import:<table>
+(the files verified, the manifest and the ledger events written, just before the commit),
+commit:ack (the COMMIT returned, inside the pass's commit) and after:commit (committed, the
+snapshot folder not yet renamed into place); and import:<table>
 (inside the `import-oneroster` transaction, after that table's rows were written). Only
 the pause_syncs points, before:export and after:complete lie outside a transaction.
+
+`EOY_RAISE=<point>` raises `LostConnection` there instead (each time, or with `@<n>` only the
+n-th time), as a driver does when the connection drops under it: at `commit:ack` (the server
+committed, its answer never came back) it is the lost acknowledgement of a COMMIT.
 
 `EOY_PAUSE=<point>:<seconds>` sleeps at a point instead, so a test can break the world
 around a live transaction (terminate its connection, restart the server); each time the point
 is reached, or, with `<point>:<seconds>@<n>`, only the n-th time.
 
-Both act only when `EOY_TEST_FAULTS=1` is set too, which only the test suite sets: left in a
+They act only when `EOY_TEST_FAULTS=1` is set too, which only the test suite sets: left in a
 production shell by accident they are ignored, and the command says so in one line.
 """
 
@@ -30,8 +35,12 @@ from fnmatch import fnmatchcase
 
 _hits: dict[str, int] = {}
 _hits_lock = threading.Lock()  # two batches in flight reach the same points
-SWITCHES = ("EOY_FAULT", "EOY_PAUSE")
+SWITCHES = ("EOY_FAULT", "EOY_RAISE", "EOY_PAUSE")
 ENABLE = "EOY_TEST_FAULTS"
+
+
+class LostConnection(ConnectionError):
+    """A test fault: the connection dropped as the server's answer came back."""
 
 
 def enabled() -> bool:
@@ -68,11 +77,16 @@ def fault_point(name: str) -> None:
             hits = _hit(f"pause:{point}")
             if not nth or hits == int(nth):
                 time.sleep(float(seconds))
+    raising = os.environ.get("EOY_RAISE")
+    if raising:
+        pattern, _, nth = raising.partition("@")
+        if fnmatchcase(name, pattern) and (not nth or _hit(f"raise:{pattern}") == int(nth)):
+            raise LostConnection(
+                f"server closed the connection unexpectedly (test fault at {name})"
+            )
     spec = os.environ.get("EOY_FAULT")
     if not spec:
         return
     pattern, _, nth = spec.partition("@")
-    if not fnmatchcase(name, pattern):
-        return
-    if _hit(pattern) >= int(nth or 1):
+    if fnmatchcase(name, pattern) and _hit(pattern) >= int(nth or 1):
         os.kill(os.getpid(), signal.SIGKILL)

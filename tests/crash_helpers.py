@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from jobs.snapshot.verify import verify_snapshot
 from jobs.synthetic.generate import generate_districts
 from jobs.warehouse.connection import connect
 from jobs.warehouse.contract import DELETED_TABLES
+from jobs.warehouse.locks import district_key
 from jobs.warehouse.schema import init_warehouse
 from tests import fork_server
 from tests.conftest import with_dbname
@@ -47,9 +49,9 @@ IN_DELETE = (
 
 def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The subprocess's environment: the settings' EOY_* only, and the switch that lets
-    EOY_FAULT / EOY_PAUSE act only when a case asks for one of them."""
+    EOY_FAULT / EOY_RAISE / EOY_PAUSE act only when a case asks for one of them."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EOY_")}
-    if "EOY_FAULT" in extra or "EOY_PAUSE" in extra:
+    if {"EOY_FAULT", "EOY_RAISE", "EOY_PAUSE"} & set(extra):
         extra = {"EOY_TEST_FAULTS": "1", **extra}
     env.update(
         EOY_TARGET=settings.target,
@@ -70,13 +72,38 @@ def start_cli(settings: Settings, args: list[str] | None = None, **extra: str) -
 def run_cli(
     settings: Settings, args: list[str] | None = None, **extra: str
 ) -> subprocess.CompletedProcess[str]:
-    """`eoy-reset <args>` to its end: in this process, or, when a fault or pause is asked
-    for (the command kills itself or waits to be killed), in a process of its own."""
-    if "EOY_FAULT" in extra or "EOY_PAUSE" in extra:
+    """`eoy-reset <args>` to its end: in this process, or, when a fault, a pause or smaller
+    batches are asked for (the command kills itself or waits to be killed, or its batches
+    are set in its own process), in a process of its own."""
+    if {"EOY_FAULT", "EOY_PAUSE", "EOY_TEST_BATCH_DISTRICTS"} & set(extra):
         proc = start_cli(settings, args, **extra)
         out, err = proc.communicate(timeout=600)
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     return run_in_process(args or RUN, cli_env(settings, **extra), PROJECT_DIR)
+
+
+def lock_holders(admin: psycopg.Connection[Any], district: str) -> list[int]:
+    """PostgreSQL: the sessions holding the district's advisory lock (a bigint key: its high
+    and low 32 bits in pg_locks' classid and objid)."""
+    row = admin.execute(
+        "select ('x' || substr(md5(%s), 1, 16))::bit(64)::bigint", [district_key(district, YEAR)]
+    ).fetchone()
+    assert row is not None
+    key = int(row[0]) & 0xFFFFFFFFFFFFFFFF
+    rows = admin.execute(
+        "select distinct pid from pg_locks where locktype = 'advisory' and granted "
+        "and database = (select oid from pg_database where datname = current_database()) "
+        "and classid::bigint = %s and objid::bigint = %s",
+        [key >> 32, key & 0xFFFFFFFF],
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def wait_for(check: Callable[[], bool], what: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
 
 
 def fresh(settings: Settings) -> None:

@@ -16,12 +16,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 import jobs.reset.batch as batch
 import jobs.reset.runner as runner
+import jobs.snapshot.writer as writer
 from jobs.config import Settings
 from jobs.snapshot.store import open_store
 from jobs.snapshot.writer import MAIN, SMALL_FILE_ROWS
@@ -181,7 +183,39 @@ def test_a_batch_that_rolls_back_over_one_districts_rows_goes_district_by_distri
 
 
 @pytest.mark.parametrize("target", TARGETS, indirect=True)
-def test_a_failure_of_the_whole_batch_fails_each_district_and_deletes_nothing(
+@pytest.mark.parametrize("failure", ["database", "disk"])
+def test_a_batch_that_fails_is_taken_district_by_district_in_the_same_run(
+    settings: Settings,
+    failure: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A failure of the batch's statement (a value the warehouse refused) or of its files is
+    not every district's: each is taken alone at once, and each completes (before, every
+    district of the batch failed with the first one's message and waited for the next run)."""
+    reference = reference_outcome(tmp_path_factory.mktemp("reference"))
+    fresh(settings)
+    failures: list[str] = []
+    real_rows = batch._rows
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        failures.append(failure)
+        if failure == "disk":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_rows(*args, **kwargs)
+        raise duckdb.ConversionException("Conversion Error: could not convert string")
+
+    monkeypatch.setattr(batch, "_rows" if failure == "database" else "_write", refused)
+    done = run_cli(settings)
+    assert done.returncode == 0, done.stderr
+    assert failures, "no batch passed: the test proves nothing"
+    assert {d["status"] for d in json.loads(done.stdout)["districts"]} == {"completed"}
+    assert_same_end_state(outcome(settings), reference)
+    assert leftovers(settings) == []
+
+
+@pytest.mark.parametrize("target", TARGETS, indirect=True)
+def test_a_failure_of_every_district_fails_each_and_deletes_nothing(
     settings: Settings, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reference = reference_outcome(tmp_path_factory.mktemp("reference"))
@@ -192,7 +226,9 @@ def test_a_failure_of_the_whole_batch_fails_each_district_and_deletes_nothing(
     def disk_full(*args: Any, **kwargs: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
+    # the batch's writer and a district's own alike
     monkeypatch.setattr(batch.pq, "write_table", disk_full)
+    monkeypatch.setattr(writer.pq, "ParquetWriter", disk_full)
     failed = run_cli(settings)
     assert failed.returncode == 1
     assert "Traceback" not in failed.stderr and len(failed.stderr.splitlines()) == 1

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
 import pytest
 
 from jobs.config import Settings
@@ -24,10 +25,12 @@ from tests.crash_helpers import (
     DISTRICTS,
     Pristine,
     assert_same_end_state,
+    lock_holders,
     outcome,
     reference_outcome,
     run_cli,
     start_cli,
+    wait_for,
 )
 
 pytestmark = pytest.mark.slow
@@ -107,6 +110,43 @@ def test_a_kill_with_two_batches_in_flight_is_finished_by_running_again(
         )
     assert started == DISTRICTS, "both batches had started when it was killed"
     assert completed % 2 == 0, "only whole batches had committed"
+    again = run_cli(settings)
+    assert again.returncode == 0, again.stderr
+    assert_same_end_state(outcome(settings), reference)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("batch", ["4", "2"], ids=["one-batch", "two-in-flight"])
+def test_commits_whose_answer_is_lost_are_finished_in_the_same_run(
+    target: str, batch: str, pristine: Callable[[str], Pristine], reference: dict[str, object]
+) -> None:
+    """Every pass's COMMIT reaches the server and its answer never comes back: each pass
+    asks the warehouse on a fresh connection, learns it committed, and puts its snapshot in
+    place; nothing is lost, and the run ends as an uninterrupted one."""
+    settings = pristine(target).copy()
+    done = run_cli(settings, EOY_RAISE="commit:ack", EOY_TEST_BATCH_DISTRICTS=batch)
+    assert done.returncode == 0, done.stderr
+    assert_same_end_state(outcome(settings), reference)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("point", ["export:students", "after:verify", "commit:delete"])
+def test_a_lock_session_ended_mid_pass_is_finished_by_running_again(
+    point: str, pristine: Callable[[str], Pristine], reference: dict[str, object]
+) -> None:
+    """The session holding the district's lock ends while its pass waits at a point (a
+    server timeout, a terminated backend), and a second runner starts at once: whatever the
+    point, the district is deleted once, with one complete snapshot of every row."""
+    settings = pristine("postgres").copy()
+    first = start_cli(settings, EOY_PAUSE=f"{point}:5@1", EOY_TEST_BATCH_DISTRICTS="1")
+    with psycopg.connect(settings.pg_dsn or "", autocommit=True) as admin:
+        wait_for(lambda: bool(lock_holders(admin, "d00001")), "the first runner's lock")
+        time.sleep(0.5)  # at the point by now (it waits 5 s there)
+        for pid in lock_holders(admin, "d00001"):
+            admin.execute("select pg_terminate_backend(%s)", [pid])
+        second = start_cli(settings)
+        first.communicate(timeout=300)
+        second.communicate(timeout=300)
     again = run_cli(settings)
     assert again.returncode == 0, again.stderr
     assert_same_end_state(outcome(settings), reference)

@@ -13,11 +13,11 @@ of the batch are checked by one grouped query before and after. Nothing
 commits until every district's snapshot verified: a failure or a kill leaves every district
 of the batch as it was.
 
-A failure that names rows (a file that does not re-read as written, a delete that counted
-other rows, retained rows changed, a row of another district, a foreign key from rows that
-arrived meanwhile) raises `RetryAlone`: the runner takes the batch's districts one by one, so
-that only the district it belongs to fails. Any other failure (the warehouse went away, the
-snapshot root refused a file) is every district's failure, in one line, as it is for one.
+A failure before the commit raises `RetryAlone`: it may belong to one district's rows (a file
+that does not re-read as written, a delete that counted other rows, retained rows changed, a
+foreign key from rows that arrived meanwhile, a value the warehouse refused), so the runner
+takes the batch's districts one by one at once, in the same run, and only the district it
+belongs to fails.
 """
 
 from __future__ import annotations
@@ -35,17 +35,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from jobs.config import Settings
-from jobs.errors import EoyError
 from jobs.faults import fault_point
-from jobs.reset.onepass import (
-    AdbcTransaction,
-    StepError,
-    district_state_parts,
-    district_transaction,
-    foreign_key_violation,
-    pass_detail,
-    step_error,
-)
+from jobs.reset.commit import Phase, RetryAlone, StepError, run_pass
+from jobs.reset.onepass import district_state_parts, pass_detail
 from jobs.snapshot.fingerprint import (
     CONTENT_MOD,
     KEY_MOD,
@@ -56,10 +48,9 @@ from jobs.snapshot.fingerprint import (
     scratch_duckdb,
 )
 from jobs.snapshot.source import columns_sql, shaped
-from jobs.snapshot.store import Pending, open_store, thread_pool
+from jobs.snapshot.store import Pending, thread_pool
 from jobs.snapshot.writer import (
     MAIN,
-    DeleteError,
     Taken,
     VerifyError,
     file_pool,
@@ -69,7 +60,7 @@ from jobs.snapshot.writer import (
     write_manifest,
     writing,
 )
-from jobs.warehouse.connection import DuckDBWarehouse, Warehouse, quote_ident
+from jobs.warehouse.connection import AdbcSession, DuckDBWarehouse, Warehouse, quote_ident
 from jobs.warehouse.contract import DELETE_ORDER, DELETED_TABLES, RETAINED_TABLES, TABLES
 
 # a batch: up to this many districts, and up to this many rows (each table's rows of the
@@ -82,11 +73,6 @@ BATCH_ROWS = 300_000
 BatchProgress = Callable[[str, str, int], None]
 # the runner's ledger events, written in the batch's transaction: (tx, detail of each district)
 BeforeCommit = Callable[[Warehouse, dict[str, dict[str, Any]]], None]
-
-
-class RetryAlone(EoyError):
-    """The batch rolled back over something that belongs to one of its districts: take them
-    one by one, and only that district fails."""
 
 
 def districts_sql(districts: list[str]) -> str:
@@ -115,7 +101,7 @@ def _rows(tx: Warehouse, table: str, districts: list[str]) -> pa.Table:
     cols = columns_sql(table, tx.target)
     where = f"district_id in ({districts_sql(districts)})"
     schema = arrow_schema(table, large_text=True)
-    if isinstance(tx, AdbcTransaction):
+    if isinstance(tx, AdbcSession):
         batches = list(
             tx.statement_rows(
                 f"delete from app.{quote_ident(table)} where {where} returning {cols}"
@@ -283,98 +269,86 @@ def take_batch(
     *,
     before_commit: BeforeCommit,
     progress: BatchProgress | None = None,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, dict[str, Any] | StepError]:
     """Snapshot and delete the main part of every district of the batch in one transaction
-    that commits only once every snapshot verified; the delete's detail of each district (as
-    `take_snapshot` gives it). After the commit, a part that cannot be put in place is that
-    district's StepError in place of its detail (a rerun puts it in place)."""
-    store = open_store(settings)
-    pendings: dict[str, Pending] = {}
-    committed = False
-    phase = "export"
+    that commits only once every snapshot verified (the commit sequence of
+    `jobs.reset.commit`); the delete's detail of each district (as `take_snapshot` gives it).
+    After the commit, a part that cannot be put in place is that district's StepError in
+    place of its detail (a rerun puts it in place). Before it, a failure raises RetryAlone;
+    a commit whose outcome could not be learnt, a StepError for all."""
+
+    def work(tx: Warehouse, pendings: dict[str, Pending], phase: Phase) -> dict[str, Any]:
+        return _batch_pass(tx, settings, pendings, districts, school_year, phase, progress)
+
+    return run_pass(
+        wh,
+        settings,
+        school_year,
+        dict.fromkeys(districts, MAIN),
+        work,
+        before_commit=before_commit,
+        batch=True,
+    )
+
+
+def _batch_pass(
+    tx: Warehouse,
+    settings: Settings,
+    pendings: dict[str, Pending],
+    districts: list[str],
+    school_year: int,
+    phase: Phase,
+    progress: BatchProgress | None,
+) -> dict[str, dict[str, Any]]:
+    """The batch's work in its pass: each table's rows of every district in one statement,
+    split into the districts' files, checked; the manifests written and synced; the
+    retained rows checked unchanged. The delete's detail of each district."""
+    created_at = datetime.now(UTC)
+    before = batch_state(tx, districts)
+    checks: dict[str, Future[dict[str, tuple[Taken, str]]]] = {}
     try:
-        with writing(store):
-            for district in districts:
-                pendings[district] = store.begin(school_year, district, MAIN)
-        with district_transaction(wh) as tx:
-            created_at = datetime.now(UTC)
-            before = batch_state(tx, districts)
-            checks: dict[str, Future[dict[str, tuple[Taken, str]]]] = {}
-            try:
-                for table in DELETE_ORDER:
-                    rows = _rows(tx, table, districts)
-                    runs = _runs(rows, table, districts)
-                    files = {
-                        d: file_pool().submit(
-                            _write_and_check, pendings[d], d, table, part_of(rows, where)
-                        )
-                        for d, where in runs.items()
-                    }
-                    checks[table] = checker().submit(_check_table, rows, table, runs, files)
-                    if progress is not None:
-                        for district, where in runs.items():
-                            progress(district, table, sum(n for _, n in where))
-                fault_point("after:export")
-                phase = "verify"
-                fault_point("before:verify")
-                checked = {table: checks[table].result() for table in DELETED_TABLES}
-            finally:  # nothing of this batch still writing once it is over
-                for check in checks.values():
-                    with suppress(Exception):
-                        check.result()
-            details: dict[str, dict[str, Any]] = {}
-            for district in districts:
-                pending = pendings[district]
-                mine = {t: checked[t][district][0] for t in DELETED_TABLES}
-                tables = {
-                    t: manifest_entry(mine[t], checked[t][district][1]) for t in DELETED_TABLES
-                }
-                with writing(store):
-                    _, manifest_sha = write_manifest(
-                        pending, settings, wh.target, district, school_year, created_at, tables
-                    )
-                    pending.sync()
-                details[district] = pass_detail(
-                    MAIN, pending, manifest_sha, mine, created_at.isoformat()
-                )
-            fault_point("after:verify")
-            phase = "delete"
-            fault_point("before:delete")
-            after = batch_state(tx, districts, with_remaining=True)
-            for district in districts:
-                changed = [t for t in RETAINED_TABLES if after[district][t] != before[district][t]]
-                if changed:
-                    raise RetryAlone(f"retained rows of {district!r} changed during the delete")
-                details[district].update(
-                    retained_before=before[district],
-                    remaining={t: after[district][t][0] for t in DELETED_TABLES},
-                    retained_unchanged=True,
-                    other_districts_unchanged=True,
-                )
-            before_commit(tx, details)
-            fault_point("commit:delete")
-        committed = True
-        fault_point("after:commit")
-    except BaseException as exc:
-        if not committed:
-            for pending in pendings.values():
-                with suppress(Exception):
-                    pending.discard()
-        if isinstance(exc, RetryAlone | VerifyError | DeleteError):
-            raise RetryAlone(str(exc)) from None
-        if isinstance(exc, Exception) and not isinstance(exc, StepError):
-            if not committed and foreign_key_violation(exc):
-                raise RetryAlone(str(exc)) from None
-            failed = step_error(exc, phase, committed)
-            if failed is not None:
-                raise failed from None
-        raise
-    out: dict[str, Any] = {}
+        for table in DELETE_ORDER:
+            rows = _rows(tx, table, districts)
+            runs = _runs(rows, table, districts)
+            files = {
+                d: file_pool().submit(_write_and_check, pendings[d], d, table, part_of(rows, where))
+                for d, where in runs.items()
+            }
+            checks[table] = checker().submit(_check_table, rows, table, runs, files)
+            if progress is not None:
+                for district, where in runs.items():
+                    progress(district, table, sum(n for _, n in where))
+        fault_point("after:export")
+        phase.step = "verify"
+        fault_point("before:verify")
+        checked = {table: checks[table].result() for table in DELETED_TABLES}
+    finally:  # nothing of this batch still writing once it is over
+        for check in checks.values():
+            with suppress(Exception):
+                check.result()
+    details: dict[str, dict[str, Any]] = {}
     for district in districts:
-        try:
-            with writing(store):
-                pendings[district].publish()
-            out[district] = details[district]
-        except Exception as exc:
-            out[district] = step_error(exc, "complete", True)
-    return out
+        pending = pendings[district]
+        mine = {t: checked[t][district][0] for t in DELETED_TABLES}
+        tables = {t: manifest_entry(mine[t], checked[t][district][1]) for t in DELETED_TABLES}
+        with writing(pending.store):
+            _, manifest_sha = write_manifest(
+                pending, settings, tx.target, district, school_year, created_at, tables
+            )
+            pending.sync()
+        details[district] = pass_detail(MAIN, pending, manifest_sha, mine, created_at.isoformat())
+    fault_point("after:verify")
+    phase.step = "delete"
+    fault_point("before:delete")
+    after = batch_state(tx, districts, with_remaining=True)
+    for district in districts:
+        changed = [t for t in RETAINED_TABLES if after[district][t] != before[district][t]]
+        if changed:
+            raise RetryAlone(f"retained rows of {district!r} changed during the delete")
+        details[district].update(
+            retained_before=before[district],
+            remaining={t: after[district][t][0] for t in DELETED_TABLES},
+            retained_unchanged=True,
+            other_districts_unchanged=True,
+        )
+    return details

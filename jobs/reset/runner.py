@@ -28,14 +28,15 @@ from jobs.errors import EoyError
 from jobs.faults import fault_point
 from jobs.plan.approval import approval_detail as _approval_detail
 from jobs.plan.approval import load_approved_plan
-from jobs.reset.batch import BATCH_DISTRICTS, BATCH_ROWS, RetryAlone, take_batch
-from jobs.reset.onepass import StepError, district_state, take_snapshot
+from jobs.reset.batch import BATCH_DISTRICTS, BATCH_ROWS, take_batch
+from jobs.reset.commit import RetryAlone, StepError
+from jobs.reset.onepass import district_state, take_snapshot
 from jobs.reset.syncs import pause_syncs, pause_syncs_of, reset_status, resume_syncs
 from jobs.reset.view import RunProgress, render_status, render_summary
 from jobs.reset.workers import WorkerPool
 from jobs.snapshot.store import StoreError, is_object_root, open_store
 from jobs.snapshot.writer import MAIN, delta_number, settle_parts, settle_year
-from jobs.warehouse.connection import Warehouse, connect
+from jobs.warehouse.connection import PostgresWarehouse, Warehouse, connect
 from jobs.warehouse.contract import DELETED_TABLES, RETAINED_TABLES
 from jobs.warehouse.ledger import (
     all_delete_parts,
@@ -100,14 +101,6 @@ def plan_tolerance() -> float:
 
 class RunError(EoyError):
     """The run cannot start; nothing was changed."""
-
-
-class StepFailed(EoyError):
-    """A district's step failed; the district stops there, the ledger has the reason."""
-
-    def __init__(self, step: str, message: str):
-        super().__init__(message)
-        self.step = step
 
 
 # ---------------------------------------------------------------------------------------
@@ -405,6 +398,9 @@ class _Connections:
 
     def get(self) -> Warehouse:
         wh: Warehouse | None = getattr(self._local, "wh", None)
+        if wh is not None and not wh.alive():  # the server ended it: the next district's own
+            self.discard()
+            wh = None
         if wh is None:
             wh = connect(self.settings)
             if wh.target == "duckdb":
@@ -414,6 +410,12 @@ class _Connections:
             with self._lock:
                 self._all.append(wh)
         return wh
+
+    def session(self) -> Warehouse:
+        """This thread's session that deletes (PostgreSQL: the ADBC one; DuckDB: the one
+        connection): the districts' locks are taken on it, so they guard the deletes."""
+        wh = self.get()
+        return wh.session() if isinstance(wh, PostgresWarehouse) else wh
 
     def discard(self) -> None:
         """Forget this thread's connection (it broke); the next district opens a new one."""
@@ -539,10 +541,11 @@ def _run_batch(
     held: list[dict[str, Any]] = []
     try:
         wh = connections.get()
+        session = connections.session()
         ids = [c["district_id"] for c in unit]
-        locked = try_district_locks(wh, ids, year)
+        locked = try_district_locks(session, ids, year)
         started = get_runs(wh, [d for d in ids if d in locked], year)
-        release_district_locks(wh, list(started), year)
+        release_district_locks(session, list(started), year)
     except Exception:  # the connection: each district alone says what it is
         connections.discard()
         return [_run_one(connections, c, year, progress) for c in unit]
@@ -568,7 +571,7 @@ def _run_batch(
         if held:
             alone += _pass_batch(connections, wh, held, year, progress, outcomes)
     finally:
-        release_district_locks(wh, [c["district_id"] for c in held], year)
+        release_district_locks(session, [c["district_id"] for c in held], year)
         for cand in held:
             district = cand["district_id"]
             if district in outcomes:
@@ -677,27 +680,29 @@ def _run_one(
     began = time.perf_counter()
     outcome: dict[str, Any] = {"district_id": district, "rows_deleted": 0}
     wh: Warehouse | None = None
+    session: Warehouse | None = None
     locked = False
     progress.district_started(district, sum(cand["rows"].values()))
     try:
         wh = connections.get()
-        locked = try_district_lock(wh, district, year)
+        session = connections.session()
+        locked = try_district_lock(session, district, year)
         if not locked:
             outcome.update(status="skipped", error="held by another runner")
         else:
             outcome.update(_steps(wh, settings, cand, year, progress))
     except Exception as exc:
-        step = exc.step if isinstance(exc, StepFailed | StepError) else "run"
+        step = exc.step if isinstance(exc, StepError) else "run"
         message = scrub(
-            str(exc) if isinstance(exc, StepFailed | StepError) else _one_line(exc),
+            str(exc) if isinstance(exc, StepError) else _one_line(exc),
             settings.pg_dsn,
         )
         outcome.update(status="failed", step=step, error=message)
         if locked:  # only the runner holding the district writes its ledger
             wh = _record_failure(connections, wh, district, year, step, message)
     finally:
-        if locked and wh is not None:
-            release_district_lock(wh, district, year)
+        if locked and session is not None:
+            release_district_lock(session, district, year)
         progress.district_done(district)
     outcome["seconds"] = round(time.perf_counter() - began, 2)
     log.info("district %s: %s", district, outcome.get("status"))
@@ -820,8 +825,6 @@ def _pass_ledger(
     """What the ledger records of a district's pass: (the verdict: status, rows deleted, and
     the step and error when rows arrived meanwhile; its events; its run row's new values)."""
     verdict: dict[str, Any] = {}
-    fault_point("after:delete")
-    fault_point("before:check_retention")
     rows_deleted = prior + int(detail["rows_total"])
     left = {t: n for t, n in detail["remaining"].items() if n}
     sha = detail["manifest_sha256"]
@@ -848,8 +851,6 @@ def _pass_ledger(
         steps.append(("complete", "completed", {"rows_deleted": rows_deleted, "parts": parts}))
         values.update(status="completed", finished_at=utcnow(), error=None)
         verdict.update(status="completed", error=None)
-    fault_point("after:check_retention")
-    fault_point("before:complete")
     verdict.update(rows_deleted=rows_deleted)
     return verdict, steps, values
 
@@ -884,7 +885,7 @@ def _finish_without_pass(
     if left:
         total = sum(left.values())
         where = ", ".join(f"{t} {n}" for t, n in left.items())
-        raise StepFailed(
+        raise StepError(
             "check_retention",
             f"{total} rows arrived after the snapshot ({where}): they stay; "
             "run again to snapshot and delete them as a delta",
@@ -892,7 +893,7 @@ def _finish_without_pass(
     before = deletes[-1].get("retained_before") or {}
     gone = sorted(t for t in RETAINED_TABLES if t in before and state[t][0] < before[t][0])
     if gone:
-        raise StepFailed(
+        raise StepError(
             "check_retention",
             f"retained rows of the district are gone from {', '.join(gone)} since the delete",
         )

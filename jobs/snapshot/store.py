@@ -25,6 +25,7 @@ S3 file system with the same endpoint and credentials.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -34,7 +35,7 @@ import shutil
 import tempfile
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
@@ -57,6 +58,8 @@ from jobs.snapshot.layout import (
 )
 
 S3_SCHEME = "s3://"
+# which of the given manifest sha256s belong to a delete that committed (see `begin`)
+Committed = Callable[[list[str]], set[str]] | None
 MAIN = "main"
 COPY = "copy"  # the sibling `<segment>~copy` that holds the district's copy (`share`)
 LOCK_MODES = ("COMPLIANCE", "GOVERNANCE")
@@ -78,6 +81,10 @@ _DENIED_CODES = {"AccessDenied", "ACCESS_DENIED"}
 
 class StoreError(SnapshotError):
     """The snapshot store would not do what was asked; one line naming the cause."""
+
+
+class PartCommitted(SnapshotError):
+    """A pass of this part committed already (its staging is now in place): not again."""
 
 
 def is_object_root(root: str | Path) -> bool:
@@ -167,7 +174,15 @@ class SnapshotStore(ABC):
         """Where a part of a district's snapshot is (a folder, or an s3:// prefix)."""
 
     @abstractmethod
-    def begin(self, school_year: int, district_id: str, part: str = MAIN) -> Pending: ...
+    def begin(
+        self, school_year: int, district_id: str, part: str = MAIN, committed: Committed = None
+    ) -> Pending:
+        """A new staging for the part. What earlier passes of the part left in staging is
+        removed, unless `committed` (given the sha256 of each waiting manifest) says that
+        pass's delete committed: that part is put in place instead, and StoreError raised
+        (the caller must not write the part again). Called only by the holder of the
+        district's lock, in the transaction that holds it, so a pass that left staging is
+        over: its lock is free, and its delete either committed or never will."""
 
     @abstractmethod
     def settle(self, location: str, staging: str, manifest_sha256: str) -> bool:
@@ -237,6 +252,23 @@ class SnapshotStore(ABC):
         """Release clients; the store can be used again after (it makes new ones)."""
 
 
+def _refuse_committed(
+    store: SnapshotStore, location: str, waiting: dict[str, str], committed: Committed
+) -> None:
+    """Put in place a waiting staging of the part whose delete committed, and refuse to begin
+    the part again; the others are a dead pass's, for `begin` to remove."""
+    if not waiting or committed is None:
+        return
+    done = committed(list(waiting))
+    for sha in done:
+        store.settle(location, waiting[sha], sha)
+    if done:
+        raise PartCommitted(
+            f"a pass of {location} committed and waited in staging: it is in place now, "
+            "nothing more was deleted; run again"
+        )
+
+
 _stores: dict[tuple[Any, ...], SnapshotStore] = {}
 _stores_lock = threading.Lock()
 
@@ -299,15 +331,36 @@ def _syncers() -> ThreadPoolExecutor:
 
 
 def swap_in(staging: Path, final: Path) -> None:
-    """Replace any older part by the new folder; never leaves a half-written one."""
-    old = None
-    if final.exists():
+    """Replace any older part by the new folder; never leaves a half-written one.
+
+    Two runners may put the same committed part in place at once (each settles the year
+    when it starts): each step is a rename that succeeds for one of them only, what one
+    moved aside is put back if the other placed the part meanwhile, and only a folder that
+    the part replaced is removed. Raises FileNotFoundError when another placed it."""
+    while True:
+        try:
+            os.rename(staging, final)  # onto a missing (or empty) folder only
+            fsync_path(final.parent)
+            return
+        except FileNotFoundError:
+            raise  # the staging folder is gone: another runner put it in place
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
         old = final.with_name(f".{final.name}.old-{secrets.token_hex(4)}")
-        os.rename(final, old)
-    os.rename(staging, final)
-    fsync_path(final.parent)
-    if old is not None:
+        try:
+            os.rename(final, old)
+        except FileNotFoundError:
+            continue  # moved aside by another runner: try again
+        try:
+            os.rename(staging, final)
+        except BaseException:
+            with suppress(OSError):  # the other runner placed it meanwhile: ours goes back
+                os.rename(old, final)
+            raise
+        fsync_path(final.parent)
         shutil.rmtree(old, ignore_errors=True)
+        return
 
 
 class FolderPending(Pending):
@@ -372,17 +425,32 @@ class FolderStore(SnapshotStore):
         main = district_dir(self.path, school_year, district_id)
         return str(main if part == MAIN else main.with_name(part_name(main.name, part)))
 
-    def begin(self, school_year: int, district_id: str, part: str = MAIN) -> Pending:
+    def begin(
+        self, school_year: int, district_id: str, part: str = MAIN, committed: Committed = None
+    ) -> Pending:
         final = Path(self.location(school_year, district_id, part))
         root_existed = self.path.exists()
         year_dir = ensure_dir(final.parent)
         if not root_existed:
             os.chmod(year_dir.parent, DIR_MODE)
+        self._settle_committed(year_dir, final, committed)
         self.clean_leftovers(year_dir, final.name)
         staging = year_dir / staging_name(final.name)
         staging.mkdir(mode=DIR_MODE)
         os.chmod(staging, DIR_MODE)
         return FolderPending(self, staging, final)
+
+    def _settle_committed(self, year_dir: Path, final: Path, committed: Committed) -> None:
+        """A staging of this part whose delete committed goes in place, and begin refuses."""
+        pattern = leftover_pattern(final.name)
+        waiting = {
+            sha: entry.name
+            for entry in (year_dir.iterdir() if year_dir.is_dir() else ())
+            if pattern.fullmatch(entry.name)
+            and STAGING.fullmatch(entry.name)
+            and (sha := self.manifest_sha(str(entry)))
+        }
+        _refuse_committed(self, str(final), waiting, committed)
 
     @staticmethod
     def clean_leftovers(year_dir: Path, final_name: str, keep: set[str] | None = None) -> None:
@@ -730,7 +798,9 @@ class S3Store(SnapshotStore):
                 self.client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
 
     # -- writing ----------------------------------------------------------------------
-    def begin(self, school_year: int, district_id: str, part: str = MAIN) -> Pending:
+    def begin(
+        self, school_year: int, district_id: str, part: str = MAIN, committed: Committed = None
+    ) -> Pending:
         location = self.location(school_year, district_id, part)
         key = _key(location)
         year_key, name = key.rsplit("/", 1)
@@ -741,6 +811,13 @@ class S3Store(SnapshotStore):
                 for obj in self._list(self.bucket, f"{year_key}/.{name}.")
                 if "Key" in obj and pattern.fullmatch(obj["Key"][len(year_key) + 1 :].split("/")[0])
             ]
+            waiting = {}
+            for stale_key in stale:
+                folder, _, file = stale_key[len(year_key) + 1 :].partition("/")
+                data = self._get(self.bucket, stale_key) if file == MANIFEST else None
+                if data is not None and STAGING.fullmatch(folder):
+                    waiting[hashlib.sha256(data).hexdigest()] = folder
+            _refuse_committed(self, location, waiting, committed)
             # the manifest first: from here on the prefix reads as incomplete
             present = [obj["Key"] for obj in self._list(self.bucket, f"{key}/") if "Key" in obj]
             manifest = f"{key}/{MANIFEST}"

@@ -52,6 +52,7 @@ from jobs.warehouse.contract import (
     DELETED_TABLES,
     TABLES,
 )
+from jobs.warehouse.ledger import committed_deletes
 
 MAIN = "main"
 Progress = Callable[[str, int], None]  # (table, rows taken so far)
@@ -149,21 +150,9 @@ def settle_year(wh: Warehouse, settings: Settings, school_year: int) -> list[str
     kill just after the commit): its staging manifest has the sha256 a committed delete
     recorded. Nothing else is touched. Returns the parts put in place."""
     waiting = open_store(settings).waiting(school_year)
-    if not waiting:
-        return []
-    marks = ", ".join(["%s"] * len(waiting))
-    if wh.target == "postgres":
-        text, sha = "cast(detail as text)", "detail ->> 'manifest_sha256'"
-    else:
-        text, sha = "cast(detail as varchar)", "json_extract_string(detail, 'manifest_sha256')"
     placed = []
-    for (detail,) in wh.query(
-        f"select {text} from eoy_runner.reset_events where step = 'delete' "
-        f"and status = 'completed' and school_year = %s and {sha} in ({marks})",
-        [school_year, *waiting],
-    ):
-        done = json.loads(detail)
-        staging = waiting.get(done.get("manifest_sha256"))
+    for done in committed_deletes(wh, school_year, list(waiting)):
+        staging = waiting.get(str(done.get("manifest_sha256")))
         path = str(done.get("path"))
         if staging is not None and store_for(path, settings).settle(
             path, staging, done["manifest_sha256"]

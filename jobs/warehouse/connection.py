@@ -19,6 +19,12 @@ from jobs.config import Settings, dsn_parts, redact_dsn, scrub
 from jobs.errors import EoyError, first_line
 
 BATCH_ROWS = 250_000
+# A session holding a lock is never ended by the server for idling: that would release the
+# lock while the runner still works under it (the settings this server has; the first is 14+).
+KEEP_ALIVE_SQL = (
+    "select set_config(name, '0', false) from pg_settings "
+    "where name in ('idle_session_timeout', 'idle_in_transaction_session_timeout')"
+)
 REQUIRED_SCHEMAS = ("app", "eoy_runner")
 
 
@@ -50,6 +56,20 @@ class Warehouse:
     def transaction(self) -> Iterator[None]:
         raise NotImplementedError
         yield  # pragma: no cover
+
+    # one transaction step by step, for a caller that must tell a failed COMMIT apart
+    def begin(self) -> None:
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    def rollback(self) -> None:
+        raise NotImplementedError
+
+    def alive(self) -> bool:
+        """Whether the connection can still be used (a broken one is replaced)."""
+        return True
 
     # -- arrow ----------------------------------------------------------------------------
     def arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
@@ -162,16 +182,25 @@ class DuckDBWarehouse(Warehouse):
         if self._in_tx:
             yield
             return
-        self.con.execute("begin transaction")
-        self._in_tx = True
+        self.begin()
         try:
             yield
         except BaseException:
-            self._in_tx = False
-            self.con.execute("rollback")
+            self.rollback()
             raise
+        self.commit()
+
+    def begin(self) -> None:
+        self.con.execute("begin transaction")
+        self._in_tx = True
+
+    def commit(self) -> None:
         self._in_tx = False
         self.con.execute("commit")
+
+    def rollback(self) -> None:
+        self._in_tx = False
+        self.con.execute("rollback")
 
     def record_batches(
         self, sql: str, params: Sequence[Any] | None = None, batch_rows: int = BATCH_ROWS
@@ -242,18 +271,32 @@ class PostgresWarehouse(Warehouse):
         with self.con.transaction():
             yield
 
+    def alive(self) -> bool:
+        return not (self.con.closed or self.con.broken)
+
     def adbc(self) -> Any:
-        """A second connection, ADBC, for streaming Arrow in and out (COPY underneath)."""
+        """A second connection, ADBC, for streaming Arrow in and out (COPY underneath). It is
+        also the connection that deletes, so the runner holds its districts' locks on it
+        (`session`); the server must not end it for being idle while it holds them."""
         if self._adbc is None:
             import adbc_driver_postgresql.dbapi as adbc
 
             try:
-                self._adbc = adbc.connect(self.dsn)
+                con = adbc.connect(self.dsn)
+                with con.cursor() as cur:
+                    cur.execute(KEEP_ALIVE_SQL)
+                    cur.fetchall()
+                con.commit()
             except Exception as exc:
                 raise WarehouseError(
                     f"cannot reach PostgreSQL at {redact_dsn(self.dsn)}: {_pg_said(exc, self.dsn)}"
                 ) from None
+            self._adbc = con
         return self._adbc
+
+    def session(self) -> AdbcSession:
+        """The ADBC connection as a warehouse of its own: the session that deletes."""
+        return AdbcSession(self)
 
     def drop_adbc(self) -> None:
         """Forget a broken ADBC connection; the next adbc() opens a new one."""
@@ -283,6 +326,80 @@ class PostgresWarehouse(Warehouse):
     def close(self) -> None:
         self.drop_adbc()
         self.con.close()
+
+
+class AdbcSession(Warehouse):
+    """Statements on a PostgreSQL warehouse's ADBC connection: the deletes that stream their
+    rows, the ledger writes that must commit with them, and the locks that guard them (a
+    session's advisory lock guards only what that session does)."""
+
+    target = "postgres"
+
+    def __init__(self, owner: PostgresWarehouse):
+        self.owner = owner
+        self.settings = owner.settings
+
+    @property
+    def con(self) -> Any:
+        return self.owner.adbc()
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> int:
+        with self.con.cursor() as cur:
+            cur.execute(_pg_positional(sql), params)
+            return int(cur.rowcount)
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self.con.cursor() as cur:
+            cur.execute(_pg_positional(sql), params)
+            return [tuple(r) for r in cur.fetchall()]
+
+    def query_dicts(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        with self.con.cursor() as cur:
+            cur.execute(_pg_positional(sql), params)
+            names = [d[0] for d in cur.description or []]
+            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def statement_rows(self, sql: str) -> Iterator[pa.RecordBatch]:
+        """A statement's rows, streamed as Arrow record batches (no parameters: a literal
+        lets ADBC stream the result through COPY)."""
+        with self.con.cursor() as cur:
+            cur.adbc_statement.set_options(
+                **{"adbc.postgresql.batch_size_hint_bytes": str(16 * 1024 * 1024)}
+            )
+            cur.execute(sql)
+            yield from cur.fetch_record_batch()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.begin()
+        try:
+            yield
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
+
+    def begin(self) -> None:
+        return None  # ADBC begins a transaction with the first statement after a commit
+
+    def commit(self) -> None:
+        try:
+            self.con.commit()
+        except BaseException:
+            self.owner.drop_adbc()  # whatever the server did, this connection is done
+            raise
+
+    def rollback(self) -> None:
+        try:
+            self.con.rollback()
+        except Exception:
+            self.owner.drop_adbc()  # a broken connection: the next pass opens a new one
+
+    def alive(self) -> bool:
+        return self.owner._adbc is not None
+
+    def close(self) -> None:
+        return None  # the owner closes it
 
 
 def _pg_said(exc: BaseException, dsn: str) -> str:

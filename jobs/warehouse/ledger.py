@@ -242,6 +242,26 @@ def cycle_deletes(wh: Warehouse, district_id: str, school_year: int) -> list[dic
     return found
 
 
+def committed_deletes(
+    wh: Warehouse, school_year: int, manifest_sha256s: list[str]
+) -> list[dict[str, Any]]:
+    """The committed delete events of the school year whose part has one of these manifests
+    (a delete's event commits with the delete: present exactly when the delete committed)."""
+    if not manifest_sha256s:
+        return []
+    if wh.target == "postgres":
+        text, sha = "cast(detail as text)", "detail ->> 'manifest_sha256'"
+    else:
+        text, sha = "cast(detail as varchar)", "json_extract_string(detail, 'manifest_sha256')"
+    marks = ", ".join(["%s"] * len(manifest_sha256s))
+    rows = wh.query(
+        f"select {text} from eoy_runner.reset_events where step = 'delete' "
+        f"and status = 'completed' and school_year = %s and {sha} in ({marks})",
+        [school_year, *manifest_sha256s],
+    )
+    return [_detail(detail) for (detail,) in rows]
+
+
 def all_delete_parts(wh: Warehouse, district_id: str, school_year: int) -> list[str]:
     """Every snapshot part ever deleted for the district and year (any cycle)."""
     return [

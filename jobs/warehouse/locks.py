@@ -1,9 +1,15 @@
-"""Who may reset what at once (issue: concurrency).
+"""Who may reset what at once.
 
 DuckDB: one eoy-reset command at a time per warehouse file, by an exclusive `flock` on
 `<warehouse>.lock` held for the whole command. PostgreSQL: any number of runners on any
 machines; each district (whatever the school year) is held by a session advisory lock for as
 long as it is worked on, and dbt builds take turns under another advisory lock.
+
+A session's advisory lock guards only what that session does: it goes when the session ends,
+while another session of the same runner may still be at work. So a district's lock is taken
+on the session that changes its rows (the runner's ADBC session, `PostgresWarehouse.session`;
+restore and the roster import work on the session they lock on), and the transaction that
+deletes takes it again for itself (`hold_in_transaction`): it commits only while it holds it.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from pathlib import Path
 
 from jobs.config import Settings
 from jobs.errors import EoyError
-from jobs.warehouse.connection import Warehouse
+from jobs.warehouse.connection import KEEP_ALIVE_SQL, AdbcSession, Warehouse
 
 
 def _key_sql(text: str) -> str:
@@ -76,29 +82,64 @@ def release_district_lock(wh: Warehouse, district_id: str, school_year: int) -> 
     release_district_locks(wh, [district_id], school_year)
 
 
+def _literal(text: str) -> str:
+    """A PostgreSQL string literal: lock statements run on psycopg and on ADBC alike."""
+    if "\x00" in text:
+        raise LockError("a district id with a NUL character cannot exist in PostgreSQL")
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _districts_values(districts: list[str], school_year: int) -> str:
+    rows = ", ".join(
+        f"({_literal(d)}, {_literal(district_key(d, school_year))})" for d in districts
+    )
+    return f"(values {rows}) as t (d, k)"
+
+
 def try_district_locks(wh: Warehouse, districts: list[str], school_year: int) -> set[str]:
-    """PostgreSQL: take each district's advisory lock on this connection if free, in one
+    """PostgreSQL: take each district's advisory lock on this session if free, in one
     statement; the districts now held (on DuckDB, every one: its file lock serialises)."""
     if wh.target != "postgres" or not districts:
         return set(districts)
     found = wh.query(
         f"select d, pg_try_advisory_lock({_key_sql('k')}) "
-        "from unnest(%s::text[], %s::text[]) as t (d, k)",
-        [districts, [district_key(d, school_year) for d in districts]],
+        f"from {_districts_values(districts, school_year)}"
     )
+    _end_statement(wh)
     return {str(d) for d, locked in found if locked}
 
 
 def release_district_locks(wh: Warehouse, districts: list[str], school_year: int) -> None:
-    """Release the districts' locks held on this connection, in one statement."""
+    """Release the districts' locks held on this session, in one statement."""
     if wh.target != "postgres" or not districts:
         return
     # a dead connection has released its locks already
     with contextlib.suppress(Exception):
         wh.query(
-            f"select pg_advisory_unlock({_key_sql('k')}) from unnest(%s::text[]) k",
-            [[district_key(d, school_year) for d in districts]],
+            f"select pg_advisory_unlock({_key_sql('k')}) "
+            f"from {_districts_values(districts, school_year)}"
         )
+        _end_statement(wh)
+
+
+def hold_in_transaction(tx: Warehouse, districts: list[str], school_year: int) -> set[str]:
+    """Inside the transaction that changes the districts' rows: each district's lock for this
+    transaction, granted when this session holds the district already or nobody does (one
+    statement). The districts held; another session's district is not."""
+    if tx.target != "postgres" or not districts:
+        return set(districts)
+    found = tx.query(
+        f"select d, pg_try_advisory_xact_lock({_key_sql('k')}) "
+        f"from {_districts_values(districts, school_year)}"
+    )
+    return {str(d) for d, locked in found if locked}
+
+
+def _end_statement(wh: Warehouse) -> None:
+    """On a session that is not in autocommit (ADBC), end the statement's transaction: a
+    session lock outlives it, and the next pass begins a transaction of its own."""
+    if isinstance(wh, AdbcSession):
+        wh.con.commit()
 
 
 def wait_district_lock(
@@ -124,8 +165,11 @@ def dbt_lock(settings: Settings) -> Iterator[None]:
     from jobs.warehouse.connection import connect
 
     with connect(settings, require_init=False) as wh:
+        wh.query(KEEP_ALIVE_SQL)  # idle through the whole build: never ended for it
         wh.scalar(f"select pg_advisory_lock({_key_sql('%s')})", [DBT_LOCK_NAME])
         try:
             yield
         finally:
-            wh.scalar(f"select pg_advisory_unlock({_key_sql('%s')})", [DBT_LOCK_NAME])
+            # a session the server ended anyway has released the lock with it
+            with contextlib.suppress(Exception):
+                wh.scalar(f"select pg_advisory_unlock({_key_sql('%s')})", [DBT_LOCK_NAME])

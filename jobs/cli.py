@@ -549,6 +549,8 @@ def restore(
     from jobs.reset.runner import restore_district
 
     doc = restore_district(settings_of(ctx), district, school_year)
+    if doc.get("warning"):
+        err_console.print(f"eoy-reset: warning: {doc['warning']}", highlight=False, soft_wrap=True)
     if as_json:
         emit_json(doc)
     else:

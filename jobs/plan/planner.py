@@ -18,6 +18,7 @@ from jobs.errors import EoyError
 from jobs.plan.dbt import build_reset_models
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.contract import DELETED_TABLES
+from jobs.warehouse.rostering import closed_reason
 
 HASH_KEY = "plan_sha256"
 REQUEST_ISSUES = ("request_too_early", "request_not_before_rostering", "request_during_session")
@@ -126,6 +127,7 @@ def _read_plan(
         if any(name in REQUEST_ISSUES for name in _issues(row["issues"]))
     ]
     due_ids = {d["district_id"] for d in due}
+    closed = [c for c in closed_districts(wh, year, as_of) if wanted(c["district_id"])]
     table_totals = {table: sum(d["rows"][table] for d in due) for table in DELETED_TABLES}
     return {
         "as_of": as_of.isoformat(),
@@ -133,16 +135,45 @@ def _read_plan(
         "warehouse": None,
         "due": due,
         "blocked": blocked,
+        "closed": closed,
         "request_issues": request_issues,
         "inactive_educators": {d: n for d, n in sorted(idle.items()) if d in due_ids},
-        "not_due": _not_due(wh, year, as_of, districts or [], due_ids, schedule),
+        "not_due": _not_due(
+            wh, year, as_of, districts or [], due_ids | {c["district_id"] for c in closed}, schedule
+        ),
         "totals": {  # the shape of every command's totals (jobs/output.py)
             "districts": len(due),
             "rows": sum(table_totals.values()),
             "rows_by_table": table_totals,
             "blocked": len(blocked),
+            "closed": len(closed),
         },
     }
+
+
+def closed_districts(wh: Warehouse, year: int, as_of: date) -> list[dict[str, Any]]:
+    """Districts that would be due as of the day but whose school year the new year's
+    rostering closed (mart closed_school_years), with the reason; those already reset for
+    the year are not listed (nothing is left to do for them)."""
+    rows = wh.query_dicts(
+        "select c.district_id, s.effective_reset_date, c.rostering_completed_at "
+        "from eoy.closed_school_years c join eoy.reset_schedule s "
+        "on s.district_id = c.district_id and s.school_year = c.school_year "
+        "where c.school_year = %s and s.status = 'scheduled' and s.effective_reset_date <= %s "
+        "and not exists (select 1 from eoy_runner.reset_runs r where r.district_id = "
+        "c.district_id and r.school_year = c.school_year and r.status = 'completed') "
+        "order by c.district_id",
+        [year, as_of],
+    )
+    return [
+        {
+            "district_id": row["district_id"],
+            "effective_reset_date": _iso(row["effective_reset_date"]),
+            "rostering_completed_at": _iso(row["rostering_completed_at"]),
+            "reason": closed_reason(year, row["rostering_completed_at"]),
+        }
+        for row in rows
+    ]
 
 
 def _not_due(

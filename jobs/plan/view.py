@@ -112,6 +112,14 @@ def render_plan(console: Console, plan: dict[str, Any]) -> None:
             ],
             wrap=("reasons",),
         )
+    if plan.get("closed"):
+        print_fitted(
+            console,
+            f"Closed: the new year's rostering completed, not reset ({len(plan['closed'])})",
+            ["district", "reset date", "reason"],
+            [[c["district_id"], c["effective_reset_date"], c["reason"]] for c in plan["closed"]],
+            wrap=("reason",),
+        )
     if plan["request_issues"]:
         print_fitted(
             console,
@@ -142,6 +150,8 @@ def render_plan(console: Console, plan: dict[str, Any]) -> None:
     summary.add_column("count", justify="right", no_wrap=True)
     summary.add_row("districts due", f"{totals['districts']:,}")
     summary.add_row("districts blocked", f"{totals['blocked']:,}")
+    if totals.get("closed"):
+        summary.add_row("districts closed by rostering", f"{totals['closed']:,}")
     for table in DELETED_TABLES:
         summary.add_row(f"{table} rows to delete", f"{totals['rows_by_table'].get(table, 0):,}")
     summary.add_row("rows to delete", f"{totals['rows']:,}")

@@ -29,6 +29,7 @@ from jobs.snapshot.writer import DeleteError, VerifyError, WriteError, writing
 from jobs.warehouse.connection import DuckDBWarehouse, PostgresWarehouse, Warehouse, connect
 from jobs.warehouse.ledger import committed_deletes
 from jobs.warehouse.locks import hold_in_transaction
+from jobs.warehouse.rostering import closed_reason, rostered
 
 LEDGER_POINTS = (
     "after:delete",
@@ -121,6 +122,7 @@ def run_pass(
         with district_transaction(wh, reading_only=not delete) as tx:
             if delete:
                 _hold(tx, list(parts), school_year, batch)
+                _year_open(tx, list(parts), school_year, batch)
             with writing(store):
                 for district, part in parts.items():
                     pendings[district] = store.begin(
@@ -162,6 +164,18 @@ def _hold(tx: Warehouse, districts: list[str], school_year: int, batch: bool) ->
     if batch:
         raise RetryAlone(message)
     raise StepError("export", f"{message}: it was taken while this runner waited; run again")
+
+
+def _year_open(tx: Warehouse, districts: list[str], school_year: int, batch: bool) -> None:
+    """The last word before any row goes: no district's rostering for the next school year
+    has completed (its live rows would be next year's)."""
+    closed = rostered(tx, districts, school_year + 1)
+    if not closed:
+        return
+    district, when = next(iter(closed.items()))
+    if batch:
+        raise RetryAlone(f"district {district!r}: {closed_reason(school_year, when)}")
+    raise StepError("export", f"{closed_reason(school_year, when)}: nothing was deleted")
 
 
 def _committed_in(tx: Warehouse, school_year: int, shas: list[str]) -> set[str]:

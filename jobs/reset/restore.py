@@ -30,6 +30,7 @@ from jobs.warehouse.connection import PostgresWarehouse, Warehouse, connect, quo
 from jobs.warehouse.contract import DELETED_TABLES, INSERT_ORDER, TABLES
 from jobs.warehouse.ledger import cycle_deletes, get_run, record_event, update_run, utcnow
 from jobs.warehouse.locks import release_district_lock, wait_district_lock
+from jobs.warehouse.rostering import rostered
 
 COPY_BATCH = 50_000
 
@@ -211,6 +212,7 @@ def restore(settings: Settings, district_id: str, school_year: int) -> dict[str,
                     },
                 )
             _check_exact(wh, district_id, before, [m for _, m in parts])
+            rostering = rostered(wh, [district_id], school_year + 1)
         finally:
             release_district_lock(wh, district_id, school_year)
     return {
@@ -219,7 +221,20 @@ def restore(settings: Settings, district_id: str, school_year: int) -> dict[str,
         "rows_restored": total,
         "rows": restored,
         "snapshots": [str(d["path"]) for d in deletes],
+        "warning": _beside_next_year(district_id, school_year, rostering.get(district_id)),
     }
+
+
+def _beside_next_year(district_id: str, school_year: int, rostered_at: Any) -> str | None:
+    """After the next year's rostering, the restored rows sit beside its roster: no pass for
+    their year may run any more, so they leave only with the next year's reset."""
+    if rostered_at is None:
+        return None
+    return (
+        f"district {district_id!r}: rostering for {school_year + 1} completed on "
+        f"{rostered_at:%Y-%m-%d}, so the restored {school_year} rows now sit beside the "
+        f"{school_year + 1} roster and can leave only with the {school_year + 1} reset"
+    )
 
 
 def _check_exact(

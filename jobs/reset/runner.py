@@ -28,6 +28,7 @@ from jobs.errors import EoyError
 from jobs.faults import fault_point
 from jobs.plan.approval import approval_detail as _approval_detail
 from jobs.plan.approval import load_approved_plan
+from jobs.plan.planner import closed_districts
 from jobs.reset.batch import BATCH_DISTRICTS, BATCH_ROWS, take_batch
 from jobs.reset.commit import RetryAlone, StepError
 from jobs.reset.onepass import district_state, take_snapshot
@@ -36,7 +37,7 @@ from jobs.reset.view import RunProgress, render_status, render_summary
 from jobs.reset.workers import WorkerPool
 from jobs.snapshot.store import StoreError, is_object_root, open_store
 from jobs.snapshot.writer import MAIN, delta_number, settle_parts, settle_year
-from jobs.warehouse.connection import PostgresWarehouse, Warehouse, connect
+from jobs.warehouse.connection import KEEP_ALIVE_SQL, PostgresWarehouse, Warehouse, connect
 from jobs.warehouse.contract import DELETED_TABLES, RETAINED_TABLES
 from jobs.warehouse.ledger import (
     all_delete_parts,
@@ -61,6 +62,7 @@ from jobs.warehouse.locks import (
     try_district_lock,
     try_district_locks,
 )
+from jobs.warehouse.rostering import closed_reason, rostered
 
 __all__ = [
     "render_status",
@@ -121,6 +123,7 @@ def _candidates(
     chosen: list[dict[str, Any]] = []
     not_due: list[dict[str, str]] = []
     _known(wh, named)
+    closed = rostered(wh, named, school_year + 1)
     for district in dict.fromkeys(named):
         if district in by_id:
             chosen.append(by_id[district])
@@ -139,6 +142,8 @@ def _candidates(
             reason = f"not due until {rows[0]['effective_reset_date']}"
         elif run is not None and run["status"] == "completed":
             reason = f"already reset (completed {run['finished_at']:%Y-%m-%d %H:%M} UTC)"
+        elif district in closed:
+            reason = closed_reason(school_year, closed[district])
         elif run is not None and run["status"] == "restored":
             # restored districts wait until an operator names them: this is that operator
             chosen.append({"district_id": district, **rows[0]})
@@ -284,6 +289,7 @@ def run_reset(
             )
             built = time.perf_counter() - began
             candidates, not_due = _candidates(wh, year, as_of, districts)
+            closed_year = [] if districts else closed_districts(wh, year, as_of)
             _annotate(wh, year, candidates)
             for cand in candidates:
                 cand["approval"] = approval
@@ -310,6 +316,15 @@ def run_reset(
         for district, reason in refused.items():
             result["districts"].append(
                 {"district_id": district, "status": "refused", "error": reason, "rows_deleted": 0}
+            )
+        for closed in closed_year:  # would be due, but the new year's rostering closed it
+            result["districts"].append(
+                {
+                    "district_id": closed["district_id"],
+                    "status": "skipped",
+                    "error": closed["reason"],
+                    "rows_deleted": 0,
+                }
             )
         if dry_run:
             for cand in runnable:
@@ -406,6 +421,8 @@ class _Connections:
             if wh.target == "duckdb":
                 for name, value in PASS_SETTINGS.items():
                     wh.execute(f"set {name} = '{value}'")
+            else:  # idle while its districts' passes run on the other session
+                wh.query(KEEP_ALIVE_SQL)
             self._local.wh = wh
             with self._lock:
                 self._all.append(wh)
@@ -545,7 +562,9 @@ def _run_batch(
         ids = [c["district_id"] for c in unit]
         locked = try_district_locks(session, ids, year)
         started = get_runs(wh, [d for d in ids if d in locked], year)
-        release_district_locks(session, list(started), year)
+        # rostered for the next year since the run chose them: refused alone, below
+        closed = rostered(wh, [d for d in ids if d in locked and d not in started], year + 1)
+        release_district_locks(session, [*started, *closed], year)
     except Exception:  # the connection: each district alone says what it is
         connections.discard()
         return [_run_one(connections, c, year, progress) for c in unit]
@@ -561,7 +580,7 @@ def _run_batch(
                 "seconds": 0.0,
             }
             progress.district_done(district)
-        elif district in started:  # started since: alone
+        elif district in started or district in closed:  # started since, or closed: alone
             alone.append(cand)
         else:
             held.append(cand)
@@ -755,6 +774,9 @@ def _steps(
             "error": "restored by an operator during this run: name it with --district "
             "to reset it again",
         }
+    closed = rostered(wh, [district], year + 1)
+    if closed:  # rostered since this run chose it: refused before anything changes
+        return {"status": "refused", "error": closed_reason(year, closed[district])}
 
     # pause_syncs: on its own commit, so no import starts while the rows are being taken
     fault_point("before:pause_syncs")

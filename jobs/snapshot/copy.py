@@ -40,7 +40,8 @@ from jobs.snapshot.verify import verified_parts, verify_snapshot
 from jobs.snapshot.writer import settle_parts
 from jobs.warehouse.connection import connect
 from jobs.warehouse.contract import DELETED_TABLES, TABLES
-from jobs.warehouse.ledger import cycle_deletes
+from jobs.warehouse.ledger import cycle_deletes, get_run
+from jobs.warehouse.rostering import rostered
 
 
 def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: Path) -> None:
@@ -112,10 +113,12 @@ def export_for_district(
 ) -> dict[str, Any]:
     """A zip of the district's student data (CSV or Parquet plus a README), for the district.
 
-    Before its reset, from the warehouse. After it, from the snapshot parts the ledger says
-    were deleted (the main snapshot and any delta), each verified and the very one deleted,
-    plus any rows the warehouse holds that no part has yet. A district whose rows are gone
-    without a reset in the ledger gets its main snapshot, verified.
+    The copy of school year Y holds Y's rows only. Before the reset, the warehouse's live
+    rows (with the parts already deleted, if a pass stopped half way). Once the reset
+    completed, or once rostering for Y + 1 completed (the live rows are then next year's),
+    only the snapshot parts the ledger says were deleted (the main snapshot and any delta),
+    each verified and the very one deleted. A district whose rows are gone without a reset
+    in the ledger gets its main snapshot, verified.
     """
     fmt = (fmt or "").strip().lower()
     if fmt not in FORMATS:
@@ -127,10 +130,18 @@ def export_for_district(
             "select count(*) from app.districts where district_id = %s", [district_id]
         ):
             raise ExportError(f"unknown district {district_id!r}: it is not in app.districts")
-        live = sum(
-            int(wh.scalar(f"select count(*) from app.{t} where district_id = %s", [district_id]))
-            for t in DELETED_TABLES
+        run = get_run(wh, district_id, school_year)
+        year_over = (run is not None and run["status"] == "completed") or bool(
+            rostered(wh, [district_id], school_year + 1)
         )
+        live = 0
+        if not year_over:  # the live rows are still this year's
+            live = sum(
+                int(
+                    wh.scalar(f"select count(*) from app.{t} where district_id = %s", [district_id])
+                )
+                for t in DELETED_TABLES
+            )
         try:
             done = cycle_deletes(wh, district_id, school_year)
             settle_parts(done, settings)

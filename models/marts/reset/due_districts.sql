@@ -1,4 +1,4 @@
--- Districts to reset as of var as_of_date for var school_year (SPEC §4.5).
+-- Districts to reset as of var as_of_date for var school_year: due, and their year still open.
 {%- set as_of = reset_as_of_date() %}
 {%- set school_year = reset_school_year() %}
 {%- set named = reset_named_districts() %}
@@ -10,6 +10,14 @@ with
 schedule as (
 
     select * from {{ ref('reset_schedule') }}
+    where school_year = {{ school_year }}
+
+),
+
+closed as (
+
+    select district_id
+    from {{ ref('closed_school_years') }}
     where school_year = {{ school_year }}
 
 ),
@@ -38,6 +46,8 @@ final as (
     from schedule
     where schedule.status = 'scheduled'
         and schedule.effective_reset_date <= cast('{{ as_of }}' as date)
+        -- the new year's rostering closed the year: the live rows are next year's
+        and schedule.district_id not in (select district_id from closed)
         -- done already, or restored and held until its reset date changes (unless named)
         and not exists (
             select 1

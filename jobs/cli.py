@@ -278,9 +278,17 @@ def plan(
         Path | None,
         typer.Option("--out", help="Write the plan to approve (with its hash) to this file."),
     ] = None,
+    tolerance: Annotated[
+        float | None,
+        typer.Option(
+            "--tolerance",
+            help="How far a district's rows may move before the run, as a fraction "
+            "(default 0.1); written into the plan, so it is approved with it.",
+        ),
+    ] = None,
 ) -> None:
     """Show who is due as of a date: districts, rows per table, blocked districts, issues."""
-    from jobs.plan.planner import make_plan, write_plan
+    from jobs.plan.planner import check_tolerance, make_plan, write_plan
     from jobs.plan.preflight import writable_file
     from jobs.plan.view import render_plan
 
@@ -288,7 +296,9 @@ def plan(
     day = parse_date(as_of, "--as-of")
     if out is not None:  # said now, not after the build
         writable_file(out, "--out")
-    the_plan = make_plan(settings, day, school_year)
+    if tolerance is not None:
+        check_tolerance(tolerance)
+    the_plan = make_plan(settings, day, school_year, tolerance=tolerance)
     if out is not None:
         write_plan(the_plan, out)
     if as_json:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -190,36 +192,152 @@ def test_an_approved_plan_runs_and_the_ledger_names_its_approval(
     assert all(d["approval"] == used for d in details)
 
 
-def test_two_person_rule(loaded: Settings, tmp_path: Path) -> None:
+TWO = {"EOY_REQUIRE_SECOND_PERSON": "1"}
+
+
+def test_two_person_rule_knows_people_by_what_they_cannot_type(
+    loaded: Settings, tmp_path: Path
+) -> None:
+    """Under the rule an approval is recorded for the database role (PostgreSQL) or the OS
+    account (DuckDB) that made it: `--by` and EOY_OPERATOR cannot forge a second person."""
     path = tmp_path / "plan.json"
-    plan = make_plan_file(loaded, path)
-    two = {"EOY_REQUIRE_SECOND_PERSON": "1", "EOY_OPERATOR": "alice"}
-
-    first = approve(loaded, path, EOY_OPERATOR="alice")
-    again = approve(loaded, path, "--by", "alice")  # approving twice records one approval
-    assert again["approved_at"] == first["approved_at"] and again["recorded"] is False
-    assert approvals(loaded) == [(plan["plan_sha256"], "alice")]
-
+    make_plan_file(loaded, path)
     before = state(loaded)
-    line = one_line(run_cli(loaded, [*RUN_PLAN, str(path)], **two), "alice", "another person")
+    one_line(
+        run_cli(loaded, ["approve", str(path), "--by", "Not Root"], **TWO),
+        "--by 'Not Root' is not who you are",
+    )
+    doc = approve(loaded, path, EOY_OPERATOR="Not Root", **TWO)  # recorded for who it is
+    assert doc["approved_as"] in ("database role", "OS user")
+    assert doc["approved_by"] != "Not Root"
+    me = doc["approved_by"]
+    assert approvals(loaded) == [(doc["plan_sha256"], me)]
+    # the same person runs it, whatever name it gives: refused, nothing changes
+    line = one_line(
+        run_cli(loaded, [*RUN_PLAN, str(path)], EOY_OPERATOR="Someone Else", **TWO),
+        f"approved only by {me}",
+        "another person",
+    )
     assert "EOY_REQUIRE_SECOND_PERSON" in line
+    assert state(loaded)[:2] == before[:2]
+
+
+def test_two_person_rule_refuses_a_run_without_an_approved_plan(
+    loaded: Settings, tmp_path: Path
+) -> None:
+    before = state(loaded)
+    run = ["run", "--as-of", AS_OF.isoformat(), "--yes"]
+    one_line(run_cli(loaded, run, **TWO), "EOY_REQUIRE_SECOND_PERSON=1", "--plan")
     assert state(loaded) == before
 
-    # without the rule, the approver may run it; with it, a second person approves
-    second = approve(loaded, path, "--by", "bob")
-    assert second["recorded"] is True and second["approvers"] == ["alice", "bob"]
-    done = run_cli(loaded, ["run", "--as-of", AS_OF.isoformat(), "--plan", str(path)], **two)
+
+def test_a_console_login_is_a_second_person(loaded: Settings, tmp_path: Path) -> None:
+    """The web console's logged-in user approves: the operator at the terminal may run it."""
+    import os
+
+    from jobs.plan.approval import approve_plan
+
+    path = tmp_path / "plan.json"
+    plan = make_plan_file(loaded, path)
+    os.environ.update(TWO)
+    try:
+        doc = approve_plan(loaded, path, login="carol")
+    finally:
+        os.environ.pop("EOY_REQUIRE_SECOND_PERSON")
+    assert doc["approved_by"] == "carol" and doc["approved_as"] == "console login"
+    done = run_cli(loaded, ["run", "--as-of", AS_OF.isoformat(), "--plan", str(path)], **TWO)
     assert done.returncode == 0, done.stderr
-    assert f"Ran plan {plan['plan_sha256'][:12]}, approved by bob." in done.stdout
-    used = {"plan_sha256": plan["plan_sha256"], "approved_by": "bob"}
+    assert f"Ran plan {plan['plan_sha256'][:12]}, approved by carol." in done.stdout
+    used = {"plan_sha256": plan["plan_sha256"], "approved_by": "carol"}
     details = pause_details(loaded)
     assert len(details) == len(plan["due"]) and all(d["approval"] == used for d in details)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("target", ["postgres"], indirect=True)
+def test_two_person_rule_with_two_database_roles(loaded: Settings, tmp_path: Path) -> None:
+    """Another database role approves; the operator's role runs it."""
+    import uuid
+
+    import psycopg
+
+    path = tmp_path / "plan.json"
+    plan = make_plan_file(loaded, path)
+    role = f"reviewer_{uuid.uuid4().hex[:8]}"
+    dsn = loaded.pg_dsn or ""
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f"create role {role} login superuser")
+    try:
+        reviewer = replace(loaded, pg_dsn=dsn.replace("postgres@", f"{role}@", 1))
+        doc = approve(reviewer, path, **TWO)
+        assert doc["approved_by"] == role and doc["approved_as"] == "database role"
+        done = run_cli(loaded, ["run", "--as-of", AS_OF.isoformat(), "--plan", str(path)], **TWO)
+        assert done.returncode == 0, done.stderr
+        assert f"approved by {role}." in done.stdout
+        due = [d["district_id"] for d in plan["due"]]
+        with connect(loaded) as wh:
+            left = wh.scalar("select count(*) from app.students where district_id = any(%s)", [due])
+        assert left == 0
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(f"drop role if exists {role}")
+
+
+def test_the_runner_cannot_widen_the_tolerance_and_the_plan_carries_it(
+    loaded: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "plan.json"
+    make_plan_file(loaded, path)
+    approve(loaded, path, "--by", "reviewer")
+    before = state(loaded)
+    one_line(
+        run_cli(loaded, [*RUN_PLAN, str(path)], EOY_PLAN_TOLERANCE="0.99"),
+        "EOY_PLAN_TOLERANCE",
+        "may not widen it",
+    )
+    assert state(loaded) == before
+    strict = tmp_path / "strict.json"
+    done = run_cli(
+        loaded,
+        ["plan", "--as-of", AS_OF.isoformat(), "--tolerance", "0.05", "--out", str(strict)],
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(strict.read_text())["tolerance"] == 0.05
+    one_line(
+        run_cli(loaded, ["plan", "--as-of", AS_OF.isoformat(), "--tolerance", "2"]),
+        "--tolerance 2.0 must be a fraction",
+    )
+
+
+def test_an_expired_approval_or_another_warehouses_plan_is_refused(
+    loaded: Settings, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    path = tmp_path / "plan.json"
+    make_plan_file(loaded, path)
+    approve(loaded, path, "--by", "reviewer")
+    with connect(loaded) as wh:
+        wh.execute("update eoy_runner.plan_approvals set approved_at = %s", [datetime(2020, 1, 1)])
+    before = state(loaded)
+    one_line(run_cli(loaded, [*RUN_PLAN, str(path)]), "last approved on 2020-01-01", "expire")
+    assert state(loaded) == before
+
+    # the same file on another warehouse: refused by approve and by run
+    if loaded.target == "postgres":
+        from tests.conftest import create_pg_database
+
+        other = replace(loaded, pg_dsn=create_pg_database(request.getfixturevalue("pg_base_dsn")))
+    else:
+        other = replace(loaded, duckdb_path=tmp_path / "other.duckdb")
+    fresh(other)
+    for args in (["approve", str(path), "--by", "reviewer"], [*RUN_PLAN, str(path)]):
+        one_line(run_cli(other, args), f"the plan {path} was made on", "make and approve a plan")
 
 
 def test_a_bad_second_person_setting_or_approver_is_refused(
     loaded: Settings, tmp_path: Path
 ) -> None:
-    path = write_plan({"as_of": "2023-07-28", "school_year": 2023, "due": []}, tmp_path / "p.json")
+    plan = {"as_of": "2023-07-28", "school_year": 2023, "due": [], "warehouse": loaded.describe()}
+    path = write_plan(plan, tmp_path / "p.json")
     one_line(run_cli(loaded, ["approve", str(path), "--by", " "]), "--by")
     one_line(run_cli(loaded, ["approve", str(path), "--by", "a\nb"]), "--by")
     assert approvals(loaded) == []

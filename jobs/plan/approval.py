@@ -1,16 +1,26 @@
-"""`eoy-reset approve` and the approval `run --plan` needs (SPEC §6, §8).
+"""`eoy-reset approve` and the approval `run --plan` needs.
 
 A plan file carries an unkeyed sha256 of itself: it proves the file was not damaged, not that
 anyone reviewed it, since whoever edits the file can recompute the hash. The approval is
 therefore kept where the plan is not: a row (plan_sha256, approved_by, approved_at) in the
 ledger table eoy_runner.plan_approvals. `run --plan` runs a plan only when its hash has such
-a row and, with EOY_REQUIRE_SECOND_PERSON=1, one by someone other than the person running it.
+a row from the last APPROVAL_DAYS days, made on the same warehouse, and, with
+EOY_REQUIRE_SECOND_PERSON=1, one by someone other than the person running it.
+
+Under that two-person rule, who a person is comes from something they cannot type: on
+PostgreSQL the database role they connect as (`session_user`), on DuckDB the OS account the
+command runs under, in the web console the user who logged in. `--by` and EOY_OPERATOR,
+which anyone can set to any name, then count for nothing, and a run needs an approved plan
+(`--yes` and a typed confirmation would skip the second person).
 """
 
 from __future__ import annotations
 
 import getpass
 import os
+import pwd
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +35,8 @@ from jobs.warehouse.ledger import utcnow
 
 SECOND_PERSON_ENV = "EOY_REQUIRE_SECOND_PERSON"
 OPERATOR_ENV = "EOY_OPERATOR"
+# an approval older than this does not let a plan run (the warehouse has moved on since)
+APPROVAL_DAYS = 7
 NAME_LIMIT = 200
 _ON = ("1", "true", "yes", "on")
 _OFF = ("", "0", "false", "no", "off")
@@ -69,6 +81,67 @@ def second_person_required() -> bool:
 
 def _same_person(a: str, b: str) -> bool:
     return a.strip().casefold() == b.strip().casefold()
+
+
+@dataclass(frozen=True)
+class Person:
+    """Who approves or runs a plan, and how the tool knows it."""
+
+    name: str
+    how: str  # "database role", "OS user", "console login", "--by", "EOY_OPERATOR"
+    trusted: bool  # known from something the person cannot type
+
+
+def proven_person(wh: Warehouse) -> Person:
+    """Who the warehouse and the machine say is at work: the PostgreSQL role of the session
+    (`session_user`, not changed by SET ROLE), or on DuckDB the OS account running the
+    command (not $USER, which anyone can set)."""
+    if wh.target == "postgres":
+        return Person(str(wh.scalar("select session_user")), "database role", True)
+    try:
+        return Person(pwd.getpwuid(os.geteuid()).pw_name, "OS user", True)
+    except KeyError:
+        return Person(f"uid {os.geteuid()}", "OS user", True)
+
+
+def approving_person(wh: Warehouse, by: str | None, login: str | None = None) -> Person:
+    """Who an approval is recorded for: the console's logged-in user; under the two-person
+    rule the proven person (a `--by` naming anyone else is refused); else `--by`, or
+    EOY_OPERATOR, or the OS user."""
+    if login is not None:
+        return Person(_checked_name(login, "the console login"), "console login", True)
+    if second_person_required():
+        me = proven_person(wh)
+        if by is not None and not _same_person(by, me.name):
+            raise ApprovalError(
+                f"--by {by.strip()[:60]!r} is not who you are ({me.how} {me.name!r}): with "
+                f"{SECOND_PERSON_ENV}=1 an approval is recorded for the {me.how} that made "
+                "it; approve as yourself, or ask the other person to"
+            )
+        return me
+    if by is not None:
+        return Person(_checked_name(by, "--by"), "--by", False)
+    return Person(operator_name(), OPERATOR_ENV, False)
+
+
+def running_person(wh: Warehouse) -> Person:
+    """Who runs the plan: under the two-person rule the proven person, else the operator."""
+    if second_person_required():
+        return proven_person(wh)
+    return Person(operator_name(), OPERATOR_ENV, False)
+
+
+def same_warehouse(a: str | None, b: str) -> bool:
+    """Whether two descriptions name the same warehouse (a DuckDB file by its full path)."""
+    if a is None:
+        return False
+    if a.startswith("duckdb:") and b.startswith("duckdb:"):
+        return Path(a[7:]).resolve() == Path(b[7:]).resolve()
+
+    def where(text: str) -> set[str]:  # the server and database; who connects may differ
+        return {p for p in text.split() if not p.startswith(("user=", "sslmode="))}
+
+    return where(a) == where(b)
 
 
 def _require_table(wh: Warehouse) -> None:
@@ -144,13 +217,18 @@ def _row_total(entry: dict[str, Any]) -> int:
     return int(entry.get("rows_total", sum(rows.values())))
 
 
-def approve_plan(settings: Settings, plan_path: Path, by: str | None = None) -> dict[str, Any]:
-    """Check the plan file and record its approval by `by` (default: operator_name())."""
+def approve_plan(
+    settings: Settings, plan_path: Path, by: str | None = None, login: str | None = None
+) -> dict[str, Any]:
+    """Check the plan file and record its approval by the approving person (`login`: the
+    web console's logged-in user; else see `approving_person`)."""
     plan = load_plan(plan_path)
     due = check_plan_shape(plan, plan_path)
-    name = _checked_name(by, "--by") if by is not None else operator_name()
     sha = str(plan[HASH_KEY])
     with connect(settings) as wh:
+        _check_warehouse(plan, plan_path, settings)
+        person = approving_person(wh, by, login)
+        name = person.name
         recorded = name not in {r["approved_by"] for r in approvers(wh, sha)}
         wh.execute(
             "insert into eoy_runner.plan_approvals (plan_sha256, approved_by, approved_at) "
@@ -163,6 +241,7 @@ def approve_plan(settings: Settings, plan_path: Path, by: str | None = None) -> 
         "plan": str(plan_path),
         "plan_sha256": sha,
         "approved_by": name,
+        "approved_as": person.how,
         "approved_at": mine["approved_at"].isoformat(sep=" ", timespec="seconds"),
         "recorded": recorded,
         "approvers": [r["approved_by"] for r in rows],
@@ -172,6 +251,16 @@ def approve_plan(settings: Settings, plan_path: Path, by: str | None = None) -> 
         "districts": [{"district_id": d["district_id"], "rows_total": _row_total(d)} for d in due],
         "rows_total": sum(_row_total(d) for d in due),
     }
+
+
+def _check_warehouse(plan: dict[str, Any], plan_path: Path, settings: Settings) -> None:
+    """A plan counts the rows of one warehouse: it is approved and run on that one only."""
+    here = settings.describe()
+    if not same_warehouse(plan.get("warehouse"), here):
+        raise ApprovalError(
+            f"the plan {plan_path} was made on {plan.get('warehouse') or 'an unknown warehouse'}"
+            f", not on {here}: make and approve a plan on this warehouse"
+        )
 
 
 def render_approval(console: Console, doc: dict[str, Any]) -> None:
@@ -198,12 +287,16 @@ def render_approval(console: Console, doc: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------
 # run --plan
 # ---------------------------------------------------------------------------------------
-def require_approval(wh: Warehouse, plan_path: Path, plan: dict[str, Any]) -> dict[str, str]:
+def require_approval(
+    wh: Warehouse, plan_path: Path, plan: dict[str, Any], settings: Settings
+) -> dict[str, str]:
     """The approval a run of this (loaded, hash-checked) plan uses: hash and approver.
 
-    Refuses, changing nothing, a plan nobody approved, and under the two-person rule one
-    approved only by the person running it.
+    Refuses, changing nothing, a plan made on another warehouse, one nobody approved in the
+    last APPROVAL_DAYS days, and under the two-person rule one approved only by the person
+    running it.
     """
+    _check_warehouse(plan, plan_path, settings)
     sha = str(plan[HASH_KEY])
     rows = approvers(wh, sha)
     if not rows:
@@ -211,15 +304,22 @@ def require_approval(wh: Warehouse, plan_path: Path, plan: dict[str, Any]) -> di
             f"plan {plan_path} is not approved: run `eoy-reset approve {plan_path}` "
             "(a reviewer, after reading it)"
         )
-    chosen = rows[0]
+    since = utcnow() - timedelta(days=APPROVAL_DAYS)
+    fresh = [r for r in rows if r["approved_at"] >= since]
+    if not fresh:
+        last = max(r["approved_at"] for r in rows)
+        raise ApprovalError(
+            f"plan {plan_path} was last approved on {last:%Y-%m-%d}, more than "
+            f"{APPROVAL_DAYS} days ago: approvals expire; make a new plan and approve it"
+        )
+    chosen = fresh[0]
     if second_person_required():
-        runner = operator_name()
-        others = [r for r in rows if not _same_person(str(r["approved_by"]), runner)]
+        runner = running_person(wh)
+        others = [r for r in fresh if not _same_person(str(r["approved_by"]), runner.name)]
         if not others:
             raise ApprovalError(
-                f"plan {plan_path} is approved only by {runner}, who is running it: "
-                f"{SECOND_PERSON_ENV}=1 needs another person to run "
-                f"`eoy-reset approve {plan_path}`"
+                f"plan {plan_path} is approved only by {runner.name} ({runner.how}), who is "
+                f"running it: {SECOND_PERSON_ENV}=1 needs another person to approve it"
             )
         chosen = others[0]
     return {"plan_sha256": sha, "approved_by": str(chosen["approved_by"])}
@@ -231,7 +331,7 @@ def load_approved_plan(
     """The plan file, hash-checked, and the approval that lets it run."""
     plan = load_plan(plan_path)
     with connect(settings) as wh:
-        return plan, require_approval(wh, plan_path, plan)
+        return plan, require_approval(wh, plan_path, plan, settings)
 
 
 def approval_detail(candidate: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,10 @@ from jobs.warehouse.contract import DELETED_TABLES
 from jobs.warehouse.rostering import closed_reason
 
 HASH_KEY = "plan_sha256"
+# A planned district runs only if its rows moved by at most this share since the plan; a
+# plan may say less or more (up to MAX_TOLERANCE), and is approved with what it says.
+DEFAULT_TOLERANCE = 0.10
+MAX_TOLERANCE = 0.5
 REQUEST_ISSUES = ("request_too_early", "request_not_before_rostering", "request_during_session")
 
 
@@ -37,18 +42,38 @@ def _iso(value: Any) -> str:
 
 
 def make_plan(
-    settings: Settings, as_of: date, school_year: int | None, districts: list[str] | None = None
+    settings: Settings,
+    as_of: date,
+    school_year: int | None,
+    districts: list[str] | None = None,
+    tolerance: float | None = None,
 ) -> dict[str, Any]:
     """Build the reset models for `as_of` and return the plan as a JSON-able dict.
 
     With `districts`, the plan covers only those; a restored one among them is due again,
     and a named district that is not due is listed under "not_due" with the reason.
+    `tolerance`: how far a district's rows may move before the run (default
+    DEFAULT_TOLERANCE), written into the plan so that it is approved with it.
     """
     year = build_reset_models(settings, as_of, school_year, named_districts=districts)
     with connect(settings) as wh:
         plan = _read_plan(wh, as_of, year, districts)
+    if settings.target == "duckdb":  # the file by its full path: runs elsewhere compare it
+        settings = replace(settings, duckdb_path=Path(settings.duckdb_path).resolve())
     plan["warehouse"] = settings.describe()
+    if tolerance is not None:
+        plan["tolerance"] = check_tolerance(tolerance)
     return plan
+
+
+def check_tolerance(value: float) -> float:
+    """How far a district's rows may move between the plan and the run, as a fraction."""
+    if not 0 <= value <= MAX_TOLERANCE:
+        raise PlanError(
+            f"--tolerance {value} must be a fraction from 0 to {MAX_TOLERANCE} "
+            f"(0.1 lets a district's rows move 10 % between the plan and the run)"
+        )
+    return float(value)
 
 
 def _read_plan(

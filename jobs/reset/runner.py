@@ -26,9 +26,9 @@ from rich.console import Console
 from jobs.config import Settings, scrub
 from jobs.errors import EoyError
 from jobs.faults import fault_point
+from jobs.plan.approval import SECOND_PERSON_ENV, load_approved_plan, second_person_required
 from jobs.plan.approval import approval_detail as _approval_detail
-from jobs.plan.approval import load_approved_plan
-from jobs.plan.planner import closed_districts
+from jobs.plan.planner import DEFAULT_TOLERANCE, closed_districts
 from jobs.reset.batch import BATCH_DISTRICTS, BATCH_ROWS, take_batch
 from jobs.reset.commit import RetryAlone, StepError
 from jobs.reset.onepass import district_state, take_snapshot
@@ -77,8 +77,6 @@ log = logging.getLogger("eoy_reset.runner")
 
 # The ledger steps of the one pass, in their order.
 PASS_STEPS = ("export", "verify", "delete")
-# A planned district runs only if its rows moved by at most this share since the plan.
-PLAN_TOLERANCE = 0.10
 # The runner's own batches pass this many at a time, each in its own transaction on a
 # connection of its own, so that one batch's statements overlap the other's files and checks
 # (a batch's commit waits for its checks: with one batch at a time the cores idled there).
@@ -87,18 +85,18 @@ PLAN_TOLERANCE = 0.10
 BATCHES_IN_FLIGHT = 2
 
 
-def plan_tolerance() -> float:
-    """PLAN_TOLERANCE, or EOY_PLAN_TOLERANCE (a fraction: 0.05 is 5 %) when set."""
-    raw = os.environ.get("EOY_PLAN_TOLERANCE")
-    if not raw:
-        return PLAN_TOLERANCE
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < 1:
-        raise RunError(f"EOY_PLAN_TOLERANCE={raw!r} must be a fraction from 0 to 1, like 0.1")
-    return value
+def plan_tolerance(plan: dict[str, Any]) -> float:
+    """How far a planned district's rows may move: what the approved plan says (the plan's
+    author set it, its approver approved it), never the runner's environment."""
+    if os.environ.get("EOY_PLAN_TOLERANCE"):
+        raise RunError(
+            "EOY_PLAN_TOLERANCE is set, but the person running a plan may not widen it: the "
+            "tolerance is the plan's own (`eoy-reset plan --tolerance`, then approve); unset it"
+        )
+    value = plan.get("tolerance", DEFAULT_TOLERANCE)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise RunError(f"the plan's tolerance {value!r} is not a fraction from 0 to 1")
+    return float(value)
 
 
 class RunError(EoyError):
@@ -211,7 +209,7 @@ def _plan_guard(
             f"the plan {plan_path} is for school year {plan_year}, not {school_year}: "
             "make a new plan with `eoy-reset plan --out`"
         )
-    tolerance = plan_tolerance()
+    tolerance = plan_tolerance(plan)
     approved = {d["district_id"]: d for d in plan.get("due", [])}
     refused: dict[str, str] = {}
     for cand in candidates:
@@ -271,6 +269,12 @@ def run_reset(
     started = time.perf_counter()
     if not (dry_run or plan_path or yes or interactive):
         raise RunError("refusing to delete without --plan, --yes or a confirmation at a terminal")
+    if not (dry_run or plan_path) and second_person_required():
+        raise RunError(
+            f"{SECOND_PERSON_ENV}=1: a run deletes only with an approved --plan (--yes and a "
+            "typed confirmation would skip the second person); make a plan with "
+            "`eoy-reset plan --out FILE` and have another person approve it"
+        )
     _check_snapshot_root(settings)
     if plan_path:  # made for this day and school year, checked before anything is built
         from jobs.plan.preflight import plan_for_the_day

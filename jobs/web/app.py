@@ -221,6 +221,8 @@ class Console(Site):
         """404 for a district that is not the district administrator's own, or none at all."""
         if user.role == "district_admin" and district_id != user.district_id:
             raise NotFound
+        if not district_id.isprintable():  # no id has control characters; the query is spared
+            raise NotFound
         if not pages.district_exists(wh, district_id):
             raise NotFound
 

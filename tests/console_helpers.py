@@ -6,7 +6,8 @@ Districts of school year 2023 (default reset date 2023-07-28, earliest 2023-06-1
 - `north`: the district administrator nora's; an educator who never signed in, named with a
   script tag;
 - `south`: another district (sam's), which nora must never see;
-- `evil`: a district whose name is a script tag.
+- `evil`: a district whose name is a script tag; its request row gives only its last school
+  day, so the console's default school year is 2023 (the latest anybody acted on).
 """
 
 from __future__ import annotations
@@ -15,22 +16,28 @@ import contextlib
 import http.client
 import re
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import pytest
 
 from jobs.config import PROJECT_DIR, Settings
-from jobs.warehouse.connection import Warehouse
+from jobs.warehouse.connection import Warehouse, connect
+from jobs.warehouse.schema import init_warehouse
 from jobs.web.accounts import add_user
 from tests import fork_server
+from tests.conftest import make_settings
 from tests.crash_helpers import cli_env
 from tests.fork_server import Forked
-from tests.reset_data import insert_rows
+from tests.in_process import run_in_process
+from tests.reset_data import insert_rows, request
 from tests.runner_helpers import small_district
 
 SECRET = "console-test-secret-7f3e9a1c5b2d4e6f8a0b1c2d3e4f5a6b"
@@ -57,6 +64,7 @@ def load(wh: Warehouse) -> None:
     for district in DISTRICTS:
         small_district(wh, district, students=2)
     wh.execute("update app.districts set name = %s where district_id = 'evil'", [SCRIPT_DISTRICT])
+    insert_rows(wh, "district_reset_requests", [request("evil", end=date(2023, 6, 9))])
     insert_rows(
         wh,
         "educators",
@@ -153,6 +161,39 @@ class Server:
             out, err = self.proc.communicate(timeout=60)
             self.output = out + err
         return self.output
+
+
+@dataclass
+class Site:
+    """A warehouse of the districts and accounts above, and a console running on it."""
+
+    settings: Settings
+    server: Server
+    folder: Path
+
+    def cli(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """`eoy-reset <args>` beside the console (in the test's process)."""
+        return run_in_process(list(args), cli_env(self.settings, **env), PROJECT_DIR)
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        with connect(self.settings) as wh:
+            return wh.query(sql, params)
+
+
+def console_site(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Site]:
+    """The body of a module's `site` fixture, parametrized by target."""
+    folder = tmp_path_factory.mktemp("console")
+    made = make_settings(str(request.param), folder, request)
+    settings = with_password(next(made))
+    with connect(settings, create=True, require_init=False) as wh:
+        init_warehouse(wh)
+        load(wh)
+    add_users(settings)
+    with running_console(settings) as server:
+        yield Site(settings, server, folder)
+    made.close()
 
 
 def csrf_of(html: str) -> str:

@@ -18,18 +18,15 @@ import io
 import json
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
 
-from jobs.config import PROJECT_DIR, Settings
+from jobs.config import PROJECT_DIR
 from jobs.warehouse.connection import connect
-from jobs.warehouse.schema import init_warehouse
 from tests import fork_server
-from tests.conftest import TARGETS, make_settings
+from tests.conftest import TARGETS
 from tests.console_helpers import (
     AS_OF,
     DSN_PASSWORD,
@@ -37,46 +34,19 @@ from tests.console_helpers import (
     SCRIPT_EDUCATOR,
     SECRET,
     USERS,
-    Server,
-    add_users,
+    Site,
+    console_site,
     csrf_of,
-    load,
-    running_console,
     session_cookie,
-    with_password,
 )
 from tests.crash_helpers import cli_env
-from tests.in_process import run_in_process
-
-
-@dataclass
-class Site:
-    settings: Settings
-    server: Server
-    folder: Path
-
-    def cli(self, *args: str, **env: str) -> Any:
-        return run_in_process(list(args), cli_env(self.settings, **env), PROJECT_DIR)
-
-    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-        with connect(self.settings) as wh:
-            return wh.query(sql, params)
 
 
 @pytest.fixture(scope="module", params=TARGETS)
 def site(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Site]:
-    folder = tmp_path_factory.mktemp("console")
-    made = make_settings(str(request.param), folder, request)
-    settings = with_password(next(made))
-    with connect(settings, create=True, require_init=False) as wh:
-        init_warehouse(wh)
-        load(wh)
-    add_users(settings)
-    with running_console(settings) as server:
-        yield Site(settings, server, folder)
-    made.close()
+    yield from console_site(request, tmp_path_factory)
 
 
 def request_row(site: Site, district: str) -> list[tuple[Any, ...]]:

@@ -25,7 +25,7 @@ from jobs.csm.requests import KEEP, RequestRefused, request_date
 from jobs.csm.view import SOURCES
 from jobs.errors import EoyError
 from jobs.snapshot.copy import FORMATS, export_for_district
-from jobs.warehouse.connection import WarehouseError, connect
+from jobs.warehouse.connection import Warehouse, WarehouseError, connect
 from jobs.warehouse.contract import CONSOLE_ROLES, DELETED_TABLES
 from jobs.warehouse.ledger import utcnow
 from jobs.web import pages
@@ -100,7 +100,6 @@ class Console(Site):
             Route("/{rest:path}", self.endpoint(self.nowhere, every), methods=ALL_METHODS),
         ]
 
-    # -- how every request is served ------------------------------------------------------
     # -- sign-in --------------------------------------------------------------------------
     async def login_page(self, request: Request) -> Response:
         return await run_in_threadpool(self._login_page, request)
@@ -217,7 +216,7 @@ class Console(Site):
         raise NotFound
 
     # -- districts ------------------------------------------------------------------------
-    def _may_see(self, wh: Any, user: User, district_id: str) -> None:
+    def _may_see(self, wh: Warehouse, user: User, district_id: str) -> None:
         """404 for a district that is not the district administrator's own, or none at all."""
         if user.role == "district_admin" and district_id != user.district_id:
             raise NotFound
@@ -226,7 +225,7 @@ class Console(Site):
         if not pages.district_exists(wh, district_id):
             raise NotFound
 
-    def _year(self, call: Call, wh: Any) -> int:
+    def _year(self, call: Call, wh: Warehouse) -> int:
         text = call.query("school_year")
         if not text:
             return pages.default_school_year(wh, date.today())
@@ -495,7 +494,7 @@ class Console(Site):
         )
 
 
-def _roles(wh: Any) -> dict[str, str]:
+def _roles(wh: Warehouse) -> dict[str, str]:
     """Each console user's role, said in words, to show beside a name in a history."""
     return {
         str(name): ROLE_NAMES.get(str(role), str(role))

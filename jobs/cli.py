@@ -10,6 +10,7 @@ import functools
 import os
 import re
 import sys
+from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
@@ -276,7 +277,11 @@ def plan(
     as_json: JsonOpt = False,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Write the plan to approve (with its hash) to this file."),
+        typer.Option(
+            "--out",
+            help="Write the plan to approve (with its hash) to this file; it is kept in the "
+            "ledger too, for reviewers in the web console.",
+        ),
     ] = None,
     tolerance: Annotated[
         float | None,
@@ -288,8 +293,10 @@ def plan(
     ] = None,
 ) -> None:
     """Show who is due as of a date: districts, rows per table, blocked districts, issues."""
+    from jobs.plan.approval import operator_name
     from jobs.plan.planner import check_tolerance, make_plan, write_plan
     from jobs.plan.preflight import writable_file
+    from jobs.plan.stored import keep_plan_file
     from jobs.plan.view import render_plan
 
     settings = settings_of(ctx)
@@ -301,6 +308,8 @@ def plan(
     the_plan = make_plan(settings, day, school_year, tolerance=tolerance)
     if out is not None:
         write_plan(the_plan, out)
+        # kept in the ledger too, for the console's reviewers
+        keep_plan_file(settings, out, operator_name())
     if as_json:
         emit_json(the_plan)
     else:
@@ -920,6 +929,122 @@ def demo(ctx: typer.Context) -> None:
     from jobs.demo import run_demo
 
     run_demo(settings_of(ctx), console)
+
+
+# ---------------------------------------------------------------------------------------
+# the web console (SPEC §8b): serve, users
+# ---------------------------------------------------------------------------------------
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (behind a proxy: 127.0.0.1).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8080,
+) -> None:
+    """The web console: district self-service, the CSM's desk, plan approval, the runs.
+
+    Needs EOY_WEB_SECRET (the key of its sessions) and accounts from `users add`. It opens
+    the warehouse per request, so commands run beside it, also on DuckDB."""
+    from jobs.web.server import serve_console
+
+    serve_console(
+        settings_of(ctx),
+        host,
+        port,
+        lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True),
+    )
+
+
+users_app = typer.Typer(
+    help="The web console's accounts: add, list, disable.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("add")
+def users_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The user name to sign in with.")],
+    role: Annotated[str, typer.Option("--role", help="csm, district_admin, reviewer or operator.")],
+    district: Annotated[
+        str | None, typer.Option("--district", help="A district_admin's district id.")
+    ] = None,
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="Read the password from standard input."),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add an account of the web console; its password is read from standard input."""
+    from jobs.plan.approval import operator_name
+    from jobs.web.accounts import add_user, read_password
+
+    account = add_user(
+        settings_of(ctx),
+        name,
+        role.strip().lower(),
+        district,
+        read_password(password_stdin),
+        by=operator_name(),
+    )
+    if as_json:
+        emit_json(asdict(account))
+    else:
+        where = f" of district {account.district_id}" if account.district_id else ""
+        console.print(f"Added {account.username}: {account.role}{where}.", markup=False)
+
+
+@users_app.command("list")
+def users_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """The console's accounts: role, district, when added and by whom, disabled, last sign-in."""
+    from jobs.tables import print_table_or_records
+    from jobs.web.accounts import list_users
+
+    accounts = list_users(settings_of(ctx))
+    if as_json:
+        emit_json({"users": [asdict(a) for a in accounts]})
+        return
+
+    def at(value: Any) -> str:
+        return f"{value:%Y-%m-%d %H:%M}" if value else ""
+
+    print_table_or_records(
+        console,
+        f"{len(accounts)} console accounts",
+        ["user", "role", "district", "added", "by", "disabled", "last sign-in"],
+        [
+            [
+                a.username,
+                a.role,
+                a.district_id or "",
+                at(a.created_at),
+                a.created_by,
+                at(a.disabled_at),
+                at(a.last_login_at),
+            ]
+            for a in accounts
+        ],
+    )
+
+
+@users_app.command("disable")
+def users_disable(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The user name.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Disable an account: it can no longer sign in, and its open sessions end at once."""
+    from jobs.plan.approval import operator_name
+    from jobs.web.accounts import disable_user
+
+    account = disable_user(settings_of(ctx), name, by=operator_name())
+    if as_json:
+        emit_json(asdict(account))
+    else:
+        console.print(f"Disabled {account.username}: its sessions have ended.", markup=False)
 
 
 GLOBAL_OPTIONS = (

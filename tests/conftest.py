@@ -295,6 +295,8 @@ def pg_server_wide(run_root: Path) -> Iterator[None]:
 # (module, target) goes to one worker whole, so it is built once, not once per worker.
 MODULE_WAREHOUSES = (
     "tests/test_audit.py",
+    "tests/test_console.py",
+    "tests/test_console_browser.py",
     "tests/test_plan.py",
     "tests/test_runner_property.py",
     "tests/test_schedule.py",

@@ -45,14 +45,9 @@ def _environment(env: dict[str, str]) -> Iterator[None]:
 def close_dbt_duckdb() -> None:
     """dbt-duckdb keeps the database of its last build open in this process until the next
     build: close it, so that another process (or a file copy) can have the database."""
-    connections = sys.modules.get("dbt.adapters.duckdb.connections")
-    if connections is None:
-        return
-    manager = connections.DuckDBConnectionManager
-    if manager._ENV is not None:
-        with contextlib.suppress(Exception):
-            manager._ENV.close()
-        manager.close_all_connections()
+    from jobs.plan.dbt import release_duckdb
+
+    release_duckdb()
 
 
 def exit_code(exc: SystemExit) -> int:

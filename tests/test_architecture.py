@@ -24,6 +24,7 @@ STAGES: list[tuple[str, set[str]]] = [
     ("roster", {"jobs.roster"}),
     ("csm", {"jobs.csm"}),
     ("report", {"jobs.report"}),
+    ("web", {"jobs.web"}),
     ("top", {"jobs.cli", "jobs.demo", "jobs.__main__"}),
 ]
 # Packages of one stage that must not lean on each other either.

@@ -75,6 +75,21 @@ def test_runner_owns_the_ledger(roles_wh: Warehouse) -> None:
             "insert into eoy_runner.reset_events (district_id, school_year, step, status) "
             "values ('d1', 2023, 'pause_syncs', 'completed')"
         )
+        # `plan --out` keeps the plan it writes
+        con.execute(
+            "insert into eoy_runner.plans (plan_sha256, made_at, made_by, school_year, as_of, "
+            "document) values ('abc', now(), 'olga', 2023, '2023-07-28', '{}')"
+        )
+
+
+def test_the_web_consoles_accounts_are_no_other_roles(roles_wh: Warehouse) -> None:
+    """eoy_console (password hashes, sessions) is outside the ledger the other roles read."""
+    for role in ("eoy_dbt", "eoy_runner", "eoy_analyst", "eoy_csm"):
+        with (
+            as_role(roles_wh.settings.pg_dsn or "", role) as con,
+            pytest.raises(psycopg.errors.InsufficientPrivilege),
+        ):
+            con.execute("select password_hash from eoy_console.users")
 
 
 def test_analyst_reads_audit_views_but_no_student_rows(roles_wh: Warehouse) -> None:

@@ -9,9 +9,10 @@ import importlib
 import json
 import os
 import re
+import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -281,3 +282,16 @@ def _build_reset(
             "EOY_NAMED_DISTRICTS": json.dumps(list(named_districts or [])),
         },
     )
+
+
+def release_duckdb() -> None:
+    """dbt-duckdb keeps the database of its last build open in this process until the next
+    build: close it, so that another process (a command beside the console) can have it."""
+    connections = sys.modules.get("dbt.adapters.duckdb.connections")
+    if connections is None:
+        return
+    manager = connections.DuckDBConnectionManager
+    if manager._ENV is not None:
+        with suppress(Exception):
+            manager._ENV.close()
+        manager.close_all_connections()

@@ -275,6 +275,28 @@ LEDGER_DDL = {
             sent_at timestamp not null,
             primary key (district_id, school_year, effective_reset_date, schedule_status)
         )""",
+        # `plan --out`: each plan document written, for the console's reviewers to approve
+        """create table if not exists eoy_runner.plans (
+            plan_sha256 varchar primary key,
+            made_at timestamp not null,
+            made_by varchar not null,
+            school_year integer not null,
+            as_of date not null,
+            document varchar not null
+        )""",
+        # the web console's actions: who did what, when, to which district (never a secret)
+        "create sequence if not exists eoy_runner.console_actions_seq",
+        """create table if not exists eoy_runner.console_actions (
+            action_id bigint primary key default nextval('eoy_runner.console_actions_seq'),
+            "at" timestamp not null,
+            username varchar not null,
+            role varchar,
+            action varchar not null,
+            outcome varchar not null,
+            district_id varchar,
+            school_year integer,
+            detail json
+        )""",
     ],
     "postgres": [
         """create table if not exists eoy_runner.reset_runs (
@@ -341,5 +363,59 @@ LEDGER_DDL = {
             sent_at timestamp not null,
             primary key (district_id, school_year, effective_reset_date, schedule_status)
         )""",
+        """create table if not exists eoy_runner.plans (
+            plan_sha256 text primary key,
+            made_at timestamp not null,
+            made_by text not null,
+            school_year integer not null,
+            as_of date not null,
+            document text not null
+        )""",
+        """create table if not exists eoy_runner.console_actions (
+            action_id bigserial primary key,
+            "at" timestamp not null,
+            username text not null,
+            role text,
+            action text not null,
+            outcome text not null,
+            district_id text,
+            school_year integer,
+            detail jsonb
+        )""",
     ],
+}
+
+# ---------------------------------------------------------------------------------------
+# The web console's accounts, schema eoy_console: outside the ledger, which analysts read.
+# ---------------------------------------------------------------------------------------
+CONSOLE_ROLES = ("csm", "district_admin", "reviewer", "operator")
+
+CONSOLE_DDL = {
+    target: [
+        "create schema if not exists eoy_console",
+        f"""create table if not exists eoy_console.users (
+            username {text} primary key,
+            role {text} not null check (role in ('csm', 'district_admin', 'reviewer', 'operator')),
+            district_id {text},
+            password_hash {text} not null,
+            created_at timestamp not null,
+            created_by {text} not null,
+            disabled_at timestamp,
+            last_login_at timestamp
+        )""",
+        # a session row holds a keyed hash of the cookie's token, never the token itself
+        f"""create table if not exists eoy_console.sessions (
+            session_hash {text} primary key,
+            username {text} not null,
+            created_at timestamp not null,
+            last_seen_at timestamp not null,
+            expires_at timestamp not null
+        )""",
+        f"""create table if not exists eoy_console.login_failures (
+            username {text} not null,
+            client {text} not null,
+            "at" timestamp not null
+        )""",
+    ]
+    for target, text in (("duckdb", "varchar"), ("postgres", "text"))
 }

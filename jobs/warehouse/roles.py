@@ -66,10 +66,13 @@ def role_statements() -> list[str]:
                 "plan_approvals",
                 "reset_request_changes",
                 "notices_sent",
+                "plans",
+                "console_actions",
             )
         ),
         "alter sequence eoy_runner.reset_events_event_id_seq owner to eoy_runner",
         "alter sequence eoy_runner.reset_request_changes_change_id_seq owner to eoy_runner",
+        "alter sequence eoy_runner.console_actions_action_id_seq owner to eoy_runner",
         # analyst: the audit views only (views run with their owner's rights, not the reader's)
         "grant usage on schema eoy_audit to eoy_analyst",
         "grant select on all tables in schema eoy_audit to eoy_analyst",

@@ -1,9 +1,10 @@
-"""`eoy-reset init`: create schemas `app` and `eoy_runner` (SPEC §3, §6), idempotently."""
+"""`eoy-reset init`: create schemas `app` and `eoy_runner` (SPEC §3, §6), and the web
+console's accounts in `eoy_console`, idempotently."""
 
 from __future__ import annotations
 
 from jobs.warehouse.connection import Warehouse
-from jobs.warehouse.contract import APP_TABLES, LEDGER_DDL, SQL_TYPES, Table
+from jobs.warehouse.contract import APP_TABLES, CONSOLE_DDL, LEDGER_DDL, SQL_TYPES, Table
 
 
 def indexed(table: Table, target: str) -> bool:
@@ -63,6 +64,7 @@ def init_warehouse(wh: Warehouse) -> list[str]:
         statements.append(table_ddl(table, wh.target))
         statements.extend(index_ddl(table, wh.target))
     statements.extend(LEDGER_DDL[wh.target])
+    statements.extend(CONSOLE_DDL[wh.target])
     statements.append(
         "create index if not exists ix_reset_events__district "
         "on eoy_runner.reset_events (district_id, school_year)"

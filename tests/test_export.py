@@ -170,3 +170,31 @@ def test_cli_export_and_unknown_format(tmp_path: Path) -> None:
     assert bad.stderr.strip().splitlines() == [
         "eoy-reset: unknown format 'xml': use csv or parquet"
     ]
+
+
+def test_the_copy_is_private_from_its_first_byte(
+    wh: Warehouse, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never readable by others while it is written (before, the zip took the umask's mode
+    and became 0600 only when complete)."""
+    import os
+
+    import jobs.snapshot.copy as copy
+
+    seed_district(wh, "D")
+    out = tmp_path / "out"
+    seen: list[int] = []
+    real = copy._add_table
+
+    def watching(*args: object) -> int:
+        seen.extend(stat.S_IMODE(p.stat().st_mode) for p in out.glob(".*.part"))
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(copy, "_add_table", watching)
+    old = os.umask(0o022)
+    try:
+        doc = export_for_district(settings, "D", 2024, "csv", out)
+    finally:
+        os.umask(old)
+    assert seen and set(seen) == {0o600}
+    assert stat.S_IMODE(Path(doc["path"]).stat().st_mode) == 0o600

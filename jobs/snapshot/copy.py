@@ -163,7 +163,13 @@ def export_for_district(
         tmp = out / f".{target.name}.part"
         rows: dict[str, int] = {}
         try:
-            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            # 0600 from its first byte: never readable by others, whatever the umask
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+            os.fchmod(fd, FILE_MODE)  # a leftover .part of an earlier try keeps its old mode
+            with (
+                os.fdopen(fd, "wb") as raw,
+                zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_DEFLATED) as zf,
+            ):
                 with ExitStack() as stack:
                     view = stack.enter_context(consistent_view(wh, district_id)) if live else None
                     for table in DELETED_TABLES:

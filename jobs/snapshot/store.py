@@ -88,6 +88,14 @@ def part_name(segment: str, part: str) -> str:
     return segment if part == MAIN else f"{segment}~{part}"
 
 
+def split_part_name(name: str) -> tuple[str, str]:
+    """(district segment, part) of a folder name, the inverse of part_name. An encoded
+    segment starts with `~` or `~~` and holds no other `~` (base32 or hex), a plain id none."""
+    lead = len(name) - len(name.lstrip("~"))
+    segment, sep, part = name[lead:].partition("~")
+    return name[:lead] + segment, part if sep else MAIN
+
+
 def staging_name(final_name: str) -> str:
     return f".{final_name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
 
@@ -185,6 +193,11 @@ class SnapshotStore(ABC):
     @abstractmethod
     def snapshots(self) -> list[str]:
         """Every complete part under the root (those holding a manifest)."""
+
+    @abstractmethod
+    def copies(self) -> list[str]:
+        """Every district's copy under the root (`<segment>~copy`, see `share`), whether its
+        snapshot is still there or not."""
 
     @abstractmethod
     @contextmanager
@@ -434,6 +447,19 @@ class FolderStore(SnapshotStore):
                 if folder.is_dir() and not hidden and (folder / MANIFEST).is_file():
                     found.append(str(folder))
         return found
+
+    def copies(self) -> list[str]:
+        if not self.path.is_dir():
+            return []
+        return [
+            str(folder)
+            for year in sorted(self.path.iterdir())
+            if year.is_dir() and year.name.isdigit()
+            for folder in sorted(year.iterdir())
+            if folder.is_dir()
+            and not folder.name.startswith(".")
+            and split_part_name(folder.name)[1] == COPY
+        ]
 
     @contextmanager
     def local(self, location: str) -> Iterator[Path]:
@@ -829,6 +855,21 @@ class S3Store(SnapshotStore):
                     and rest[2] == MANIFEST
                 ):
                     found.append(self._url(f"{base}{rest[0]}/{rest[1]}"))
+        return sorted(found)
+
+    def copies(self) -> list[str]:
+        base = f"{self.prefix}/" if self.prefix else ""
+        found = set()
+        with self.calls(f"listing {self.root}"):
+            for obj in self._list(self.bucket, base):
+                rest = obj.get("Key", "")[len(base) :].split("/")
+                if (
+                    len(rest) == 3
+                    and rest[0].isdigit()
+                    and not rest[1].startswith(".")
+                    and split_part_name(rest[1])[1] == COPY
+                ):
+                    found.add(self._url(f"{base}{rest[0]}/{rest[1]}"))
         return sorted(found)
 
     def files(self, location: str) -> list[str]:

@@ -921,7 +921,9 @@ def notices(
         smtp=server if send else None,
     )
     for line in notice_warnings(doc):
-        err_console.print(f"eoy-reset: warning: {line}", highlight=False, markup=False)
+        err_console.print(
+            f"eoy-reset: warning: {line}", highlight=False, markup=False, soft_wrap=True
+        )
     if as_json:
         emit_json(doc)
     else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,20 @@ from jobs.warehouse.connection import connect
 from jobs.warehouse.contract import DELETED_TABLES
 from jobs.warehouse.ledger import events
 from tests import operator_data as od
+from tests.chromium import CHROMIUM, installed
 from tests.operator_data import eoy, one_line
+from tests.test_report import ARTIFACTS, render
 
 RESET = ("default", "early")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's chromium, as the report's rendering test has it."""
+    problem = installed()
+    if problem is not None:
+        pytest.fail(problem)
+    return CHROMIUM
 
 
 @pytest.fixture
@@ -405,3 +417,38 @@ def test_keys_are_made_safely_and_a_loose_or_wrong_key_is_one_line(
                        doc["public_key_path"]]),
         "does not exist",
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("target", ["duckdb"], indirect=True)
+def test_the_html_certificate_renders_in_chromium(
+    settings: Settings, keys: KeyPair, chromium: Path, tmp_path: Path
+) -> None:
+    od.fresh(settings)
+    hostile = "<script>alert('x')</script> & \"Early\" Unified"
+    with connect(settings) as wh:
+        wh.execute("update app.districts set name = %s where district_id = 'early'", [hostile])
+    assert eoy(settings, ["run", "--as-of", "2023-07-28", "--yes"]).returncode == 0
+    out = tmp_path / "certificate"
+    assert certify(settings, keys, "early", out).returncode == 0
+    html = out / "certificate.html"
+    text = html.read_text(encoding="utf-8")
+    assert "<script" not in text.lower() and "&lt;script&gt;" in text
+    assert not re.search(r"""(src|href)\s*=""", text)  # nothing to fetch or follow
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "certificate.png"
+    shot.unlink(missing_ok=True)
+    done = render(
+        chromium, html, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1000,1600"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert shot.stat().st_size > 20_000  # a blank page is a few kB
+    dom = render(chromium, html, tmp_path / "profile", "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert [line for line in dom.stderr.splitlines() if ":CONSOLE" in line] == []
+    doc = json.loads((out / "certificate.json").read_bytes())
+    for title in ("Deleted, table by table", "The snapshot kept before the delete", "Signature"):
+        assert f">{title}</h2>" in dom.stdout, title
+    for table in doc["tables"]:
+        assert f'<td class="">{table["table"]}</td>' in dom.stdout
+    assert keys.fingerprint in dom.stdout and "<script" not in dom.stdout.lower()

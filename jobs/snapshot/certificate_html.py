@@ -26,6 +26,7 @@ th, td { border-bottom: 1px solid var(--line); padding: 4px 8px; text-align: lef
          vertical-align: top; overflow-wrap: anywhere; }
 th { background: #f3f5f9; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.short, th.short { white-space: nowrap; overflow-wrap: normal; }
 code, .hash { font: 12px ui-monospace, Menlo, Consolas, monospace; overflow-wrap: anywhere; }
 footer { border-top: 1px solid var(--line); margin-top: 24px; padding-top: 8px;
          color: var(--muted); font-size: 12px; }
@@ -117,8 +118,8 @@ def _disposition(doc: dict[str, Any]) -> str:
         ],
     )
     parts = _table(
-        [("Part", ""), ("Location", "hash"), ("Manifest SHA-256", "hash"), ("Taken", ""),
-         ("Retained until", ""), ("Purged", "")],
+        [("Part", "short"), ("Location", "hash"), ("Manifest SHA-256", "hash"),
+         ("Taken", ""), ("Retained until", ""), ("Purged", "short")],
         [
             [_e(p["part"]), _e(p["location"]), _e(p["manifest_sha256"]), _day(p["created_at"]),
              _day(p["retain_until"]), _day(p["purged_at"])]
@@ -153,8 +154,8 @@ def _disposition(doc: dict[str, Any]) -> str:
 
 def _copy_destroyed(doc: dict[str, Any]) -> str:
     destroyed = _table(
-        [("Part", ""), ("Location", "hash"), ("Manifest SHA-256", "hash"), ("Taken", ""),
-         ("Rows", "num"), ("Destroyed", "")],
+        [("Part", "short"), ("Location", "hash"), ("Manifest SHA-256", "hash"),
+         ("Taken", ""), ("Rows", "num"), ("Destroyed", "")],
         [
             [_e(p["part"]), _e(p["location"]), _e(p["manifest_sha256"]), _day(p["created_at"]),
              _e(f"{p['rows_total']:,}"), _day(p["purged_at"])]
@@ -162,7 +163,7 @@ def _copy_destroyed(doc: dict[str, Any]) -> str:
         ],
     )  # fmt: skip
     kept = _table(
-        [("Part", ""), ("Location", "hash"), ("Taken", ""), ("Rows", "num")],
+        [("Part", "short"), ("Location", "hash"), ("Taken", ""), ("Rows", "num")],
         [
             [_e(p["part"]), _e(p["location"]), _day(p["created_at"]), _e(f"{p['rows_total']:,}")]
             for p in doc["still_kept"]

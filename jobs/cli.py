@@ -697,7 +697,7 @@ def purge_snapshots_cmd(
     Lists the snapshots that would go, then asks for a typed confirmation at a terminal;
     elsewhere it needs --yes. Each purge is recorded: status, export and report say when.
     """
-    from jobs.reset.view import render_purge, render_purge_list
+    from jobs.reset.view import purge_certificate_note, render_purge, render_purge_list
     from jobs.snapshot.layout import SnapshotError
     from jobs.snapshot.retention import purge_snapshots
 
@@ -724,6 +724,9 @@ def purge_snapshots_cmd(
         confirm=None if yes else confirm,
     )
     doc["totals"] = purge_totals(doc)
+    note = purge_certificate_note(doc)
+    if note:
+        err_console.print(f"eoy-reset: note: {note}", highlight=False, markup=False, soft_wrap=True)
     if as_json:
         emit_json(doc)
     else:
@@ -894,14 +897,34 @@ def notices(
         str | None,
         typer.Option("--from", help="Sender address (needed with --send). Env EOY_NOTICE_FROM."),
     ] = None,
+    smtp_user: Annotated[
+        str | None,
+        typer.Option(
+            "--smtp-user",
+            help="Log in to the SMTP server as this user; the password comes from "
+            "EOY_SMTP_PASSWORD (never an option), and only over STARTTLS.",
+        ),
+    ] = None,
+    starttls: Annotated[
+        bool,
+        typer.Option(
+            "--starttls",
+            help="Require STARTTLS: refuse a server that does not offer it (without it, "
+            "STARTTLS is used whenever the server offers it).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """One reset notice per district, to its administrators, as .eml files; --send sends them.
 
     A notice already sent for the same reset date is not sent again; a district with no
-    administrator email is listed as unreachable."""
-    from jobs.csm.notices import NoticeError, SmtpServer, make_notices
-    from jobs.csm.view import render_notices
+    administrator email is listed as unreachable, and an administrator whose email is not
+    one address is skipped and named (the others still get theirs). After a district's reset
+    completed, each administrator gets a post-reset notice with its certificate of
+    disposition attached (signed with EOY_SIGNING_KEY), once."""
+    from jobs.csm.mailer import NoticeError, smtp_server
+    from jobs.csm.notices import make_notices
+    from jobs.csm.view import notice_warnings, render_notices
     from jobs.plan.preflight import writable_folder
 
     day = parse_date(as_of, "--as-of")
@@ -909,14 +932,19 @@ def notices(
     address = sender or os.environ.get("EOY_NOTICE_FROM", "").strip()
     if send and not address:
         raise NoticeError("--send needs --from ADDRESS (or EOY_NOTICE_FROM): the sender")
+    server = smtp_server(smtp_host, smtp_port, smtp_user, starttls)
     doc = make_notices(
         settings_of(ctx),
         day,
         out,
         school_year=school_year,
         sender=address or "eoy-reset@localhost",
-        smtp=SmtpServer(smtp_host, smtp_port) if send else None,
+        smtp=server if send else None,
     )
+    for line in notice_warnings(doc):
+        err_console.print(
+            f"eoy-reset: warning: {line}", highlight=False, markup=False, soft_wrap=True
+        )
     if as_json:
         emit_json(doc)
     else:
@@ -1045,6 +1073,134 @@ def users_disable(
         emit_json(asdict(account))
     else:
         console.print(f"Disabled {account.username}: its sessions have ended.", markup=False)
+
+
+# ---------------------------------------------------------------------------------------
+# certificates: keygen, certificate, verify-certificate
+# ---------------------------------------------------------------------------------------
+@app.command()
+def keygen(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("--out", help="Folder for signing.key and signing.pub.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Make the Ed25519 key pair that signs certificates: signing.key (mode 0600: keep it
+    secret, point EOY_SIGNING_KEY at it) and signing.pub (give it to districts to check
+    their certificates). An existing key is never replaced."""
+    from jobs.snapshot.signing import KEY_ENV, generate_keypair
+
+    pair = generate_keypair(out)
+    if as_json:
+        emit_json(
+            {
+                "private_key_path": pair.private_key,
+                "public_key_path": pair.public_key,
+                "fingerprint_sha256": pair.fingerprint,
+            }
+        )
+        return
+    console.print(
+        f"Wrote {pair.private_key} (keep it secret) and {pair.public_key} (give it to "
+        f"districts). Key fingerprint SHA-256 {pair.fingerprint}. Sign with it: "
+        f"export {KEY_ENV}={pair.private_key}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def certificate(
+    ctx: typer.Context,
+    district: Annotated[str, typer.Option("--district", help="District id.")],
+    school_year: Annotated[int, typer.Option("--school-year", help="School year.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the certificate's files.")],
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--kind",
+            help="disposition (the data was deleted; default) or copy_destroyed (its "
+            "snapshot was purged since).",
+        ),
+    ] = "disposition",
+    as_json: JsonOpt = False,
+) -> None:
+    """A signed certificate for the district: certificate.json (canonical JSON),
+    certificate.json.sig (its detached Ed25519 signature) and certificate.html.
+
+    Issued from the ledger and checked against the snapshot's manifests, signed with the key
+    EOY_SIGNING_KEY names and kept in the ledger; asked again for the same facts, the same
+    certificate is written. A restored district gets none."""
+    from dataclasses import asdict
+
+    from jobs.snapshot.certificate import TITLES, certify
+
+    written = certify(settings_of(ctx), district, school_year, kind, out)
+    if as_json:
+        emit_json(asdict(written))
+        return
+    again = " (issued before for the same facts)" if written.reused else ""
+    console.print(
+        f"{TITLES[written.kind]}, district {district}, school year {school_year}{again}: "
+        f"{written.json_path.parent}/ certificate.json, certificate.json.sig, "
+        f"certificate.html. Issued {written.issued_at}, key SHA-256 {written.key_fingerprint}.",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+@app.command("verify-certificate")
+def verify_certificate_cmd(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A certificate.json.")],
+    public_key: Annotated[
+        Path, typer.Option("--public-key", help="The signer's signing.pub (PEM).")
+    ],
+    signature: Annotated[
+        Path | None,
+        typer.Option("--signature", help="The detached signature. Default: FILE.sig."),
+    ] = None,
+    district: Annotated[
+        str | None, typer.Option("--district", help="It must be this district's.")
+    ] = None,
+    school_year: Annotated[
+        int | None, typer.Option("--school-year", help="It must be of this school year.")
+    ] = None,
+    offline: Annotated[
+        bool,
+        typer.Option("--offline", help="Check the signature only; reach no warehouse."),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a certificate: prints `valid`, or exits 1 with one line saying why. The
+    signature needs only the file and the public key; where the warehouse and the snapshot
+    can be reached, they must still say what the certificate says."""
+    from dataclasses import asdict
+
+    from jobs.snapshot.certificate_check import verify_certificate
+
+    verdict = verify_certificate(
+        file,
+        public_key,
+        None if offline else settings_of(ctx),
+        signature=signature,
+        district_id=district,
+        school_year=school_year,
+    )
+    problem = None if verdict.valid else f"invalid: {verdict.reason}"
+    if as_json:
+        emit_json(asdict(verdict), error=problem)
+    elif verdict.valid:
+        print("valid")
+    for what, why in verdict.not_checked.items() if verdict.valid else ():
+        err_console.print(
+            f"eoy-reset: note: not compared with the {what}: {why}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    if problem:
+        raise CommandFailed(problem)
 
 
 GLOBAL_OPTIONS = (

@@ -44,6 +44,7 @@ AUDIT_MODELS = (
     "audit_retention_violations",
     "audit_inactive_educators",
     "audit_upcoming_resets",
+    "audit_certificates",
 )
 VARS = {"as_of_date": AS_OF.isoformat(), "school_year": SCHOOL_YEAR}
 

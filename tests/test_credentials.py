@@ -145,6 +145,30 @@ def everything_written(root: Path) -> dict[str, str]:
     return out
 
 
+def certificate_commands(
+    settings: Settings, tmp_path: Path, districts: list[dict[str, object]]
+) -> list[str]:
+    """keygen, a certificate of each district reset and its check: what they print (the
+    private key must never be in it either)."""
+    keys = tmp_path / "keys"
+    signing = {"EOY_SIGNING_KEY": str(keys / "signing.key")}
+    said: list[str] = []
+    runs = [["keygen", "--out", str(keys)]]
+    for d in districts:
+        out = str(tmp_path / "certificates" / str(d["district_id"]))
+        runs.append(["certificate", "--district", str(d["district_id"]), "--school-year",
+                     "2023", "--out", out, "--json"])  # fmt: skip
+        runs.append(["verify-certificate", f"{out}/certificate.json", "--public-key",
+                     str(keys / "signing.pub")])  # fmt: skip
+    for args in runs:
+        done = run_cli(settings, args, **signing)
+        assert done.returncode == 0, (args, done.stderr)
+        said += [done.stdout, done.stderr]
+    private = (keys / "signing.key").read_text().splitlines()[1]
+    assert not [text for text in said if private in text], "the private key was printed"
+    return said
+
+
 def ledger_text(dsn: str) -> list[str]:
     with psycopg.connect(dsn, autocommit=True) as con:
         tables = [
@@ -200,6 +224,7 @@ def test_a_whole_reset_never_writes_the_password(settings: Settings, tmp_path: P
             assert done.returncode == 0, (args, done.stderr)
             said += [done.stdout, done.stderr]
         assert json.loads(said[8])["districts"], "the run reset no district: it proves nothing"
+        said += certificate_commands(secret, tmp_path, json.loads(said[8])["districts"])
 
         # a failing command: the same DSN, the wrong port
         wrong = make_conninfo(dsn, port="1")

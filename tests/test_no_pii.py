@@ -4,6 +4,9 @@ relation dbt materialised or exposes to analysts, and every file the commands wr
 manifests, plan files, dbt's logs/ and target/) for the generated students' usernames and
 full names (issue: reliability, item 6).
 
+The certificates a district is given (their files, the ledger's copies, the post-reset
+notices that carry them) are scanned too.
+
 `app.students` has no email column and the generator makes no student email; an address made
 from a username would hold the username, which is scanned.
 """
@@ -39,8 +42,8 @@ def settings(target: str, tmp_path: Path, request: pytest.FixtureRequest) -> Ite
     yield from make_settings(target, tmp_path, request, own_place=True)
 
 
-def eoy(settings: Settings, *args: str, ok: bool = True) -> str:
-    done = run_cli(settings, list(args))
+def eoy(settings: Settings, *args: str, ok: bool = True, env: dict[str, str] | None = None) -> str:
+    done = run_cli(settings, list(args), **(env or {}))
     assert (done.returncode == 0) is ok, (args, done.stdout, done.stderr)
     return done.stdout + done.stderr
 
@@ -98,6 +101,8 @@ def ledger_texts(wh: Warehouse) -> dict[str, str]:
         "reset_events": relation_text(wh, "eoy_runner", "reset_events"),
         "reset_request_changes": relation_text(wh, "eoy_runner", "reset_request_changes"),
         "notices_sent": relation_text(wh, "eoy_runner", "notices_sent"),
+        "certificates": relation_text(wh, "eoy_runner", "certificates"),
+        "certificate_notices_sent": relation_text(wh, "eoy_runner", "certificate_notices_sent"),
     }
 
 
@@ -131,13 +136,15 @@ def test_no_student_pii_outside_app_and_snapshots(
         eoy(settings, "run", "--as-of", AS_OF, "--plan", str(plan), "--json"),
         eoy(settings, "status", "--school-year", str(YEAR), "--json"),
         eoy(settings, "status", "--school-year", str(YEAR)),
-        eoy(settings, "report", "--html", str(report), "--as-of", AS_OF),
     ]
-    texts: dict[str, bytes | str] = {"command output": "\n".join(printed)}
     with connect(settings) as w:
         done = "select district_id from eoy_runner.reset_runs where status = 'completed'"
         reset = [r[0] for r in w.query(done)]
         assert reset
+    printed += certificates(settings, reset, tmp_path)
+    printed.append(eoy(settings, "report", "--html", str(report), "--as-of", AS_OF))
+    texts: dict[str, bytes | str] = {"command output": "\n".join(printed)}
+    with connect(settings) as w:
         texts.update(ledger_texts(w))
         relations = w.query(
             "select table_schema, table_name, table_type from information_schema.tables "
@@ -156,9 +163,25 @@ def test_no_student_pii_outside_app_and_snapshots(
         manifest = district_dir(settings.snapshot_root, YEAR, district) / "manifest.json"
         assert str(manifest.relative_to(tmp_path)) in files
     assert "plan.json" in files and "report.html" in files
+    assert sum(1 for f in files if f.endswith("certificate.json")) == len(reset)
+    assert sum(1 for f in files if f.endswith("certificate.html")) == len(reset)
     dbt_files(settings, tmp_path, files)
     texts.update(files)
     assert_no_pii(needles, texts)
+
+
+def certificates(settings: Settings, districts: list[str], tmp_path: Path) -> list[str]:
+    """keygen, then each district's certificate of disposition, written and verified."""
+    key = {"EOY_SIGNING_KEY": str(tmp_path / "keys" / "signing.key")}
+    said = [eoy(settings, "keygen", "--out", str(tmp_path / "keys"))]
+    for district in districts:
+        out = tmp_path / "certificates" / district
+        said.append(eoy(settings, "certificate", "--district", district, "--school-year",
+                        str(YEAR), "--out", str(out), "--json", env=key))  # fmt: skip
+        public = str(tmp_path / "keys" / "signing.pub")
+        said.append(eoy(settings, "verify-certificate", str(out / "certificate.json"),
+                        "--public-key", public, "--json"))  # fmt: skip
+    return said
 
 
 def test_no_student_pii_from_failed_or_refused_runs(
@@ -230,12 +253,26 @@ def test_no_student_pii_in_notices_or_the_request_history(
                 "--from", "csm@vendor.example"),
             eoy(settings, "report", "--html", str(report), "--as-of", day),
         ]  # fmt: skip
+        before = len(inbox.received)
+        # the post-reset notice, its certificate attached, once the districts are reset
+        printed += [
+            eoy(settings, "run", "--as-of", AS_OF, "--yes", "--json"),
+            eoy(settings, "keygen", "--out", str(tmp_path / "keys")),
+            eoy(settings, "notices", "--as-of", AS_OF, "--out", str(notices), "--send",
+                "--smtp-host", "127.0.0.1", "--smtp-port", str(inbox.port),
+                "--from", "csm@vendor.example", "--json",
+                env={"EOY_SIGNING_KEY": str(tmp_path / "keys" / "signing.key")}),
+            # the run rebuilt the models under the audit views: the report builds them again
+            eoy(settings, "report", "--html", str(report), "--as-of", AS_OF),
+        ]  # fmt: skip
         received = {f"message {n}": r.data for n, r in enumerate(inbox.received, 1)}
-    assert len(received) >= 5  # every district but one with no administrator email, if any
+    assert before >= 5  # every district but one with no administrator email, if any
+    assert len(received) > before  # post-reset notices went
     texts: dict[str, bytes | str] = {"command output": "\n".join(printed), **received}
     with connect(settings) as w:
         texts.update(ledger_texts(w))
         assert texts["reset_request_changes"] and texts["notices_sent"]
+        assert texts["certificates"] and texts["certificate_notices_sent"]
         for schema, name in [
             ("eoy", "reset_notices"),
             ("eoy", "reset_date_windows"),
@@ -244,7 +281,8 @@ def test_no_student_pii_in_notices_or_the_request_history(
         ]:
             texts[f"{schema}.{name}"] = relation_text(w, schema, name)
     files = written_files(tmp_path, settings)
-    assert sum(1 for f in files if f.endswith(".eml")) == 6
+    assert sum(1 for f in files if f.endswith(".eml") and "post-reset" not in f) == 6
+    assert any("post-reset" in f for f in files)
     texts.update(files)
     # a message's parts may be base64 or quoted-printable: scan them decoded too
     for where, data in list(texts.items()):
@@ -260,7 +298,7 @@ def decoded(data: bytes | str) -> str:
     assert isinstance(message, EmailMessage)
     texts = [f"{k}: {v}" for k, v in message.items()]
     for part in message.walk():
-        if part.get_content_maintype() == "text":
-            texts.append(str(part.get_content()))
+        if part.get_content_maintype() == "text" or part.get_content_type() == "application/json":
+            texts.append(part.get_payload(decode=True).decode("utf-8"))
     assert len(texts) > len(message.items())  # a text part was read
     return "\n".join(texts)

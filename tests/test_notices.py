@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import email
 import email.policy
-import shutil
-import subprocess
+import json
 from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
@@ -29,7 +28,7 @@ from jobs.warehouse import Warehouse, connect
 from jobs.warehouse.schema import init_warehouse
 from tests.crash_helpers import run_cli
 from tests.reset_data import load_districts, load_student_data, read_examples
-from tests.smtp_server import free_port, local_smtp
+from tests.smtp_server import free_port, local_smtp, self_signed
 
 AS_OF = date(2023, 6, 1)
 SENDER = "csm@vendor.example"
@@ -209,11 +208,9 @@ def test_a_notice_for_every_calendar_case(districts: Settings, tmp_path: Path) -
             district_id in ("ex1", "ex3", "ex4", "ex6", "ex7", "ex8")
         ), district_id
         assert "A B <" not in text
-        # how to get a copy
-        assert (
-            f"`eoy-reset export --district {district_id} --school-year 2023 --format csv`"
-            in flat(text)
-        )
+        # how to get a copy, in an administrator's words: never one of our commands
+        assert "ask your CSM for it: they will send you a zip of your district's data" in flat(text)
+        assert "eoy-reset" not in text + html
         assert f"E F{mail.replace('<', '&lt;').replace('>', '&gt;')}, administrator" in html
         # no student username (the students are "S T" with usernames <district>_st<n>)
         assert f"{district_id}_st0" not in text + html
@@ -310,33 +307,8 @@ def test_an_smtp_server_that_is_down_is_one_line_and_records_nothing(
 
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (openssl)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make the test server's certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+    """A self-signed certificate for 127.0.0.1, made with `cryptography`."""
+    return self_signed(tmp_path)
 
 
 def test_the_command_sends_over_starttls(tmp_path: Path, certificate: tuple[Path, Path]) -> None:
@@ -375,8 +347,118 @@ def test_the_copy_comes_from_a_share_link_where_the_store_signs_one(tmp_path: Pa
 
     bucket = Settings.from_env(duckdb_path=tmp_path / "w.duckdb", snapshot_root="s3://b/p")
     folder = Settings.from_env(duckdb_path=tmp_path / "w.duckdb", snapshot_root=tmp_path)
-    assert "eoy-reset share --district d1 --school-year 2023" in copy_instructions(
-        bucket, "d1", 2023
-    )
+    link = copy_instructions(bucket, "d1", 2023)
     text = copy_instructions(folder, "d1", 2023)
-    assert "eoy-reset export --district d1 --school-year 2023" in text and "share" not in text
+    assert "a download link" in link and "link" not in text
+    assert "eoy-reset" not in link + text  # words for a district administrator
+
+
+def test_a_bad_address_skips_one_recipient_and_the_others_are_sent(
+    districts: Settings, tmp_path: Path
+) -> None:
+    """A non-ASCII address, two addresses in one field, a line break in a name (issue 28,
+    point 4): the bad recipient is skipped and named in one line, every other is sent."""
+    with connect(districts) as wh:
+        wh.execute(
+            "update app.educators set email = 'ünï@example.org' where educator_id = 'ex1_e_never'"
+        )
+        wh.execute(
+            "update app.educators set email = 'ex2.second@example.org, extra@example.org' "
+            "where educator_id = 'ex2_e_active'"
+        )
+        wh.execute(
+            "update app.educators set first_name = %s where educator_id = 'ex3_e_never'",
+            ["Ann\r\nBcc: spy@evil.example"],
+        )
+        wh.execute(
+            "update app.educators set first_name = 'Zoë', email = 'ex5.admin@bücher.example' "
+            "where educator_id = 'ex5_e_never'"
+        )
+    out = tmp_path / "notices"
+    with local_smtp() as inbox:
+        args = ["notices", "--as-of", "2023-06-01", "--out", str(out), "--send", "--json"]
+        args += ["--smtp-host", "127.0.0.1", "--smtp-port", str(inbox.port), "--from", SENDER]
+        done = run_cli(districts, args)
+        assert done.returncode == 0, done.stderr
+        doc = json.loads(done.stdout)
+        received = {r.message["X-EOY-District"]: r for r in inbox.received}
+    warnings = done.stderr.strip().splitlines()
+    assert warnings == [
+        "eoy-reset: warning: district 'ex1': administrator 'ex1_e_never' skipped, the email "
+        "has non-ASCII characters before the @ (SMTPUTF8 is not used); correct the email in "
+        "the roster",
+        "eoy-reset: warning: district 'ex2': administrator 'ex2_e_active' skipped, the email "
+        "field holds 2 addresses, not one; correct the email in the roster",
+    ]
+    assert "example.org" not in done.stderr  # named by educator id, never by address
+    assert [(s["district_id"], s["educator_id"]) for s in doc["skipped_recipients"]] == [
+        ("ex1", "ex1_e_never"),
+        ("ex2", "ex2_e_active"),
+    ]
+    assert sorted(received) == sorted(d for d in REACHABLE if d != "ex1")
+    assert received["ex2"].rcpt_tos == [admin("ex2")]
+    assert received["ex5"].rcpt_tos == ["ex5.admin@xn--bcher-kva.example"]
+    assert str(received["ex5"].message["To"]) == "Zoë F <ex5.admin@xn--bcher-kva.example>"
+    three = received["ex3"]
+    assert three.rcpt_tos == [admin("ex3")] and three.message["Bcc"] is None
+    # the name on one line, quoted: no header can be smuggled in through it
+    assert str(three.message["To"]) == f'"Ann Bcc: spy@evil.example F" <{admin("ex3")}>'
+    assert b"\r\nBcc:" not in three.data
+    by_id = {n["district_id"]: n for n in doc["notices"]}
+    assert by_id["ex1"]["status"] == "unreachable" and by_id["ex2"]["recipients"] == 1
+    with connect(districts) as wh:
+        counted = dict(wh.query("select district_id, recipients from eoy_runner.notices_sent"))
+    assert counted["ex2"] == 1 and "ex1" not in counted
+
+
+def test_the_command_logs_in_over_starttls(tmp_path: Path, certificate: tuple[Path, Path]) -> None:
+    """--smtp-user with the password from EOY_SMTP_PASSWORD, over STARTTLS, against a server
+    that takes mail only after that login (issue 33); the password is never written."""
+    password = "s3cret pass'word"
+    settings = Settings(
+        target="duckdb", duckdb_path=tmp_path / "w.duckdb", snapshot_root=tmp_path / "s"
+    )
+    with connect(settings, create=True, require_init=False) as wh:
+        init_warehouse(wh)
+        load(wh)
+    out = tmp_path / "notices"
+    trust = {"SSL_CERT_FILE": str(certificate[0])}
+    with local_smtp(certificate, login=("csm", password)) as inbox:
+        args = ["notices", "--as-of", "2023-06-01", "--out", str(out), "--send", "--from", SENDER]
+        args += ["--smtp-host", "127.0.0.1", "--smtp-port", str(inbox.port), "--starttls"]
+        said = [run_cli(settings, [*args, "--smtp-user", "csm"], **trust)]
+        one_line_error(said[-1], "--smtp-user csm needs the password in EOY_SMTP_PASSWORD")
+        said.append(
+            run_cli(settings, [*args, "--smtp-user", "csm"], EOY_SMTP_PASSWORD="wrong", **trust)
+        )
+        one_line_error(said[-1], "refused the login of 'csm'", "EOY_SMTP_PASSWORD")
+        said.append(run_cli(settings, args, **trust))  # no login: the server refuses mail
+        one_line_error(said[-1], "could not send the notice of district 'ex1'")
+        assert inbox.received == []
+        with local_smtp() as plain:
+            plain_args = [a if a != str(inbox.port) else str(plain.port) for a in args]
+            said.append(run_cli(settings, plain_args))
+            one_line_error(said[-1], "does not offer STARTTLS, which --starttls requires")
+            no_tls = [a for a in plain_args if a != "--starttls"]
+            said.append(run_cli(settings, [*no_tls, "--smtp-user", "csm"], EOY_SMTP_PASSWORD="x"))
+            one_line_error(said[-1], "would cross the network in clear")
+            assert plain.received == []
+        said.append(
+            run_cli(settings, [*args, "--smtp-user", "csm"], EOY_SMTP_PASSWORD=password, **trust)
+        )
+        assert said[-1].returncode == 0, said[-1].stderr
+        assert len(inbox.received) == len(REACHABLE)
+        assert all(r.tls and r.login == "csm" for r in inbox.received)
+    written = [p.read_bytes() for p in out.rglob("*.eml")]
+    with connect(settings) as wh:
+        ledger = repr(wh.query("select * from eoy_runner.notices_sent"))
+    for text in [*(d.stdout + d.stderr for d in said), ledger, *map(repr, written)]:
+        assert password not in text and "s3cret" not in text
+
+
+def one_line_error(done: Any, *needles: str) -> None:
+    assert done.returncode != 0, done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("eoy-reset: "), done.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]

@@ -1,18 +1,27 @@
 """Purging asks first and says what went: a list, --dry-run, a typed confirmation or --yes,
-and status, export and the report say when a snapshot was purged (issue #16, item 2)."""
+and status, export and the report say when a snapshot was purged (issue #16, item 2). It
+misses no copy (an encoded district id's, one a late `share` left) and never races a hold or
+another process on the district (issue 28, point 5)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from jobs.config import Settings
 from jobs.snapshot.layout import district_dir
+from jobs.snapshot.store import COPY, open_store
+from jobs.warehouse.connection import connect
 from tests import operator_data as od
 from tests.operator_data import eoy, one_line
+from tests.runner_helpers import small_district
+from tests.s3_server import ThrowawayS3
 
 RESET = ("default", "early")
 
@@ -92,3 +101,135 @@ def test_purged_snapshots_are_named_by_status_export_and_report(
 
     again = eoy(reset, ["purge-snapshots", "--older-than", "0", "--yes", "--json"])
     assert json.loads(again.stdout)["purged"] == []
+
+
+# ---------------------------------------------------------------------------------------
+# purge misses no copy, and never races a hold (issue 28, point 5)
+# ---------------------------------------------------------------------------------------
+ODD = "dé/1 ü"  # an id the snapshot layout must encode: its folder is `~<base32>`
+
+
+def versions_under(server: ThrowawayS3, location: str) -> list[str]:
+    parts = urlsplit(location)
+    listed = server.client().list_object_versions(Bucket=parts.netloc, Prefix=parts.path[1:])
+    return sorted(v["Key"] for v in listed.get("Versions", []) + listed.get("DeleteMarkers", []))
+
+
+@pytest.fixture
+def shared(settings: Settings, s3_root: str) -> Settings:
+    """`early`, `default` and ODD reset into a bucket (no Object Lock retention: only holds
+    keep a snapshot), `early`'s and ODD's copies shared."""
+    s3 = replace(settings, snapshot_root=s3_root, retention_days=0)
+    od.fresh(s3)
+    with connect(s3) as wh:
+        small_district(wh, ODD)
+    done = eoy(s3, ["run", "--as-of", "2023-07-28", "--yes"], EOY_RETENTION_DAYS="0")
+    assert done.returncode == 0, done.stderr
+    for district in ("early", ODD):
+        share = ["share", "--district", district, "--school-year", "2023"]
+        assert eoy(s3, share).returncode == 0
+    return s3
+
+
+@pytest.mark.s3
+def test_purge_removes_encoded_districts_copies_and_holds_reach_them(
+    shared: Settings, s3_server: ThrowawayS3
+) -> None:
+    store = open_store(shared)
+    copy = store.location(od.YEAR, ODD, COPY)
+    assert copy.rsplit("/", 1)[1].startswith("~") and store.copies() == sorted(
+        [copy, store.location(od.YEAR, "early", COPY)]
+    )
+    [zip_name] = store.files(copy)  # type: ignore[attr-defined]
+
+    assert eoy(shared, ["hold", "--district", ODD]).returncode == 0
+    assert store.lock_of(f"{copy}/{zip_name}")["legal_hold"] == "ON"  # type: ignore[attr-defined]
+    held = json.loads(
+        eoy(shared, ["purge-snapshots", "--older-than", "0", "--yes", "--json"]).stdout
+    )
+    assert [e["district_id"] for e in held["held"]] == [ODD]
+    assert store.copies() == [copy]  # early's went with its snapshot; ODD's is held
+
+    assert eoy(shared, ["release", "--district", ODD]).returncode == 0
+    gone = json.loads(
+        eoy(shared, ["purge-snapshots", "--older-than", "0", "--yes", "--json"]).stdout
+    )
+    assert [e["district_id"] for e in gone["purged"]] == [ODD]
+    assert store.snapshots() == [] and store.copies() == []
+    assert versions_under(s3_server, copy) == []
+
+
+@pytest.mark.s3
+def test_a_copy_uploaded_after_its_snapshot_was_purged_is_purged_next_time(
+    shared: Settings, keys: Any, tmp_path: Path
+) -> None:
+    store = open_store(shared)
+    main = store.location(od.YEAR, "early")
+    [zip_name] = store.files(store.location(od.YEAR, "early", COPY))  # type: ignore[attr-defined]
+    first = eoy(shared, ["purge-snapshots", "--older-than", "0", "--yes", "--json"])
+    assert first.returncode == 0, first.stderr
+    assert store.copies() == []
+    # what a `share` that was uploading while the purge ran leaves behind
+    late = tmp_path / zip_name
+    late.write_bytes(b"PK\x05\x06" + bytes(18))
+    store.put_copy(main, late)
+    assert store.copies() == [store.location(od.YEAR, "early", COPY)]
+
+    second = eoy(
+        shared,
+        ["purge-snapshots", "--older-than", "0", "--yes", "--json"],
+        EOY_SIGNING_KEY=str(keys.private_key),
+    )
+    doc = json.loads(second.stdout)
+    assert [(e["district_id"], e["part"]) for e in doc["purged"]] == [("early", COPY)]
+    assert store.copies() == []
+    [cert] = doc["certificates"]
+    with connect(shared) as wh:
+        [body] = [r[0] for r in wh.query(
+            "select document from eoy_runner.certificates where document_sha256 = %s",
+            [cert["document_sha256"]],
+        )]  # fmt: skip
+    [copy] = json.loads(body)["shared_copies"]
+    assert copy["location"].endswith(f"/early~copy/{zip_name}") and copy["removed_at"]
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Any:
+    from jobs.snapshot.signing import generate_keypair
+
+    return generate_keypair(tmp_path / "keys")
+
+
+def test_a_hold_placed_while_the_purge_waits_at_the_prompt_is_kept(reset: Settings) -> None:
+    from jobs.snapshot.retention import purge_snapshots, set_hold
+
+    def hold_early_meanwhile(going: list[dict[str, Any]]) -> None:
+        assert sorted(e["district_id"] for e in going) == list(RESET)
+        set_hold(reset, "early", True, reason="litigation")
+
+    doc = purge_snapshots(reset, older_than_days=0, confirm=hold_early_meanwhile)
+    assert [e["district_id"] for e in doc["purged"]] == ["default"]
+    assert [e["district_id"] for e in doc["held"]] == ["early"]
+    assert snapshots_left(reset) == ["early"]
+
+
+@pytest.mark.parametrize(
+    "target", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_purge_leaves_a_district_another_process_holds(
+    reset: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import jobs.snapshot.retention
+    from jobs.snapshot.retention import purge_snapshots
+    from jobs.warehouse.locks import release_district_lock, try_district_lock
+
+    monkeypatch.setattr(jobs.snapshot.retention, "LOCK_WAIT_SECONDS", 0.5)
+    with connect(reset) as other:
+        assert try_district_lock(other, "early", od.YEAR)  # a run or restore of early
+        doc = purge_snapshots(reset, older_than_days=0)
+        assert [e["district_id"] for e in doc["busy"]] == ["early"]
+        assert [e["district_id"] for e in doc["purged"]] == ["default"]
+        assert snapshots_left(reset) == ["early"]
+        release_district_lock(other, "early", od.YEAR)
+    again = purge_snapshots(reset, older_than_days=0)
+    assert [e["district_id"] for e in again["purged"]] == ["early"]

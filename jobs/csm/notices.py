@@ -11,23 +11,20 @@ never an address.
 
 from __future__ import annotations
 
-import os
-import smtplib
-import ssl
-from dataclasses import dataclass
+from dataclasses import asdict
 from datetime import UTC, date, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, formataddr, make_msgid
-from html import escape
+from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
 
 from jobs.config import Settings
-from jobs.errors import EoyError
+from jobs.csm.addresses import Recipient, Skipped, display_name, recipient
+from jobs.csm.mailer import Mailer, NoticeError, SmtpServer
+from jobs.csm.message import long_day, render_html, render_text, write_eml
+from jobs.csm.post_reset import post_reset_notices
 from jobs.plan.dbt import PolicyError, build_models, policy_years
-from jobs.snapshot.layout import safe_segment
 from jobs.snapshot.store import is_object_root
 from jobs.warehouse import Warehouse, connect
 from jobs.warehouse.ledger import utcnow
@@ -45,14 +42,7 @@ DATA_ACTIONS = (
 )
 
 
-class NoticeError(EoyError):
-    """Notices could not be written or sent; the message says where and what to do."""
-
-
-@dataclass(frozen=True)
-class SmtpServer:
-    host: str
-    port: int
+__all__ = ["NoticeError", "SmtpServer", "make_notices"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -67,7 +57,9 @@ def make_notices(
     sender: str,
     smtp: SmtpServer | None = None,
 ) -> dict[str, Any]:
-    """Write every district's notice into `out`; with `smtp`, send those not sent yet."""
+    """Write every district's notice into `out`; with `smtp`, send those not sent yet. A
+    district whose reset completed gets its post-reset notice instead, one per administrator,
+    carrying its certificate (`jobs.csm.post_reset`)."""
     year = school_year if school_year is not None else as_of.year
     if year not in policy_years():
         raise PolicyError(
@@ -81,65 +73,108 @@ def make_notices(
         rows = wh.query_dicts(
             "select * from eoy.reset_notices where school_year = %s order by district_id", [year]
         )
-        admins = _administrators(wh)
+        admins, skipped = administrators(wh)
         idle = _inactive_educators(wh, year)
         sent = _sent(wh, year)
     folder = Path(out) / str(year)
     notices: list[dict[str, Any]] = []
-    with connect(settings) as wh, _Mailer(smtp) as mailer:
+    with connect(settings) as wh, Mailer(smtp) as mailer:
         for row in rows:
-            district_id = row["district_id"]
-            to = admins.get(district_id, [])
-            message = compose(row, to, idle.get(district_id, []), settings, sender, as_of)
-            key = (district_id, row["effective_reset_date"], row["schedule_status"])
-            if not to:
-                status = "unreachable"
-            elif smtp is None:
-                status = "written"
-            elif key in sent:
-                status = "already_sent"  # the file keeps the Message-ID it was sent with
-                message.replace_header("Message-ID", sent[key])
-            else:
-                mailer.send(
-                    message, district_id, len([n for n in notices if n["status"] == "sent"])
-                )
-                _record_sent(wh, row, len(to), str(message["Message-ID"]))
-                status = "sent"
-            path = write_eml(folder, district_id, message)
-            notices.append(
-                {
-                    "district_id": district_id,
-                    "district_name": row["district_name"],
-                    "effective_reset_date": row["effective_reset_date"],
-                    "date_source": row["date_source"],
-                    "schedule_status": row["schedule_status"],
-                    "issues": [i for i in (row["issues"] or "").split(",") if i],
-                    "recipients": len(to),
-                    "status": status,
-                    "message_id": str(message["Message-ID"]),
-                    "path": path,
-                    "rows": int(row["students"])
-                    + int(row["classrooms"])
-                    + int(row["classroom_enrollments"])
-                    + int(row["academic_rows"]),
-                }
-            )
+            to = admins.get(row["district_id"], [])
+            message = compose(row, to, idle.get(row["district_id"], []), settings, sender, as_of)
+            count = sum(1 for n in notices if n["status"] == "sent")
+            status, to = _deliver(wh, mailer, row, message, to, sent, skipped, count)
+            path = write_eml(folder, row["district_id"], message)
+            notices.append(_notice_entry(row, to, status, message, path))
+        after = post_reset_notices(wh, mailer, settings, year, folder, sender, admins, skipped)
+    return _document(as_of, year, folder, smtp, notices, after, skipped)
+
+
+def _deliver(
+    wh: Warehouse,
+    mailer: Mailer,
+    row: dict[str, Any],
+    message: EmailMessage,
+    to: list[Recipient],
+    sent: dict[tuple[str, date, str], str],
+    skipped: list[Skipped],
+    sent_before: int,
+) -> tuple[str, list[Recipient]]:
+    """Send a district's notice unless sent already; (its status, who received it)."""
+    district_id = row["district_id"]
+    key = (district_id, row["effective_reset_date"], row["schedule_status"])
+    if not to:
+        return "unreachable", to
+    if mailer.server is None:
+        return "written", to
+    if key in sent:
+        message.replace_header("Message-ID", sent[key])  # the file keeps the one sent
+        return "already_sent", to
+    refused = mailer.send(message, f"the notice of district {district_id!r}", sent_before)
+    for r in to:
+        if r.address in refused:
+            skipped.append(Skipped(district_id, r.educator_id, "the SMTP server refused it"))
+    received = [r for r in to if r.address not in refused]
+    if not received:
+        return "refused", received
+    _record_sent(wh, row, len(received), str(message["Message-ID"]))
+    return "sent", received
+
+
+def _notice_entry(
+    row: dict[str, Any], to: list[Recipient], status: str, message: EmailMessage, path: Path
+) -> dict[str, Any]:
+    return {
+        "district_id": row["district_id"],
+        "district_name": row["district_name"],
+        "effective_reset_date": row["effective_reset_date"],
+        "date_source": row["date_source"],
+        "schedule_status": row["schedule_status"],
+        "issues": [i for i in (row["issues"] or "").split(",") if i],
+        "recipients": len(to),
+        "status": status,
+        "message_id": str(message["Message-ID"]),
+        "path": path,
+        "rows": int(row["students"])
+        + int(row["classrooms"])
+        + int(row["classroom_enrollments"])
+        + int(row["academic_rows"]),
+    }
+
+
+def _document(
+    as_of: date,
+    year: int,
+    folder: Path,
+    smtp: SmtpServer | None,
+    notices: list[dict[str, Any]],
+    after: list[Any],
+    skipped: list[Skipped],
+) -> dict[str, Any]:
     by_status: dict[str, int] = {}
     for n in notices:
         by_status[n["status"]] = by_status.get(n["status"], 0) + 1
+    post = [asdict(n) for n in after]
+    post_by_status: dict[str, int] = {}
+    for n in post:
+        post_by_status[n["status"]] = post_by_status.get(n["status"], 0) + 1
     return {
         "as_of": as_of,
         "school_year": year,
         "out": folder,
-        "sent_with": f"{smtp.host}:{smtp.port}" if smtp else None,
+        "sent_with": smtp.where if smtp else None,
         "notices": notices,
+        "post_reset": post,
         "unreachable": [n["district_id"] for n in notices if n["status"] == "unreachable"],
+        "skipped_recipients": [asdict(s) for s in skipped],
         "totals": {
             "districts": len(notices),
             "rows": sum(n["rows"] for n in notices),
             "by_status": by_status,
             "sent": by_status.get("sent", 0),
             "unreachable": by_status.get("unreachable", 0),
+            "post_reset": {"messages": len(post), "by_status": post_by_status},
+            "skipped_recipients": len(skipped),
         },
     }
 
@@ -164,22 +199,26 @@ def _check_sender(sender: str) -> None:
         raise NoticeError(f"--from {sender!r} is not an email address: give name@domain")
 
 
-def _administrators(wh: Warehouse) -> dict[str, list[tuple[str, str]]]:
-    """(display name, address) of each district's administrators who have an email."""
-    found: dict[str, list[tuple[str, str]]] = {}
+def administrators(wh: Warehouse) -> tuple[dict[str, list[Recipient]], list[Skipped]]:
+    """Each district's administrators with one usable address (one per address), and those
+    whose email field is not one (skipped and reported, never an address in the report)."""
+    found: dict[str, list[Recipient]] = {}
+    skipped: list[Skipped] = []
     seen: set[tuple[str, str]] = set()
-    for district_id, email, first, last in wh.query(
-        "select district_id, email, first_name, last_name from app.educators "
+    for district_id, educator_id, email, first, last in wh.query(
+        "select district_id, educator_id, email, first_name, last_name from app.educators "
         "where role = 'administrator' and email is not null and trim(email) <> '' "
         "order by district_id, educator_id"
     ):
-        key = (district_id, email.strip().lower())
-        if key in seen:
+        made = recipient(str(district_id), str(educator_id), first, last, email)
+        if isinstance(made, Skipped):
+            skipped.append(made)
             continue
-        seen.add(key)
-        name = " ".join(part for part in (first, last) if part)
-        found.setdefault(district_id, []).append((name, email.strip()))
-    return found
+        key = (str(district_id), made.address.lower())
+        if key not in seen:
+            seen.add(key)
+            found.setdefault(str(district_id), []).append(made)
+    return found, skipped
 
 
 def _inactive_educators(wh: Warehouse, year: int) -> dict[str, list[dict[str, Any]]]:
@@ -226,92 +265,25 @@ def _record_sent(wh: Warehouse, row: dict[str, Any], recipients: int, message_id
     )
 
 
-def write_eml(folder: Path, district_id: str, message: EmailMessage) -> Path:
-    """`<folder>/<district>.eml` (0600: it holds educators' addresses), CRLF line ends."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{safe_segment(district_id)}.eml"
-        tmp = path.with_name(f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(message.as_bytes(policy=SMTP))
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise NoticeError(
-            f"cannot write the notice of district {district_id!r} into {folder}: "
-            f"{exc.strerror or exc}; choose a writable --out"
-        ) from None
-    return path
-
-
-class _Mailer:
-    """One SMTP connection for all notices, opened at the first one to send (STARTTLS when
-    the server offers it)."""
-
-    def __init__(self, server: SmtpServer | None):
-        self.server = server
-        self.smtp: smtplib.SMTP | None = None
-
-    def __enter__(self) -> _Mailer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.smtp is not None:
-            try:
-                self.smtp.quit()
-            except (smtplib.SMTPException, OSError):
-                self.smtp.close()
-
-    def send(self, message: EmailMessage, district_id: str, sent_before: int) -> None:
-        assert self.server is not None
-        where = f"{self.server.host}:{self.server.port}"
-        try:
-            if self.smtp is None:
-                self.smtp = smtplib.SMTP(self.server.host, self.server.port, timeout=30)
-                self.smtp.ehlo()
-                if self.smtp.has_extn("starttls"):
-                    self.smtp.starttls(context=ssl.create_default_context())
-                    self.smtp.ehlo()
-            refused = self.smtp.send_message(message)
-        except (smtplib.SMTPException, OSError) as exc:
-            reason = " ".join(str(exc).split()) or type(exc).__name__
-            if isinstance(exc, smtplib.SMTPResponseException):
-                said = exc.smtp_error
-                text = said.decode("utf-8", "replace") if isinstance(said, bytes) else str(said)
-                reason = f"{exc.smtp_code} {' '.join(text.split())}"
-            raise NoticeError(
-                f"could not send the notice of district {district_id!r} through SMTP {where}: "
-                f"{reason}; {sent_before} sent before it are recorded, run the same command "
-                "again to send the rest"
-            ) from None
-        if refused:
-            raise NoticeError(
-                f"SMTP {where} refused {len(refused)} of the administrators of district "
-                f"{district_id!r}; the others received it, so it is not recorded as sent"
-            )
-
-
 # ---------------------------------------------------------------------------------------
 # the message
 # ---------------------------------------------------------------------------------------
-def long_day(value: date) -> str:
-    return f"{value:%A}, {value:%B} {value.day}, {value.year}"
-
-
 def school_year_label(year: int) -> str:
     return f"{year - 1}-{year % 100:02d}"
 
 
 def copy_instructions(settings: Settings, district_id: str, year: int) -> str:
-    """How the district gets its copy: a share link where the store gives one, else export."""
+    """How the district gets its copy, in its administrator's words: a download link where
+    the snapshots are in a bucket, else a zip the CSM sends (never our commands)."""
+    del district_id, year  # the same words for every district; kept for the callers
     if is_object_root(settings.snapshot_root):
         return (
-            "your CSM will send you a download link to it (made with "
-            f"`eoy-reset share --district {district_id} --school-year {year}`)"
+            "ask your CSM for it: they will send you a download link to a zip of your "
+            "district's data, one spreadsheet (CSV) file per kind of data"
         )
     return (
-        "ask your CSM for it: the reset operator makes a zip of CSV files with "
-        f"`eoy-reset export --district {district_id} --school-year {year} --format csv`"
+        "ask your CSM for it: they will send you a zip of your district's data, one "
+        "spreadsheet (CSV) file per kind of data"
     )
 
 
@@ -397,7 +369,7 @@ def notice_blocks(
                 "p",
                 "What your CSM must do: agree with you a reset date after your school year and "
                 "summer session and before rostering starts, or a later rostering start, and "
-                "record it (`eoy-reset request-date`). Reply to this message to start.",
+                "record it. Reply to this message to start.",
             ),
         ]
     else:
@@ -471,55 +443,16 @@ def notice_blocks(
 
 
 def _educator_line(e: dict[str, Any]) -> str:
-    name = " ".join(p for p in (e["first_name"], e["last_name"]) if p) or "(no name)"
+    name = display_name(e["first_name"], e["last_name"]) or "(no name)"
     login = e["last_login_at"]
     when = f"last login {login:%Y-%m-%d}" if login is not None else "never logged in"
-    email = f" <{e['email']}>" if e["email"] else ""
+    email = f" <{display_name(e['email'])}>" if e["email"] else ""
     return f"{name}{email}, {e['role']}, {when}"
-
-
-def render_text(blocks: list[tuple[str, Any]]) -> str:
-    out: list[str] = []
-    for kind, body in blocks:
-        if kind == "h":
-            out += ["", body, "-" * len(body)] if out and out[-1] else [body, "-" * len(body)]
-        elif kind == "p":
-            out += [body, ""]
-        elif kind == "ul":
-            out += [f"  - {item}" for item in body] + [""]
-        elif kind == "table":
-            width = max(len(a) for a, _ in body)
-            out += [f"  {a.ljust(width)}  {b}" for a, b in body] + [""]
-    return "\n".join(out).strip() + "\n"
-
-
-def render_html(subject: str, blocks: list[tuple[str, Any]]) -> str:
-    parts = []
-    for kind, body in blocks:
-        if kind == "h":
-            parts.append(f"<h2>{escape(body)}</h2>")
-        elif kind == "p":
-            parts.append(f"<p>{escape(body)}</p>")
-        elif kind == "ul":
-            parts.append("<ul>" + "".join(f"<li>{escape(i)}</li>" for i in body) + "</ul>")
-        elif kind == "table":
-            head, *rows = body
-            parts.append(
-                '<table border="1" cellpadding="4" cellspacing="0"><thead><tr>'
-                + "".join(f"<th>{escape(c)}</th>" for c in head)
-                + "</tr></thead><tbody>"
-                + "".join(f"<tr><td>{escape(a)}</td><td>{escape(b)}</td></tr>" for a, b in rows)
-                + "</tbody></table>"
-            )
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>{escape(subject)}</title></head><body>{''.join(parts)}</body></html>\n"
-    )
 
 
 def compose(
     row: dict[str, Any],
-    administrators: list[tuple[str, str]],
+    administrators: list[Recipient],
     educators: list[dict[str, Any]],
     settings: Settings,
     sender: str,
@@ -531,7 +464,7 @@ def compose(
     message["Subject"] = subject
     message["From"] = sender.strip()
     if administrators:
-        message["To"] = ", ".join(formataddr(a) for a in administrators)
+        message["To"] = [a.header for a in administrators]
     message["Date"] = format_datetime(datetime.now(UTC))
     # short enough never to be folded onto a second line
     message["Message-ID"] = make_msgid(domain=sender.strip().rsplit("@", 1)[-1])

@@ -89,3 +89,46 @@ def render_notices(console: Console, doc: dict[str, Any]) -> None:
             highlight=False,
             markup=False,
         )
+    render_post_reset(console, doc)
+
+
+def notice_warnings(doc: dict[str, Any]) -> list[str]:
+    """One line each: an administrator skipped, a post-reset notice that must wait."""
+    lines = [
+        f"district {s['district_id']!r}: administrator {s['educator_id']!r} skipped, "
+        f"{s['reason']}; correct the email in the roster"
+        for s in doc.get("skipped_recipients", [])
+    ]
+    lines += [
+        f"district {n['district_id']!r}: its post-reset notice waits: {n['reason']}"
+        for n in doc.get("post_reset", [])
+        if n["status"] == "no_certificate"
+    ]
+    return lines
+
+
+def render_post_reset(console: Console, doc: dict[str, Any]) -> None:
+    """The post-reset notices: one line per administrator (by educator id, never an address)."""
+    from jobs.tables import print_table_or_records
+
+    notices = doc.get("post_reset", [])
+    if not notices:
+        return
+    rows = [
+        [
+            n["district_id"],
+            n["educator_id"] or "—",
+            (n["certificate_sha256"] or "—")[:12],
+            n["status"],
+        ]
+        for n in notices
+    ]
+    print_table_or_records(
+        console,
+        "Post-reset notices (certificate attached), one per administrator",
+        ["district", "administrator", "certificate", "notice"],
+        rows,
+    )
+    figures = doc["totals"]["post_reset"]["by_status"]
+    said = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in figures.items())
+    console.print(f"{len(notices)} post-reset notices: {said}.", highlight=False)

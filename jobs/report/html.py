@@ -15,6 +15,7 @@ from datetime import date, datetime
 from html import escape
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from jobs import __version__
 from jobs.config import Settings
@@ -33,6 +34,7 @@ SECTIONS = {
     "overdue": "Overdue and blocked districts",
     "upcoming": "Upcoming resets",
     "notices": "Reset notices to districts",
+    "certificates": "Certificates to districts",
     "educators": "Inactive educators per district",
     "retention": "Retention check",
     "status": "Reset status by district",
@@ -53,6 +55,9 @@ QUERIES = {
     "case notice_status when 'unreachable' then 0 when 'not_notified' then 1 else 2 end, "
     "district_id",
     "retention": "select * from {s}.audit_retention_violations order by district_id, table_name",
+    # what is owed first, then void, then what was certified
+    "certificates": "select * from {s}.audit_certificates order by case certificate_status "
+    "when 'owed' then 0 when 'void' then 1 else 2 end, school_year desc, district_id, kind",
 }
 
 
@@ -86,7 +91,9 @@ def write_report(
     build_audit_models(settings, as_of, school_year)
     with connect(settings) as wh:
         data = read_audit(wh)
-    html_text, summary = render_report(data, as_of, school_year, settings.describe())
+    html_text, summary = render_report(
+        data, as_of, school_year, settings.describe(), report_dir=Path(path).resolve().parent
+    )
     _write_atomically(Path(path), html_text)
     return {
         "path": str(path),
@@ -150,6 +157,9 @@ def summarize(data: dict[str, Rows], school_year: int) -> dict[str, int]:
         "upcoming": len(data["upcoming"]),
         "inactive_educators": len(data["educators"]),
         "retention_violations": len(data["retention"]),
+        "certificates_owed": sum(
+            1 for r in data.get("certificates", []) if r["certificate_status"] == "owed"
+        ),
     }
 
 
@@ -207,6 +217,7 @@ def summary_html(s: dict[str, int], school_year: int) -> str:
         ("Overdue or blocked", s["overdue_or_blocked"], "warn" if s["overdue_or_blocked"] else ""),
         ("Upcoming resets", s["upcoming"], ""),
         ("Inactive educators", s["inactive_educators"], ""),
+        ("Certificates owed", s["certificates_owed"], "warn" if s["certificates_owed"] else ""),
         (
             "Retention violations",
             s["retention_violations"],
@@ -355,6 +366,60 @@ def notices_section(data: dict[str, Rows]) -> str:
     )
 
 
+def _certificate_where(row: dict[str, Any], report_dir: Path | None) -> str:
+    """Where the certificate is (a link to its certificate.html), or how to issue it."""
+    if row["certificate_status"] == "void":
+        return "void: the reset was restored since"
+    folder = row.get("written_to")
+    if row["certificate_status"] == "certified" and folder:
+        page = Path(folder) / "certificate.html"
+        shown = os.path.relpath(page, report_dir) if report_dir is not None else str(page)
+        return f'<a href="{escape(quote(shown))}">{escape(shown)}</a>'
+    kind = "" if row["kind"] == "disposition" else " --kind copy_destroyed"
+    command = (
+        f"eoy-reset certificate --district {row['district_id']} --school-year "
+        f"{row['school_year']}{kind} --out DIR"
+    )
+    said = "issued, not written out" if row["certificate_status"] == "certified" else "owed"
+    return f"{said}: <code>{escape(command)}</code>"
+
+
+def certificates_section(data: dict[str, Rows], report_dir: Path | None) -> str:
+    rows = data.get("certificates", [])
+    if not rows:
+        return section("certificates", empty("No reset has completed: no certificate is owed."))
+    columns = [
+        Column("district_id", "District"),
+        Column("district_name", "Name"),
+        Column("school_year", "School year"),
+        Column("kind", "Kind"),
+        Column("certificate_status", "Status"),
+        Column("issued_at", "Issued", "date"),
+        Column("document_sha256", "Document SHA-256", "hash"),
+    ]
+    head = "".join(f'<th class="{c.kind}">{escape(c.header)}</th>' for c in columns)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="{c.kind}">{escape(fmt(row.get(c.key), c.kind))}</td>' for c in columns
+        )
+        + f"<td>{_certificate_where(row, report_dir)}</td></tr>"
+        for row in rows[:MAX_TABLE_ROWS]
+    )
+    figures = {
+        status: sum(1 for r in rows if r["certificate_status"] == status)
+        for status in ("certified", "owed", "void")
+    }
+    return section(
+        "certificates",
+        f"<table><thead><tr>{head}<th>Certificate</th></tr></thead><tbody>{body}</tbody></table>",
+        f"{figures['certified']:,} certified, {figures['owed']:,} owed (a completed reset or "
+        f"a purge without its certificate: issue it), {figures['void']:,} void (restored "
+        "since). A certificate of disposition proves a reset to its district; a copy "
+        "destroyed one, a purge.",
+    )
+
+
 def educators_section(data: dict[str, Rows]) -> str:
     from jobs.report.charts import inactive_educators_svg
 
@@ -435,9 +500,14 @@ def status_section(data: dict[str, Rows]) -> str:
 
 
 def render_report(
-    data: dict[str, Rows], as_of: date, school_year: int, warehouse: str
+    data: dict[str, Rows],
+    as_of: date,
+    school_year: int,
+    warehouse: str,
+    report_dir: Path | None = None,
 ) -> tuple[str, dict[str, int]]:
-    """The whole page, and the summary figures it shows."""
+    """The whole page, and the summary figures it shows; links to the certificates written
+    are relative to `report_dir`, the report's folder."""
     summary = summarize(data, school_year)
     parts = [
         section("summary", summary_html(summary, school_year)),
@@ -446,6 +516,7 @@ def render_report(
         overdue_section(data),
         upcoming_section(data),
         notices_section(data),
+        certificates_section(data, report_dir),
         educators_section(data),
         retention_section(data),
         status_section(data),

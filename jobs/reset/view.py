@@ -269,6 +269,23 @@ def render_purge(console: Console, doc: dict[str, Any]) -> None:
     console.print(
         f"{head}; kept {held} under legal hold and {kept} younger; {tail}", highlight=False
     )
+    for entry in doc.get("busy", []):
+        console.print(
+            f"Not purged, another eoy-reset process works on district {entry['district_id']}: "
+            f"{entry['path']} (run the purge again later)",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    for cert in doc.get("certificates", []):
+        console.print(
+            f"Copy-destroyed certificate of district {cert['district_id']}, school year "
+            f"{cert['school_year']}: sha256 {cert['document_sha256'][:16]}… (write it with "
+            "`eoy-reset certificate --kind copy_destroyed`)",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     for entry in doc.get("locked", []):
         locked = entry["locked"]
         console.print(
@@ -277,3 +294,17 @@ def render_purge(console: Console, doc: dict[str, Any]) -> None:
             highlight=False,
             soft_wrap=True,
         )
+
+
+def purge_certificate_note(doc: dict[str, Any]) -> str | None:
+    """One line when a purge could not issue its copy-destroyed certificates, and how to."""
+    owed = doc.get("certificates_owed") or []
+    if not owed:
+        return None
+    names = ", ".join(f"{o['district_id']} {o['school_year']}" for o in owed[:5])
+    more = f" and {len(owed) - 5} more" if len(owed) > 5 else ""
+    return (
+        f"{len(owed)} copy-destroyed certificate(s) not issued ({names}{more}): "
+        f"{owed[0]['reason']}; issue each later with `eoy-reset certificate --district ID "
+        "--school-year Y --kind copy_destroyed --out DIR`"
+    )

@@ -32,6 +32,7 @@ from jobs.snapshot.part import (
     leftover_pattern,
     part_name,
     refuse_committed,
+    split_part_name,
     staging_name,
     thread_pool,
 )
@@ -214,6 +215,19 @@ class FolderStore(SnapshotStore):
                 if folder.is_dir() and not hidden and (folder / MANIFEST).is_file():
                     found.append(str(folder))
         return found
+
+    def copies(self) -> list[str]:
+        if not self.path.is_dir():
+            return []
+        return [
+            str(folder)
+            for year in sorted(self.path.iterdir())
+            if year.is_dir() and year.name.isdigit()
+            for folder in sorted(year.iterdir())
+            if folder.is_dir()
+            and not folder.name.startswith(".")
+            and split_part_name(folder.name)[1] == COPY
+        ]
 
     @contextmanager
     def local(self, location: str) -> Iterator[Path]:

@@ -53,6 +53,14 @@ def part_name(segment: str, part: str) -> str:
     return segment if part == MAIN else f"{segment}~{part}"
 
 
+def split_part_name(name: str) -> tuple[str, str]:
+    """(district segment, part) of a folder name, the inverse of part_name. An encoded
+    segment starts with `~` or `~~` and holds no other `~` (base32 or hex), a plain id none."""
+    lead = len(name) - len(name.lstrip("~"))
+    segment, sep, part = name[lead:].partition("~")
+    return name[:lead] + segment, part if sep else MAIN
+
+
 def staging_name(final_name: str) -> str:
     return f".{final_name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
 
@@ -158,6 +166,11 @@ class SnapshotStore(ABC):
     @abstractmethod
     def snapshots(self) -> list[str]:
         """Every complete part under the root (those holding a manifest)."""
+
+    @abstractmethod
+    def copies(self) -> list[str]:
+        """Every district's copy under the root (`<segment>~copy`, see `share`), whether its
+        snapshot is still there or not."""
 
     @abstractmethod
     @contextmanager

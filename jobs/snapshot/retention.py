@@ -11,7 +11,7 @@ from typing import Any
 
 from jobs.config import Settings
 from jobs.snapshot.layout import SnapshotError, safe_segment
-from jobs.snapshot.store import COPY, open_store
+from jobs.snapshot.store import COPY, MAIN, SnapshotStore, open_store, split_part_name
 
 
 # ---------------------------------------------------------------------------------------
@@ -52,9 +52,13 @@ def purge_snapshots(
     """Remove snapshots created more than `older_than_days` ago, except under legal hold.
 
     Every snapshot found is listed with a status: `purged` (or `would_purge` in a dry run),
-    `held` or `kept`. `confirm` sees the snapshots about to go before any does, and raises to
-    stop. Each purge is recorded in the ledger, so status, export and the report can say
-    when the snapshot went.
+    `held`, `kept`, `locked` (the object store keeps it) or `busy` (another eoy-reset process
+    works on the district). A district's shared copy goes with its main snapshot, and a copy
+    left behind once its snapshot was purged (a `share` that uploaded meanwhile) is found and
+    purged too. `confirm` sees what is about to go before anything does, and raises to stop.
+    Each removal happens under the district's lock, after reading its legal hold again, and
+    is recorded in the ledger; then each district's "copy destroyed" certificate is issued
+    (signed with EOY_SIGNING_KEY; without it, it is listed as owed).
     """
     from jobs.warehouse.connection import connect
 
@@ -66,92 +70,214 @@ def purge_snapshots(
     cutoff = now - timedelta(days=older_than_days)
     store = open_store(settings)
     root = store.root if store.object_store else str(Path(store.root).resolve())
-    found: list[dict[str, Any]] = []
+    certified: dict[str, Any] = {"certificates": [], "certificates_owed": []}
     with connect(settings) as wh:
         held = _held_districts(wh)
-        for folder in store.snapshots():
-            try:
-                manifest = store.read_manifest(folder)
-                created = datetime.fromisoformat(str(manifest["created_at"]))
-                district, year = str(manifest["district_id"]), int(manifest["school_year"])
-                rows = sum(int(t.get("rows") or 0) for t in manifest.get("tables", {}).values())
-            except (SnapshotError, KeyError, ValueError, TypeError, AttributeError):
-                continue  # not ours to judge: verify-snapshot reports it
-            if created.tzinfo is None:
-                created = created.replace(tzinfo=UTC)
-            if created >= cutoff:
-                status = "kept"
-            elif district in held:
-                status = "held"
-            elif not store.object_store and str(Path(folder).resolve().parent.parent) != root:
-                continue  # a symlinked folder: never delete outside the root
-            else:
-                status = "would_purge"
-            found.append(
-                {
-                    "district_id": district,
-                    "school_year": year,
-                    "status": status,
-                    "path": str(folder),
-                    "created_at": created.isoformat(),
-                    "age_days": (now - created).days,
-                    "rows": rows,
-                    "purged_at": None,
-                    "locked": [],
-                }
-            )
+        listed = [_entry(store, root, f, cutoff, now, held) for f in store.snapshots()]
+        found = [e for e in listed if e is not None] + _orphan_copies(wh, store, held, now)
         going = [e for e in found if e["status"] == "would_purge"]
         if going and not dry_run:
+            _usable_signing_key()  # a broken key is said before anything goes
             if confirm is not None:
                 confirm(going)
             for entry in going:
-                folder = entry["path"]
-                relative = folder[len(root) :].lstrip("/") if folder.startswith(root) else folder
-                # the store decides: objects under Object Lock stay, and are named
-                locked = store.remove(folder)
-                if not locked and "~" not in folder.rsplit("/", 1)[-1]:
-                    locked = store.remove(f"{folder}~{COPY}")  # the district's shared copy
-                if locked:
-                    record_event(
-                        wh,
-                        entry["district_id"],
-                        entry["school_year"],
-                        "purge_snapshots",
-                        "refused",
-                        {
-                            "path": relative,
-                            "locked_objects": len(locked),
-                            "reason": "retained by the object store (Object Lock)",
-                        },
-                    )
-                    entry.update(status="locked", locked=locked)
-                    continue
-                at = utcnow()
-                record_event(
-                    wh,
-                    entry["district_id"],
-                    entry["school_year"],
-                    "purge_snapshots",
-                    "completed",
-                    {
-                        "path": relative,
-                        "created_at": entry["created_at"],
-                        "older_than_days": older_than_days,
-                    },
-                )
-                entry.update(status="purged", purged_at=at.replace(tzinfo=UTC).isoformat())
+                _purge_one(wh, store, root, entry, older_than_days)
+            certified = _certify(settings, wh, [e for e in going if e["status"] == "purged"])
+    by = {s: [e for e in found if e["status"] == s] for s in PURGE_STATUSES}
     return {
         "snapshot_root": root,
         "older_than_days": older_than_days,
         "cutoff": cutoff.isoformat(),
         "dry_run": dry_run,
         "snapshots": found,
-        "purged": [e for e in found if e["status"] == "purged"],
-        "would_purge": [e for e in found if e["status"] == "would_purge"],
-        "held": [e for e in found if e["status"] == "held"],
-        "locked": [e for e in found if e["status"] == "locked"],
-        "kept": [e for e in found if e["status"] == "kept"],
+        **by,
+        **certified,
     }
+
+
+PURGE_STATUSES = ("purged", "would_purge", "held", "locked", "kept", "busy")
+# how long a purge waits for a district another eoy-reset process holds
+LOCK_WAIT_SECONDS = 30.0
+
+
+def _entry(
+    store: SnapshotStore,
+    root: str,
+    folder: str,
+    cutoff: datetime,
+    now: datetime,
+    held: set[str],
+) -> dict[str, Any] | None:
+    """One snapshot part as purge lists it, or None when it is not ours to judge."""
+    try:
+        manifest = store.read_manifest(folder)
+        created = datetime.fromisoformat(str(manifest["created_at"]))
+        district, year = str(manifest["district_id"]), int(manifest["school_year"])
+        rows = sum(int(t.get("rows") or 0) for t in manifest.get("tables", {}).values())
+        sha = store.manifest_sha(folder)
+    except (SnapshotError, KeyError, ValueError, TypeError, AttributeError):
+        return None  # verify-snapshot reports it
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    if created >= cutoff:
+        status = "kept"
+    elif district in held:
+        status = "held"
+    elif not store.object_store and str(Path(folder).resolve().parent.parent) != root:
+        return None  # a symlinked folder: never delete outside the root
+    else:
+        status = "would_purge"
+    return {
+        "district_id": district,
+        "school_year": year,
+        "part": split_part_name(folder.rstrip("/").rsplit("/", 1)[-1])[1],
+        "status": status,
+        "path": str(folder),
+        "manifest_sha256": sha,
+        "created_at": created.isoformat(),
+        "age_days": (now - created).days,
+        "rows": rows,
+        "purged_at": None,
+        "locked": [],
+    }
+
+
+def _orphan_copies(
+    wh: Any, store: SnapshotStore, held: set[str], now: datetime
+) -> list[dict[str, Any]]:
+    """Shared copies whose snapshot a purge removed already (a `share` that uploaded after
+    it): each is purged too. Which district a copy is comes from the ledger's share events."""
+    shared: dict[str, tuple[str, int, datetime]] = {}
+    for event in wh.query_dicts(
+        'select district_id, school_year, "at", cast(detail as '
+        + ("text" if wh.target == "postgres" else "varchar")
+        + ") as detail from eoy_runner.reset_events where step = 'share' "
+        "and status = 'completed' order by event_id"
+    ):
+        copy = str(json.loads(event["detail"] or "{}").get("copy") or "")
+        if copy:
+            folder = copy.rsplit("/", 1)[0]
+            shared[folder] = (str(event["district_id"]), int(event["school_year"]), event["at"])
+    purged = set(purges(wh))
+    found = []
+    for copy in store.copies():
+        segment = split_part_name(copy.rsplit("/", 1)[-1])[0]
+        main = f"{copy.rsplit('/', 1)[0]}/{segment}"
+        known = shared.get(copy)
+        if known is None or store.is_complete(main) or known[:2] not in purged:
+            continue  # goes with its snapshot, or not ours to judge
+        district, year, at = known
+        created = at.replace(tzinfo=UTC)
+        found.append(
+            {
+                "district_id": district,
+                "school_year": year,
+                "part": COPY,
+                "status": "held" if district in held else "would_purge",
+                "path": copy,
+                "manifest_sha256": None,
+                "created_at": created.isoformat(),
+                "age_days": (now - created).days,
+                "rows": 0,
+                "purged_at": None,
+                "locked": [],
+            }
+        )
+    return found
+
+
+def _purge_one(
+    wh: Any, store: SnapshotStore, root: str, entry: dict[str, Any], older_than_days: int
+) -> None:
+    """Remove one part (a main part with the district's shared copy) under the district's
+    lock, once its hold is read again there; record what happened."""
+    from jobs.warehouse.locks import LockError, release_district_lock, wait_district_lock
+
+    district, year, folder = entry["district_id"], entry["school_year"], entry["path"]
+    try:
+        wait_district_lock(wh, district, year, timeout=LOCK_WAIT_SECONDS)
+    except LockError:
+        entry.update(status="busy")
+        return
+    try:
+        if wh.scalar(
+            "select count(*) from eoy_runner.legal_holds where district_id = %s", [district]
+        ):
+            entry.update(status="held")  # held while the operator read the list
+            return
+        if entry["part"] != COPY and store.manifest_sha(folder) != entry["manifest_sha256"]:
+            entry.update(status="kept")  # another snapshot took its place meanwhile
+            return
+        relative = folder[len(root) :].lstrip("/") if folder.startswith(root) else folder
+        copy = f"{folder}~{COPY}" if entry["part"] == MAIN else None
+        # the store decides: objects under Object Lock stay, and are named
+        locked = store.remove(folder)
+        if not locked and copy is not None:
+            locked = store.remove(copy)
+        if locked:
+            record_event(
+                wh,
+                district,
+                year,
+                "purge_snapshots",
+                "refused",
+                {
+                    "path": relative,
+                    "locked_objects": len(locked),
+                    "reason": "retained by the object store (Object Lock)",
+                },
+            )
+            entry.update(status="locked", locked=locked)
+            return
+        at = utcnow()
+        detail = {
+            "path": relative,
+            "location": folder,
+            "part": entry["part"],
+            "created_at": entry["created_at"],
+            "older_than_days": older_than_days,
+        }
+        if entry["manifest_sha256"]:
+            detail["manifest_sha256"] = entry["manifest_sha256"]
+        if copy is not None:
+            detail["copy"] = copy
+        record_event(wh, district, year, "purge_snapshots", "completed", detail)
+        entry.update(status="purged", purged_at=at.replace(tzinfo=UTC).isoformat())
+    finally:
+        release_district_lock(wh, district, year)
+
+
+def _usable_signing_key() -> None:
+    """EOY_SIGNING_KEY, when set, must name a usable key before anything is purged."""
+    from jobs.snapshot.signing import load_private_key, signing_key_path
+
+    path = signing_key_path()
+    if path is not None:
+        load_private_key(path)
+
+
+def _certify(settings: Settings, wh: Any, purged: list[dict[str, Any]]) -> dict[str, Any]:
+    """The "copy destroyed" certificate of each district and school year purged: issued, or
+    owed with the reason (no signing key: `eoy-reset certificate --kind copy_destroyed`)."""
+    from jobs.snapshot.certificate import COPY_DESTROYED, CertificateError, issue_certificate
+
+    issued, owed = [], []
+    for district, year in sorted({(e["district_id"], e["school_year"]) for e in purged}):
+        try:
+            cert = issue_certificate(settings, district, year, COPY_DESTROYED, wh=wh)
+        except CertificateError as exc:
+            owed.append({"district_id": district, "school_year": year, "reason": str(exc)})
+            continue
+        issued.append(
+            {
+                "district_id": district,
+                "school_year": year,
+                "kind": COPY_DESTROYED,
+                "document_sha256": cert.sha256,
+                "key_fingerprint": cert.key_fingerprint,
+            }
+        )
+    return {"certificates": issued, "certificates_owed": owed}
 
 
 def purges(wh: Any, school_year: int | None = None) -> dict[tuple[str, int], datetime]:
@@ -195,58 +321,65 @@ def purged_since(
 def set_hold(
     settings: Settings, district_id: str, held: bool, reason: str | None = None
 ) -> dict[str, Any]:
-    """Put a district's snapshots under legal hold, or lift it; recorded in the ledger."""
+    """Put a district's snapshots under legal hold, or lift it; recorded in the ledger.
+    Under the district's lock, so a purge that reads the hold under it never misses it."""
     from jobs.warehouse.connection import connect
+    from jobs.warehouse.locks import release_district_lock, wait_district_lock
 
     with connect(settings) as wh:
         if not wh.scalar(
             "select count(*) from app.districts where district_id = %s", [district_id]
         ):
             raise SnapshotError(f"unknown district {district_id!r}: it is not in app.districts")
-        with wh.transaction():
-            was_held = bool(
-                wh.scalar(
-                    "select count(*) from eoy_runner.legal_holds where district_id = %s",
-                    [district_id],
-                )
+        wait_district_lock(wh, district_id, 0)  # the lock is the district's, any school year
+        try:
+            return _set_hold(wh, settings, district_id, held, reason)
+        finally:
+            release_district_lock(wh, district_id, 0)
+
+
+def _set_hold(
+    wh: Any, settings: Settings, district_id: str, held: bool, reason: str | None
+) -> dict[str, Any]:
+    with wh.transaction():
+        was_held = bool(
+            wh.scalar(
+                "select count(*) from eoy_runner.legal_holds where district_id = %s",
+                [district_id],
             )
-            if held:
-                wh.execute(
-                    "insert into eoy_runner.legal_holds (district_id, held_at, reason) "
-                    "values (%s, %s, %s) on conflict (district_id) do update "
-                    "set reason = excluded.reason",
-                    [district_id, utcnow(), reason],
-                )
-            else:
-                wh.execute(
-                    "delete from eoy_runner.legal_holds where district_id = %s", [district_id]
-                )
-            objects = _legal_hold(settings, district_id, held)
-            record_event(
-                wh,
-                district_id,
-                None,
-                "hold" if held else "release",
-                "completed",
-                {"was_held": was_held, "objects": objects},
+        )
+        if held:
+            wh.execute(
+                "insert into eoy_runner.legal_holds (district_id, held_at, reason) "
+                "values (%s, %s, %s) on conflict (district_id) do update "
+                "set reason = excluded.reason",
+                [district_id, utcnow(), reason],
             )
+        else:
+            wh.execute("delete from eoy_runner.legal_holds where district_id = %s", [district_id])
+        objects = _legal_hold(settings, district_id, held)
+        record_event(
+            wh,
+            district_id,
+            None,
+            "hold" if held else "release",
+            "completed",
+            {"was_held": was_held, "objects": objects},
+        )
     return {"district_id": district_id, "held": held, "was_held": was_held, "objects": objects}
 
 
 def _legal_hold(settings: Settings, district_id: str, on: bool) -> int:
     """An S3 legal hold on every object of the district's snapshots (every school year,
-    every part and its shared copy), or lifted; how many objects. Nothing on a folder."""
+    every part, and its shared copies), or lifted; how many objects. Nothing on a folder."""
     store = open_store(settings)
     if not store.object_store:
         return 0
-    mine = {safe_segment(district_id)}
+    mine = safe_segment(district_id)
     count = 0
-    for location in store.snapshots():
-        name = location.rsplit("/", 1)[-1]
-        if name.split("~", 1)[0] in mine:
+    for location in [*store.snapshots(), *store.copies()]:
+        if split_part_name(location.rsplit("/", 1)[-1])[0] == mine:
             count += store.set_legal_hold(location, on)
-            if "~" not in name:
-                count += store.set_legal_hold(f"{location}~{COPY}", on)
     return count
 
 

@@ -44,6 +44,7 @@ from jobs.snapshot.part import (
     part_name,
     refuse_committed,
     retain_until,
+    split_part_name,
     staging_name,
 )
 
@@ -437,6 +438,21 @@ class S3Store(SnapshotStore):
                     and rest[2] == MANIFEST
                 ):
                     found.append(self._url(f"{base}{rest[0]}/{rest[1]}"))
+        return sorted(found)
+
+    def copies(self) -> list[str]:
+        base = f"{self.prefix}/" if self.prefix else ""
+        found = set()
+        with self.calls(f"listing {self.root}"):
+            for obj in self._list(self.bucket, base):
+                rest = obj.get("Key", "")[len(base) :].split("/")
+                if (
+                    len(rest) == 3
+                    and rest[0].isdigit()
+                    and not rest[1].startswith(".")
+                    and split_part_name(rest[1])[1] == COPY
+                ):
+                    found.add(self._url(f"{base}{rest[0]}/{rest[1]}"))
         return sorted(found)
 
     def files(self, location: str) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any
 from jobs.config import ConfigError, Settings
 from jobs.snapshot.copy import export_for_district
 from jobs.snapshot.retention import record_event, utcnow
-from jobs.snapshot.store import StoreError, open_store
+from jobs.snapshot.store import SnapshotStore, StoreError, open_store
 from jobs.warehouse.connection import connect
 
 # a presigned (SigV4) link works at most seven days
@@ -36,6 +36,32 @@ def parse_expiry(text: str) -> timedelta:
     return expires
 
 
+def _keep_with_snapshot(
+    settings: Settings,
+    store: SnapshotStore,
+    district_id: str,
+    school_year: int,
+    main: str,
+    copy: str,
+    from_snapshot: bool,
+) -> None:
+    """The copy lives and dies with the district's snapshot: one purged while the copy was
+    uploading takes the copy with it, and one under legal hold holds the copy too."""
+    folder = copy.rsplit("/", 1)[0]
+    if from_snapshot and not store.is_complete(main):
+        store.remove(folder)
+        raise StoreError(
+            f"the snapshot of district {district_id!r} for school year {school_year} was "
+            "purged while its copy was being shared: the copy was removed and no link made"
+        )
+    with connect(settings) as wh:
+        held = wh.scalar(
+            "select count(*) from eoy_runner.legal_holds where district_id = %s", [district_id]
+        )
+    if held:
+        store.set_legal_hold(folder, True)
+
+
 def share_copy(
     settings: Settings,
     district_id: str,
@@ -53,9 +79,12 @@ def share_copy(
             "`eoy-reset export` and hand the file over, or an s3://bucket/prefix snapshot root"
         )
     who = shared_by or getpass.getuser()
+    main = store.location(school_year, district_id)
     with tempfile.TemporaryDirectory(prefix="eoy-share-") as scratch:
         doc = export_for_district(settings, district_id, school_year, fmt, Path(scratch))
-        copy = store.put_copy(store.location(school_year, district_id), Path(doc["path"]))
+        copy = store.put_copy(main, Path(doc["path"]))
+    from_snapshot = "snapshot" in str(doc["source"])
+    _keep_with_snapshot(settings, store, district_id, school_year, main, copy, from_snapshot)
     link = store.link(copy, expires)
     expires_at = datetime.now(UTC) + expires
     rows_total = sum(int(t["rows"]) for t in doc["tables"].values())

@@ -24,6 +24,7 @@ from jobs.snapshot.part import (
     StoreError,
     is_object_root,
     retain_until,
+    split_part_name,
     thread_pool,
 )
 from jobs.snapshot.s3 import S3Store, bucket_of
@@ -81,6 +82,7 @@ __all__ = [
     "is_object_root",
     "open_store",
     "retain_until",
+    "split_part_name",
     "store_for",
     "thread_pool",
 ]

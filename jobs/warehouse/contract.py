@@ -297,6 +297,32 @@ LEDGER_DDL = {
             school_year integer,
             detail json
         )""",
+        # certificates issued (`certificate`, a purge, the post-reset notice): the signed
+        # document itself, its sha256 and the key's fingerprint; counts and ids only
+        "create sequence if not exists eoy_runner.certificates_seq",
+        """create table if not exists eoy_runner.certificates (
+            certificate_id bigint primary key default nextval('eoy_runner.certificates_seq'),
+            district_id varchar not null,
+            school_year integer not null,
+            kind varchar not null,
+            issued_at timestamp not null,
+            document_sha256 varchar not null unique,
+            key_fingerprint varchar not null,
+            document varchar not null,
+            signature varchar not null,
+            written_to varchar
+        )""",
+        # one row per administrator a post-reset notice went to, per reset; no address
+        """create table if not exists eoy_runner.certificate_notices_sent (
+            district_id varchar not null,
+            school_year integer not null,
+            educator_id varchar not null,
+            reset_started_at timestamp not null,
+            document_sha256 varchar not null,
+            message_id varchar not null,
+            sent_at timestamp not null,
+            primary key (district_id, school_year, educator_id, reset_started_at)
+        )""",
     ],
     "postgres": [
         """create table if not exists eoy_runner.reset_runs (
@@ -381,6 +407,28 @@ LEDGER_DDL = {
             district_id text,
             school_year integer,
             detail jsonb
+        )""",
+        """create table if not exists eoy_runner.certificates (
+            certificate_id bigserial primary key,
+            district_id text not null,
+            school_year integer not null,
+            kind text not null check (kind in ('disposition','copy_destroyed')),
+            issued_at timestamp not null,
+            document_sha256 text not null unique,
+            key_fingerprint text not null,
+            document text not null,
+            signature text not null,
+            written_to text
+        )""",
+        """create table if not exists eoy_runner.certificate_notices_sent (
+            district_id text not null,
+            school_year integer not null,
+            educator_id text not null,
+            reset_started_at timestamp not null,
+            document_sha256 text not null,
+            message_id text not null,
+            sent_at timestamp not null,
+            primary key (district_id, school_year, educator_id, reset_started_at)
         )""",
     ],
 }

@@ -8,7 +8,9 @@ delete what the reset must keep (issue: reliability and security).
 - eoy_analyst  reads the audit views of eoy_audit and nothing in app.
 - eoy_csm      the CSM's request-date and notices: INSERT and UPDATE only of
                app.district_reset_requests; appends to the request history and the notices
-               ledger; builds the models they read (a member of eoy_dbt), deletes nothing.
+               ledger; builds the models they read (a member of eoy_dbt), deletes nothing;
+               reads the ledger's events and approvals and records the certificates its
+               post-reset notices carry.
 
 Roles are created with LOGIN and no password: set one (`alter role … password …`) or map
 them in pg_hba.conf as your site requires. Running init --roles again is safe.
@@ -90,6 +92,15 @@ def role_statements() -> list[str]:
         "grant select, insert on eoy_runner.reset_request_changes, eoy_runner.notices_sent "
         "to eoy_csm",
         "grant usage on sequence eoy_runner.reset_request_changes_change_id_seq to eoy_csm",
+        # certificates: the runner (and a purge) issues them, the CSM's post-reset notice
+        # issues and sends them, so both read the facts a certificate states
+        "alter table eoy_runner.certificates owner to eoy_runner",
+        "alter table eoy_runner.certificate_notices_sent owner to eoy_runner",
+        "alter sequence eoy_runner.certificates_certificate_id_seq owner to eoy_runner",
+        "grant select on eoy_runner.reset_events, eoy_runner.plan_approvals to eoy_csm",
+        "grant select, insert, update (written_to) on eoy_runner.certificates to eoy_csm",
+        "grant select, insert on eoy_runner.certificate_notices_sent to eoy_csm",
+        "grant usage on sequence eoy_runner.certificates_certificate_id_seq to eoy_csm",
     ]
     return sql
 

@@ -310,7 +310,8 @@ def load_student_data(wh: Warehouse, district_id: str, n_students: int) -> None:
     insert_rows(
         wh,
         "rostering_runs",
-        [{"district_id": p, "school_year": 2024, "completed_at": datetime(2023, 8, 20)}],
+        # the rostering that opened the year: one for the next year would close it
+        [{"district_id": p, "school_year": 2023, "completed_at": datetime(2022, 8, 20)}],
     )
 
 

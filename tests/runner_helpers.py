@@ -68,10 +68,19 @@ def requests_of(wh: Warehouse, school_year: int) -> dict[str, tuple[Any, ...] | 
 
 
 def expected_due(wh: Warehouse, school_year: int, as_of: date) -> set[str]:
+    """The districts due by the plain rules: scheduled, on or before the day, and the year
+    not closed by the next year's rostering."""
+    closed = {
+        str(r[0])
+        for r in wh.query(
+            "select district_id from app.rostering_runs where school_year = %s",
+            [school_year + 1],
+        )
+    }
     due = set()
     for district, request in requests_of(wh, school_year).items():
         effective, status = expected_schedule(school_year, request)
-        if status == "scheduled" and effective <= as_of:
+        if status == "scheduled" and effective <= as_of and district not in closed:
             due.add(district)
     return due
 

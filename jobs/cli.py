@@ -981,7 +981,7 @@ def _command() -> click.Command:
 def main() -> None:
     """One command, from sys.argv and the environment as they are now."""
     from jobs.faults import ignored_switches_warning
-    from jobs.output import new_command
+    from jobs.output import INTERRUPTED, interrupted, interrupts, new_command
 
     global console, err_console
     # the consoles take their width (COLUMNS) and colours from the environment of this command
@@ -991,7 +991,12 @@ def main() -> None:
     if warning:
         print(warning, file=sys.stderr)
     try:
-        rv = _command()(standalone_mode=False, prog_name="eoy-reset")
+        with interrupts():
+            try:
+                rv = _command()(standalone_mode=False, prog_name="eoy-reset")
+            finally:  # whatever dbt, a driver or typer made of Ctrl-C, it says this
+                if interrupted():
+                    _fail(INTERRUPTED, 130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.UsageError as exc:
@@ -1001,7 +1006,7 @@ def main() -> None:
     except typer.Abort:
         _fail("aborted: nothing more was done", 130)
     except KeyboardInterrupt:
-        _fail("interrupted; run the same command again to finish", 130)
+        _fail(INTERRUPTED, 130)
     except EoyError as exc:
         _fail(scrub(str(exc)), exc.exit_code)
     except Exception as exc:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -46,6 +48,44 @@ def already_emitted() -> bool:
 def new_command() -> None:
     """A command begins: nothing of it has been written yet."""
     _state["emitted"] = False
+
+
+# ---------------------------------------------------------------------------------------
+# Ctrl-C
+# ---------------------------------------------------------------------------------------
+INTERRUPTED = "interrupted; run the same command again to finish"
+_interrupt = threading.Event()
+
+
+def interrupted() -> bool:
+    """Whether Ctrl-C was pressed during this command."""
+    return _interrupt.is_set()
+
+
+def check_interrupt() -> None:
+    """Raise KeyboardInterrupt in this thread when Ctrl-C was pressed: Python delivers it to
+    the main thread only, and dbt and the drivers turn it into errors of their own."""
+    if _interrupt.is_set():
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def interrupts() -> Iterator[None]:
+    """While a command runs, Ctrl-C is remembered (`interrupted`) as well as raised."""
+    _interrupt.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum: int, frame: object) -> None:
+        _interrupt.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # ---------------------------------------------------------------------------------------

@@ -346,6 +346,7 @@ def run_reset(
                 done = pool.reset(units, year, progress)
             else:
                 done = _run_units(connections, units, year, progress)
+            progress.finish(done)
             by_district = {o["district_id"]: o for o in done}
             outcomes = [by_district[c["district_id"]] for c in runnable]
         result["seconds_by_phase"]["districts"] = round(time.perf_counter() - began, 2)
@@ -572,7 +573,7 @@ def _run_batch(
         for cand in held:
             district = cand["district_id"]
             if district in outcomes:
-                outcomes[district]["seconds"] = round((time.perf_counter() - began) / len(held), 2)
+                outcomes[district]["seconds"] = round(time.perf_counter() - began, 2)
                 progress.district_done(district)
             else:  # it goes on alone, below
                 progress.district_dropped(district)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import signal
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -172,6 +174,30 @@ def emit_failure(message: str) -> None:
     """`{"ok": false, "error": ...}` unless the command already wrote its document."""
     if not _state["emitted"]:
         emit_json({}, error=message)
+
+
+# ---------------------------------------------------------------------------------------
+# commands to type next
+# ---------------------------------------------------------------------------------------
+def program() -> str:
+    """`eoy-reset` as the operator's shell reaches it here: its name when the shell finds
+    this very program, else its path (relative under the working folder): after `make demo`
+    it lives in `.venv/bin`, which a fresh shell does not search."""
+    given = Path(sys.argv[0]) if sys.argv and os.sep in sys.argv[0] else None
+    script = given if given is not None and given.name == "eoy-reset" else None
+    script = script or Path(sys.executable).with_name("eoy-reset")  # `python -m jobs`
+    found = shutil.which("eoy-reset")
+    if not script.is_file() or (found and Path(found).resolve() == script.resolve()):
+        return "eoy-reset"
+    path = script.absolute()
+    with suppress(ValueError):
+        return str(path.relative_to(Path.cwd()))
+    return str(path)
+
+
+def command_line(args: Sequence[str], options: Sequence[str] = ()) -> str:
+    """A command to type next, quoted for the shell: the program, its global options, args."""
+    return " ".join(shlex.quote(str(a)) for a in (program(), *options, *args))
 
 
 # ---------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from jobs.errors import EoyError
 from jobs.plan.dbt import build_reset_models
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.contract import DELETED_TABLES
+from jobs.warehouse.ledger import restored_runs
 
 HASH_KEY = "plan_sha256"
 REQUEST_ISSUES = ("request_too_early", "request_not_before_rostering", "request_during_session")
@@ -136,6 +137,8 @@ def _read_plan(
         "request_issues": request_issues,
         "inactive_educators": {d: n for d, n in sorted(idle.items()) if d in due_ids},
         "not_due": _not_due(wh, year, as_of, districts or [], due_ids, schedule),
+        # restored districts wait for an operator to name them (named ones are due above)
+        "restored": [] if named else _restored(wh, year),
         "totals": {  # the shape of every command's totals (jobs/output.py)
             "districts": len(due),
             "rows": sum(table_totals.values()),
@@ -143,6 +146,12 @@ def _read_plan(
             "blocked": len(blocked),
         },
     }
+
+
+def _restored(wh: Warehouse, year: int) -> list[dict[str, Any]]:
+    return [
+        {"district_id": r["district_id"], "advice": r["advice"]} for r in restored_runs(wh, year)
+    ]
 
 
 def _not_due(

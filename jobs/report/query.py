@@ -72,6 +72,45 @@ def parse_vars(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+_REF = re.compile(r"""\bref\(\s*['"](\w+)['"]\s*\)""")
+_VAR_USED = re.compile(r"""\bvar\(\s*['"](\w+)['"]""")
+_CALL = re.compile(r"\b(\w+)\s*\(")
+_MACRO = re.compile(r"\{%-?\s*macro\s+(\w+)\s*\(")
+
+
+def analysis_vars(name: str) -> set[str]:
+    """The dbt vars an analysis reads: in its own SQL, the models it reads (the audit views
+    are built with the vars given) and the macros any of them call, followed through."""
+    models = {p.stem: p for p in (PROJECT_DIR / "models").rglob("*.sql")}
+    macros = {
+        macro: path
+        for path in (PROJECT_DIR / "macros").rglob("*.sql")
+        for macro in _MACRO.findall(path.read_text(encoding="utf-8"))
+    }
+    found: set[str] = set()
+    seen: set[Path] = set()
+    todo = [ANALYSES / f"{name}.sql"]
+    while todo:
+        path = todo.pop()
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        text = path.read_text(encoding="utf-8")
+        found.update(_VAR_USED.findall(text))
+        todo += [models[m] for m in _REF.findall(text) if m in models]
+        todo += [macros[c] for c in _CALL.findall(text) if c in macros]
+    return found
+
+
+def check_vars(name: str, variables: dict[str, str]) -> None:
+    """A var the analysis does not read is refused: a misspelt name would be ignored."""
+    used = analysis_vars(name)
+    for var in variables:
+        if var not in used:
+            reads = f"it reads {', '.join(sorted(used))}" if used else "it reads no var"
+            raise QueryError(f"--var {var}: analysis {name} does not use it ({reads})")
+
+
 def compiled_path(settings: Settings, name: str) -> Path:
     return (
         dbt_work_dir(settings) / "target" / "compiled" / PROJECT_NAME / "analyses" / f"{name}.sql"
@@ -88,6 +127,7 @@ def compile_analysis(settings: Settings, name: str, variables: dict[str, str]) -
     known = analyses()
     if name not in known:
         raise QueryError(f"no analysis named {name!r} in analyses/: use one of {', '.join(known)}")
+    check_vars(name, variables)
     connect(settings).close()  # "run eoy-reset init" before dbt's own error
     parameters, rest = as_parameters(variables)
     # before the build: a file changed meanwhile is seen by the next query

@@ -10,8 +10,9 @@ from datetime import date
 from typing import Any
 
 from jobs.config import Settings
+from jobs.output import count_by, totals
 from jobs.warehouse.connection import Warehouse, connect
-from jobs.warehouse.ledger import record_event, utcnow
+from jobs.warehouse.ledger import record_event, restored_runs, take_up_again, utcnow
 from jobs.warehouse.locks import command_lock, release_district_lock, try_district_lock
 
 
@@ -45,8 +46,7 @@ def resume_syncs(settings: Settings) -> dict[str, Any]:
     Only the latest reset of a district counts (SPEC §6): a completed reset of an earlier
     year never lets a later reset's pause go while that reset is running, failed or restored.
     """
-    resumed: list[str] = []
-    waiting: list[dict[str, Any]] = []
+    districts: list[dict[str, Any]] = []  # each paused one: resumed, or still paused and why
     with command_lock(settings), connect(settings) as wh:
         paused = [
             r[0]
@@ -61,34 +61,55 @@ def resume_syncs(settings: Settings) -> dict[str, Any]:
                 continue  # paused by hand, not by a reset: not ours to turn back on
             year = int(latest[0])
             if not try_district_lock(wh, district, year):
-                waiting.append(
-                    {
-                        "district_id": district,
-                        "school_year": year,
-                        "why": "being worked on by another eoy-reset process (a run, "
-                        "restore or roster import)",
-                    }
+                why: tuple[int, str] | None = (
+                    year,
+                    "being worked on by another eoy-reset process (a run, restore or roster "
+                    "import)",
                 )
-                continue
-            try:
-                why = _resume_one(wh, district)
-            finally:
-                release_district_lock(wh, district, year)
-            if why is None:
-                resumed.append(district)
             else:
-                waiting.append({"district_id": district, "school_year": why[0], "why": why[1]})
-    return {"resumed": resumed, "waiting": waiting}
+                try:
+                    why = _resume_one(wh, district)
+                finally:
+                    release_district_lock(wh, district, year)
+            status = "resumed" if why is None else "paused"
+            year, reason = why if why is not None else (year, None)
+            districts.append(
+                {"district_id": district, "school_year": year, "status": status, "why": reason}
+            )
+    waiting = [
+        {k: d[k] for k in ("district_id", "school_year", "why")}
+        for d in districts
+        if d["status"] == "paused"
+    ]
+    resumed = [d["district_id"] for d in districts if d["status"] == "resumed"]
+    return {
+        "resumed": resumed,
+        "waiting": waiting,
+        "districts": districts,
+        "totals": totals(
+            len(districts), 0, count_by(districts), resumed=len(resumed), waiting=len(waiting)
+        ),
+    }
 
 
-def _latest_reset(wh: Warehouse, district: str) -> tuple[int, str] | None:
-    """The district's reset of the highest school year in the ledger: (school_year, status)."""
+def _latest_reset(wh: Warehouse, district: str) -> tuple[int, str, date | None] | None:
+    """The district's reset of the highest school year in the ledger: (school_year, status,
+    reset date)."""
     rows = wh.query(
-        "select school_year, status from eoy_runner.reset_runs where district_id = %s "
-        "order by school_year desc limit 1",
+        "select school_year, status, effective_reset_date from eoy_runner.reset_runs "
+        "where district_id = %s order by school_year desc limit 1",
         [district],
     )
-    return (int(rows[0][0]), str(rows[0][1])) if rows else None
+    return (int(rows[0][0]), str(rows[0][1]), rows[0][2]) if rows else None
+
+
+def restored_districts(settings: Settings, school_year: int) -> list[dict[str, Any]]:
+    """The districts of the school year an operator restored, each with what resets it again."""
+    with connect(settings) as wh:
+        return [
+            {"district_id": r["district_id"], "advice": r["advice"]}
+            for r in restored_runs(wh, school_year)
+        ]
 
 
 def _resume_one(wh: Warehouse, district: str) -> tuple[int, str] | None:
@@ -97,7 +118,12 @@ def _resume_one(wh: Warehouse, district: str) -> tuple[int, str] | None:
         latest = _latest_reset(wh, district)  # again, under the district's lock
         if latest is None:
             return None
-        year, status = latest
+        year, status, reset_date = latest
+        if status == "restored":
+            return year, (
+                f"its reset of school year {year} was restored, so its syncs stay paused; "
+                + take_up_again(district, year, reset_date)
+            )
         if status != "completed":
             return year, (
                 f"its reset of school year {year} is {status}, not completed: "

@@ -17,7 +17,7 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from jobs.output import check_interrupt
-from jobs.plan.view import SHORT_NAMES
+from jobs.plan.view import SHORT_NAMES, render_restored
 
 STATUS_STYLE = {
     "completed": "green",
@@ -257,7 +257,9 @@ def render_summary(console: Console, result: dict[str, Any]) -> None:
     totals = result.get("totals", {})
     if not result["districts"]:
         console.print("No district is due: nothing to do.")
+        render_restored(console, result.get("restored", []))
         return
+    render_restored(console, result.get("restored", []))
     by_status = ", ".join(f"{n} {s}" for s, n in sorted(totals.get("by_status", {}).items()))
     if result.get("dry_run"):
         rows_total = sum(
@@ -332,6 +334,36 @@ def render_status(console: Console, doc: dict[str, Any]) -> None:
         )
 
 
+def render_resume(console: Console, doc: dict[str, Any]) -> None:
+    """resume-syncs: one row per district whose syncs a reset paused, resumed or not and why."""
+    from jobs.tables import print_fitted
+
+    if not doc["districts"]:
+        console.print("No import sync is paused by a reset: nothing to resume.")
+        return
+    print_fitted(
+        console,
+        "Import syncs paused by a reset",
+        ["district", "school year", "syncs", "why still paused"],
+        [
+            [
+                d["district_id"],
+                str(d["school_year"]),
+                f"[{'green' if d['status'] == 'resumed' else 'yellow'}]{d['status']}[/]",
+                d["why"] or "",
+            ]
+            for d in doc["districts"]
+        ],
+        wrap=("why still paused",),
+    )
+    n = len(doc["resumed"])
+    console.print(
+        f"Resumed import syncs of {n} district{'s' if n != 1 else ''}; "
+        f"{len(doc['waiting'])} still paused.",
+        highlight=False,
+    )
+
+
 # ---------------------------------------------------------------------------------------
 # purge-snapshots
 # ---------------------------------------------------------------------------------------
@@ -375,8 +407,12 @@ def render_purge(console: Console, doc: dict[str, Any]) -> None:
     else:
         head = f"Purged {len(going)} snapshot(s) older than {doc['older_than_days']} days"
         tail = "each purge is in the ledger."
+    names = ", ".join(sorted({str(e["district_id"]) for e in doc["held"]}))
     console.print(
-        f"{head}; kept {held} under legal hold and {kept} younger; {tail}", highlight=False
+        f"{head}; kept {held} under legal hold{f' ({names})' if held else ''} and {kept} "
+        f"younger; {tail}",
+        highlight=False,
+        markup=False,
     )
     for entry in doc.get("locked", []):
         locked = entry["locked"]

@@ -249,3 +249,34 @@ def all_delete_parts(wh: Warehouse, district_id: str, school_year: int) -> list[
         for e in events(wh, district_id, school_year, "delete")
         if e["status"] == "completed"
     ]
+
+
+# ---------------------------------------------------------------------------------------
+# restored districts
+# ---------------------------------------------------------------------------------------
+def take_up_again(district_id: str, school_year: int, reset_date: date | None) -> str:
+    """What resets a restored district again, said alike by every command that meets one:
+    a plan or a run leaves it alone until an operator names it."""
+    from jobs.output import command_line
+
+    day = reset_date.isoformat() if reset_date is not None else "YYYY-MM-DD"
+    args = ["run", "--as-of", day]
+    if reset_date is None or reset_date.year != school_year:
+        args += ["--school-year", str(school_year)]
+    return (
+        "no plan or run resets it again by itself, only "
+        f"`{command_line([*args, '--district', district_id])}`"
+    )
+
+
+def restored_runs(wh: Warehouse, school_year: int) -> list[dict[str, Any]]:
+    """The districts of the school year whose reset an operator restored, each with `advice`
+    (take_up_again)."""
+    rows = wh.query_dicts(
+        "select district_id, effective_reset_date, finished_at from eoy_runner.reset_runs "
+        "where school_year = %s and status = 'restored' order by district_id",
+        [school_year],
+    )
+    for row in rows:
+        row["advice"] = take_up_again(row["district_id"], school_year, row["effective_reset_date"])
+    return rows

@@ -46,6 +46,7 @@ from jobs.warehouse.ledger import (
     record_event,
     record_events,
     record_events_of,
+    record_refusals,
     start_run,
     start_runs,
     update_run,
@@ -302,6 +303,9 @@ def run_reset(
                         f"eoy-reset: warning: {scrub(str(exc))}", highlight=False, soft_wrap=True
                     )
         refused = _plan_guard(plan_path, year, candidates, plan) if plan_path else {}
+        if refused and not dry_run:  # for `status`, until a run completes them
+            with connect(settings) as wh:
+                record_refusals(wh, year, refused)
         runnable = [c for c in candidates if c["district_id"] not in refused]
         result: dict[str, Any] = {
             "as_of": as_of.isoformat(),

@@ -12,7 +12,13 @@ from typing import Any
 from jobs.config import Settings
 from jobs.output import count_by, totals
 from jobs.warehouse.connection import Warehouse, connect
-from jobs.warehouse.ledger import record_event, restored_runs, take_up_again, utcnow
+from jobs.warehouse.ledger import (
+    record_event,
+    refusals,
+    restored_runs,
+    take_up_again,
+    utcnow,
+)
 from jobs.warehouse.locks import command_lock, release_district_lock, try_district_lock
 
 
@@ -184,22 +190,86 @@ def reset_status(settings: Settings, school_year: int | None = None) -> dict[str
                 "from app.import_syncs group by district_id"
             )
         }
-    districts: list[dict[str, Any]] = []
-    for run in runs:
-        event = last.get(run["district_id"], {})
-        sync = syncs.get(run["district_id"], {})
-        districts.append(
-            {
-                **{
-                    k: (str(v) if k.endswith(("_at", "_date")) and v else v) for k, v in run.items()
-                },
-                "last_step": event.get("step"),
-                "last_step_status": event.get("status"),
-                "syncs_paused": int(sync.get("paused") or 0),
-                "syncs": int(sync.get("syncs") or 0),
-            }
+        districts: list[dict[str, Any]] = []
+        for run in runs:
+            event = last.get(run["district_id"], {})
+            sync = syncs.get(run["district_id"], {})
+            districts.append(
+                {
+                    **{
+                        k: (str(v) if k.endswith(("_at", "_date")) and v else v)
+                        for k, v in run.items()
+                    },
+                    "last_step": event.get("step"),
+                    "last_step_status": event.get("status"),
+                    "syncs_paused": int(sync.get("paused") or 0),
+                    "syncs": int(sync.get("syncs") or 0),
+                }
+            )
+        attention = _attention(wh, school_year, districts)
+        holds = wh.query_dicts(
+            "select district_id, held_at, reason from eoy_runner.legal_holds order by district_id"
         )
     by_status: dict[str, int] = {}
     for d in districts:
         by_status[d["status"]] = by_status.get(d["status"], 0) + 1
-    return {"school_year": school_year, "districts": districts, "by_status": by_status}
+    return {
+        "school_year": school_year,
+        "districts": districts,
+        "by_status": by_status,
+        "attention": attention,
+        "legal_holds": holds,
+    }
+
+
+def _attention(
+    wh: Warehouse, school_year: int, districts: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The districts of the school year that need someone, each with its state and why: a
+    reset not completed (failed, stopped while running, restored), a district `run --plan`
+    refused, and from the schedule as dbt last built it, blocked districts and districts due
+    by today that no run has started."""
+    runs = {d["district_id"]: d for d in districts}
+    found: dict[str, dict[str, Any]] = {}
+    for d in districts:
+        why = {
+            "failed": f"{d['error'] or 'failed'}",
+            "running": f"stopped at {d['last_step'] or 'its start'}: run the same command "
+            "again to finish",
+            "restored": take_up_again(d["district_id"], school_year, _day(d)),
+        }.get(d["status"])
+        if why is not None:
+            found[d["district_id"]] = {"district_id": d["district_id"], "status": d["status"]}
+            found[d["district_id"]]["why"] = why
+    for district, (at, why) in refusals(wh, school_year).items():
+        run = runs.get(district)
+        if run is None or (run["status"] != "completed" and str(run["started_at"]) < str(at)):
+            found[district] = {"district_id": district, "status": "refused", "why": why}
+    if wh.relation_exists("eoy", "reset_schedule"):
+        for row in wh.query_dicts(
+            "select district_id, effective_reset_date, status, issues from eoy.reset_schedule "
+            "where school_year = %s order by district_id",
+            [school_year],
+        ):
+            district = row["district_id"]
+            if district in runs or district in found:
+                continue
+            if row["status"] == "blocked":
+                issues = row["issues"] or "conflicts_with_rostering"
+                why = f"blocked ({issues}): a CSM must act"
+            elif row["effective_reset_date"] <= date.today():
+                why = f"due since {row['effective_reset_date']}, no run has started it"
+                row["status"] = "not_started"
+            else:
+                continue
+            found[district] = {"district_id": district, "status": row["status"], "why": why}
+    return sorted(found.values(), key=lambda e: (ATTENTION.index(e["status"]), e["district_id"]))
+
+
+# The order in which `status` lists what needs attention: what went wrong first.
+ATTENTION = ("failed", "running", "refused", "blocked", "not_started", "restored")
+
+
+def _day(run: dict[str, Any]) -> date | None:
+    value = run.get("effective_reset_date")
+    return date.fromisoformat(str(value)[:10]) if value else None

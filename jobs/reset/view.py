@@ -23,6 +23,8 @@ STATUS_STYLE = {
     "completed": "green",
     "failed": "red",
     "refused": "red",
+    "blocked": "red",
+    "not_started": "yellow",
     "skipped": "yellow",
     "would_run": "cyan",
     "running": "yellow",
@@ -331,6 +333,45 @@ def render_status(console: Console, doc: dict[str, Any]) -> None:
             f"{len(doc['districts'])} district(s): {shown}. "
             "paused: the district's import syncs paused / all of them.",
             highlight=False,
+        )
+    render_attention(console, doc)
+
+
+def render_attention(console: Console, doc: dict[str, Any]) -> None:
+    """What needs someone in the school year (failed, stopped, refused, blocked, not
+    started, restored districts), and the districts under legal hold."""
+    from jobs.tables import print_fitted
+
+    attention = doc.get("attention", [])
+    if attention:
+        counts: dict[str, int] = {}
+        for entry in attention:
+            counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+        said = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in counts.items())
+        print_fitted(
+            console,
+            f"Needs attention: {said}",
+            ["district", "state", "why"],
+            [
+                [
+                    e["district_id"],
+                    f"[{STATUS_STYLE.get(e['status'], 'yellow')}]{e['status'].replace('_', ' ')}[/]",
+                    e["why"],
+                ]
+                for e in attention
+            ],
+            wrap=("why",),
+        )
+    holds = doc.get("legal_holds", [])
+    if holds:
+        held = ", ".join(
+            f"{h['district_id']} ({h['reason']})" if h.get("reason") else str(h["district_id"])
+            for h in holds
+        )
+        console.print(
+            f"Under legal hold (purge-snapshots keeps their snapshots): {held}.",
+            highlight=False,
+            markup=False,
         )
 
 

@@ -280,3 +280,34 @@ def restored_runs(wh: Warehouse, school_year: int) -> list[dict[str, Any]]:
     for row in rows:
         row["advice"] = take_up_again(row["district_id"], school_year, row["effective_reset_date"])
     return rows
+
+
+# ---------------------------------------------------------------------------------------
+# districts a run refused
+# ---------------------------------------------------------------------------------------
+# The event of a district that `run --plan` refused before anything changed (rows moved
+# since the plan, or not in it): `status` names it until a run completes the district.
+REFUSED = ("plan_check", "refused")
+
+
+def record_refusals(wh: Warehouse, school_year: int, refused: dict[str, str]) -> None:
+    """One event per district the run refused, with why."""
+    step, status = REFUSED
+    record_events_of(
+        wh, school_year, [(d, step, status, {"reason": why}) for d, why in refused.items()]
+    )
+
+
+def refusals(wh: Warehouse, school_year: int) -> dict[str, tuple[datetime, str]]:
+    """The latest refusal of each district for the school year: (when, why)."""
+    step, status = REFUSED
+    found: dict[str, tuple[datetime, str]] = {}
+    for row in wh.query_dicts(
+        'select district_id, "at", cast(detail as '
+        + ("text" if wh.target == "postgres" else "varchar")
+        + ") as detail from eoy_runner.reset_events "
+        "where school_year = %s and step = %s and status = %s order by event_id",
+        [school_year, step, status],
+    ):
+        found[row["district_id"]] = (row["at"], str(_detail(row["detail"]).get("reason", "")))
+    return found

@@ -337,6 +337,10 @@ def render_status(console: Console, doc: dict[str, Any]) -> None:
     render_attention(console, doc)
 
 
+def _state(status: str) -> str:
+    return f"[{STATUS_STYLE.get(status, 'yellow')}]{status.replace('_', ' ')}[/]"
+
+
 def render_attention(console: Console, doc: dict[str, Any]) -> None:
     """What needs someone in the school year (failed, stopped, refused, blocked, not
     started, restored districts), and the districts under legal hold."""
@@ -352,14 +356,7 @@ def render_attention(console: Console, doc: dict[str, Any]) -> None:
             console,
             f"Needs attention: {said}",
             ["district", "state", "why"],
-            [
-                [
-                    e["district_id"],
-                    f"[{STATUS_STYLE.get(e['status'], 'yellow')}]{e['status'].replace('_', ' ')}[/]",
-                    e["why"],
-                ]
-                for e in attention
-            ],
+            [[e["district_id"], _state(e["status"]), e["why"]] for e in attention],
             wrap=("why",),
         )
     holds = doc.get("legal_holds", [])

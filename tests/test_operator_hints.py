@@ -5,19 +5,23 @@ hints and defaults that used to fail (issue: what a newcomer trips over, items 7
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
 import pytest
 
-from jobs.config import Settings, redact_dsn
+from jobs.config import PROJECT_DIR, Settings, redact_dsn
 from jobs.snapshot.layout import district_dir
 from jobs.warehouse.connection import connect
 from jobs.warehouse.ledger import take_up_again
 from tests import operator_data as od
+from tests.crash_helpers import cli_env
 from tests.in_process import run_in_process
 from tests.operator_data import eoy, one_line
 from tests.reset_data import insert_rows, request
@@ -216,3 +220,28 @@ def test_help_at_80_columns_never_cuts_an_option_name(settings: Settings) -> Non
         for param in getattr(command, "params", []):
             for option in param.opts if param.opts[0].startswith("-") else []:
                 assert option in words, (path, option, proc.stdout)
+
+
+@pytest.mark.parametrize("target", ["duckdb"], indirect=True)
+def test_the_demo_ends_with_commands_a_new_shell_runs(settings: Settings, tmp_path: Path) -> None:
+    # a shell where the virtual environment is not active: its bin folder is not searched
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != venv_bin)
+    env = {**cli_env(settings), "PATH": path}
+    demo = run_in_process(["demo"], env, PROJECT_DIR)
+    assert demo.returncode == 0, demo.stderr
+    lines = demo.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.endswith("Try:"))
+    assert "`. .venv/bin/activate` puts them on your PATH" in lines[at], lines[at]
+    hints = [line for line in lines[at + 1 :] if line.startswith("  ")]
+    assert len(hints) == 3 and all(h.split()[0] == ".venv/bin/eoy-reset" for h in hints), hints
+    # the first as a new shell runs it, with none of the EOY_* variables; the others likewise,
+    # in this process
+    fresh = {"PATH": path, "HOME": str(tmp_path)}
+    shell = subprocess.run(
+        ["bash", "-c", hints[0].strip()], env=fresh, cwd=PROJECT_DIR, capture_output=True, text=True
+    )
+    assert shell.returncode == 0 and "completed" in shell.stdout, shell.stderr
+    for hint in hints[1:]:
+        done = run_in_process(runnable(hint), fresh, PROJECT_DIR)
+        assert done.returncode == 0, (hint, done.stderr)

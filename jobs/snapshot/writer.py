@@ -199,8 +199,6 @@ def write_table(
 ) -> Taken:
     """Stream batches into the part's zstd Parquet file (a local file, or a multipart upload)
     while fingerprinting them; every row must be the district's own."""
-    if progress is not None:
-        progress(table, 0)
     schema = arrow_schema(table, large_text=True)
     taken = Taken(table, f"{table}.parquet", Fingerprint(table))
     with_product = "product" in TABLES[table].column_names

@@ -149,30 +149,6 @@ def print_commands(ctx: typer.Context, commands: list[list[str]]) -> None:
         console.print(f"  {command_line(args, options)}", highlight=False, soft_wrap=True)
 
 
-def ledger_school_year(settings: Settings) -> int | None:
-    """The latest school year in the ledger, the default of `status` and `report`."""
-    from jobs.warehouse.connection import connect
-
-    with connect(settings) as wh:
-        year = wh.scalar("select max(school_year) from eoy_runner.reset_runs")
-    return int(year) if year is not None else None
-
-
-def ledger_reset_day(settings: Settings, school_year: int | None) -> date | None:
-    """The school year's last reset date in the ledger: the report's day by default, so
-    that a past year's timeline reads as it was."""
-    from jobs.warehouse.connection import connect
-
-    if school_year is None:
-        return None
-    with connect(settings) as wh:
-        day = wh.scalar(
-            "select max(effective_reset_date) from eoy_runner.reset_runs where school_year = %s",
-            [school_year],
-        )
-    return day if isinstance(day, date) else None
-
-
 @app.callback()
 def global_options(
     ctx: typer.Context,
@@ -255,11 +231,11 @@ def init(
     if roles and settings.target != "postgres":
         raise ConfigError("--roles needs --target postgres: DuckDB has no roles")
     with connect(settings, create=True, require_init=False) as wh:
+        from jobs.warehouse.roles import create_roles, roles_set_up
+
         statements = init_warehouse(wh)
         created_roles: list[str] = []
-        if roles:
-            from jobs.warehouse.roles import create_roles
-
+        if roles or roles_set_up(wh):  # again: what init added goes to its role
             created_roles = create_roles(wh)
     if as_json:
         emit_json(
@@ -874,23 +850,21 @@ def report(
     as_json: JsonOpt = False,
 ) -> None:
     """Write the compliance report of a school year: one self-contained HTML file."""
-    from jobs.report.html import write_report
+    from jobs.report.html import report_day, write_report
 
     settings = settings_of(ctx)
     day = parse_date(as_of, "--as-of") if as_of else None
     known_school_year(settings, school_year)
-    year = school_year if school_year is not None else ledger_school_year(settings)
-    last = ledger_reset_day(settings, year) if day is None else None
-    day = day or last or date.today()
-    doc = write_report(settings, html, day, year if year is not None else day.year)
+    chosen = report_day(settings, day, school_year)
+    doc = write_report(settings, html, chosen.as_of, chosen.school_year)
     if as_json:
         emit_json(doc)
     else:
         figures = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in doc["counts"].items())
-        why = " (its last reset date in the ledger)" if last else ""
+        why = f" ({chosen.why})" if chosen.why else ""
         console.print(
-            f"Report for school year {doc['school_year']} as of {day}{why} written to {html}: "
-            f"{figures}.",
+            f"Report for school year {doc['school_year']} as of {chosen.as_of}{why} written to "
+            f"{html}: {figures}.",
             highlight=False,
         )
 

@@ -850,7 +850,8 @@ def report(
     as_json: JsonOpt = False,
 ) -> None:
     """Write the compliance report of a school year: one self-contained HTML file."""
-    from jobs.report.html import report_day, write_report
+    from jobs.report.built import report_day
+    from jobs.report.html import write_report
 
     settings = settings_of(ctx)
     day = parse_date(as_of, "--as-of") if as_of else None

@@ -122,7 +122,8 @@ def compile_analysis(settings: Settings, name: str, variables: dict[str, str]) -
     analysis's SQL compiled with them (kept from an earlier compile of the same digest, or
     compiled now)."""
     from jobs.output import phase
-    from jobs.report.html import AUDIT_SELECTION, builds_here
+    from jobs.report.built import builds_here
+    from jobs.report.html import AUDIT_SELECTION
 
     parameters, rest = as_parameters(variables)
     # before the build: a file changed meanwhile is seen by the next query
@@ -147,7 +148,7 @@ def query_vars(settings: Settings, name: str, variables: dict[str, str]) -> dict
     """The vars the analysis runs with: those given, each one it reads (check_vars); for a role
     that may not build the audit views (eoy_analyst), the day and school year an operator's
     build left them for (another one asked is refused)."""
-    from jobs.report.html import as_built, builds_here
+    from jobs.report.built import as_built, builds_here
     from jobs.warehouse.connection import connect
 
     known = analyses()

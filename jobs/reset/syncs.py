@@ -226,21 +226,25 @@ def _attention(
     wh: Warehouse, school_year: int, districts: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """The districts of the school year that need someone, each with its state and why: a
-    reset not completed (failed, stopped while running, restored), a district `run --plan`
+    reset not completed (failed, running or stopped, restored), a district `run --plan`
     refused, and from the schedule as dbt last built it, blocked districts and districts due
     by today that no run has started."""
     runs = {d["district_id"]: d for d in districts}
     found: dict[str, dict[str, Any]] = {}
     for d in districts:
-        why = {
-            "failed": f"{d['error'] or 'failed'}",
-            "running": f"stopped at {d['last_step'] or 'its start'}: run the same command "
-            "again to finish",
-            "restored": take_up_again(d["district_id"], school_year, _day(d)),
-        }.get(d["status"])
-        if why is not None:
-            found[d["district_id"]] = {"district_id": d["district_id"], "status": d["status"]}
-            found[d["district_id"]]["why"] = why
+        if d["status"] == "failed":
+            why = d["error"] or "failed"
+        elif d["status"] == "running":
+            why = (
+                f"last step {d['last_step'] or 'none'}: unless a run is under way, it stopped; "
+                "run the same command again to finish it"
+            )
+        elif d["status"] == "restored":
+            why = take_up_again(d["district_id"], school_year, _day(d))
+        else:
+            continue
+        found[d["district_id"]] = {"district_id": d["district_id"], "status": d["status"]}
+        found[d["district_id"]]["why"] = why
     for district, (at, why) in refusals(wh, school_year).items():
         run = runs.get(district)
         if run is None or (run["status"] != "completed" and str(run["started_at"]) < str(at)):

@@ -43,6 +43,8 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # click's own help: it wraps the text beside an option and never cuts an option name
+    rich_markup_mode=None,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -120,13 +122,32 @@ def known_school_year(settings: Settings, year: int | None) -> None:
     )
 
 
-def ledger_school_year(settings: Settings) -> int | None:
-    """The latest school year in the ledger, the default of `status` and `report`."""
-    from jobs.warehouse.connection import connect
+def given_options(ctx: typer.Context) -> list[str]:
+    """The global options this command was given on its command line, as a command to type
+    next needs them (a DSN without its password)."""
+    from jobs.config import redact_dsn
 
-    with connect(settings) as wh:
-        year = wh.scalar("select max(school_year) from eoy_runner.reset_runs")
-    return int(year) if year is not None else None
+    parent = ctx.parent
+    options: list[str] = []
+    for param in parent.command.params if parent is not None else []:
+        name = param.name or ""
+        if not isinstance(param, typer.core.TyperOption) or param.is_flag or parent is None:
+            continue
+        if parent.get_parameter_source(name) != click.core.ParameterSource.COMMANDLINE:
+            continue
+        value = parent.params[name]
+        options += [param.opts[0], redact_dsn(value) if name == "pg_dsn" else str(value)]
+    return options
+
+
+def print_commands(ctx: typer.Context, commands: list[list[str]]) -> None:
+    """Commands to type next, one a line, whole: a terminal that wraps one still copies it
+    as one line."""
+    from jobs.output import command_line
+
+    options = given_options(ctx)
+    for args in commands:
+        console.print(f"  {command_line(args, options)}", highlight=False, soft_wrap=True)
 
 
 @app.callback()
@@ -211,11 +232,11 @@ def init(
     if roles and settings.target != "postgres":
         raise ConfigError("--roles needs --target postgres: DuckDB has no roles")
     with connect(settings, create=True, require_init=False) as wh:
+        from jobs.warehouse.roles import create_roles, roles_set_up
+
         statements = init_warehouse(wh)
         created_roles: list[str] = []
-        if roles:
-            from jobs.warehouse.roles import create_roles
-
+        if roles or roles_set_up(wh):  # again: what init added goes to its role
             created_roles = create_roles(wh)
     if as_json:
         emit_json(
@@ -315,11 +336,15 @@ def plan(
     else:
         render_plan(console, the_plan)
         if out is not None:
+            run_args = ["run", "--as-of", day.isoformat()]
+            if the_plan["school_year"] != day.year:
+                run_args += ["--school-year", str(the_plan["school_year"])]
             console.print(
-                f"Plan written to {out}: a reviewer approves it with `eoy-reset approve {out}`, "
-                f"then `eoy-reset run --plan {out}` runs it.",
+                f"Plan written to {out}. A reviewer approves it, then it runs:",
                 highlight=False,
+                soft_wrap=True,
             )
+            print_commands(ctx, [["approve", str(out)], [*run_args, "--plan", str(out)]])
 
 
 @app.command()
@@ -460,6 +485,10 @@ def run(
         show_progress=not as_json,
         console=console,
     )
+    if not district:  # a restored district waits to be named
+        from jobs.reset.syncs import restored_districts
+
+        result["restored"] = restored_districts(settings, result["school_year"])
     problem = run_problem(result)
     if as_json:
         emit_json(run_document(result), error=problem)
@@ -513,16 +542,13 @@ def status(ctx: typer.Context, school_year: LedgerYearOpt = None, as_json: JsonO
 def resume_syncs_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Turn import syncs back on for districts whose new-year rostering is complete."""
     from jobs.reset.runner import resume_syncs
+    from jobs.reset.view import render_resume
 
     doc = resume_syncs(settings_of(ctx))
     if as_json:
         emit_json(doc)
     else:
-        n = len(doc["resumed"])
-        named = f": {', '.join(doc['resumed'])}" if n else ""
-        console.print(f"Resumed import syncs of {n} district{'s' if n != 1 else ''}{named}.")
-        for w in doc["waiting"]:
-            console.print(f"Still paused: {w['district_id']}: {w['why']}.", markup=False)
+        render_resume(console, doc)
 
 
 @app.command("import-oneroster")
@@ -561,21 +587,39 @@ def import_oneroster_cmd(
 def restore(
     ctx: typer.Context,
     district: Annotated[str, typer.Option("--district", help="District id.")],
-    school_year: Annotated[int, typer.Option("--school-year", help="School year.")],
+    school_year: Annotated[
+        int | None,
+        typer.Option(
+            "--school-year",
+            help="School year of the reset to undo. Default: the district's latest reset in "
+            "the ledger.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Put a district's deleted rows back from its verified snapshot."""
+    """Put a district's deleted rows back from its verified snapshot.
+
+    Its import syncs stay paused, and no plan or run resets it again by itself: only
+    `run --district ID` does."""
+    from jobs.reset.restore import latest_reset_year
     from jobs.reset.runner import restore_district
 
-    doc = restore_district(settings_of(ctx), district, school_year)
+    settings = settings_of(ctx)
+    known_school_year(settings, school_year)
+    year = school_year if school_year is not None else latest_reset_year(settings, district)
+    doc = restore_district(settings, district, year)
     if doc.get("warning"):
         err_console.print(f"eoy-reset: warning: {doc['warning']}", highlight=False, soft_wrap=True)
     if as_json:
         emit_json(doc)
     else:
+        which = "" if school_year is not None else ", its latest reset in the ledger"
         console.print(
-            f"Restored {doc['rows_restored']:,} rows of district {district} "
-            f"for school year {school_year}."
+            f"Restored {doc['rows_restored']:,} rows of district {district} for school year "
+            f"{year}{which}. Its import syncs stay paused; {doc['advice']}.",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
         )
 
 
@@ -754,8 +798,9 @@ def hold(
     """Put a district's snapshots under legal hold: purge-snapshots leaves them."""
     from jobs.snapshot.retention import set_hold
 
-    set_hold(settings_of(ctx), district, held=True, reason=reason)
-    console.print(f"District {district} is under legal hold.")
+    doc = set_hold(settings_of(ctx), district, held=True, reason=reason)
+    again = " (it was already)" if doc["was_held"] else ""
+    console.print(f"District {district} is under legal hold{again}.", highlight=False)
 
 
 @app.command()
@@ -766,8 +811,13 @@ def release(
     """Lift a district's legal hold."""
     from jobs.snapshot.retention import set_hold
 
-    set_hold(settings_of(ctx), district, held=False)
-    console.print(f"District {district} is no longer under legal hold.")
+    doc = set_hold(settings_of(ctx), district, held=False)
+    if doc["was_held"]:
+        console.print(f"District {district} is no longer under legal hold.", highlight=False)
+    else:
+        console.print(
+            f"District {district} was not under legal hold: nothing to release.", highlight=False
+        )
 
 
 @app.command()
@@ -813,24 +863,35 @@ def report(
     ctx: typer.Context,
     html: Annotated[Path, typer.Option("--html", help="The HTML file to write.")],
     as_of: Annotated[
-        str | None, typer.Option("--as-of", help="Report as of this day (default today).")
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Report as of this day. Default: the school year's last reset date in the "
+            "ledger, else today.",
+        ),
     ] = None,
     school_year: LedgerYearOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Write the compliance report of a school year: one self-contained HTML file."""
+    from jobs.report.built import report_day
     from jobs.report.html import write_report
 
     settings = settings_of(ctx)
-    day = parse_date(as_of, "--as-of") if as_of else date.today()
+    day = parse_date(as_of, "--as-of") if as_of else None
     known_school_year(settings, school_year)
-    year = school_year if school_year is not None else ledger_school_year(settings)
-    doc = write_report(settings, html, day, year if year is not None else day.year)
+    chosen = report_day(settings, day, school_year)
+    doc = write_report(settings, html, chosen.as_of, chosen.school_year)
     if as_json:
         emit_json(doc)
     else:
         figures = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in doc["counts"].items())
-        console.print(f"Report for school year {doc['school_year']} written to {html}: {figures}.")
+        why = f" ({chosen.why})" if chosen.why else ""
+        console.print(
+            f"Report for school year {doc['school_year']} as of {chosen.as_of}{why} written to "
+            f"{html}: {figures}.",
+            highlight=False,
+        )
 
 
 @app.command()
@@ -1228,8 +1289,9 @@ def usage_line(exc: click.exceptions.UsageError) -> str:
         return f"{command or 'eoy-reset'} has no option {option}: see {helper}"
     text = " ".join(exc.format_message().split())
     param = getattr(exc, "param", None)
-    if param is not None and "--school-year" in getattr(param, "opts", []):
-        found = re.search(r"^(\d{4})[-/](\d{2,4})$", _option_value("--school-year") or "")
+    given_year = _option_value("--school-year")
+    if param is not None and "--school-year" in getattr(param, "opts", []) and given_year:
+        found = re.search(r"^(\d{4})[-/](\d{2,4})$", given_year)
         if found:
             start, end = found.group(1), found.group(2)
             year = int(start[:2] + end[-2:]) if len(end) == 2 else int(end)
@@ -1238,9 +1300,8 @@ def usage_line(exc: click.exceptions.UsageError) -> str:
                 f"--school-year {start}-{end}: use {year}, the year the school year ends "
                 f"(--school-year {year})"
             )
-        given = _option_value("--school-year")
         return (
-            f"--school-year {given!r} is not a year: give the calendar year the school year "
+            f"--school-year {given_year!r} is not a year: give the calendar year the school year "
             "ends in, like 2023 for 2022-23"
         )
     return f"{text.rstrip('.')}: see {helper}"
@@ -1274,7 +1335,7 @@ def _command() -> click.Command:
 def main() -> None:
     """One command, from sys.argv and the environment as they are now."""
     from jobs.faults import ignored_switches_warning
-    from jobs.output import new_command
+    from jobs.output import INTERRUPTED, interrupted, interrupts, new_command
 
     global console, err_console
     # the consoles take their width (COLUMNS) and colours from the environment of this command
@@ -1284,7 +1345,12 @@ def main() -> None:
     if warning:
         print(warning, file=sys.stderr)
     try:
-        rv = _command()(standalone_mode=False, prog_name="eoy-reset")
+        with interrupts():
+            try:
+                rv = _command()(standalone_mode=False, prog_name="eoy-reset")
+            finally:  # whatever dbt, a driver or typer made of Ctrl-C, it says this
+                if interrupted():
+                    _fail(INTERRUPTED, 130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.UsageError as exc:
@@ -1294,7 +1360,7 @@ def main() -> None:
     except typer.Abort:
         _fail("aborted: nothing more was done", 130)
     except KeyboardInterrupt:
-        _fail("interrupted; run the same command again to finish", 130)
+        _fail(INTERRUPTED, 130)
     except EoyError as exc:
         _fail(scrub(str(exc)), exc.exit_code)
     except Exception as exc:

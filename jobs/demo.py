@@ -11,14 +11,16 @@ import importlib.util
 import json
 import shutil
 import time
+from contextlib import suppress
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from jobs.config import Settings
+from jobs.config import DEFAULT_DUCKDB_PATH, DEFAULT_SNAPSHOT_ROOT, Settings
 from jobs.errors import EoyError
+from jobs.output import command_line, program
 from jobs.plan.planner import make_plan
 from jobs.plan.view import render_plan
 from jobs.reset.runner import render_status, render_summary, reset_status, resume_syncs, run_reset
@@ -89,6 +91,41 @@ def _snapshot_folders(settings: Settings, district_ids: list[str]) -> list[str]:
     return folders
 
 
+def print_hints(console: Console, settings: Settings, reset_district: str | None) -> None:
+    """Commands to try next, as a new shell runs them: the program as that shell reaches it
+    (`.venv/bin/eoy-reset` until the virtual environment is activated), and the demo's own
+    warehouse and snapshots when they are not the defaults."""
+    options: list[str] = []
+    if Path(settings.duckdb_path).absolute() != Path(DEFAULT_DUCKDB_PATH).absolute():
+        options += ["--duckdb-path", str(settings.duckdb_path)]
+    if Path(settings.snapshot_root).absolute() != Path(DEFAULT_SNAPSHOT_ROOT).absolute():
+        options += ["--snapshot-root", str(settings.snapshot_root)]
+    hints = [["status", "--school-year", str(SCHOOL_YEAR)]]
+    if reset_district is not None:
+        folder = district_dir(Path(settings.snapshot_root), SCHOOL_YEAR, reset_district)
+        with suppress(ValueError):  # shorter under the working folder
+            folder = folder.absolute().relative_to(Path.cwd())
+        hints.append(["verify-snapshot", str(folder)])
+    hints.append(["run", "--as-of", "2023-08-15", "--dry-run"])
+    console.print(
+        f"Warehouse {settings.duckdb_path}, snapshots under {settings.snapshot_root}.",
+        highlight=False,
+        soft_wrap=True,
+    )
+    where = Path(program()).parent
+    if where != Path():  # not on the shell's PATH
+        activate = where / "activate"
+        console.print(
+            f"eoy-reset and dbt are in {where}: `. {activate}` puts them on your PATH. Try:",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        console.print("Try:")
+    for hint in hints:
+        console.print(f"  {command_line(hint, options)}", highlight=False, soft_wrap=True)
+
+
 def run_demo(settings: Settings, console: Console) -> dict[str, Any]:
     if settings.target != "duckdb":
         raise DemoError("the demo runs on the embedded DuckDB only: drop --target postgres")
@@ -139,18 +176,7 @@ def run_demo(settings: Settings, console: Console) -> dict[str, Any]:
         console.print(f"Compliance report written to {report_path}.")
     seconds = time.perf_counter() - began
     console.rule(f"[bold]Demo done in {seconds:.0f} s")
-    hints = [
-        f"eoy-reset status --school-year {SCHOOL_YEAR}",
-        "eoy-reset run --as-of 2023-08-15 --dry-run",
-    ]
-    if done:
-        folder = district_dir(Path(settings.snapshot_root), SCHOOL_YEAR, done[0])
-        hints.insert(1, f"eoy-reset verify-snapshot {folder}")
-    console.print(
-        f"Warehouse {settings.duckdb_path}, snapshots under {settings.snapshot_root}. Try:"
-    )
-    for hint in hints:
-        console.print(f"  {hint}", highlight=False)
+    print_hints(console, settings, done[0] if done else None)
     return {
         "run": result,
         "rostered": [d["district_id"] for d in rostered],

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
+import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +50,44 @@ def already_emitted() -> bool:
 def new_command() -> None:
     """A command begins: nothing of it has been written yet."""
     _state["emitted"] = False
+
+
+# ---------------------------------------------------------------------------------------
+# Ctrl-C
+# ---------------------------------------------------------------------------------------
+INTERRUPTED = "interrupted; run the same command again to finish"
+_interrupt = threading.Event()
+
+
+def interrupted() -> bool:
+    """Whether Ctrl-C was pressed during this command."""
+    return _interrupt.is_set()
+
+
+def check_interrupt() -> None:
+    """Raise KeyboardInterrupt in this thread when Ctrl-C was pressed: Python delivers it to
+    the main thread only, and dbt and the drivers turn it into errors of their own."""
+    if _interrupt.is_set():
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def interrupts() -> Iterator[None]:
+    """While a command runs, Ctrl-C is remembered (`interrupted`) as well as raised."""
+    _interrupt.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum: int, frame: object) -> None:
+        _interrupt.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # ---------------------------------------------------------------------------------------
@@ -132,6 +174,30 @@ def emit_failure(message: str) -> None:
     """`{"ok": false, "error": ...}` unless the command already wrote its document."""
     if not _state["emitted"]:
         emit_json({}, error=message)
+
+
+# ---------------------------------------------------------------------------------------
+# commands to type next
+# ---------------------------------------------------------------------------------------
+def program() -> str:
+    """`eoy-reset` as the operator's shell reaches it here: its name when the shell finds
+    this very program, else its path (relative under the working folder): after `make demo`
+    it lives in `.venv/bin`, which a fresh shell does not search."""
+    given = Path(sys.argv[0]) if sys.argv and os.sep in sys.argv[0] else None
+    script = given if given is not None and given.name == "eoy-reset" else None
+    script = script or Path(sys.executable).with_name("eoy-reset")  # `python -m jobs`
+    found = shutil.which("eoy-reset")
+    if not script.is_file() or (found and Path(found).resolve() == script.resolve()):
+        return "eoy-reset"
+    path = script.absolute()
+    with suppress(ValueError):
+        return str(path.relative_to(Path.cwd()))
+    return str(path)
+
+
+def command_line(args: Sequence[str], options: Sequence[str] = ()) -> str:
+    """A command to type next, quoted for the shell: the program, its global options, args."""
+    return " ".join(shlex.quote(str(a)) for a in (program(), *options, *args))
 
 
 # ---------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from jobs.config import Settings
-from jobs.report.query import analyses, compiled_path
+from jobs.report.query import analyses, analysis_vars, compiled_path
 from tests import operator_data as od
 from tests.operator_data import eoy, one_line
 
@@ -31,7 +31,9 @@ def reset(settings: Settings) -> Settings:
 
 
 def answer(settings: Settings, name: str) -> dict[str, Any]:
-    proc = eoy(settings, ["query", name, *VARS, "--json"])
+    """The analysis's document, with the vars of VARS it reads (any other is refused)."""
+    given = [v for v in VARS[1::2] if v.split("=")[0] in analysis_vars(name)]
+    proc = eoy(settings, ["query", name, *(a for v in given for a in ("--var", v)), "--json"])
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["ok"] is True and doc["query"] == name
@@ -62,20 +64,22 @@ def test_every_analysis_answers(reset: Settings, monkeypatch: pytest.MonkeyPatch
     assert {d for d, _ in tables} == {"blocked", "default"}
     assert tables[("default", "students")] == tables[("blocked", "students")] == 2
     assert {r["reset_status"] for r in old["rows"]} == {"blocked", "not_started"}
-    per_product = answer(reset, "rows_deleted_per_product")
-    assert sum(r["rows_deleted"] for r in per_product["rows"]) == 13
     assert answer(reset, "time_from_reset_to_resumed_sync")["rows"][0]["district_id"] == "early"
     last_week = answer(reset, "resets_last_week")
     assert last_week["rows"] == []  # the run finished today, not in the week to 2023-07-28
     assert "rows_deleted" in last_week["columns"]
+    # one compile of every analysis served the three queries of the same vars
+    assert compiles == [names], compiles
 
+    # an analysis that reads no var: compiled once more (no vars), then kept
+    per_product = answer(reset, "rows_deleted_per_product")
+    assert sum(r["rows_deleted"] for r in per_product["rows"]) == 13
     for width in ("80", "160"):
-        proc = eoy(reset, ["query", "rows_deleted_per_product", *VARS], COLUMNS=width)
+        proc = eoy(reset, ["query", "rows_deleted_per_product"], COLUMNS=width)
         assert proc.returncode == 0, proc.stderr
         assert "…" not in proc.stdout and "students" in proc.stdout
         assert all(len(line) <= int(width) for line in proc.stdout.splitlines())
-    # one compile of every analysis served the six queries of the same vars
-    assert compiles == [names], compiles
+    assert compiles == [names, names], compiles
 
     # another day: compiled again, and answered for that day (the run finished today)
     today = date.today().isoformat()
@@ -83,14 +87,14 @@ def test_every_analysis_answers(reset: Settings, monkeypatch: pytest.MonkeyPatch
     proc = eoy(reset, ["query", "resets_last_week", *week])
     assert proc.returncode == 0, proc.stderr
     assert [r["district_id"] for r in json.loads(proc.stdout)["rows"]] == ["early"]
-    assert len(compiles) == 2
+    assert len(compiles) == 3
     # SQL kept under another digest (another project, vars or warehouse) is never run
     kept = query.dbt_work_dir(reset) / query.ANALYSES_KEPT
     doc = json.loads(kept.read_text(encoding="utf-8"))
     doc["sql"]["resets_last_week"] = "select 'wrong' as district_id"
     kept.write_text(json.dumps({**doc, "key": "0" * 64}), encoding="utf-8")
     again = answer(reset, "resets_last_week")
-    assert again["rows"] == [] and len(compiles) == 3
+    assert again["rows"] == [] and len(compiles) == 4
 
 
 def test_bad_names_and_vars_are_one_line(reset: Settings) -> None:
@@ -100,6 +104,17 @@ def test_bad_names_and_vars_are_one_line(reset: Settings) -> None:
         eoy(reset, ["query", "resets_last_week", "--var", "as_of_date=tomorrow"]),
         "as_of_date",
         "YYYY-MM-DD",
+    )
+    # a var the analysis does not read (a misspelt one, or one it has no use for) is refused
+    one_line(
+        eoy(reset, ["query", "resets_last_week", "--var", "as_of=2023-07-28"]),
+        "--var as_of",
+        "reads as_of_date",
+    )
+    one_line(
+        eoy(reset, ["query", "rows_deleted_per_product", "--var", "school_year=2023"]),
+        "--var school_year",
+        "does not use it",
     )
 
 

@@ -1,15 +1,23 @@
 """Least privilege on PostgreSQL: the runner cannot touch what the reset keeps, and the
-analyst cannot read student rows (issue: reliability and security, item 5)."""
+analyst cannot read student rows (issue: reliability and security, item 5); each role does
+its own job end to end, whichever came first, the roles or a build (issue: what a newcomer
+trips over, item 2)."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 
+from jobs.config import Settings
 from jobs.warehouse.connection import Warehouse
 from jobs.warehouse.roles import create_roles
+from tests import operator_data as od
+from tests.operator_data import eoy, one_line
 
 pytestmark = pytest.mark.postgres
 
@@ -139,3 +147,79 @@ def test_the_csm_records_requests_and_notices_but_deletes_nothing(roles_wh: Ware
     assert roles_wh.scalar(
         "select requested_reset_date::text from app.district_reset_requests"
     ) == ("2023-07-11")
+
+
+def role_settings(settings: Settings, role: str) -> Settings:
+    """The same warehouse, connected as `role` (the roles log in without a password here)."""
+    parts = urlsplit(settings.pg_dsn or "")
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return replace(
+        settings, pg_dsn=urlunsplit((parts.scheme, f"{role}@{host}", parts.path, "", ""))
+    )
+
+
+@pytest.mark.parametrize("first", ["roles", "build"])
+def test_each_role_does_its_job_end_to_end(
+    settings: Settings, pg_server_wide: None, tmp_path: Path, first: str
+) -> None:
+    """After `init --roles`, whether dbt built before it (as the owner) or not: the runner
+    plans and runs, the analyst queries and reports, the CSM records a date and writes the
+    notices, and each one's builds leave the others able to do theirs."""
+    od.fresh(settings)
+    if first == "build":  # the owner built the models and the audit views first
+        assert (
+            eoy(
+                settings, ["report", "--html", str(tmp_path / "r0.html"), "--as-of", "2023-07-28"]
+            ).returncode
+            == 0
+        )
+    assert eoy(settings, ["init", "--roles"]).returncode == 0
+    runner, analyst, csm = (
+        role_settings(settings, r) for r in ("eoy_runner", "eoy_analyst", "eoy_csm")
+    )
+
+    plan = tmp_path / "plan.json"
+    for args in (
+        ["plan", "--as-of", "2023-07-28", "--out", str(plan)],
+        ["approve", str(plan), "--by", "reviewer"],
+        ["run", "--as-of", "2023-07-28", "--plan", str(plan)],
+    ):
+        done = eoy(runner, args)
+        assert done.returncode == 0, (args, done.stderr)
+    assert "2 completed" in done.stdout
+
+    def analyst_reads(as_of: str) -> None:
+        asked = eoy(analyst, ["query", "time_from_reset_to_resumed_sync", "--json"])
+        assert asked.returncode == 0, asked.stderr
+        assert {r["district_id"] for r in json.loads(asked.stdout)["rows"]} == {"early", "default"}
+        report = eoy(analyst, ["report", "--html", str(tmp_path / "r.html"), "--json"])
+        assert report.returncode == 0, report.stderr
+        assert json.loads(report.stdout)["as_of"] == as_of
+        assert json.loads(report.stdout)["counts"]["completed"] == 2
+
+    analyst_reads("2023-07-28")  # the views as the run's build left them
+    # what the analyst may not do says which role does it, never "run init"
+    for args, needle in (
+        (["status"], "permission denied for schema eoy_runner"),
+        (
+            ["report", "--html", str(tmp_path / "r.html"), "--as-of", "2023-08-01"],
+            "as of 2023-07-28",
+        ),
+    ):
+        line = one_line(eoy(analyst, args), needle)
+        assert "init`" not in line.replace("init --roles`", ""), line
+
+    moved = eoy(csm, ["request-date", "--district", "later", "--date", "2023-08-16"])
+    assert moved.returncode == 0, moved.stderr
+    notices = eoy(csm, ["notices", "--as-of", "2023-08-01", "--out", str(tmp_path / "notices")])
+    assert notices.returncode == 0, notices.stderr
+    again = eoy(runner, ["plan", "--as-of", "2023-08-16"])
+    assert again.returncode == 0 and "later" in again.stdout, again.stderr
+    analyst_reads("2023-08-16")  # rebuilt by the runner's plan, as of its day
+    with psycopg.connect(settings.pg_dsn or "") as con:
+        owners = con.execute(
+            "select distinct pg_get_userbyid(c.relowner) from pg_class c "
+            "join pg_namespace n on n.oid = c.relnamespace "
+            "where n.nspname in ('eoy', 'eoy_audit') and c.relkind in ('r', 'v')"
+        ).fetchall()
+    assert owners == [("eoy_dbt",)]

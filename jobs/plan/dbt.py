@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,12 @@ POLICY_SEED = PROJECT_DIR / "seeds" / "reset_policy.csv"
 RESET_SELECTION = ["reset_policy", "+path:models/marts/reset"]
 # What `run` reads: who is due, why a named district is not, and the rows of each due district.
 RUN_SELECTION = ["reset_policy", "+due_districts", "+reset_scope"]
+# The audit views (schema eoy_audit). They read tables of the reset and CSM marts, which dbt
+# rebuilds as new tables: on PostgreSQL the old table's drop takes the views with it.
+AUDIT_MODELS = "path:models/marts/audit"
+AUDIT_FOLDER = PROJECT_DIR / "models" / "marts" / "audit"
+# The role dbt builds as once `init --roles` gave it the schemas (jobs/warehouse/roles.py).
+DBT_ROLE = "eoy_dbt"
 # The reset's parameters reach the models as environment variables, not --vars: a change of
 # --vars makes dbt parse the whole project again (seconds), a changed variable does not.
 PARAMETERS = ("EOY_AS_OF_DATE", "EOY_SCHOOL_YEAR", "EOY_NAMED_DISTRICTS")
@@ -52,6 +59,48 @@ _WRAPPER = re.compile(
 
 class DbtError(EoyError):
     """dbt could not build the models; the message is dbt's first real error."""
+
+
+@dataclass(frozen=True)
+class PostgresBuild:
+    """What a dbt invocation on PostgreSQL must know of the database first."""
+
+    role: str  # the role dbt builds as: DBT_ROLE once `init --roles` ran here, else ''
+    audit_views: int  # audit views there now
+    analyst_reads: bool  # eoy_analyst may read eoy_audit here, and cannot build it
+    may_build: bool  # the connected role may build the audit views (eoy_analyst may not)
+
+
+def postgres_build(settings: Settings) -> PostgresBuild:
+    """Every role that may build here builds as DBT_ROLE, so each model has one owner
+    whichever role built it first (a model of another owner could not be replaced)."""
+    from jobs.warehouse.connection import connect
+
+    with connect(settings, require_init=False) as wh:
+        role, views, analyst, may = wh.query(
+            "select coalesce((select pg_get_userbyid(nspowner) from pg_namespace "
+            "where nspname = 'eoy' and pg_get_userbyid(nspowner) = %s "
+            "and pg_has_role(current_user, nspowner, 'MEMBER')), ''), "
+            "(select count(*) from pg_views where schemaname = 'eoy_audit'), "
+            "exists (select 1 from pg_roles r join pg_namespace n on n.nspname = 'eoy_audit' "
+            "where r.rolname = 'eoy_analyst' and has_schema_privilege(r.oid, n.oid, 'USAGE')), "
+            "coalesce((select has_schema_privilege(current_user, oid, 'CREATE') "
+            "from pg_namespace where nspname = 'eoy_audit'), true)",
+            [DBT_ROLE],
+        )[0]
+    return PostgresBuild(str(role), int(views), bool(analyst), bool(may))
+
+
+def with_audit_views(selection: list[str], build: PostgresBuild | None) -> list[str]:
+    """The selection, and on PostgreSQL the audit views when someone reads them there (they
+    exist, or eoy_analyst, who cannot build them, was given them): a build of the marts they
+    read would otherwise drop them. All of them, and what they read, when one is missing."""
+    if build is None or any("marts/audit" in s for s in selection):
+        return selection
+    if not (build.audit_views or build.analyst_reads):
+        return selection
+    every = build.audit_views >= len(list(AUDIT_FOLDER.glob("*.sql")))
+    return [*selection, AUDIT_MODELS if every else f"+{AUDIT_MODELS}"]
 
 
 class PolicyError(EoyError):
@@ -92,14 +141,18 @@ def run_dbt(
     args: list[str],
     vars: dict[str, Any] | None = None,
     parameters: dict[str, str] | None = None,
+    build: PostgresBuild | None = None,
 ) -> Any:
     """Run one dbt command (e.g. ["build", "--select", "x"]); raise DbtError on failure.
     Returns dbt's result (its `.result.results` hold each node, with its compiled SQL).
 
     `parameters`: the reset's parameters (PARAMETERS) for the models; unset ones are cleared
-    so that nothing of an earlier invocation in this process leaks into this one."""
+    so that nothing of an earlier invocation in this process leaks into this one. `build`:
+    postgres_build of the warehouse, when the caller has it already."""
     from dbt.cli.main import dbtRunner
 
+    if settings.target == "postgres" and build is None:
+        build = postgres_build(settings)
     _settle(settings.target)
     work = dbt_work_dir(settings)
     command = [
@@ -131,6 +184,8 @@ def run_dbt(
         "EOY_TARGET": settings.target,
         **{name: (parameters or {}).get(name, "") for name in PARAMETERS},
     }
+    if build is not None and "EOY_DBT_ROLE" not in os.environ:  # as the operator sets it
+        env["EOY_DBT_ROLE"] = build.role
     with _LOCK, _environ(env):
         try:
             result = dbtRunner().invoke(command)
@@ -140,6 +195,12 @@ def run_dbt(
     if result.success:
         return result
     said = scrub(_result_error(result, work / "logs"), settings.pg_dsn)
+    if "permission denied" in said:
+        said += (
+            ": this role may not build the models (with the roles of `init --roles`, "
+            "eoy_runner and eoy_csm build them), or the warehouse changed since `eoy-reset "
+            "init --roles` (run it again as the warehouse's owner)"
+        )
     raise DbtError(f"dbt {args[0]} failed: {said}")
 
 
@@ -182,10 +243,12 @@ def build_models(
     parameters: dict[str, str] | None = None,
 ) -> Any:
     """`dbt build` of the selected models only: their data tests are the analytics engineer's
-    `dbt build`, not a command's."""
-    args = ["build", "--select", *selection]
+    `dbt build`, not a command's. On PostgreSQL, with the audit views when they must be kept
+    (with_audit_views)."""
+    build = postgres_build(settings) if settings.target == "postgres" else None
+    args = ["build", "--select", *with_audit_views(selection, build)]
     args += ["--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
-    return run_dbt(settings, args, vars=vars, parameters=parameters)
+    return run_dbt(settings, args, vars=vars, parameters=parameters, build=build)
 
 
 def as_parameters(variables: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:

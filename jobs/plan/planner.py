@@ -19,6 +19,7 @@ from jobs.errors import EoyError
 from jobs.plan.dbt import build_reset_models
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.contract import DELETED_TABLES
+from jobs.warehouse.ledger import restored_runs
 from jobs.warehouse.rostering import closed_reason
 
 HASH_KEY = "plan_sha256"
@@ -166,6 +167,8 @@ def _read_plan(
         "not_due": _not_due(
             wh, year, as_of, districts or [], due_ids | {c["district_id"] for c in closed}, schedule
         ),
+        # restored districts wait for an operator to name them (named ones are due above)
+        "restored": [] if named else _restored(wh, year),
         "totals": {  # the shape of every command's totals (jobs/output.py)
             "districts": len(due),
             "rows": sum(table_totals.values()),
@@ -198,6 +201,12 @@ def closed_districts(wh: Warehouse, year: int, as_of: date) -> list[dict[str, An
             "reason": closed_reason(year, row["rostering_completed_at"]),
         }
         for row in rows
+    ]
+
+
+def _restored(wh: Warehouse, year: int) -> list[dict[str, Any]]:
+    return [
+        {"district_id": r["district_id"], "advice": r["advice"]} for r in restored_runs(wh, year)
     ]
 
 

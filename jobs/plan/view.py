@@ -129,7 +129,7 @@ def render_plan(console: Console, plan: dict[str, Any]) -> None:
                 [
                     r["district_id"],
                     r["effective_reset_date"],
-                    r["date_source"],
+                    SOURCES.get(r["date_source"], r["date_source"]),
                     ", ".join(r["issues"]),
                 ]
                 for r in plan["request_issues"]
@@ -144,6 +144,7 @@ def render_plan(console: Console, plan: dict[str, Any]) -> None:
             [[n["district_id"], n["reason"]] for n in plan["not_due"]],
             wrap=("reason",),
         )
+    render_restored(console, plan.get("restored", []))
     totals = plan["totals"]
     summary = Table(title="Totals", title_justify="left")
     summary.add_column("what", no_wrap=True)
@@ -156,3 +157,15 @@ def render_plan(console: Console, plan: dict[str, Any]) -> None:
         summary.add_row(f"{table} rows to delete", f"{totals['rows_by_table'].get(table, 0):,}")
     summary.add_row("rows to delete", f"{totals['rows']:,}")
     console.print(summary)
+
+
+def render_restored(console: Console, restored: list[dict[str, Any]]) -> None:
+    """The districts an operator restored, each with what resets it again (plan and run
+    say it alike)."""
+    for entry in restored:
+        console.print(
+            f"District {entry['district_id']} was restored: {entry['advice']}.",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,  # the command in it stays one line
+        )

@@ -72,6 +72,45 @@ def parse_vars(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+_REF = re.compile(r"""\bref\(\s*['"](\w+)['"]\s*\)""")
+_VAR_USED = re.compile(r"""\bvar\(\s*['"](\w+)['"]""")
+_CALL = re.compile(r"\b(\w+)\s*\(")
+_MACRO = re.compile(r"\{%-?\s*macro\s+(\w+)\s*\(")
+
+
+def analysis_vars(name: str) -> set[str]:
+    """The dbt vars an analysis reads: in its own SQL, the models it reads (the audit views
+    are built with the vars given) and the macros any of them call, followed through."""
+    models = {p.stem: p for p in (PROJECT_DIR / "models").rglob("*.sql")}
+    macros = {
+        macro: path
+        for path in (PROJECT_DIR / "macros").rglob("*.sql")
+        for macro in _MACRO.findall(path.read_text(encoding="utf-8"))
+    }
+    found: set[str] = set()
+    seen: set[Path] = set()
+    todo = [ANALYSES / f"{name}.sql"]
+    while todo:
+        path = todo.pop()
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        text = path.read_text(encoding="utf-8")
+        found.update(_VAR_USED.findall(text))
+        todo += [models[m] for m in _REF.findall(text) if m in models]
+        todo += [macros[c] for c in _CALL.findall(text) if c in macros]
+    return found
+
+
+def check_vars(name: str, variables: dict[str, str]) -> None:
+    """A var the analysis does not read is refused: a misspelt name would be ignored."""
+    used = analysis_vars(name)
+    for var in variables:
+        if var not in used:
+            reads = f"it reads {', '.join(sorted(used))}" if used else "it reads no var"
+            raise QueryError(f"--var {var}: analysis {name} does not use it ({reads})")
+
+
 def compiled_path(settings: Settings, name: str) -> Path:
     return (
         dbt_work_dir(settings) / "target" / "compiled" / PROJECT_NAME / "analyses" / f"{name}.sql"
@@ -79,23 +118,22 @@ def compiled_path(settings: Settings, name: str) -> Path:
 
 
 def compile_analysis(settings: Settings, name: str, variables: dict[str, str]) -> str:
-    """Build the audit views for the vars; the analysis's SQL compiled with them (kept from
-    an earlier compile of the same digest, or compiled now)."""
+    """Build the audit views for the vars (unless this role may not: query_vars); the
+    analysis's SQL compiled with them (kept from an earlier compile of the same digest, or
+    compiled now)."""
     from jobs.output import phase
+    from jobs.report.built import builds_here
     from jobs.report.html import AUDIT_SELECTION
-    from jobs.warehouse.connection import connect
 
-    known = analyses()
-    if name not in known:
-        raise QueryError(f"no analysis named {name!r} in analyses/: use one of {', '.join(known)}")
-    connect(settings).close()  # "run eoy-reset init" before dbt's own error
     parameters, rest = as_parameters(variables)
     # before the build: a file changed meanwhile is seen by the next query
     key = analyses_key(settings, parameters, rest)
-    with phase("building the audit models…"):
-        build_models(settings, AUDIT_SELECTION, vars=rest, parameters=parameters)
+    if builds_here(settings):
+        with phase("building the audit models…"):
+            build_models(settings, AUDIT_SELECTION, vars=rest, parameters=parameters)
     kept = kept_analyses(settings, key)
     if name not in kept:
+        known = analyses()
         with phase("compiling the analyses…"):
             run_dbt(settings, ["compile", "--select", *known], vars=rest, parameters=parameters)
         paths = {n: compiled_path(settings, n) for n in known}
@@ -104,6 +142,36 @@ def compile_analysis(settings: Settings, name: str, variables: dict[str, str]) -
             raise QueryError(f"dbt compiled {name} but wrote no SQL at {paths[name]}: run it again")
         _keep_analyses(settings, key, kept)
     return kept[name]
+
+
+def query_vars(settings: Settings, name: str, variables: dict[str, str]) -> dict[str, str]:
+    """The vars the analysis runs with: those given, each one it reads (check_vars); for a role
+    that may not build the audit views (eoy_analyst), the day and school year an operator's
+    build left them for (another one asked is refused)."""
+    from jobs.report.built import as_built, builds_here
+    from jobs.warehouse.connection import connect
+
+    known = analyses()
+    if name not in known:
+        raise QueryError(f"no analysis named {name!r} in analyses/: use one of {', '.join(known)}")
+    check_vars(name, variables)
+    connect(settings).close()  # "run eoy-reset init" before dbt's own error
+    if builds_here(settings):
+        return variables
+    asked: dict[str, Any] = {}
+    for var, parse, form in (
+        ("as_of_date", date.fromisoformat, "YYYY-MM-DD"),
+        ("school_year", int, "a year, like 2023"),
+    ):
+        if var in variables:
+            try:
+                asked[var] = parse(variables[var])
+            except ValueError:
+                raise QueryError(f"--var {var}={variables[var]}: use {form}") from None
+    built = as_built(settings, asked.get("as_of_date"), asked.get("school_year"))
+    used = analysis_vars(name)
+    shown = {"as_of_date": built.as_of.isoformat(), "school_year": str(built.school_year)}
+    return {**variables, **{k: v for k, v in shown.items() if k in used}}
 
 
 def analyses_key(settings: Settings, parameters: dict[str, str], rest: dict[str, Any]) -> str:
@@ -146,6 +214,7 @@ def run_query(settings: Settings, name: str, variables: dict[str, str]) -> dict[
     """The analysis's rows (as dicts, in its column order) and what it was run with."""
     from jobs.warehouse.connection import connect
 
+    variables = query_vars(settings, name, variables)
     sql = compile_analysis(settings, name, variables)
     with connect(settings) as wh:
         columns, values = _fetch(wh, sql)

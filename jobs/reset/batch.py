@@ -308,6 +308,9 @@ def _batch_pass(
     checks: dict[str, Future[dict[str, tuple[Taken, str]]]] = {}
     try:
         for table in DELETE_ORDER:
+            if progress is not None:  # the table each district's line names
+                for district in districts:
+                    progress(district, table, 0)
             rows = _rows(tx, table, districts)
             runs = _runs(rows, table, districts)
             files = {

@@ -28,7 +28,14 @@ from jobs.snapshot.verify import verified_parts
 from jobs.snapshot.writer import settle_parts
 from jobs.warehouse.connection import PostgresWarehouse, Warehouse, connect, quote_ident
 from jobs.warehouse.contract import DELETED_TABLES, INSERT_ORDER, TABLES
-from jobs.warehouse.ledger import cycle_deletes, get_run, record_event, update_run, utcnow
+from jobs.warehouse.ledger import (
+    cycle_deletes,
+    get_run,
+    record_event,
+    take_up_again,
+    update_run,
+    utcnow,
+)
 from jobs.warehouse.locks import release_district_lock, wait_district_lock
 from jobs.warehouse.rostering import rostered
 
@@ -111,6 +118,22 @@ def sum_parts(manifests: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
         content = sum(int(m["tables"][table]["fingerprint"]) for m in manifests) % CONTENT_MOD
         out[table] = (rows, content)
     return out
+
+
+def latest_reset_year(settings: Settings, district_id: str) -> int:
+    """The school year of the district's latest reset in the ledger: what `restore` puts
+    back when no school year is given."""
+    with connect(settings) as wh:
+        year = wh.scalar(
+            "select max(school_year) from eoy_runner.reset_runs where district_id = %s",
+            [district_id],
+        )
+    if year is None:
+        raise RestoreError(
+            f"district {district_id!r} has no reset in the ledger: nothing to restore "
+            "(`eoy-reset status --school-year Y` lists a school year's resets)"
+        )
+    return int(year)
 
 
 def restore(settings: Settings, district_id: str, school_year: int) -> dict[str, Any]:
@@ -222,6 +245,7 @@ def restore(settings: Settings, district_id: str, school_year: int) -> dict[str,
         "rows": restored,
         "snapshots": [str(d["path"]) for d in deletes],
         "warning": _beside_next_year(district_id, school_year, rostering.get(district_id)),
+        "advice": take_up_again(district_id, school_year, run["effective_reset_date"]),
     }
 
 

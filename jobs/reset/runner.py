@@ -48,6 +48,7 @@ from jobs.warehouse.ledger import (
     record_event,
     record_events,
     record_events_of,
+    record_refusals,
     start_run,
     start_runs,
     update_run,
@@ -305,6 +306,9 @@ def run_reset(
                         f"eoy-reset: warning: {scrub(str(exc))}", highlight=False, soft_wrap=True
                     )
         refused = _plan_guard(plan_path, year, candidates, plan) if plan_path else {}
+        if refused and not dry_run:  # for `status`, until a run completes them
+            with connect(settings) as wh:
+                record_refusals(wh, year, refused)
         runnable = [c for c in candidates if c["district_id"] not in refused]
         result: dict[str, Any] = {
             "as_of": as_of.isoformat(),
@@ -358,6 +362,7 @@ def run_reset(
                 done = pool.reset(units, year, progress)
             else:
                 done = _run_units(connections, units, year, progress)
+            progress.finish(done)
             by_district = {o["district_id"]: o for o in done}
             outcomes = [by_district[c["district_id"]] for c in runnable]
         result["seconds_by_phase"]["districts"] = round(time.perf_counter() - began, 2)
@@ -598,7 +603,7 @@ def _run_batch(
         for cand in held:
             district = cand["district_id"]
             if district in outcomes:
-                outcomes[district]["seconds"] = round((time.perf_counter() - began) / len(held), 2)
+                outcomes[district]["seconds"] = round(time.perf_counter() - began, 2)
                 progress.district_done(district)
             else:  # it goes on alone, below
                 progress.district_dropped(district)

@@ -41,6 +41,7 @@ from jobs.snapshot.source import consistent_view, shaped
 from jobs.snapshot.store import is_object_root, store_for
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.contract import DATE, DELETED_TABLES, FLOAT, INT, TABLES, TEXT, TIMESTAMP
+from jobs.warehouse.ledger import cycle_deletes
 
 PARQUET_TYPES = {
     TEXT: "VARCHAR",
@@ -212,6 +213,9 @@ def _check_against_source(
     settings: Settings | None,
     wh: Warehouse | None,
 ) -> None:
+    """With the warehouse: a snapshot whose delete the ledger committed (a reset's) must have
+    none of its rows left there, by key (the district's rows now are newer ones); any other
+    (not deleted, or restored since) must hold exactly the district's live rows."""
     own = wh is None
     if wh is None:
         assert settings is not None
@@ -219,34 +223,69 @@ def _check_against_source(
     problems: list[str] = result["problems"]
     try:
         district = str(manifest.get("district_id"))
+        year = int(manifest.get("school_year") or 0)
         stored = wh.scalar(
             "select manifest_sha256 from eoy_runner.reset_runs "
             "where district_id = %s and school_year = %s",
-            [district, manifest.get("school_year")],
+            [district, year],
         )
         if stored and stored != result["manifest_sha256"]:
             problems.append("manifest: differs from the one recorded in the ledger")
+        deleted = any(
+            d.get("manifest_sha256") == result["manifest_sha256"]
+            for d in cycle_deletes(wh, district, year)
+        )
+        result["against_source"] = "deleted" if deleted else "live"
         with consistent_view(wh, district) as view:
             for table in DELETED_TABLES:
-                fp = fingerprint_batches(table, shaped(view.batches(table), table))
                 entry = (manifest.get("tables") or {}).get(table) or {}
                 info = result["tables"].setdefault(table, {"rows": None, "ok": False})
-                info["source_rows"] = fp.rows
-                if fp.rows != entry.get("rows"):
-                    problems.append(
-                        f"{table}: the warehouse has {fp.rows} rows, the snapshot "
-                        f"{entry.get('rows')}"
-                    )
-                    info["ok"] = False
-                elif fp.content != entry.get("fingerprint"):
-                    problems.append(
-                        f"{table}: the warehouse rows differ from the snapshot's "
-                        "(content fingerprint)"
-                    )
+                if deleted:
+                    problem = _none_left(view, Path(result["directory"]), table, info)
+                else:
+                    problem = _same_rows(view, table, entry, info)
+                if problem:
+                    problems.append(problem)
                     info["ok"] = False
     finally:
         if own:
             wh.close()
+
+
+def _same_rows(view: Any, table: str, entry: dict[str, Any], info: dict[str, Any]) -> str:
+    """The district's live rows of the table against the snapshot's; a problem, or ''."""
+    fp = fingerprint_batches(table, shaped(view.batches(table), table))
+    info["source_rows"] = fp.rows
+    if fp.rows != entry.get("rows"):
+        return f"{table}: the warehouse has {fp.rows} rows, the snapshot {entry.get('rows')}"
+    if fp.content != entry.get("fingerprint"):
+        return f"{table}: the warehouse rows differ from the snapshot's (content fingerprint)"
+    return ""
+
+
+def _none_left(view: Any, directory: Path, table: str, info: dict[str, Any]) -> str:
+    """After the snapshot's delete: how many of its rows (by key) the warehouse still has;
+    a problem, or ''."""
+    keys = list(TABLES[table].primary_key)
+    live = [batch.select(keys) for batch in shaped(view.batches(table), table)]
+    info["source_rows"] = sum(b.num_rows for b in live)
+    info["left_after_reset"] = 0
+    if not live:
+        return ""
+    con = scratch_duckdb()
+    try:
+        con.register("live", pa.Table.from_batches(live))
+        path = sql_string(str(directory / f"{table}.parquet"))
+        info["left_after_reset"] = left = int(
+            con.execute(
+                f"select count(*) from read_parquet({path}) join live using ({', '.join(keys)})"
+            ).fetchone()[0]  # type: ignore[index]
+        )
+    finally:
+        con.close()
+    if left:
+        return f"{table}: {left} of the snapshot's rows are still in the warehouse after its reset"
+    return ""
 
 
 def render_verify(console: Console, result: dict[str, Any]) -> None:
@@ -268,5 +307,12 @@ def render_verify(console: Console, result: dict[str, Any]) -> None:
     console.print(grid)
     for problem in result["problems"]:
         console.print(f"[red]problem[/] {problem}", highlight=False)
+    if result.get("against_source") == "deleted":
+        console.print(
+            "Its rows were deleted by the district's reset: checked, by key, that none of them "
+            "is left in the warehouse (the district's rows there now are newer ones)."
+        )
+    elif result.get("against_source") == "live":
+        console.print("Checked against the district's rows in the warehouse, row for row.")
     if result["ok"]:
         console.print("[green]Snapshot verified.[/]")

@@ -250,21 +250,41 @@ class PostgresWarehouse(Warehouse):
         self._adbc: Any = None
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> int:
-        with self.con.cursor() as cur:
+        with self._allowed(), self.con.cursor() as cur:
             cur.execute(sql, params)
             return cur.rowcount
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-        with self.con.cursor() as cur:
+        with self._allowed(), self.con.cursor() as cur:
             cur.execute(sql, params)
             return list(cur.fetchall())
 
     def query_dicts(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         from psycopg.rows import dict_row
 
-        with self.con.cursor(row_factory=dict_row) as cur:
+        with self._allowed(), self.con.cursor(row_factory=dict_row) as cur:
             cur.execute(sql, params)
             return list(cur.fetchall())
+
+    @contextmanager
+    def _allowed(self) -> Iterator[None]:
+        """A statement the connected role may not run: which role, and which roles may."""
+        import psycopg
+
+        try:
+            yield
+        except psycopg.errors.InsufficientPrivilege as exc:
+            user = self.con.info.user
+            raise WarehouseError(
+                f"{_pg_said(exc, self.dsn)} (role {user}): with the roles of `eoy-reset init "
+                "--roles`, the operator connects as eoy_runner, the CSM as eoy_csm and the "
+                "analyst as eoy_analyst (query, report)"
+            ) from None
+
+    def schema_exists(self, schema: str) -> bool:
+        # the catalog, not information_schema: that shows only the schemas the role may use,
+        # and a role without rights on one must not be told to run `init`
+        return bool(self.scalar("select count(*) from pg_namespace where nspname = %s", [schema]))
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -269,3 +269,65 @@ def all_delete_parts(wh: Warehouse, district_id: str, school_year: int) -> list[
         for e in events(wh, district_id, school_year, "delete")
         if e["status"] == "completed"
     ]
+
+
+# ---------------------------------------------------------------------------------------
+# restored districts
+# ---------------------------------------------------------------------------------------
+def take_up_again(district_id: str, school_year: int, reset_date: date | None) -> str:
+    """What resets a restored district again, said alike by every command that meets one:
+    a plan or a run leaves it alone until an operator names it."""
+    from jobs.output import command_line
+
+    day = reset_date.isoformat() if reset_date is not None else "YYYY-MM-DD"
+    args = ["run", "--as-of", day]
+    if reset_date is None or reset_date.year != school_year:
+        args += ["--school-year", str(school_year)]
+    return (
+        "no plan or run resets it again by itself, only "
+        f"`{command_line([*args, '--district', district_id])}`"
+    )
+
+
+def restored_runs(wh: Warehouse, school_year: int) -> list[dict[str, Any]]:
+    """The districts of the school year whose reset an operator restored, each with `advice`
+    (take_up_again)."""
+    rows = wh.query_dicts(
+        "select district_id, effective_reset_date, finished_at from eoy_runner.reset_runs "
+        "where school_year = %s and status = 'restored' order by district_id",
+        [school_year],
+    )
+    for row in rows:
+        row["advice"] = take_up_again(row["district_id"], school_year, row["effective_reset_date"])
+    return rows
+
+
+# ---------------------------------------------------------------------------------------
+# districts a run refused
+# ---------------------------------------------------------------------------------------
+# The event of a district that `run --plan` refused before anything changed (rows moved
+# since the plan, or not in it): `status` names it until a run completes the district.
+REFUSED = ("plan_check", "refused")
+
+
+def record_refusals(wh: Warehouse, school_year: int, refused: dict[str, str]) -> None:
+    """One event per district the run refused, with why."""
+    step, status = REFUSED
+    record_events_of(
+        wh, school_year, [(d, step, status, {"reason": why}) for d, why in refused.items()]
+    )
+
+
+def refusals(wh: Warehouse, school_year: int) -> dict[str, tuple[datetime, str]]:
+    """The latest refusal of each district for the school year: (when, why)."""
+    step, status = REFUSED
+    found: dict[str, tuple[datetime, str]] = {}
+    for row in wh.query_dicts(
+        'select district_id, "at", cast(detail as '
+        + ("text" if wh.target == "postgres" else "varchar")
+        + ") as detail from eoy_runner.reset_events "
+        "where school_year = %s and step = %s and status = %s order by event_id",
+        [school_year, step, status],
+    ):
+        found[row["district_id"]] = (row["at"], str(_detail(row["detail"]).get("reason", "")))
+    return found

@@ -13,7 +13,10 @@ delete what the reset must keep (issue: reliability and security).
                post-reset notices carry.
 
 Roles are created with LOGIN and no password: set one (`alter role … password …`) or map
-them in pg_hba.conf as your site requires. Running init --roles again is safe.
+them in pg_hba.conf as your site requires. Running init --roles again is safe, and `init`
+runs it again by itself on a database that has the roles (a ledger table an upgrade added
+goes to eoy_runner). Whoever runs dbt here builds as eoy_dbt (jobs/plan/dbt.py), so every
+model has one owner, whichever role built it first.
 """
 
 from __future__ import annotations
@@ -59,22 +62,12 @@ def role_statements() -> list[str]:
         f"grant update ({', '.join(SYNC_STATUS_COLUMNS)}) on app.import_syncs to eoy_runner",
         "alter schema eoy_runner owner to eoy_runner",
         "grant usage on schema eoy_runner to eoy_runner",
-        *(
-            f"alter table eoy_runner.{t} owner to eoy_runner"
-            for t in (
-                "reset_runs",
-                "reset_events",
-                "legal_holds",
-                "plan_approvals",
-                "reset_request_changes",
-                "notices_sent",
-                "plans",
-                "console_actions",
-            )
-        ),
-        "alter sequence eoy_runner.reset_events_event_id_seq owner to eoy_runner",
-        "alter sequence eoy_runner.reset_request_changes_change_id_seq owner to eoy_runner",
-        "alter sequence eoy_runner.console_actions_action_id_seq owner to eoy_runner",
+        # every ledger table and sequence, whatever `init` has added since
+        _owned_by("eoy_runner", "eoy_runner"),
+        # what dbt built before the roles (a build as another role) goes to the dbt role, or
+        # its next build could not replace it
+        _owned_by("eoy", "eoy_dbt"),
+        _owned_by("eoy_audit", "eoy_dbt"),
         # analyst: the audit views only (views run with their owner's rights, not the reader's)
         "grant usage on schema eoy_audit to eoy_analyst",
         "grant select on all tables in schema eoy_audit to eoy_analyst",
@@ -103,6 +96,35 @@ def role_statements() -> list[str]:
         "grant usage on sequence eoy_runner.certificates_certificate_id_seq to eoy_csm",
     ]
     return sql
+
+
+def _owned_by(schema: str, role: str) -> str:
+    """A statement that hands every table, view and sequence of the schema to the role."""
+    return (
+        "do $$ declare o record; begin for o in "
+        "select c.relname, case c.relkind when 'v' then 'view' when 'm' then 'materialized view' "
+        "when 'S' then 'sequence' else 'table' end as kind from pg_class c "
+        "join pg_namespace n on n.oid = c.relnamespace "
+        f"where n.nspname = '{schema}' and c.relkind in ('r', 'p', 'v', 'm', 'S') "
+        f"and pg_get_userbyid(c.relowner) <> '{role}' "
+        # sequences last: one that serves a table follows the table, alone it would refuse
+        "order by c.relkind = 'S' loop "
+        f"execute format('alter %s %I.%I owner to {role}', o.kind, '{schema}', o.relname); "
+        "end loop; end $$"
+    )
+
+
+def roles_set_up(wh: Warehouse) -> bool:
+    """Whether `init --roles` ran on this database (roles are the server's, grants are each
+    database's): its ledger schema belongs to eoy_runner."""
+    if wh.target != "postgres":
+        return False
+    return bool(
+        wh.scalar(
+            "select count(*) from pg_namespace where nspname = 'eoy_runner' "
+            "and pg_get_userbyid(nspowner) = 'eoy_runner'"
+        )
+    )
 
 
 def create_roles(wh: Warehouse) -> list[str]:

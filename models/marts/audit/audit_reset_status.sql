@@ -81,6 +81,15 @@ last_events as (
 
 ),
 
+purges as (
+
+    select district_id, school_year, max("at") as purged_at
+    from events
+    where step = 'purge_snapshots' and status = 'completed'
+    group by district_id, school_year
+
+),
+
 latest_run_years as (
 
     select district_id, max(school_year) as school_year
@@ -120,12 +129,19 @@ joined as (
             when schedule.status = 'blocked' then 'blocked'
             else 'not_started'
         end as status,
-        due_districts.district_id is not null as is_due,
+        -- due as the build saw it, and not completed since (a run's build comes before its resets)
+        due_districts.district_id is not null and coalesce(runs.status, '') <> 'completed'
+            as is_due,
         runs.started_at as run_started_at,
         runs.finished_at as run_finished_at,
         runs.rows_deleted,
         runs.snapshot_path,
         runs.manifest_sha256,
+        -- a snapshot taken again after a purge is there
+        case
+            when runs.started_at is null or purges.purged_at >= runs.started_at
+                then purges.purged_at
+        end as snapshot_purged_at,
         runs.error as run_error,
         last_events.step as last_step,
         last_events.status as last_step_status,
@@ -165,6 +181,9 @@ joined as (
         on last_events.district_id = audited.district_id
         and last_events.school_year = audited.school_year
         and last_events.recency = 1
+    left join purges
+        on purges.district_id = audited.district_id
+        and purges.school_year = audited.school_year
     left join latest_run_years
         on latest_run_years.district_id = audited.district_id
         and latest_run_years.school_year = audited.school_year

@@ -14,8 +14,9 @@ the child's own VmHWM):
   floor           the due rows read once and deleted, in one transaction, with the engine's
                   own bulk path (PostgreSQL binary COPY read into nothing; DuckDB COPY to
                   zstd Parquet), after a `plan` (untimed) built the due list
-  floor, §7 files DuckDB only: the floor writing SPEC §7's layout, a file per due district
-                  and table (DuckDB's own partitioned COPY), then the same deletes
+  floor, district files
+                  DuckDB only: the floor writing the snapshots' layout, a file per due
+                  district and table (DuckDB's own partitioned COPY), then the same deletes
   DBA script      per due district, one transaction: per table a CSV COPY to a file, then a
                   DELETE, as an operator would write it by hand
   empty district  `run` on the floor's copy, where every due district has nothing left to
@@ -171,7 +172,7 @@ def floor_postgres(dsn: str) -> dict[str, Any]:
 
 def floor_duckdb(path: str, out: Path, per_district: bool = False) -> dict[str, Any]:
     """The due rows written once to zstd Parquet and deleted, in one transaction: a file per
-    table, or (per_district) SPEC §7's file per district and table, a folder per district,
+    table, or (per_district) the snapshots' file per district and table, a folder per district,
     written by DuckDB's own partitioned COPY."""
     import duckdb
 
@@ -416,7 +417,7 @@ def bench_size(wh: Warehouses, districts: int) -> dict[str, Any]:
     shutil.rmtree(wh.scratch / "floor", ignore_errors=True)
     r.update(floor=floor.seconds, floor_rows=floor.doc["rows"], floor_due=floor.doc["due"])
     print(f"  floor {floor.seconds:.1f} s ({floor.doc['rows']:,} rows)", flush=True)
-    if t == "duckdb":  # the same, writing a file per district and table, as SPEC §7 asks
+    if t == "duckdb":  # the same, writing a file per district and table, as snapshots do
         layout_case = wh.copy()
         plan(layout_case)
         layout = baseline(layout_case, "layout", scratch_dir(wh.scratch, "layout"))
@@ -425,7 +426,8 @@ def bench_size(wh: Warehouses, districts: int) -> dict[str, Any]:
             layout=layout.seconds, layout_files=layout.doc["files"], layout_rows=layout.doc["rows"]
         )
         print(
-            f"  floor, §7 files {layout.seconds:.1f} s ({layout.doc['files']:,} files)", flush=True
+            f"  floor, district files {layout.seconds:.1f} s ({layout.doc['files']:,} files)",
+            flush=True,
         )
         case = layout_case  # it deleted the same rows as the floor: the run after it
     empty = eoy(wh.fresh_snapshots(case), "run", "--as-of", AS_OF, "--yes", must_pass=False)
@@ -452,7 +454,7 @@ def bench_size(wh: Warehouses, districts: int) -> dict[str, Any]:
         "planned": "rows_planned",
         "ours": "rows",
         "floor": "floor_rows",
-        "floor in §7 files": "layout_rows",
+        "floor in district files": "layout_rows",
         "DBA": "dba_rows",
     }
     found = {what: r[key] for what, key in counts.items() if key in r}
@@ -547,7 +549,8 @@ def render(results: list[dict[str, Any]]) -> str:
     )
     if layout:
         layout = (
-            "\n| target | districts | files | floor, §7 files | ours / (plan + floor, §7 files) |\n"
+            "\n| target | districts | files | floor, district files "
+            "| ours / (plan + floor, district files) |\n"
             "|---|---:|---:|---:|---:|\n" + layout
         )
     return times + "\n" + scale + layout
@@ -583,7 +586,7 @@ def note(sizes: list[int], load: float) -> str:
         "first: PostgreSQL binary `COPY … TO STDOUT` read into nothing by psycopg, then "
         "`DELETE … WHERE district_id = ANY(…)`; DuckDB `COPY … TO` zstd Parquet, then "
         "`DELETE`. No fingerprints, no verification, no ledger.\n"
-        "- **floor, §7 files** (DuckDB): the floor writing what SPEC §7 asks for, a file per "
+        "- **floor, district files** (DuckDB): the floor writing the snapshots' layout, a file per "
         "due district and table in a folder per district (DuckDB's own partitioned `COPY`, "
         "zstd), then the same deletes: what the layout costs before any check; the floor "
         "above writes one file per table.\n"

@@ -16,7 +16,6 @@ from datetime import date, datetime
 
 import pytest
 
-import jobs.reset.runner
 from jobs.config import Settings
 from jobs.plan.planner import make_plan
 from jobs.reset.runner import restore_district
@@ -28,6 +27,7 @@ from tests import operator_data as od
 from tests.crash_helpers import run_cli
 from tests.runner_helpers import expected_due, insert, student_rows
 from tests.test_runner import arrive_during_pass, run
+from tests.test_sessions_ended import at_fault_point
 
 AS_OF = date(2023, 7, 28)
 YEAR = 2023
@@ -194,18 +194,14 @@ def test_rostering_completed_after_the_run_chose_the_district_stops_it_in_the_de
     due = sorted(expected_due(wh, YEAR, AS_OF))
     district = due[0]
     rows = student_rows(wh, district)
-    real = jobs.reset.runner.fault_point
-    rostered_now: list[str] = []
+    rostered_now: list[float] = []
 
-    def rostering_completes(name: str) -> None:
-        real(name)
-        if name == "after:pause_syncs" and not rostered_now:
-            roster_next_year(wh, district)  # another session, committed
-            rostered_now.append(name)
+    def rostering_completes(seconds: float) -> None:
+        roster_next_year(wh, district)  # another session, committed
+        rostered_now.append(seconds)
 
-    monkeypatch.setattr(jobs.reset.runner, "fault_point", rostering_completes)
-    result = run(settings, districts=[district] if how == "alone" else None)
-    monkeypatch.undo()
+    with at_fault_point(monkeypatch, "after:pause_syncs", rostering_completes):
+        result = run(settings, districts=[district] if how == "alone" else None)
     assert rostered_now, "the run never reached the point after pause_syncs"
     by_id = {d["district_id"]: d for d in result["districts"]}
     assert by_id[district]["status"] != "completed"

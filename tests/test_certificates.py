@@ -478,7 +478,7 @@ def test_the_html_certificate_renders_in_chromium(
 
 def report_links(settings: Settings, report: Path) -> dict[tuple[str, str], str]:
     """The report's certificates section: each (district, kind) with what its last cell says
-    (the link's target, or the text)."""
+    (`link <target>`, or the text)."""
     done = eoy(settings, ["report", "--html", str(report), "--as-of", "2023-07-28",
                           "--school-year", "2023"])  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -488,7 +488,7 @@ def report_links(settings: Settings, report: Path) -> dict[tuple[str, str], str]
     for row in re.findall(r"<tr>(.*?)</tr>", section.split("<tbody>")[1], re.S):
         cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
         link = re.search(r'<a href="([^"]+)">', cells[-1])
-        found[(cells[0], cells[3])] = unquote(link.group(1)) if link else cells[-1]
+        found[(cells[0], cells[3])] = f"link {unquote(link.group(1))}" if link else cells[-1]
     return found
 
 
@@ -504,7 +504,7 @@ def test_the_html_report_links_each_completed_districts_certificate(
     assert certify(settings, keys, "early", written).returncode == 0
     first = report_links(settings, report)
     assert set(first) == {(d, "disposition") for d in RESET}
-    assert first[("early", "disposition")] == "../certificates/early/certificate.html"
+    assert first[("early", "disposition")] == "link ../certificates/early/certificate.html"
     assert (
         "owed: <code>eoy-reset certificate --district default --school-year 2023"
         in (first[("default", "disposition")])
@@ -512,6 +512,8 @@ def test_the_html_report_links_each_completed_districts_certificate(
     assert certify(settings, keys, "default", tmp_path / "certificates" / "default").returncode == 0
     links = report_links(settings, report)
     for district in RESET:
-        target = (report.parent / links[(district, "disposition")]).resolve()
+        said, _, href = links[(district, "disposition")].partition(" ")
+        assert said == "link", links[(district, "disposition")]
+        target = (report.parent / href).resolve()
         assert target == (tmp_path / "certificates" / district / "certificate.html").resolve()
         assert f"District {district}" in target.read_text(encoding="utf-8")

@@ -15,15 +15,18 @@ import json
 import os
 import re
 import shutil
+import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from jobs.config import Settings
+import jobs
+from jobs.config import PROJECT_DIR, Settings
 from jobs.report.html import build_audit_models
-from jobs.snapshot.certificate import issue_certificate
+from jobs.snapshot.certificate import issue_certificate, utc_text
 from jobs.snapshot.signing import (
     KeyPair,
     canonical_json,
@@ -33,14 +36,15 @@ from jobs.snapshot.signing import (
 )
 from jobs.snapshot.store import open_store
 from jobs.warehouse.connection import connect
-from jobs.warehouse.contract import DELETED_TABLES
-from jobs.warehouse.ledger import events
+from jobs.warehouse.contract import DELETED_TABLES, STEPS
+from jobs.warehouse.ledger import events, get_run
 from tests import operator_data as od
 from tests.chromium import CHROMIUM, installed
 from tests.operator_data import eoy, one_line
 from tests.test_report import ARTIFACTS, render
 
 RESET = ("default", "early")
+PYPROJECT = PROJECT_DIR / "pyproject.toml"
 
 
 @pytest.fixture(scope="session")
@@ -135,6 +139,24 @@ def test_a_certificate_states_the_ledger_and_the_manifests_and_verifies(
         "check_retention",
         "complete",
     ]
+    # when each step ran: the time the ledger recorded it completed, to the second
+    with connect(settings) as wh:
+        ledger = events(wh, "early", od.YEAR)
+        run = get_run(wh, "early", od.YEAR)
+        name = wh.scalar("select name from app.districts where district_id = 'early'")
+    completed = [e for e in ledger if e["status"] == "completed" and e["step"] in STEPS]
+    assert [(s["step"], s["at"]) for s in doc["reset"]["steps"]] == [
+        (e["step"], utc_text(e["at"])) for e in completed
+    ]
+    assert doc["reset"]["started_at"] == utc_text(run["started_at"])
+    assert doc["reset"]["completed_at"] == utc_text(run["finished_at"])
+    assert all(
+        re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", s["at"]) for s in doc["reset"]["steps"]
+    )
+    # the district's name as the warehouse has it, and the tool (and version) that issued it
+    assert doc["district"] == {"id": "early", "name": name} and name
+    assert doc["issuer"] == {"tool": "eoy-reset", "version": jobs.__version__}
+    assert jobs.__version__ == tomllib.loads(PYPROJECT.read_text())["project"]["version"]
     assert doc["approval"]["approved_by"] == "reviewer" and doc["approval"]["approved_at"]
     with connect(settings) as wh:
         assert doc["approval"]["plan_sha256"] == wh.scalar(
@@ -452,3 +474,46 @@ def test_the_html_certificate_renders_in_chromium(
     for table in doc["tables"]:
         assert f'<td class="">{table["table"]}</td>' in dom.stdout
     assert keys.fingerprint in dom.stdout and "<script" not in dom.stdout.lower()
+
+
+def report_links(settings: Settings, report: Path) -> dict[tuple[str, str], str]:
+    """The report's certificates section: each (district, kind) with what its last cell says
+    (`link <target>`, or the text)."""
+    done = eoy(settings, ["report", "--html", str(report), "--as-of", "2023-07-28",
+                          "--school-year", "2023"])  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    text = report.read_text(encoding="utf-8")
+    section = text.split('<section id="certificates">')[1].split("</section>")[0]
+    found = {}
+    for row in re.findall(r"<tr>(.*?)</tr>", section.split("<tbody>")[1], re.S):
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        link = re.search(r'<a href="([^"]+)">', cells[-1])
+        found[(cells[0], cells[3])] = f"link {unquote(link.group(1))}" if link else cells[-1]
+    return found
+
+
+def test_the_html_report_links_each_completed_districts_certificate(
+    approved_reset: Settings, keys: KeyPair, tmp_path: Path
+) -> None:
+    """A completed reset's certificate, once written, is a link from the report (relative to
+    the report's folder) to its certificate.html; one not issued yet says how to issue it."""
+    settings = approved_reset
+    report = tmp_path / "reports" / "report.html"
+    report.parent.mkdir()
+    written = tmp_path / "certificates" / "early"
+    assert certify(settings, keys, "early", written).returncode == 0
+    first = report_links(settings, report)
+    assert set(first) == {(d, "disposition") for d in RESET}
+    assert first[("early", "disposition")] == "link ../certificates/early/certificate.html"
+    assert (
+        "owed: <code>eoy-reset certificate --district default --school-year 2023"
+        in (first[("default", "disposition")])
+    )
+    assert certify(settings, keys, "default", tmp_path / "certificates" / "default").returncode == 0
+    links = report_links(settings, report)
+    for district in RESET:
+        said, _, href = links[(district, "disposition")].partition(" ")
+        assert said == "link", links[(district, "disposition")]
+        target = (report.parent / href).resolve()
+        assert target == (tmp_path / "certificates" / district / "certificate.html").resolve()
+        assert f"District {district}" in target.read_text(encoding="utf-8")

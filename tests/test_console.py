@@ -14,10 +14,15 @@ the reset runs last but one, and the last one stops the console to read its whol
 
 from __future__ import annotations
 
+import hashlib
+import html
 import io
 import json
+import re
 import zipfile
 from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -25,6 +30,8 @@ import pytest
 
 from jobs.config import PROJECT_DIR
 from jobs.warehouse.connection import connect
+from jobs.warehouse.ledger import utcnow
+from jobs.web.sessions import Keys
 from tests import fork_server
 from tests.conftest import TARGETS
 from tests.console_helpers import (
@@ -40,6 +47,10 @@ from tests.console_helpers import (
     session_cookie,
 )
 from tests.crash_helpers import cli_env
+from tests.reset_data import insert_rows
+from tests.smtp_server import local_smtp
+
+NEXT_YEAR_STUDENT = "north-2024-student"
 
 
 @pytest.fixture(scope="module", params=TARGETS)
@@ -63,6 +74,18 @@ def changes_of(site: Site, district: str) -> list[tuple[Any, ...]]:
         "eoy_runner.reset_request_changes where district_id = %s order by change_id",
         [district],
     )
+
+
+def parquet_rows(content: bytes, table: str, folder: Path) -> list[dict[str, Any]]:
+    """A table's rows from a Parquet copy (a zip), read with DuckDB."""
+    folder.mkdir()
+    with zipfile.ZipFile(io.BytesIO(content)) as zf:
+        assert f"{table}.parquet" in zf.namelist(), zf.namelist()
+        zf.extract(f"{table}.parquet", folder)
+    with duckdb.connect() as con:
+        result = con.execute("select * from read_parquet(?)", [str(folder / f"{table}.parquet")])
+        names = [c[0] for c in result.description]
+        return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
 
 
 def copy_of(response: Any) -> dict[str, str]:
@@ -341,6 +364,148 @@ def test_the_tenth_wrong_password_in_a_minute_is_throttled(site: Site) -> None:
     assert dict(outcomes) == {"failed": 9, "refused": 2}
 
 
+def test_a_session_ends_after_30_idle_minutes_or_12_hours_whatever_happens(site: Site) -> None:
+    """The limits are kept by the server, in the session's row: moving a session's times
+    back, as the clock would, ends it."""
+    keys = Keys(SECRET)
+
+    def row_of(client: Any) -> str:
+        return keys.session_id(client.cookies["eoy_session"])
+
+    def move(client: Any, **times: datetime) -> None:
+        sets = ", ".join(f"{column} = %s" for column in times)
+        with connect(site.settings) as wh:
+            wh.execute(
+                f"update eoy_console.sessions set {sets} where session_hash = %s",
+                [*times.values(), row_of(client)],
+            )
+
+    now = utcnow()
+    idle = site.server.sign_in("sam")
+    (created, expires), *_ = site.query(
+        "select created_at, expires_at from eoy_console.sessions where session_hash = %s",
+        [row_of(idle)],
+    )
+    assert expires - created == timedelta(hours=12)
+    # 29 idle minutes: still signed in, and the request counts as the session's use
+    move(idle, last_seen_at=now - timedelta(minutes=29))
+    assert idle.get("/districts/south").status_code == 200
+    (seen,), *_ = site.query(
+        "select last_seen_at from eoy_console.sessions where session_hash = %s", [row_of(idle)]
+    )
+    assert seen >= now - timedelta(minutes=1)
+    move(idle, last_seen_at=utcnow() - timedelta(minutes=31))
+    assert idle.get("/districts/south").headers.get("location") == "/login"
+    # 12 hours after signing in, the session ends though it was used a moment ago
+    busy = site.server.sign_in("sam")
+    started = utcnow() - timedelta(hours=12, minutes=1)
+    move(busy, created_at=started, expires_at=started + timedelta(hours=12))
+    assert busy.get("/districts/south").headers.get("location") == "/login"
+    # a session of an hour, used a moment ago, goes on
+    fresh = site.server.sign_in("sam")
+    move(fresh, created_at=utcnow() - timedelta(hours=1))
+    assert fresh.get("/districts/south").status_code == 200
+
+
+def test_the_district_admin_and_the_csm_see_the_notices_that_went_out(site: Site) -> None:
+    """`notices --send` beside the console: the district's administrator sees its notice
+    (date, status, recipients), the CSM sees which districts were sent one and when;
+    another district sees none."""
+    with connect(site.settings) as wh:
+        insert_rows(
+            wh,
+            "educators",
+            [
+                {
+                    "educator_id": f"north-admin-{n}",
+                    "district_id": "north",
+                    "school_id": None,
+                    "email": f"admin{n}@north.example",
+                    "first_name": "Ada",
+                    "last_name": f"Admin {n}",
+                    "role": "administrator",
+                    "last_login_at": datetime(2023, 5, 1),
+                    "created_at": datetime(2020, 1, 1),
+                }
+                for n in (1, 2)
+            ],
+        )
+    nora, sam, carla = (site.server.sign_in(n) for n in ("nora", "sam", "carla"))
+    assert "No notice sent yet." in nora.get("/districts/north").text
+    with local_smtp() as inbox:
+        sent = site.cli(
+            "notices", "--as-of", AS_OF, "--out", str(site.folder / "notices"), "--send",
+            "--from", "csm@vendor.example", "--smtp-host", "127.0.0.1",
+            "--smtp-port", str(inbox.port),
+        )  # fmt: skip
+        assert sent.returncode == 0, sent.stderr
+    assert sorted(to for m in inbox.received for to in m.rcpt_tos) == [
+        "admin1@north.example",
+        "admin2@north.example",
+    ]
+    (when, day), *_ = site.query(
+        "select sent_at, effective_reset_date from eoy_runner.notices_sent "
+        "where district_id = 'north'"
+    )
+    page = nora.get("/districts/north").text
+    notices = page.split('id="notices"')[1].split("</section>")[0]
+    row = re.search(r"<tr><td>([^<]*)</td><td>([^<]*)</td>.*?<td class=\"n\">(\d+)</td>", notices)
+    assert row, notices
+    assert row.groups() == (f"{when:%Y-%m-%d %H:%M} UTC", day.isoformat(), "2")
+    assert "No notice sent yet." in sam.get("/districts/south").text
+    listed = carla.get("/districts").text
+    last = {
+        d: cells[-1]
+        for d, cells in (
+            (m.group(1), re.findall(r"<td[^>]*>(.*?)</td>", m.group(2), re.S))
+            for m in re.finditer(r'<tr data-district="(\w+)">(.*?)</tr>', listed, re.S)
+        )
+    }
+    assert last["north"] == f"{when:%Y-%m-%d %H:%M} UTC"
+    assert last["south"] == "—"
+
+
+def test_a_district_admin_downloads_its_copy_as_parquet(site: Site) -> None:
+    """Before the reset: the live rows, the same in Parquet as in CSV."""
+    nora = site.server.sign_in("nora")
+    csv_copy = copy_of(nora.get("/districts/north/copy?format=csv"))
+    parquet = nora.get("/districts/north/copy?format=parquet")
+    assert parquet.status_code == 200 and parquet.headers["content-type"] == "application/zip"
+    students = parquet_rows(parquet.content, "students", site.folder / "parquet-before")
+    assert {r["student_id"] for r in students} == {"north-s0", "north-s1"}
+    assert len(csv_copy["students.csv"].splitlines()) == len(students) + 1
+    assert "warehouse" in zipfile.ZipFile(io.BytesIO(parquet.content)).read("README.txt").decode()
+
+
+def test_the_operator_sees_the_run_in_progress_first(site: Site) -> None:
+    """A run under way (its ledger rows as the runner writes them: the run, its last step)
+    is listed first with that step, before runs that finished later than it began."""
+    started = utcnow() - timedelta(minutes=10)
+    with connect(site.settings) as wh:
+        wh.execute(
+            "insert into eoy_runner.reset_runs (district_id, school_year, status, started_at, "
+            "finished_at, rows_deleted, error) values "
+            "('west', 2022, 'running', %s, null, 0, null), "
+            "('east', 2022, 'completed', %s, %s, 12, null)",
+            [started, started - timedelta(minutes=20), utcnow() - timedelta(minutes=1)],
+        )
+        wh.execute(
+            "insert into eoy_runner.reset_events (district_id, school_year, step, status, "
+            "\"at\", detail) values ('west', 2022, 'snapshot', 'started', %s, '{}')",
+            [started + timedelta(minutes=1)],
+        )
+    try:
+        page = site.server.sign_in("otto").get("/runs?school_year=2022").text
+        rows = re.findall(r'<tr data-district="(\w+)" data-status="(\w+)">(.*?)</tr>', page, re.S)
+        assert [(d, s) for d, s, _ in rows] == [("west", "running"), ("east", "completed")]
+        assert "snapshot" in rows[0][2] and "started" in rows[0][2]
+        assert '<span class="badge running">1 running</span>' in page
+    finally:
+        with connect(site.settings) as wh:
+            wh.execute("delete from eoy_runner.reset_events where school_year = 2022")
+            wh.execute("delete from eoy_runner.reset_runs where school_year = 2022")
+
+
 def test_the_console_answers_busy_while_a_command_holds_the_warehouse(site: Site) -> None:
     otto = site.server.sign_in("otto")
     if site.settings.target == "duckdb":
@@ -418,7 +583,120 @@ def test_an_approval_in_the_console_lets_run_plan_run(site: Site) -> None:
         "select outcome from eoy_runner.console_actions "
         "where action = 'copy' and username = 'nora' order by action_id"
     )
-    assert [c[0] for c in copies] == ["ok", "ok"]
+    # the Parquet copy of an earlier test, then the two here
+    assert [c[0] for c in copies] == ["ok", "ok", "ok", "ok"]
+
+
+def test_the_copy_after_the_next_years_rostering_holds_no_next_year_row(site: Site) -> None:
+    """North was reset; its 2024 rostering completes and brings a 2024 student: the console's
+    2023 copy, CSV and Parquet, still comes from the snapshot and holds 2023's rows only."""
+    nora = site.server.sign_in("nora")
+    reset_copy = copy_of(nora.get("/districts/north/copy?format=csv&school_year=2023"))
+    with connect(site.settings) as wh:
+        insert_rows(
+            wh,
+            "students",
+            [
+                {
+                    "student_id": NEXT_YEAR_STUDENT,
+                    "district_id": "north",
+                    "school_id": "north-sch",
+                    "username": "new24north",
+                    "first_name": "New",
+                    "last_name": "Kid",
+                    "grade_level": "K",
+                    "created_at": datetime(2023, 8, 20, 6, 0),
+                }
+            ],
+        )
+        wh.execute(
+            "insert into app.rostering_runs (district_id, school_year, completed_at) "
+            "values ('north', 2024, %s)",
+            [datetime(2023, 8, 20, 6, 0)],
+        )
+    after = copy_of(nora.get("/districts/north/copy?format=csv&school_year=2023"))
+    assert "snapshot" in after["README.txt"]
+    assert NEXT_YEAR_STUDENT not in after["students.csv"]
+    assert after["students.csv"] == reset_copy["students.csv"]
+    parquet = nora.get("/districts/north/copy?format=parquet&school_year=2023")
+    assert parquet.status_code == 200, parquet.text[:300]
+    students = parquet_rows(parquet.content, "students", site.folder / "parquet-after")
+    assert {r["student_id"] for r in students} == {"north-s0", "north-s1"}
+    assert site.query(
+        "select count(*) from app.students where student_id = %s", [NEXT_YEAR_STUDENT]
+    ) == [(1,)]
+
+
+def test_a_district_admin_sees_its_certificate_and_no_other_districts(site: Site) -> None:
+    """Once the reset's certificate is issued, the district's page lists it and serves its
+    three files as the ledger issued them; they verify; no other district's is served."""
+    nora, sam, carla = (site.server.sign_in(n) for n in ("nora", "sam", "carla"))
+    assert 'id="certificates"' not in nora.get("/districts/north").text
+    assert nora.get("/districts/north/certificate?file=json").status_code == 404
+    keys = site.folder / "keys"
+    assert site.cli("keygen", "--out", str(keys)).returncode == 0
+    issued = {}
+    for district in ("north", "south"):
+        out = site.folder / f"certificate-{district}"
+        done = site.cli(
+            "certificate", "--district", district, "--school-year", "2023", "--out", str(out),
+            EOY_SIGNING_KEY=str(keys / "signing.key"),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        issued[district] = out
+    sha = hashlib.sha256((issued["north"] / "certificate.json").read_bytes()).hexdigest()
+
+    page = nora.get("/districts/north").text
+    section = page.split('id="certificates"')[1].split("</section>")[0]
+    assert sha in section and "Certificate of disposition of student data" in section
+    assert 'data-certificate="copy_destroyed"' not in section
+    links = dict(re.findall(r'id="certificate-disposition-(\w+)" href="([^"]+)"', section))
+    assert set(links) == {"html", "json", "sig"}
+    got = {}
+    for name, href in links.items():
+        response = nora.get(html.unescape(href))
+        assert response.status_code == 200, (name, response.text[:300])
+        got[name] = response
+    assert got["json"].content == (issued["north"] / "certificate.json").read_bytes()
+    assert got["sig"].content == (issued["north"] / "certificate.json.sig").read_bytes()
+    assert got["html"].content == (issued["north"] / "certificate.html").read_bytes()
+    assert got["json"].headers["content-disposition"].startswith("attachment;")
+    assert got["html"].headers["content-type"].startswith("text/html")
+    policy = got["html"].headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "script" not in policy
+    # what the district downloaded verifies with the vendor's public key
+    kept = site.folder / "kept"
+    kept.mkdir()
+    (kept / "certificate.json").write_bytes(got["json"].content)
+    (kept / "certificate.json.sig").write_bytes(got["sig"].content)
+    checked = site.cli(
+        "verify-certificate", str(kept / "certificate.json"),
+        "--public-key", str(keys / "signing.pub"),
+    )  # fmt: skip
+    assert checked.returncode == 0 and checked.stdout.strip() == "valid", checked.stderr
+
+    south_json = (issued["south"] / "certificate.json").read_bytes()
+    cookie = session_cookie(nora)
+    for path in [
+        "/districts/south/certificate?file=json",
+        "/districts/south/certificate?school_year=2023&kind=disposition&file=sig",
+        "/districts/north/../south/certificate?file=json",
+        "/districts/north%2F..%2Fsouth/certificate?file=json",
+        "/districts/north/certificate/../../south/certificate?file=json",
+        "/districts/north/certificate?file=../../south/certificate.json",
+        "/districts/north/certificate?kind=copy_destroyed&file=json",
+        "/districts/north/certificate?kind=../disposition&file=json",
+    ]:
+        status, body = site.server.raw("GET", path, cookie)
+        assert status == 404 and '"id":"south"' not in body, (path, status)
+    # another district's id in the query changes nothing: its own certificate
+    changed = nora.get("/districts/north/certificate?file=json&district_id=south")
+    assert changed.content == got["json"].content
+    assert sam.get("/districts/south/certificate?file=json").content == south_json
+    assert sam.get("/districts/north/certificate?file=json").status_code == 404
+    assert carla.get("/districts/north/certificate?file=json").content == got["json"].content
+    assert site.server.sign_in("otto").get("/districts/north/certificate").status_code == 403
+    assert site.server.client().get("/districts/north/certificate").status_code == 303
 
 
 def test_no_password_hash_secret_or_dsn_in_any_page_log_or_ledger_row(site: Site) -> None:

@@ -7,8 +7,11 @@ shows the district as closed with the reason, and the copy of Y holds Y's rows o
 
 from __future__ import annotations
 
+import io
 import json
+import urllib.request
 import zipfile
+from dataclasses import replace
 from datetime import date, datetime
 
 import pytest
@@ -18,10 +21,13 @@ from jobs.plan.planner import make_plan
 from jobs.reset.runner import restore_district
 from jobs.snapshot.copy import export_for_district
 from jobs.synthetic.generate import generate_districts
-from jobs.warehouse.connection import Warehouse
+from jobs.warehouse.connection import Warehouse, connect
+from jobs.warehouse.ledger import events
+from tests import operator_data as od
 from tests.crash_helpers import run_cli
 from tests.runner_helpers import expected_due, insert, student_rows
 from tests.test_runner import arrive_during_pass, run
+from tests.test_sessions_ended import at_fault_point
 
 AS_OF = date(2023, 7, 28)
 YEAR = 2023
@@ -145,3 +151,67 @@ def test_the_plan_shows_a_district_whose_year_the_rostering_closed(
     shown = run_cli(settings, ["plan", "--as-of", AS_OF.isoformat()], COLUMNS="80")
     assert shown.returncode == 0, shown.stderr
     assert "Closed" in shown.stdout and due[0] in shown.stdout
+
+
+@pytest.mark.s3
+def test_share_after_the_next_years_rostering_links_that_years_rows_only(
+    settings: Settings, s3_root: str
+) -> None:
+    """`share` of a reset year, once the next year's rostering completed, uploads the copy of
+    the snapshot: the link downloads the year's students, not the 2024 one."""
+    s3 = replace(settings, snapshot_root=s3_root)
+    od.fresh(s3)
+    done = od.eoy(s3, ["run", "--as-of", "2023-07-28", "--yes", "--json"])
+    assert done.returncode == 0, done.stderr
+    with connect(s3) as wh:
+        roster_next_year(wh, "early")
+    shared = od.eoy(
+        s3, ["share", "--district", "early", "--school-year", "2023", "--expires", "1h"],
+        COLUMNS="200",
+    )  # fmt: skip
+    assert shared.returncode == 0, shared.stderr
+    link = shared.stdout.strip().splitlines()[-1]
+    assert link.startswith("http")
+    with urllib.request.urlopen(link, timeout=30) as response:
+        body = response.read()
+    with zipfile.ZipFile(io.BytesIO(body)) as zf:
+        students = zf.read("students.csv").decode()
+        readme = zf.read("README.txt").decode()
+    assert NEXT not in students and len(students.splitlines()) == 1 + 2
+    assert "snapshot" in readme
+    with connect(s3) as wh:
+        assert next_year_student_present(wh)
+
+
+@pytest.mark.parametrize("how", ["alone", "batch"])
+def test_rostering_completed_after_the_run_chose_the_district_stops_it_in_the_delete(
+    settings: Settings, wh: Warehouse, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """The run has chosen the district and paused its syncs; its rostering for 2024 completes
+    before the deleting transaction begins. The transaction's own check refuses it: nothing
+    is deleted, the 2024 student stays, and a later run says the year is closed."""
+    generate_districts(wh, 3, seed=9, students_per_district=2, show_progress=False)
+    due = sorted(expected_due(wh, YEAR, AS_OF))
+    district = due[0]
+    rows = student_rows(wh, district)
+    rostered_now: list[float] = []
+
+    def rostering_completes(seconds: float) -> None:
+        roster_next_year(wh, district)  # another session, committed
+        rostered_now.append(seconds)
+
+    with at_fault_point(monkeypatch, "after:pause_syncs", rostering_completes):
+        result = run(settings, districts=[district] if how == "alone" else None)
+    assert rostered_now, "the run never reached the point after pause_syncs"
+    by_id = {d["district_id"]: d for d in result["districts"]}
+    assert by_id[district]["status"] != "completed"
+    assert "rostering for 2024 completed on 2023-08-20" in by_id[district]["error"]
+    assert next_year_student_present(wh)
+    assert student_rows(wh, district) == rows + 1  # its rows and the 2024 student
+    with connect(settings) as fresh:
+        deleted = [e for e in events(fresh, district, YEAR, "delete") if e["status"] == "completed"]
+    assert deleted == []
+    if how == "batch":  # the others of the batch were reset
+        assert all(by_id[d]["status"] == "completed" for d in due[1:])
+    code, err, _ = rerun_named(settings, district)
+    assert code == 1 and "school year 2023 is closed" in err

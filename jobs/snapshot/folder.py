@@ -5,6 +5,7 @@ after the district's delete committed."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import secrets
 import shutil
@@ -47,9 +48,19 @@ def swap_in(staging: Path, final: Path) -> None:
     """Replace any older part by the new folder; never leaves a half-written one.
 
     Two runners may put the same committed part in place at once (each settles the year
-    when it starts): each step is a rename that succeeds for one of them only, what one
-    moved aside is put back if the other placed the part meanwhile, and only a folder that
-    the part replaced is removed. Raises FileNotFoundError when another placed it."""
+    when it starts): they take turns, under an exclusive lock of the year's folder, so the
+    new part is put in place once, and only a folder that the part replaced is removed.
+    (Without turns, one runner could move the new part aside while another put the older
+    one back.) Raises FileNotFoundError when another placed it."""
+    fd = os.open(final.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _swap_in(staging, final)
+    finally:
+        os.close(fd)  # the lock goes with it
+
+
+def _swap_in(staging: Path, final: Path) -> None:
     while True:
         try:
             os.rename(staging, final)  # onto a missing (or empty) folder only

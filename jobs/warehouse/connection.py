@@ -292,7 +292,17 @@ class PostgresWarehouse(Warehouse):
             yield
 
     def alive(self) -> bool:
-        return not (self.con.closed or self.con.broken)
+        """Asked of an idle connection (between districts): the driver learns that the
+        server ended its session only when it next uses it, so the server is asked."""
+        import psycopg
+
+        if self.con.closed or self.con.broken:
+            return False
+        try:
+            self.con.execute("select 1")
+        except psycopg.Error:
+            return False
+        return True
 
     def adbc(self) -> Any:
         """A second connection, ADBC, for streaming Arrow in and out (COPY underneath). It is

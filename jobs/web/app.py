@@ -24,6 +24,14 @@ from jobs.config import ConfigError, Settings, scrub
 from jobs.csm.requests import KEEP, RequestRefused, request_date
 from jobs.csm.view import SOURCES
 from jobs.errors import EoyError
+from jobs.snapshot.certificate import (
+    DISPOSITION,
+    HTML_NAME,
+    JSON_NAME,
+    KINDS,
+    SIGNATURE_NAME,
+    certificate_files,
+)
 from jobs.snapshot.copy import FORMATS, export_for_district
 from jobs.warehouse.connection import Warehouse, WarehouseError, connect
 from jobs.warehouse.contract import CONSOLE_ROLES, DELETED_TABLES
@@ -66,6 +74,13 @@ ISSUES = {
     "conflicts_with_rostering": "the reset date is not before rostering for the new year "
     "starts: it is never reset automatically until a new date is recorded",
 }
+# the files of a certificate, by the `file` query parameter
+CERTIFICATE_FILES = {"html": HTML_NAME, "json": JSON_NAME, "sig": SIGNATURE_NAME}
+# a certificate shown in the browser: its own inline styles, nothing to fetch, no script
+CERTIFICATE_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; form-action 'none'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
 # a refusal's hint of the command line, said as the form says it
 CLI_HINT = " (--anyway records it as asked)"
 FORM_HINT = {"csm": " (tick “Record it anyway” to record it as asked)", "district_admin": ""}
@@ -90,6 +105,10 @@ class Console(Site):
                 methods=["POST"],
             ),
             Route("/districts/{district_id}/copy", self.endpoint(self.copy, ("district_admin",))),
+            Route(
+                "/districts/{district_id}/certificate",
+                self.endpoint(self.certificate, district_roles),
+            ),
             Route("/plans", self.endpoint(self.plans, ("reviewer",))),
             Route(
                 "/plans/{sha256}/approve",
@@ -422,6 +441,38 @@ class Console(Site):
             background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
         )
 
+    def certificate(self, call: Call) -> Response:
+        """One file of the district's certificate (`kind`: disposition or copy_destroyed;
+        `file`: html, json or sig), as the ledger issued it; 404 when there is none."""
+        district_id = call.request.path_params["district_id"]
+        with connect(self.settings) as wh:
+            self._may_see(wh, call.user, district_id)
+            year = self._year(call, wh)
+            kind = call.query("kind") or DISPOSITION
+            name = CERTIFICATE_FILES.get(call.query("file") or "html")
+            if kind not in KINDS or name is None:
+                raise NotFound
+            cert = pages.certificate_of(wh, district_id, year, kind)
+        if cert is None:
+            raise NotFound
+        data = certificate_files(cert)[name]
+        saved = f"{_file_stem(district_id)}-{year}-{kind}-{name}"
+        if name == HTML_NAME:  # shown in the browser: its own styles, nothing else
+            return Response(
+                data,
+                media_type="text/html; charset=utf-8",
+                headers={
+                    "Content-Security-Policy": CERTIFICATE_CSP,
+                    "Content-Disposition": f'inline; filename="{saved}"',
+                },
+            )
+        media = "application/json" if name == JSON_NAME else "application/octet-stream"
+        return Response(
+            data,
+            media_type=media,
+            headers={"Content-Disposition": f'attachment; filename="{saved}"'},
+        )
+
     # -- plans and runs -------------------------------------------------------------------
     def plans(self, call: Call, status: int = 200, error: str = "") -> Response:
         approved = call.query("approved")
@@ -492,6 +543,11 @@ class Console(Site):
             ),
             now=utcnow(),
         )
+
+
+def _file_stem(district_id: str) -> str:
+    """A district id as part of a file name a browser saves (no quote, slash or space)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", district_id)[:80] or "district"
 
 
 def _roles(wh: Warehouse) -> dict[str, str]:

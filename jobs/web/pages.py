@@ -8,11 +8,12 @@ counts; the only people named are educators and the console's own users.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from jobs.plan.dbt import policy_years
 from jobs.plan.stored import stored_plans
+from jobs.snapshot.certificate import DISPOSITION, KINDS, TITLES, Certificate, latest_issued
 from jobs.warehouse.connection import Warehouse
 from jobs.warehouse.contract import DELETED_TABLES, RETAINED_TABLES
 from jobs.warehouse.ledger import cycle_deletes
@@ -114,6 +115,18 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class IssuedCertificate:
+    """A certificate the district was issued: what the page says of it; its files are
+    served from the ledger's copy (`certificate_of`)."""
+
+    kind: str
+    title: str
+    issued_at: datetime
+    sha256: str
+    key_fingerprint: str
+
+
+@dataclass(frozen=True)
 class Change:
     district_id: str
     changed_by: str
@@ -157,6 +170,7 @@ class DistrictPage:
     inactive: list[Educator]
     notices: list[Notice]
     changes: list[Change]
+    certificates: list[IssuedCertificate] = field(default_factory=list)
 
     @property
     def rows_to_delete(self) -> int:
@@ -283,6 +297,7 @@ def district_page(wh: Warehouse, district_id: str, year: int) -> DistrictPage | 
         inactive=_inactive(wh, district_id, year) if built(wh, INACTIVE) else [],
         notices=_notices(wh, district_id, year),
         changes=changes(wh, year, district_id),
+        certificates=certificates_of(wh, district_id, year),
     )
 
 
@@ -344,6 +359,46 @@ def _notices(wh: Warehouse, district_id: str, year: int) -> list[Notice]:
         [district_id, year],
     )
     return [Notice(*row) for row in rows]
+
+
+def certificates_of(wh: Warehouse, district_id: str, year: int) -> list[IssuedCertificate]:
+    """The district's certificates of the school year that still hold: the latest of each
+    kind, the disposition only while its reset stands (a restored reset voids it)."""
+    if not wh.relation_exists("eoy_runner", "certificates"):
+        return []
+    run = wh.query(
+        "select status, started_at from eoy_runner.reset_runs "
+        "where district_id = %s and school_year = %s",
+        [district_id, year],
+    )
+    found = []
+    for kind in KINDS:
+        cert = latest_issued(wh, district_id, year, kind)
+        if cert is None:
+            continue
+        at = datetime.fromisoformat(cert.issued_at.removesuffix("Z"))
+        # a disposition holds for the reset that completed, not for one restored since, nor
+        # for an earlier reset of the year (issued before this one began)
+        if kind == DISPOSITION and not (
+            run and run[0][0] == "completed" and at >= _utc(run[0][1]).replace(microsecond=0)
+        ):
+            continue
+        found.append(IssuedCertificate(kind, TITLES[kind], at, cert.sha256, cert.key_fingerprint))
+    return found
+
+
+def _utc(value: datetime) -> datetime:
+    """A ledger time as a naive UTC time (the ledger's naive times are UTC)."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def certificate_of(wh: Warehouse, district_id: str, year: int, kind: str) -> Certificate | None:
+    """The certificate `certificates_of` lists for that kind, else None."""
+    if kind not in {c.kind for c in certificates_of(wh, district_id, year)}:
+        return None
+    return latest_issued(wh, district_id, year, kind)
 
 
 def changes(

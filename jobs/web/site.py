@@ -112,6 +112,8 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for key, value in self.headers.items():
+                    if key == "Content-Security-Policy" and key in headers:
+                        continue  # a page that sets its own (a certificate's styles) keeps it
                     headers[key] = value
                 if "cache-control" not in headers:
                     headers["Cache-Control"] = "no-store"

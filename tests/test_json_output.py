@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.config import Settings
-from jobs.output import RUN_DISTRICT_KEYS
+from jobs.reset.result import RUN_DISTRICT_KEYS
 from tests import operator_data as od
 from tests.operator_data import eoy, one_line
 

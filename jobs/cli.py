@@ -26,7 +26,6 @@ from jobs.output import (
     emit_failure,
     emit_json,
     json_requested,
-    run_document,
     status_document,
 )
 
@@ -488,39 +487,20 @@ def run(
     if not district:  # a restored district waits to be named
         from jobs.reset.syncs import restored_districts
 
-        result["restored"] = restored_districts(settings, result["school_year"])
-    problem = run_problem(result)
+        result.restored = restored_districts(settings, result.school_year)
+    problem = result.problem()
     if as_json:
-        emit_json(run_document(result), error=problem)
+        emit_json(result.document(), error=problem)
     else:
         render_summary(console, result)
-        if result.get("approval"):
-            approval = result["approval"]
+        if result.approval:
+            approval = result.approval
             console.print(
                 f"Ran plan {approval['plan_sha256'][:12]}, approved by {approval['approved_by']}.",
                 highlight=False,
             )
     if problem:
         raise CommandFailed(problem)
-
-
-def run_problem(result: dict[str, Any]) -> str | None:
-    """The first reason the run did not do all it was asked, or None.
-
-    A named district that cannot run (blocked, not due) is a failure; one already reset is
-    not, so the same command run again to finish a run still exits 0.
-    """
-    stopped = [d for d in result["districts"] if d["status"] in ("failed", "refused")]
-    stopped += [
-        {**n, "status": "not run", "error": n["reason"]}
-        for n in result.get("not_due", [])
-        if not str(n["reason"]).startswith("already reset")
-    ]
-    if not stopped:
-        return None
-    first = stopped[0]
-    more = f" (and {len(stopped) - 1} more district(s))" if len(stopped) > 1 else ""
-    return f"district {first['district_id']!r} {first['status']}: {first['error']}{more}"
 
 
 @app.command()

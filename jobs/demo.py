@@ -152,7 +152,7 @@ def run_demo(settings: Settings, console: Console) -> dict[str, Any]:
     _remember(settings, _snapshot_folders(settings, district_ids))
 
     console.rule("[bold]4. New-year rostering (OneRoster) for a few districts: resume their syncs")
-    done = [d["district_id"] for d in result["districts"] if d["status"] == "completed"]
+    done = [d.district_id for d in result.districts if d.status == "completed"]
     rostered = []
     for district in done[:ROSTERED]:
         folder = _roster_folder(settings) / district

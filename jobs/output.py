@@ -223,46 +223,8 @@ def phase(text: str) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------------------------
-# the documents of plan, run and status
+# the document of status (plan's is the plan's; run's is `jobs.reset.result`)
 # ---------------------------------------------------------------------------------------
-# One district of `run` and of `run --dry-run`: the same keys, null where they do not apply.
-RUN_DISTRICT_KEYS = (
-    "district_id",
-    "status",
-    "effective_reset_date",
-    "rows",
-    "rows_total",
-    "rows_deleted",
-    "resumes",
-    "step",
-    "error",
-    "snapshot_path",
-    "parts",
-    "seconds",
-)
-
-
-def run_document(result: dict[str, Any]) -> dict[str, Any]:
-    """`run --json` and `run --dry-run --json`: every district with RUN_DISTRICT_KEYS."""
-    districts = []
-    for d in result["districts"]:
-        entry = {key: d.get(key) for key in RUN_DISTRICT_KEYS}
-        rows = d.get("rows")
-        entry["rows_total"] = sum(int(n) for n in rows.values()) if rows else None
-        entry["rows_deleted"] = int(d.get("rows_deleted") or 0)
-        districts.append(entry)
-    if result.get("dry_run"):
-        rows_total = sum(e["rows_total"] or 0 for e in districts if e["status"] == "would_run")
-    else:
-        rows_total = sum(e["rows_deleted"] for e in districts)
-    seconds = (result.get("totals") or {}).get("seconds")
-    return {
-        **{k: v for k, v in result.items() if k not in ("districts", "totals")},
-        "districts": districts,
-        "totals": totals(len(districts), rows_total, count_by(districts), seconds=seconds),
-    }
-
-
 def status_document(doc: dict[str, Any]) -> dict[str, Any]:
     """`status --json`: the status document with the common totals."""
     rows = sum(int(d.get("rows_deleted") or 0) for d in doc["districts"])

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import jobs.reset.batch as batch
+import jobs.reset.district as district_pass
 import jobs.reset.runner as runner
 import jobs.snapshot.writer as writer
 from jobs.config import Settings
@@ -64,7 +65,7 @@ def leftovers(settings: Settings) -> list[str]:
 def count_batches_in_flight(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """[the most batches passing at once], kept up to date while the run goes."""
     lock, now, most = threading.Lock(), [0], [0]
-    real = runner.take_batch
+    real = district_pass.take_batch
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         with lock:
@@ -76,7 +77,7 @@ def count_batches_in_flight(monkeypatch: pytest.MonkeyPatch) -> list[int]:
             with lock:
                 now[0] -= 1
 
-    monkeypatch.setattr(runner, "take_batch", counted)
+    monkeypatch.setattr(district_pass, "take_batch", counted)
     return most
 
 

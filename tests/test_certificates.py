@@ -368,9 +368,9 @@ def test_a_delta_part_is_certified_with_its_own_counts(
         insert(w, "students", [(f"{d}-late", d, f"{d}-sch", "u", "F", "L", "K", None)])
 
     arrive_during_pass(monkeypatch, wh, district, "students", late_student)
-    assert run(settings, districts=[district])["districts"][0]["status"] == "failed"
+    assert run(settings, districts=[district]).districts[0].status == "failed"
     monkeypatch.undo()
-    assert run(settings, districts=[district])["districts"][0]["status"] == "completed"
+    assert run(settings, districts=[district]).districts[0].status == "completed"
     monkeypatch.setenv("EOY_SIGNING_KEY", str(keys.private_key))
     doc = issue_certificate(settings, district, od.YEAR).body
     main, delta = deletes_of(settings, district)

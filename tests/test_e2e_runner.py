@@ -77,8 +77,8 @@ def test_reset_end_to_end(rooted, wh):
     # --dry-run: says who would run, changes nothing (not even the ledger)
     ledger = dump_ledger(wh)
     dry = run(settings, dry_run=True, yes=False)
-    assert {d["district_id"] for d in dry["districts"]} == due
-    assert all(d["status"] == "would_run" for d in dry["districts"])
+    assert {d.district_id for d in dry.districts} == due
+    assert all(d.status == "would_run" for d in dry.districts)
     assert dump_app(wh) == before and dump_ledger(wh) == ledger
     assert open_store(settings).snapshots() == []
     if not open_store(settings).object_store:
@@ -87,9 +87,9 @@ def test_reset_end_to_end(rooted, wh):
 
     started = utcnow()
     result = run(settings)
-    assert result["failed"] == []
-    assert {d["district_id"] for d in result["districts"]} == due
-    assert all(d["status"] == "completed" for d in result["districts"])
+    assert result.failed == []
+    assert {d.district_id for d in result.districts} == due
+    assert all(d.status == "completed" for d in result.districts)
     render_summary(QUIET, result)
 
     after = dump_app(wh, ignore_sync_state=True)
@@ -129,7 +129,7 @@ def test_reset_end_to_end(rooted, wh):
     # rerun: a no-op
     state, ledger = dump_app(wh), dump_ledger(wh)
     again = run(settings)
-    assert again["districts"] == [] and again["failed"] == []
+    assert again.districts == [] and again.failed == []
     assert dump_app(wh) == state and dump_ledger(wh) == ledger
 
     # status
@@ -165,11 +165,11 @@ def test_reset_end_to_end(rooted, wh):
         wh.scalar("select status from eoy_runner.reset_runs where district_id = %s", [second])
         == "restored"
     )
-    assert run(settings)["districts"] == []
+    assert run(settings).districts == []
     assert student_rows(wh, second) > 0
 
     # named explicitly, a restored district is reset again; its snapshot is reused
     named = run(settings, districts=[second])
-    assert [d["status"] for d in named["districts"]] == ["completed"]
+    assert [d.status for d in named.districts] == ["completed"]
     assert student_rows(wh, second) == 0
     assert verify_snapshot(part_location(settings, second, YEAR))["ok"]

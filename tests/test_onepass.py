@@ -35,9 +35,9 @@ def run(settings: Settings, **kw):
 def assert_rolled_back(settings: Settings, wh: Warehouse, before, outcome, step: str) -> None:
     """The district failed at `step`, nothing of it changed but its paused syncs, and no
     snapshot of it is in place or left half-written."""
-    assert outcome["status"] == "failed", outcome
-    assert outcome["step"] == step, outcome
-    assert "\n" not in outcome["error"]
+    assert outcome.status == "failed", outcome
+    assert outcome.step == step, outcome
+    assert "\n" not in outcome.error
     assert dump_app(wh, ignore_sync_state=True) == before
     deletes = wh.scalar(
         "select count(*) from eoy_runner.reset_events where step = 'delete' "
@@ -46,10 +46,10 @@ def assert_rolled_back(settings: Settings, wh: Warehouse, before, outcome, step:
     assert deletes == 0
     status = wh.scalar(
         "select status from eoy_runner.reset_runs where district_id = %s",
-        [outcome["district_id"]],
+        [outcome.district_id],
     )
     assert status == "failed"
-    folder = district_dir(settings.snapshot_root, YEAR, outcome["district_id"])
+    folder = district_dir(settings.snapshot_root, YEAR, outcome.district_id)
     assert not folder.exists()
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
 
@@ -78,9 +78,9 @@ def test_a_file_that_does_not_read_back_as_streamed_rolls_back(settings, wh, mon
         return taken
 
     monkeypatch.setattr(jobs.reset.onepass, "write_table", write_then_change)
-    outcome = run(settings, districts=[district])["districts"][0]
-    assert "progress: the file re-reads with other content fingerprint" in outcome["error"]
-    assert outcome["error"].endswith("nothing was deleted")
+    outcome = run(settings, districts=[district]).districts[0]
+    assert "progress: the file re-reads with other content fingerprint" in outcome.error
+    assert outcome.error.endswith("nothing was deleted")
     assert_rolled_back(settings, wh, before, outcome, "verify")
 
 
@@ -94,8 +94,8 @@ def test_retained_rows_changed_inside_the_pass_roll_back(settings, wh, monkeypat
             tx.execute("update app.educators set last_name = 'X' where district_id = %s", [d])
 
     monkeypatch.setattr(jobs.reset.onepass, "_rows_of", rows_then_touch_an_educator)
-    outcome = run(settings, districts=[district])["districts"][0]
-    assert outcome["error"] == (
+    outcome = run(settings, districts=[district]).districts[0]
+    assert outcome.error == (
         "retained rows of the district changed during its delete (educators): "
         "rolled back, nothing was deleted; run again"
     )
@@ -115,8 +115,8 @@ def test_a_row_of_another_district_coming_out_rolls_back(settings, wh, monkeypat
         )
 
     monkeypatch.setattr(jobs.reset.onepass, "columns_sql", progress_claims_district_b)
-    outcome = run(settings, districts=[district])["districts"][0]
-    assert outcome["error"] == (
+    outcome = run(settings, districts=[district]).districts[0]
+    assert outcome.error == (
         "progress: a row of another district came out of the district's statement: "
         "rolled back, nothing was deleted"
     )
@@ -142,9 +142,9 @@ def test_a_delete_that_removes_other_rows_than_were_read_rolls_back(settings, wh
         return real(self, sql, params)
 
     monkeypatch.setattr(DuckDBWarehouse, "execute", execute)
-    outcome = run(settings, districts=[district])["districts"][0]
+    outcome = run(settings, districts=[district]).districts[0]
     monkeypatch.undo()
-    assert outcome["error"] == (
+    assert outcome.error == (
         "progress: the delete removed 4 rows, the snapshot holds 3: "
         "rolled back, nothing was deleted; run again"
     )
@@ -205,9 +205,9 @@ def test_edits_made_during_the_run_are_in_the_snapshot(settings, wh):
         time.sleep(0.2)
         for _ in range(3):  # rerun while it fails
             result = run(settings)
-            if not result["failed"]:
+            if not result.failed:
                 break
-        assert not result["failed"], result["failed"]
+        assert not result.failed, result.failed
         time.sleep(0.1)
     finally:
         stop.set()
@@ -292,8 +292,8 @@ def test_duckdb_takes_small_and_large_tables_row_for_row(settings, wh, monkeypat
     monkeypatch.setattr(jobs.reset.onepass, "RETURNING_ROWS", returning_rows)
     district, _ = one_district(wh)
     before = dump(wh)
-    outcome = run(settings, districts=[district])["districts"][0]
-    assert outcome["status"] == "completed", outcome
+    outcome = run(settings, districts=[district]).districts[0]
+    assert outcome.status == "completed", outcome
     folder = district_dir(settings.snapshot_root, YEAR, district)
     after = dump(wh)
     for table in DELETED_TABLES:

@@ -1044,7 +1044,7 @@ def test_generate_reset_roster_resume(settings: Settings, wh: Warehouse, tmp_pat
         show_progress=False,
         console=QUIET,
     )
-    done = sorted(d["district_id"] for d in result["districts"] if d["status"] == "completed")
+    done = sorted(d.district_id for d in result.districts if d.status == "completed")
     districts = [r[0] for r in wh.query("select district_id from app.districts order by 1")]
     waiting = [d for d in districts if d not in done]
     assert len(done) >= 2 and waiting, "the calendar mix should reset some districts, not all"

@@ -98,13 +98,13 @@ def test_plan_guard_and_named_districts(settings, wh):
     )
 
     result = run(settings, plan_path=path, yes=False, districts=[moved, unplanned, fine, "d00005"])
-    by_id = {d["district_id"]: d for d in result["districts"]}
-    assert by_id[moved]["status"] == "refused" and "moved" in by_id[moved]["error"]
-    assert by_id[unplanned]["status"] == "refused"
-    assert "not in the approved plan" in by_id[unplanned]["error"]
-    assert by_id[fine]["status"] == "completed"
-    assert sorted(result["failed"]) == sorted([moved, unplanned])
-    assert [n["district_id"] for n in result["not_due"]] == ["d00005"]
+    by_id = {d.district_id: d for d in result.districts}
+    assert by_id[moved].status == "refused" and "moved" in by_id[moved].error
+    assert by_id[unplanned].status == "refused"
+    assert "not in the approved plan" in by_id[unplanned].error
+    assert by_id[fine].status == "completed"
+    assert sorted(result.failed) == sorted([moved, unplanned])
+    assert [n["district_id"] for n in result.not_due] == ["d00005"]
     assert student_rows(wh, moved) > 0 and student_rows(wh, unplanned) > 0
     assert student_rows(wh, fine) == 0
 
@@ -142,15 +142,15 @@ def test_rows_arriving_after_the_snapshot_become_a_delta(settings, wh, monkeypat
     arrive_during_pass(monkeypatch, wh, district, "students", late_student)
     first = run(settings, districts=[district])
     monkeypatch.undo()
-    outcome = first["districts"][0]
-    assert outcome["status"] == "failed" and "1 rows arrived after the snapshot" in outcome["error"]
+    outcome = first.districts[0]
+    assert outcome.status == "failed" and "1 rows arrived after the snapshot" in outcome.error
     assert student_rows(wh, district) == 1
     main = district_dir(settings.snapshot_root, YEAR, district)
     main_sha = sha256_file(main / "manifest.json")
 
     second = run(settings, districts=[district])
-    assert second["districts"][0]["status"] == "completed"
-    assert second["districts"][0]["parts"] == ["main", "delta-1"]
+    assert second.districts[0].status == "completed"
+    assert second.districts[0].parts == ["main", "delta-1"]
     assert student_rows(wh, district) == 0
     assert sha256_file(main / "manifest.json") == main_sha  # never rewritten
     delta = Path(part_dir(settings, YEAR, district, "delta-1"))
@@ -222,8 +222,8 @@ def test_a_run_killed_anywhere_is_finished_by_running_again(settings, wh):
     sha = sha256_file(staged[0] / "manifest.json")
 
     result = run(settings)
-    assert result["failed"] == []
-    assert first not in {d["district_id"] for d in result["districts"]}  # done already
+    assert result.failed == []
+    assert first not in {d.district_id for d in result.districts}  # done already
     with connect(settings) as w:
         after = dump_app(w, ignore_sync_state=True)
         for table in DELETED_TABLES:
@@ -267,12 +267,10 @@ def test_concurrent_runners_on_postgres_reset_each_district_once(settings, wh):
     for t in threads:
         t.join()
     assert not errors
-    completed = [
-        d["district_id"] for r in results for d in r["districts"] if d["status"] == "completed"
-    ]
+    completed = [d.district_id for r in results for d in r.districts if d.status == "completed"]
     assert sorted(completed) == sorted(due)
-    others = [d for r in results for d in r["districts"] if d["status"] != "completed"]
-    assert all(d["status"] == "skipped" for d in others), others
+    others = [d for r in results for d in r.districts if d.status != "completed"]
+    assert all(d.status == "skipped" for d in others), others
     assert all(student_rows(wh, d) == 0 for d in due)
     deletes = wh.query(
         "select district_id, count(*) from eoy_runner.reset_events "
@@ -300,21 +298,21 @@ def test_a_late_row_referring_to_snapshotted_rows_is_never_lost(settings, wh, mo
         insert(w, "assessments", [(f"{d}-late", d, student, "imagine_math", "benchmark", t, 1)])
 
     arrive_during_pass(monkeypatch, wh, district, "assessments", late_assessment)
-    first = run(settings, districts=[district])["districts"][0]
+    first = run(settings, districts=[district]).districts[0]
     monkeypatch.undo()
-    assert first["status"] == "failed"
+    assert first.status == "failed"
     if settings.target == "postgres":  # the foreign key stops the delete: all rolled back
-        assert first["step"] == "delete" and "refer to its rows" in first["error"], first["error"]
+        assert first.step == "delete" and "refer to its rows" in first.error, first.error
         assert student_rows(wh, district) == rows_before + 1
     else:  # no foreign keys: the late row stays behind, the next run takes it as a delta
-        assert first["step"] == "check_retention"
+        assert first.step == "check_retention"
         assert student_rows(wh, district) == 1
 
-    second = run(settings, districts=[district])["districts"][0]
-    assert second["status"] == "completed"
-    assert second["parts"] == (["main"] if settings.target == "postgres" else ["main", "delta-1"])
+    second = run(settings, districts=[district]).districts[0]
+    assert second.status == "completed"
+    assert second.parts == (["main"] if settings.target == "postgres" else ["main", "delta-1"])
     assert student_rows(wh, district) == 0
-    assert second["rows_deleted"] == rows_before + 1
+    assert second.rows_deleted == rows_before + 1
     assert restore_district(settings, district, YEAR)["rows_restored"] == rows_before + 1
     assert student_rows(wh, district) == rows_before + 1
 
@@ -323,11 +321,11 @@ def test_a_late_row_referring_to_snapshotted_rows_is_never_lost(settings, wh, mo
 def test_duckdb_memory_is_held_small_only_while_districts_pass(
     settings: Settings, wh: Warehouse
 ) -> None:
-    from jobs.reset.runner import PASS_SETTINGS, _Connections
+    from jobs.reset.connections import PASS_SETTINGS, Connections
 
     assert PASS_SETTINGS["memory_limit"] == "256MB"
     default = wh.scalar("select current_setting('memory_limit')")
-    with _Connections(settings) as connections:
+    with Connections(settings) as connections:
         passing = connections.get()
         # one database in this process: the setting is the database's, seen on every connection
         assert passing.scalar("select current_setting('memory_limit')") == "244.1 MiB"

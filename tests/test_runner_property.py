@@ -117,13 +117,13 @@ def check(s: Settings, wh: Warehouse, districts: list, as_ofs: list[date]) -> No
     started = utcnow()
     for as_of in as_ofs:
         result = run_reset(s, as_of, YEAR, yes=True, show_progress=False, console=QUIET)
-        assert result["failed"] == []
+        assert result.failed == []
         reset |= expected_due(wh, YEAR, as_of)
-        passed = {d["district_id"] for d in result["districts"] if d["status"] != "skipped"}
+        passed = {d.district_id for d in result.districts if d.status != "skipped"}
         assert passed <= reset
         # a skipped district is one whose year the next year's rostering closed
-        for d in result["districts"]:
-            assert d["status"] != "skipped" or "rostering for 2024" in d["error"], d
+        for d in result.districts:
+            assert d.status != "skipped" or "rostering for 2024" in d.error, d
         now = dump_app(wh)
         for table in DELETED_TABLES:
             assert now[table] == without(before[table], table, reset), (table, as_of)

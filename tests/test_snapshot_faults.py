@@ -65,10 +65,10 @@ def test_snapshot_root_out_of_space_deletes_nothing(
     generate_districts(wh, 9, seed=3, students_per_district=60, show_progress=False)
     before = student_rows(wh)
     result = reset(Settings(**{**settings.__dict__, "snapshot_root": tiny_tmpfs}))
-    assert result["failed"], "a run whose snapshots cannot be written must fail"
-    failed = [d for d in result["districts"] if d["status"] == "failed"]
-    assert failed and all(d["step"] == "export" for d in failed), failed
-    assert {d["error"] for d in failed} == {
+    assert result.failed, "a run whose snapshots cannot be written must fail"
+    failed = [d for d in result.districts if d.status == "failed"]
+    assert failed and all(d.step == "export" for d in failed), failed
+    assert {d.error for d in failed} == {
         f"the snapshot could not be written under {tiny_tmpfs} (No space left on device): "
         "nothing was deleted; fix the snapshot root and run again"
     }

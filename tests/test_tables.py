@@ -12,6 +12,7 @@ from rich.console import Console
 
 from jobs.config import Settings
 from jobs.plan.view import render_plan
+from jobs.reset.result import DistrictOutcome, RunResult
 from jobs.reset.view import render_status, render_summary
 from jobs.warehouse.contract import DELETED_TABLES
 from tests import operator_data as od
@@ -160,29 +161,23 @@ def test_status_never_splits_a_path_or_a_step(width: int) -> None:
 
 @pytest.mark.parametrize("width", WIDTHS)
 def test_the_run_summary_fits(width: int) -> None:
-    result = {
-        "as_of": "2023-07-28",
-        "school_year": 2023,
-        "dry_run": False,
-        "not_due": [],
-        "districts": [
-            {
-                "district_id": "d00001",
-                "status": "failed",
-                "rows_deleted": 0,
-                "seconds": 1.5,
-                "error": "snapshot /srv/eoy/snapshots/2023/d00001 did not verify: students: "
+    result = RunResult(
+        as_of="2023-07-28",
+        school_year=2023,
+        dry_run=False,
+        warehouse="duckdb:/srv/eoy/warehouse.duckdb",
+        districts=[
+            DistrictOutcome(
+                "d00001",
+                "failed",
+                seconds=1.5,
+                error="snapshot /srv/eoy/snapshots/2023/d00001 did not verify: students: "
                 "rows 3, expected 4; nothing was deleted",
-            },
-            {
-                "district_id": "d00002",
-                "status": "completed",
-                "rows_deleted": 12_345_678,
-                "seconds": 2,
-            },
+            ),
+            DistrictOutcome("d00002", "completed", rows_deleted=12_345_678, seconds=2),
         ],
-        "totals": {"districts": 2, "by_status": {"failed": 1, "completed": 1}, "rows_deleted": 1},
-    }
+        seconds=3.5,
+    )
     text = printed(render_summary, result, width)
     assert "12,345,678" in text and "/srv/eoy/snapshots/2023/d00001" in text
 

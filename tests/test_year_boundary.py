@@ -64,7 +64,7 @@ def test_a_restored_district_is_not_reset_again_after_the_next_years_rostering(
 ) -> None:
     generate_districts(wh, 3, seed=5, students_per_district=3, show_progress=False)
     district = sorted(expected_due(wh, YEAR, AS_OF))[0]
-    assert run(settings, districts=[district])["districts"][0]["status"] == "completed"
+    assert run(settings, districts=[district]).districts[0].status == "completed"
     roster_next_year(wh, district)
 
     restored = restore_district(settings, district, YEAR)
@@ -95,9 +95,9 @@ def test_a_delta_after_the_next_years_rostering_is_refused_and_before_it_taken(
 
     for district in (first, second):  # each pass leaves a late row: a delta is owed
         arrive_during_pass(monkeypatch, wh, district, "students", late_student)
-        outcome = run(settings, districts=[district])["districts"][0]
+        outcome = run(settings, districts=[district]).districts[0]
         monkeypatch.undo()
-        assert outcome["status"] == "failed" and "arrived after the snapshot" in outcome["error"]
+        assert outcome.status == "failed" and "arrived after the snapshot" in outcome.error
 
     # the first district's new year is rostered: its delta would take 2024 rows
     roster_next_year(wh, first)
@@ -107,11 +107,11 @@ def test_a_delta_after_the_next_years_rostering_is_refused_and_before_it_taken(
 
     # a run that does not name it skips it and says so; the other's delta is taken
     result = run(settings)
-    by_id = {d["district_id"]: d for d in result["districts"]}
-    assert by_id[first]["status"] == "skipped"
-    assert "rostering for 2024 completed" in by_id[first]["error"]
-    assert by_id[second]["status"] == "completed"
-    assert by_id[second]["parts"] == ["main", "delta-1"]
+    by_id = {d.district_id: d for d in result.districts}
+    assert by_id[first].status == "skipped"
+    assert "rostering for 2024 completed" in (by_id[first].error or "")
+    assert by_id[second].status == "completed"
+    assert by_id[second].parts == ["main", "delta-1"]
     assert student_rows(wh, second) == 0
     assert next_year_student_present(wh)
 
@@ -126,7 +126,7 @@ def test_the_copy_of_a_reset_year_holds_that_years_rows_only(
     assert before["source"] == "warehouse"  # before the reset: the live rows
     students = before["tables"]["students"]["rows"]
 
-    assert run(settings, districts=[district])["districts"][0]["status"] == "completed"
+    assert run(settings, districts=[district]).districts[0].status == "completed"
     roster_next_year(wh, district)
     for fmt in ("csv", "parquet"):
         copy = export_for_district(settings, district, YEAR, fmt, out)

@@ -344,6 +344,8 @@ def _batch_pass(
     phase.step = "delete"
     fault_point("before:delete")
     after = batch_state(tx, districts, with_remaining=True)
+    fault_point("after:delete")  # the rows are gone in this transaction, not committed
+    fault_point("before:check_retention")
     for district in districts:
         changed = [t for t in RETAINED_TABLES if after[district][t] != before[district][t]]
         if changed:
@@ -354,4 +356,5 @@ def _batch_pass(
             retained_unchanged=True,
             other_districts_unchanged=True,
         )
+    fault_point("after:check_retention")
     return details

@@ -31,12 +31,6 @@ from jobs.warehouse.ledger import committed_deletes
 from jobs.warehouse.locks import hold_in_transaction
 from jobs.warehouse.rostering import closed_reason, rostered
 
-LEDGER_POINTS = (
-    "after:delete",
-    "before:check_retention",
-    "after:check_retention",
-    "before:complete",
-)
 # Where the warehouse's errors come from (ADBC's stream reports through pyarrow).
 DATABASE_MODULES = ("adbc_driver_manager", "duckdb", "psycopg", "pyarrow", "_duckdb")
 
@@ -132,10 +126,9 @@ def run_pass(
                         committed=lambda shas: _committed_in(tx, school_year, shas),
                     )
             details = work(tx, pendings, phase)
-            # the delete, the retention check and completion are recorded by events that
-            # commit with the delete: a kill at any of these points is a kill before it
-            for point in LEDGER_POINTS:
-                fault_point(point)
+            # completion is recorded by events that commit with the delete: a kill here is a
+            # kill before it
+            fault_point("before:complete")
             if before_commit is not None:
                 before_commit(tx, details)
             fault_point("commit:delete")

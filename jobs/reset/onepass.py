@@ -287,12 +287,15 @@ def _one_pass(
     if delete:
         fault_point("before:delete")
         after = district_state(tx, district_id, with_remaining=True)
+        fault_point("after:delete")  # the rows are gone in this transaction, not committed
+        fault_point("before:check_retention")
         changed = sorted(t for t in RETAINED_TABLES if after[t] != before[t])
         if changed:
             raise DeleteError(
                 f"retained rows of the district changed during its delete "
                 f"({', '.join(changed)}): rolled back, nothing was deleted; run again"
             )
+        fault_point("after:check_retention")
         detail["retained_before"] = before
         detail["remaining"] = {t: after[t][0] for t in DELETED_TABLES}
         # checked above, in this transaction: it commits only if both hold

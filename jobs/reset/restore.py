@@ -141,36 +141,14 @@ def restore(settings: Settings, district_id: str, school_year: int) -> dict[str,
     with connect(settings) as wh, ExitStack() as reading:
         wait_district_lock(wh, district_id, school_year)
         try:
-            run = get_run(wh, district_id, school_year)
-            if run is None:
-                raise RestoreError(
-                    f"district {district_id!r} has no reset for school year {school_year} "
-                    "in the ledger: nothing to restore"
-                )
-            if run["status"] == "restored":
-                raise RestoreError(
-                    f"district {district_id!r} was restored for school year {school_year} "
-                    "already: nothing to do"
-                )
-            deletes = cycle_deletes(wh, district_id, school_year)
-            if not deletes:
-                raise RestoreError(
-                    f"nothing of district {district_id!r} was deleted for school year "
-                    f"{school_year}: nothing to restore"
-                )
+            run, deletes = _restorable(wh, district_id, school_year)
             try:
                 settle_parts(deletes, settings)
                 parts = reading.enter_context(verified_parts(settings, deletes))
             except SnapshotError as exc:
                 raise RestoreError(f"{exc}: nothing was restored") from None
-            record_event(
-                wh,
-                district_id,
-                school_year,
-                "restore",
-                "started",
-                {"parts": [d.get("part") for d in deletes]},
-            )
+            names = [d.get("part") for d in deletes]
+            record_event(wh, district_id, school_year, "restore", "started", {"parts": names})
             before = source_fingerprints(wh, district_id)
             restored: dict[str, int] = {t: 0 for t in DELETED_TABLES}
             with wh.transaction():
@@ -178,41 +156,10 @@ def restore(settings: Settings, district_id: str, school_year: int) -> dict[str,
                     for (folder, manifest), done in zip(parts, deletes, strict=True):
                         name = str(done["path"]).rstrip("/").rsplit("/", 1)[-1]
                         entry = manifest["tables"][table]
-                        if int(entry["rows"]) == 0:
-                            continue
-                        path = folder / entry["file"]
-                        if sha256_file(path) != entry["sha256"]:
-                            raise RestoreError(f"{path} changed since it was verified")
-                        load_keys(wh, table, path)
-                        present = int(
-                            wh.scalar(
-                                f"select count(*) from app.{quote_ident(table)} "
-                                f"where {_keys_in(table)}"
+                        if int(entry["rows"]):
+                            restored[table] += _put_back(
+                                wh, district_id, table, folder, entry, name
                             )
-                        )
-                        if present:
-                            raise RestoreError(
-                                f"{present} rows of app.{table} in snapshot {name} "
-                                "exist already: nothing was restored"
-                            )
-                        n = _insert(wh, table, path)
-                        if n != int(entry["rows"]):
-                            raise RestoreError(
-                                f"app.{table}: inserted {n} rows, the snapshot holds "
-                                f"{entry['rows']}: nothing was restored"
-                            )
-                        rows, key_fp = wh.query(
-                            key_fingerprint_sql(
-                                wh.target, table, f"district_id = %s and {_keys_in(table)}"
-                            ),
-                            [district_id],
-                        )[0]
-                        if int(rows) != n or int(key_fp) != int(entry["key_fingerprint"]):
-                            raise RestoreError(
-                                f"app.{table}: the restored keys differ from the snapshot's: "
-                                "nothing was restored"
-                            )
-                        restored[table] += n
                 total = sum(restored.values())
                 update_run(
                     wh,
@@ -222,18 +169,8 @@ def restore(settings: Settings, district_id: str, school_year: int) -> dict[str,
                     finished_at=utcnow(),
                     error=None,
                 )
-                record_event(
-                    wh,
-                    district_id,
-                    school_year,
-                    "restore",
-                    "completed",
-                    {
-                        "rows": restored,
-                        "rows_total": total,
-                        "parts": [d.get("part") for d in deletes],
-                    },
-                )
+                done_detail = {"rows": restored, "rows_total": total, "parts": names}
+                record_event(wh, district_id, school_year, "restore", "completed", done_detail)
             _check_exact(wh, district_id, before, [m for _, m in parts])
             rostering = rostered(wh, [district_id], school_year + 1)
         finally:
@@ -247,6 +184,63 @@ def restore(settings: Settings, district_id: str, school_year: int) -> dict[str,
         "warning": _beside_next_year(district_id, school_year, rostering.get(district_id)),
         "advice": take_up_again(district_id, school_year, run["effective_reset_date"]),
     }
+
+
+def _restorable(
+    wh: Warehouse, district_id: str, school_year: int
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The district's run and the committed deletes of its cycle, or why there is nothing
+    to restore."""
+    run = get_run(wh, district_id, school_year)
+    if run is None:
+        raise RestoreError(
+            f"district {district_id!r} has no reset for school year {school_year} "
+            "in the ledger: nothing to restore"
+        )
+    if run["status"] == "restored":
+        raise RestoreError(
+            f"district {district_id!r} was restored for school year {school_year} "
+            "already: nothing to do"
+        )
+    deletes = cycle_deletes(wh, district_id, school_year)
+    if not deletes:
+        raise RestoreError(
+            f"nothing of district {district_id!r} was deleted for school year "
+            f"{school_year}: nothing to restore"
+        )
+    return run, deletes
+
+
+def _put_back(
+    wh: Warehouse, district_id: str, table: str, folder: Path, entry: dict[str, Any], name: str
+) -> int:
+    """A part's rows of a table inserted, checked against its manifest entry: how many."""
+    path = folder / entry["file"]
+    if sha256_file(path) != entry["sha256"]:
+        raise RestoreError(f"{path} changed since it was verified")
+    load_keys(wh, table, path)
+    present = int(
+        wh.scalar(f"select count(*) from app.{quote_ident(table)} where {_keys_in(table)}")
+    )
+    if present:
+        raise RestoreError(
+            f"{present} rows of app.{table} in snapshot {name} exist already: nothing was restored"
+        )
+    n = _insert(wh, table, path)
+    if n != int(entry["rows"]):
+        raise RestoreError(
+            f"app.{table}: inserted {n} rows, the snapshot holds {entry['rows']}: "
+            "nothing was restored"
+        )
+    rows, key_fp = wh.query(
+        key_fingerprint_sql(wh.target, table, f"district_id = %s and {_keys_in(table)}"),
+        [district_id],
+    )[0]
+    if int(rows) != n or int(key_fp) != int(entry["key_fingerprint"]):
+        raise RestoreError(
+            f"app.{table}: the restored keys differ from the snapshot's: nothing was restored"
+        )
+    return n
 
 
 def _beside_next_year(district_id: str, school_year: int, rostered_at: Any) -> str | None:

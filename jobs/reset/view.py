@@ -18,6 +18,7 @@ from rich.text import Text
 
 from jobs.output import check_interrupt
 from jobs.plan.view import SHORT_NAMES, render_restored
+from jobs.reset.result import DistrictOutcome, RunResult
 
 STATUS_STYLE = {
     "completed": "green",
@@ -177,15 +178,15 @@ class RunProgress:
                 self._bar.update(self._districts, note=_elapsed(self._bar.tasks[self._districts]))
         _stop_if_interrupted()
 
-    def finish(self, outcomes: list[dict[str, Any]]) -> None:
+    def finish(self, outcomes: list[DistrictOutcome]) -> None:
         """The districts' outcomes are in: the rows bar ends at the rows this run deleted,
         full (a district that failed deleted nothing of what was counted)."""
         if self._bar is None:
             return
         with self._lock:
             for outcome in outcomes:
-                if outcome.get("status") != "completed":
-                    self._counted.pop(str(outcome.get("district_id")), None)
+                if outcome.status != "completed":
+                    self._counted.pop(outcome.district_id, None)
             deleted = sum(self._counted.values())
             self._bar.update(self._rows, total=deleted, completed=deleted, note="")
             self._bar.update(self._districts, note=_elapsed(self._bar.tasks[self._districts]))
@@ -220,31 +221,30 @@ def _clock(seconds: float) -> str:
     return f"{whole // 60}:{whole % 60:02d}"
 
 
-def render_summary(console: Console, result: dict[str, Any]) -> None:
+def render_summary(console: Console, result: RunResult) -> None:
     """One row per district: status, rows deleted, seconds, reason."""
     from jobs.tables import print_fitted
 
     title = (
-        f"{'Dry run: ' if result.get('dry_run') else ''}reset as of {result['as_of']}, "
-        f"school year {result['school_year']}"
+        f"{'Dry run: ' if result.dry_run else ''}reset as of {result.as_of}, "
+        f"school year {result.school_year}"
     )
     rows = []
-    for d in result["districts"]:
-        status = d["status"]
-        rows_n = sum(d.get("rows", {}).values()) if result.get("dry_run") else d.get("rows_deleted")
-        note = d.get("error") or ""
-        if status == "would_run" and d.get("resumes"):
-            note = f"resumes a {d['resumes']} run"
+    for d in result.districts:
+        rows_n = d.rows_total if result.dry_run else d.rows_deleted
+        note = d.error or ""
+        if d.status == "would_run" and d.resumes:
+            note = f"resumes a {d.resumes} run"
         rows.append(
             [
-                d["district_id"],
-                f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]",
+                d.district_id,
+                f"[{STATUS_STYLE.get(d.status, 'white')}]{d.status}[/]",
                 f"{int(rows_n or 0):,}",
-                f"{d['seconds']:.1f}" if "seconds" in d else "",
+                f"{d.seconds:.1f}" if d.seconds is not None else "",
                 note,
             ]
         )
-    counted = "rows" if result.get("dry_run") else "rows deleted"
+    counted = "rows" if result.dry_run else "rows deleted"
     print_fitted(
         console,
         title,
@@ -254,27 +254,19 @@ def render_summary(console: Console, result: dict[str, Any]) -> None:
         wrap=("note",),
         movable=("note",),
     )
-    for entry in result.get("not_due", []):
+    for entry in result.not_due:
         console.print(f"District {entry['district_id']} was not run: {entry['reason']}.")
-    totals = result.get("totals", {})
-    if not result["districts"]:
+    render_restored(console, result.restored or [])
+    if not result.districts:
         console.print("No district is due: nothing to do.")
-        render_restored(console, result.get("restored", []))
         return
-    render_restored(console, result.get("restored", []))
-    by_status = ", ".join(f"{n} {s}" for s, n in sorted(totals.get("by_status", {}).items()))
-    if result.get("dry_run"):
-        rows_total = sum(
-            sum(d.get("rows", {}).values())
-            for d in result["districts"]
-            if d["status"] == "would_run"
-        )
-        done = f"{rows_total:,} rows would be deleted; nothing was changed."
+    totals = result.totals()
+    by_status = ", ".join(f"{n} {s}" for s, n in sorted(totals["by_status"].items()))
+    if result.dry_run:
+        done = f"{totals['rows']:,} rows would be deleted; nothing was changed."
     else:
-        done = (
-            f"{totals.get('rows_deleted', 0):,} rows deleted in {totals.get('seconds', 0):.1f} s."
-        )
-    console.print(f"{totals.get('districts', 0)} district(s): {by_status}; {done}")
+        done = f"{totals['rows']:,} rows deleted in {totals['seconds'] or 0:.1f} s."
+    console.print(f"{totals['districts']} district(s): {by_status}; {done}")
 
 
 def _short_path(path: str | None) -> str:

@@ -24,6 +24,7 @@ from multiprocessing.util import Finalize
 from typing import Any
 
 from jobs.config import Settings
+from jobs.reset.result import DistrictOutcome
 from jobs.reset.view import RunProgress
 
 PR_SET_PDEATHSIG = 1
@@ -63,14 +64,20 @@ class _Relay:
         return send
 
 
-def _reset(run_unit: RunUnit, unit: list[dict[str, Any]], year: int) -> list[dict[str, Any]]:
+def _reset(run_unit: RunUnit, unit: list[dict[str, Any]], year: int) -> list[DistrictOutcome]:
     return run_unit(_connections, unit, year, _Relay())
 
 
 # the runner's (connections, districts, school year, progress) -> their outcomes: a batch of
 # districts or one alone; passed in, so that this module need not import the runner (a
 # function goes to a worker by its name)
-RunUnit = Callable[[Any, list[dict[str, Any]], int, Any], list[dict[str, Any]]]
+RunUnit = Callable[[Any, list[dict[str, Any]], int, Any], list[DistrictOutcome]]
+
+
+def _not_run(district: str) -> DistrictOutcome:
+    outcome = DistrictOutcome(district)
+    outcome.fail("run", "not run: a worker process of this run died; run again to finish")
+    return outcome
 
 
 class WorkerPool:
@@ -100,53 +107,47 @@ class WorkerPool:
 
     def reset(
         self, units: list[list[dict[str, Any]]], year: int, progress: RunProgress
-    ) -> list[dict[str, Any]]:
+    ) -> list[DistrictOutcome]:
         """Each district's outcome, unit after unit."""
         in_hand: set[str] = set()
         relay = threading.Thread(
             target=self._relay, args=(progress, in_hand), name="eoy-progress", daemon=True
         )
         relay.start()
-        futures: list[Future[list[dict[str, Any]]]] = []
+        futures: list[Future[list[DistrictOutcome]]] = []
+        died: list[DistrictOutcome] = []
+        outcomes: list[DistrictOutcome] = []
         try:
             with contextlib.suppress(BrokenExecutor):  # a worker died: the rest say so below
                 for unit in units:
                     futures.append(self._pool.submit(_reset, self._run_unit, unit, year))
-            outcomes = [
-                outcome
-                for i, unit in enumerate(units)
-                for outcome in self._outcomes(unit, futures[i] if i < len(futures) else None)
-            ]
+            for i, unit in enumerate(units):
+                done = self._outcomes(futures[i] if i < len(futures) else None)
+                if done is None:
+                    done = [_not_run(cand["district_id"]) for cand in unit]
+                    died += done
+                outcomes += done
         finally:
             self._events.put(None)
             relay.join()
-        for outcome in outcomes:
-            if outcome.pop("_died", False) and outcome["district_id"] in in_hand:
-                outcome["error"] = (
+        for outcome in died:
+            if outcome.district_id in in_hand:
+                outcome.error = (
                     "the worker process resetting it died (killed, or out of memory): "
                     "run again to finish"
                 )
         return outcomes
 
     def _outcomes(
-        self, unit: list[dict[str, Any]], future: Future[list[dict[str, Any]]] | None
-    ) -> list[dict[str, Any]]:
+        self, future: Future[list[DistrictOutcome]] | None
+    ) -> list[DistrictOutcome] | None:
+        """A unit's outcomes; None when its worker died before it gave them."""
         if future is not None:
             try:
                 return future.result()
             except BrokenExecutor:
                 pass
-        return [
-            {
-                "district_id": cand["district_id"],
-                "status": "failed",
-                "step": "run",
-                "error": "not run: a worker process of this run died; run again to finish",
-                "rows_deleted": 0,
-                "_died": True,
-            }
-            for cand in unit
-        ]
+        return None
 
     def _relay(self, progress: RunProgress, in_hand: set[str]) -> None:
         """The workers' progress calls, made on the runner's display; which districts are in

@@ -7,7 +7,6 @@ does the work, and prints the result (a rich table, or one JSON document with --
 from __future__ import annotations
 
 import functools
-import os
 import re
 import sys
 from dataclasses import asdict
@@ -19,7 +18,7 @@ import typer
 from rich.console import Console
 
 from jobs import __version__
-from jobs.config import ConfigError, Settings, scrub
+from jobs.config import ConfigError, Settings, debug, notice_sender, scrub
 from jobs.errors import EoyError
 from jobs.output import (
     CommandFailed,
@@ -990,7 +989,7 @@ def notices(
 
     day = parse_date(as_of, "--as-of")
     writable_folder(out, "--out")
-    address = sender or os.environ.get("EOY_NOTICE_FROM", "").strip()
+    address = sender or notice_sender()
     if send and not address:
         raise NoticeError("--send needs --from ADDRESS (or EOY_NOTICE_FROM): the sender")
     server = smtp_server(smtp_host, smtp_port, smtp_user, starttls)
@@ -1148,7 +1147,8 @@ def keygen(
     """Make the Ed25519 key pair that signs certificates: signing.key (mode 0600: keep it
     secret, point EOY_SIGNING_KEY at it) and signing.pub (give it to districts to check
     their certificates). An existing key is never replaced."""
-    from jobs.snapshot.signing import KEY_ENV, generate_keypair
+    from jobs.config import SIGNING_KEY_ENV
+    from jobs.snapshot.signing import generate_keypair
 
     pair = generate_keypair(out)
     if as_json:
@@ -1163,7 +1163,7 @@ def keygen(
     console.print(
         f"Wrote {pair.private_key} (keep it secret) and {pair.public_key} (give it to "
         f"districts). Key fingerprint SHA-256 {pair.fingerprint}. Sign with it: "
-        f"export {KEY_ENV}={pair.private_key}",
+        f"export {SIGNING_KEY_ENV}={pair.private_key}",
         highlight=False,
         soft_wrap=True,
     )
@@ -1364,7 +1364,7 @@ def main() -> None:
     except EoyError as exc:
         _fail(scrub(str(exc)), exc.exit_code)
     except Exception as exc:
-        if os.environ.get("EOY_DEBUG"):
+        if debug():
             raise
         first = scrub((str(exc).strip().splitlines() or [""])[0])
         _fail(f"unexpected {type(exc).__name__}: {first} (EOY_DEBUG=1 shows more)", 1)

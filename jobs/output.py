@@ -24,6 +24,7 @@ from typing import Any
 
 from rich.console import Console
 
+from jobs.config import spinner_off
 from jobs.errors import EoyError
 
 PATH_KEYS = frozenset({"path", "parts", "directory", "out", "html", "plan"})
@@ -204,7 +205,7 @@ def command_line(args: Sequence[str], options: Sequence[str] = ()) -> str:
 # the spinner
 # ---------------------------------------------------------------------------------------
 def spinner_wanted() -> bool:
-    if os.environ.get("EOY_NO_SPINNER"):
+    if spinner_off():
         return False
     try:
         return sys.stderr.isatty()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -23,7 +22,7 @@ from typing import Any
 
 from rich.console import Console
 
-from jobs.config import Settings, scrub
+from jobs.config import Settings, plan_tolerance_set, scrub
 from jobs.errors import EoyError
 from jobs.faults import fault_point
 from jobs.plan.approval import SECOND_PERSON_ENV, load_approved_plan, second_person_required
@@ -89,7 +88,7 @@ BATCHES_IN_FLIGHT = 2
 def plan_tolerance(plan: dict[str, Any]) -> float:
     """How far a planned district's rows may move: what the approved plan says (the plan's
     author set it, its approver approved it), never the runner's environment."""
-    if os.environ.get("EOY_PLAN_TOLERANCE"):
+    if plan_tolerance_set():
         raise RunError(
             "EOY_PLAN_TOLERANCE is set, but the person running a plan may not widen it: the "
             "tolerance is the plan's own (`eoy-reset plan --tolerance`, then approve); unset it"

@@ -29,7 +29,6 @@ from jobs.snapshot.layout import (
     safe_segment,
 )
 from jobs.snapshot.source import (
-    BATCH_ROWS,
     ExportError,
     Source,
     consistent_view,
@@ -38,7 +37,7 @@ from jobs.snapshot.source import (
 from jobs.snapshot.store import open_store
 from jobs.snapshot.verify import verified_parts, verify_snapshot
 from jobs.snapshot.writer import settle_parts
-from jobs.warehouse.connection import connect
+from jobs.warehouse.connection import ARROW_BATCH_ROWS, connect
 from jobs.warehouse.contract import DELETED_TABLES, TABLES
 from jobs.warehouse.ledger import cycle_deletes, get_run
 from jobs.warehouse.rostering import rostered
@@ -222,7 +221,7 @@ def _add_table(
 
     def batches() -> Iterator[pa.RecordBatch]:
         for path in files:
-            yield from (b.cast(schema) for b in parquet_batches(path, BATCH_ROWS))
+            yield from (b.cast(schema) for b in parquet_batches(path, ARROW_BATCH_ROWS))
         if view is not None:
             yield from shaped(view.batches(table), table)
 

@@ -912,7 +912,7 @@ def query(
 ) -> None:
     """Run a ready question of analyses/ on the warehouse and print its rows."""
     from jobs.report.query import analyses, cell, parse_vars, run_query
-    from jobs.tables import print_table_or_records
+    from jobs.terminal import print_table_or_records
 
     if name is None:
         known = analyses()
@@ -1088,7 +1088,7 @@ def users_add(
 @users_app.command("list")
 def users_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """The console's accounts: role, district, when added and by whom, disabled, last sign-in."""
-    from jobs.tables import print_table_or_records
+    from jobs.terminal import print_table_or_records
     from jobs.web.accounts import list_users
 
     accounts = list_users(settings_of(ctx))

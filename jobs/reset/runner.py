@@ -36,6 +36,7 @@ from jobs.reset.view import RunProgress, render_status, render_summary
 from jobs.reset.workers import WorkerPool
 from jobs.snapshot.store import StoreError, is_object_root, open_store
 from jobs.snapshot.writer import MAIN, delta_number, settle_parts, settle_year
+from jobs.terminal import typed_confirmation
 from jobs.warehouse.connection import KEEP_ALIVE_SQL, PostgresWarehouse, Warehouse, connect
 from jobs.warehouse.contract import DELETED_TABLES, RETAINED_TABLES
 from jobs.warehouse.ledger import (
@@ -233,16 +234,13 @@ def _plan_guard(
 
 
 def _confirm(console: Console, candidates: list[dict[str, Any]]) -> None:
-    import typer
-
     n = len(candidates)
     rows = sum(sum(c["rows"].values()) for c in candidates)
     console.print(
         f"[bold]About to delete the student data of {n} district{'s' if n != 1 else ''} "
         f"({rows:,} rows), after snapshotting it.[/]"
     )
-    answer = typer.prompt(f"Type {n} to confirm", default="", show_default=False)
-    if answer.strip() != str(n):
+    if not typed_confirmation("confirm", str(n)):
         raise RunError("confirmation did not match: nothing was deleted")
 
 

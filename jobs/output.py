@@ -16,7 +16,7 @@ import shutil
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -169,6 +169,16 @@ def emit_json(doc: dict[str, Any], error: str | None = None) -> None:
     sys.stdout.write(json.dumps({**head, **body}, indent=2, default=str) + "\n")
     sys.stdout.flush()
     _state["emitted"] = True
+
+
+def emit(
+    doc: dict[str, Any], as_json: bool, render: Callable[[], object], error: str | None = None
+) -> None:
+    """A command's result: its JSON document with --json, else what `render` prints."""
+    if as_json:
+        emit_json(doc, error=error)
+    else:
+        render()
 
 
 def emit_failure(message: str) -> None:

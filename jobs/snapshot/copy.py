@@ -107,6 +107,33 @@ def copy_path(out: Path, district_id: str, school_year: int, fmt: str) -> Path:
     return Path(out) / f"{safe_segment(district_id)}_{int(school_year)}_{fmt.strip().lower()}.zip"
 
 
+def export_copy(
+    settings: Settings, district_id: str, school_year: int, fmt: str, out: Path, force: bool
+) -> dict[str, Any]:
+    """`export`: the district's copy written into the folder `out`, which must be writable; a
+    copy already there is kept unless `force`. Once its snapshot was purged, the error says
+    so (no copy of its deleted rows is left)."""
+    from jobs.plan.preflight import writable_folder
+    from jobs.snapshot.retention import purged_on
+
+    writable_folder(out, "--out")
+    existing = copy_path(out, district_id, school_year, fmt)
+    if existing.exists() and not force:
+        raise ExportError(
+            f"{existing} exists already: pass --force to replace it, or choose another --out"
+        )
+    try:
+        return export_for_district(settings, district_id, school_year, fmt, out)
+    except ExportError:
+        purged = purged_on(settings, district_id, school_year)
+        if purged is None:
+            raise
+        raise ExportError(
+            f"the snapshot of district {district_id!r} for school year {school_year} was purged "
+            f"on {purged:%Y-%m-%d}: no copy of its deleted rows is left to export"
+        ) from None
+
+
 def export_for_district(
     settings: Settings, district_id: str, school_year: int, fmt: str, out: Path
 ) -> dict[str, Any]:

@@ -151,9 +151,9 @@ class DuckDBWarehouse(Warehouse):
             msg = first_line(exc)
             if "lock" in msg.lower():
                 pid = re.search(r"PID (\d+)", str(exc))
-                held = f" (process {pid.group(1)})" if pid else ""
+                holder = f" (process {pid.group(1)})" if pid else ""
                 raise WarehouseError(
-                    f"the DuckDB warehouse {path} is in use by another process{held}: "
+                    f"the DuckDB warehouse {path} is in use by another process{holder}: "
                     "DuckDB allows one process at a time, wait for it to finish and retry"
                 ) from None
             raise WarehouseError(f"cannot open DuckDB warehouse {path}: {msg}") from None

@@ -7,9 +7,10 @@ from typing import Annotated
 
 import typer
 
-from jobs.cli.common import known_school_year, parse_date, screen, settings_of
+from jobs.cli.common import parse_date, screen, settings_of
 from jobs.cli.options import JsonOpt, LedgerYearOpt
 from jobs.output import emit
+from jobs.plan.preflight import known_school_year
 
 
 def report(

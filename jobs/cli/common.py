@@ -59,23 +59,6 @@ def parse_date(value: str, option: str) -> date:
         raise ConfigError(f"{option} {value!r} is not a date: use YYYY-MM-DD") from None
 
 
-def known_school_year(settings: Settings, year: int | None) -> None:
-    """Refuse a school year with no reset policy and no run in the ledger (like `plan`)."""
-    from jobs.plan.dbt import policy_years
-    from jobs.warehouse.connection import connect
-
-    if year is None or year in policy_years():
-        return
-    with connect(settings) as wh:
-        if wh.scalar("select count(*) from eoy_runner.reset_runs where school_year = %s", [year]):
-            return
-    hint = " (2022-23 is 2023)" if year < 1000 else ""
-    raise ConfigError(
-        f"no reset policy for school year {year} and no reset of it in the ledger: give the "
-        f"calendar year the school year ends in{hint}, or add a row to seeds/reset_policy.csv"
-    )
-
-
 def given_options(ctx: typer.Context) -> list[str]:
     """The global options this command was given on its command line, as a command to type
     next needs them (a DSN without its password)."""

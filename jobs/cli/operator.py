@@ -8,9 +8,10 @@ from typing import Annotated, Any
 
 import typer
 
-from jobs.cli.common import at_terminal, known_school_year, parse_date, screen, settings_of
+from jobs.cli.common import at_terminal, parse_date, screen, settings_of
 from jobs.cli.options import AsOfOpt, DistrictOpt, JsonOpt, LedgerYearOpt, PlanYearOpt, YesOpt
 from jobs.output import CommandFailed, emit, run_document, status_document
+from jobs.plan.preflight import known_school_year
 
 
 def run(

@@ -78,6 +78,7 @@ def purge_snapshots(
     from jobs.reset.view import purge_certificate_note, render_purge, render_purge_list
     from jobs.snapshot.layout import SnapshotError
     from jobs.snapshot.retention import purge_snapshots as purge
+    from jobs.snapshot.retention import purge_totals
     from jobs.terminal import typed_confirmation
 
     if not (dry_run or yes or at_terminal(as_json)):
@@ -103,18 +104,6 @@ def purge_snapshots(
     if note:
         screen.say("note", note)
     emit(doc, as_json, lambda: render_purge(screen.out, doc))
-
-
-def purge_totals(doc: dict[str, Any]) -> dict[str, Any]:
-    from jobs.output import count_by, totals
-
-    going = doc["purged"] + doc["would_purge"]
-    return totals(
-        len({e["district_id"] for e in going}),
-        sum(int(e["rows"]) for e in going),
-        count_by(doc["snapshots"]),
-        snapshots=len(going),
-    )
 
 
 def hold(

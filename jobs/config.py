@@ -1,9 +1,12 @@
-"""Settings shared by every command: which warehouse, where snapshots live (SPEC §2, §8)."""
+"""Settings shared by every command: which warehouse, where snapshots live (SPEC §2, §8),
+and every other setting the environment gives: no other module reads os.environ.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -216,3 +219,112 @@ def scrub(text: str, dsn: str | None = None) -> str:
         for form in sorted({escaped, quote(secret, safe=""), quote(secret), secret}, key=len)[::-1]:
             text = text.replace(form, "***")
     return text
+
+
+# ---------------------------------------------------------------------------------------
+# The other settings of the environment, each read when it is needed (a test, or the web
+# console's process, may change one between two commands).
+# ---------------------------------------------------------------------------------------
+OPERATOR_ENV = "EOY_OPERATOR"
+SECOND_PERSON_ENV = "EOY_REQUIRE_SECOND_PERSON"
+PLAN_TOLERANCE_ENV = "EOY_PLAN_TOLERANCE"
+SIGNING_KEY_ENV = "EOY_SIGNING_KEY"
+SMTP_PASSWORD_ENV = "EOY_SMTP_PASSWORD"
+NOTICE_FROM_ENV = "EOY_NOTICE_FROM"
+WEB_SECRET_ENV = "EOY_WEB_SECRET"
+FORWARDED_ALLOW_IPS_ENV = "FORWARDED_ALLOW_IPS"
+DBT_ROLE_ENV = "EOY_DBT_ROLE"
+DEBUG_ENV = "EOY_DEBUG"
+NO_SPINNER_ENV = "EOY_NO_SPINNER"
+
+
+def _env(name: str) -> str:
+    return os.environ.get(name, "")
+
+
+def operator_setting() -> str:
+    """EOY_OPERATOR: who is at the keyboard, as the operator names themself ("" when unset)."""
+    return _env(OPERATOR_ENV).strip()
+
+
+def second_person_setting() -> str:
+    """EOY_REQUIRE_SECOND_PERSON as given, lower case ("" when unset)."""
+    return _env(SECOND_PERSON_ENV).strip().lower()
+
+
+def plan_tolerance_set() -> bool:
+    """Whether EOY_PLAN_TOLERANCE is set: a run refuses it (the tolerance is the plan's)."""
+    return bool(_env(PLAN_TOLERANCE_ENV))
+
+
+def signing_key_setting() -> str:
+    """EOY_SIGNING_KEY: the path of the key that signs certificates ("" when unset)."""
+    return _env(SIGNING_KEY_ENV).strip()
+
+
+def smtp_password() -> str | None:
+    """EOY_SMTP_PASSWORD: never an option, a command line is seen by every user."""
+    return _env(SMTP_PASSWORD_ENV) or None
+
+
+def notice_sender() -> str:
+    """EOY_NOTICE_FROM: the sender of the districts' notices ("" when unset)."""
+    return _env(NOTICE_FROM_ENV).strip()
+
+
+def web_secret_setting() -> str:
+    """EOY_WEB_SECRET: the key of the console's sessions and CSRF tokens ("" when unset)."""
+    return _env(WEB_SECRET_ENV)
+
+
+def forwarded_allow_ips() -> str:
+    """The proxies whose X-Forwarded-* headers the console believes (uvicorn's variable)."""
+    return os.environ.get(FORWARDED_ALLOW_IPS_ENV, "127.0.0.1")
+
+
+def dbt_role_set() -> bool:
+    """Whether the operator chose dbt's role (EOY_DBT_ROLE) themself."""
+    return DBT_ROLE_ENV in os.environ
+
+
+def debug() -> bool:
+    """EOY_DEBUG: an unexpected error shows its traceback instead of one line."""
+    return bool(_env(DEBUG_ENV))
+
+
+def spinner_off() -> bool:
+    """EOY_NO_SPINNER: no spinner on stderr, even at a terminal."""
+    return bool(_env(NO_SPINNER_ENV))
+
+
+def fault_switch(name: str) -> str:
+    """A test-only fault switch (jobs/faults.py names them) as given ("" when unset)."""
+    return _env(name)
+
+
+def aws_environment(with_home: bool = False) -> tuple[tuple[str, str], ...]:
+    """The AWS_* variables as they are now (and HOME, where boto's shared files are): a
+    store or client made for them is made again when one changes."""
+    return tuple(
+        sorted(
+            (k, v)
+            for k, v in os.environ.items()
+            if k.startswith("AWS_") or (with_home and k == "HOME")
+        )
+    )
+
+
+@contextlib.contextmanager
+def process_environment(values: dict[str, str]) -> Iterator[None]:
+    """The process's environment with these variables set for a while (dbt's in-process
+    runner reads its profile from it), then as it was."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old

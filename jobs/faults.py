@@ -33,6 +33,8 @@ import threading
 import time
 from fnmatch import fnmatchcase
 
+from jobs.config import fault_switch
+
 _hits: dict[str, int] = {}
 _hits_lock = threading.Lock()  # two batches in flight reach the same points
 SWITCHES = ("EOY_FAULT", "EOY_RAISE", "EOY_PAUSE")
@@ -44,12 +46,12 @@ class LostConnection(ConnectionError):
 
 
 def enabled() -> bool:
-    return os.environ.get(ENABLE) == "1"
+    return fault_switch(ENABLE) == "1"
 
 
 def ignored_switches_warning() -> str | None:
     """One line for stderr when a fault switch is set but not enabled, else None."""
-    given = [name for name in SWITCHES if os.environ.get(name)]
+    given = [name for name in SWITCHES if fault_switch(name)]
     if not given or enabled():
         return None
     names = " and ".join(given)
@@ -69,7 +71,7 @@ def _hit(key: str) -> int:
 def fault_point(name: str) -> None:
     if not enabled():
         return
-    pause = os.environ.get("EOY_PAUSE")
+    pause = fault_switch("EOY_PAUSE")
     if pause:
         point, _, when = pause.rpartition(":")
         seconds, _, nth = when.partition("@")
@@ -77,14 +79,14 @@ def fault_point(name: str) -> None:
             hits = _hit(f"pause:{point}")
             if not nth or hits == int(nth):
                 time.sleep(float(seconds))
-    raising = os.environ.get("EOY_RAISE")
+    raising = fault_switch("EOY_RAISE")
     if raising:
         pattern, _, nth = raising.partition("@")
         if fnmatchcase(name, pattern) and (not nth or _hit(f"raise:{pattern}") == int(nth)):
             raise LostConnection(
                 f"server closed the connection unexpectedly (test fault at {name})"
             )
-    spec = os.environ.get("EOY_FAULT")
+    spec = fault_switch("EOY_FAULT")
     if not spec:
         return
     pattern, _, nth = spec.partition("@")

@@ -16,7 +16,7 @@ import shutil
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ from typing import Any
 
 from rich.console import Console
 
+from jobs.config import spinner_off
 from jobs.errors import EoyError
 
 PATH_KEYS = frozenset({"path", "parts", "directory", "out", "html", "plan"})
@@ -170,6 +171,16 @@ def emit_json(doc: dict[str, Any], error: str | None = None) -> None:
     _state["emitted"] = True
 
 
+def emit(
+    doc: dict[str, Any], as_json: bool, render: Callable[[], object], error: str | None = None
+) -> None:
+    """A command's result: its JSON document with --json, else what `render` prints."""
+    if as_json:
+        emit_json(doc, error=error)
+    else:
+        render()
+
+
 def emit_failure(message: str) -> None:
     """`{"ok": false, "error": ...}` unless the command already wrote its document."""
     if not _state["emitted"]:
@@ -204,7 +215,7 @@ def command_line(args: Sequence[str], options: Sequence[str] = ()) -> str:
 # the spinner
 # ---------------------------------------------------------------------------------------
 def spinner_wanted() -> bool:
-    if os.environ.get("EOY_NO_SPINNER"):
+    if spinner_off():
         return False
     try:
         return sys.stderr.isatty()

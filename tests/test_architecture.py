@@ -16,7 +16,7 @@ JOBS = ROOT / "jobs"
 
 # Stages, lowest first. A module may import its own stage and any lower one.
 STAGES: list[tuple[str, set[str]]] = [
-    ("base", {"jobs", "jobs.config", "jobs.errors", "jobs.faults", "jobs.output", "jobs.tables"}),
+    ("base", {"jobs", "jobs.config", "jobs.errors", "jobs.faults", "jobs.output", "jobs.terminal"}),
     ("warehouse", {"jobs.warehouse"}),
     ("plan", {"jobs.plan", "jobs.synthetic"}),
     ("snapshot", {"jobs.snapshot"}),

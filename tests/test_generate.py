@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from jobs.cli import app
+from jobs.cli.app import app
 from jobs.config import Settings
 from jobs.synthetic.generate import GenerateError, generate_districts, reset_policy
 from jobs.synthetic.rows import (

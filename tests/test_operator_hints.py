@@ -204,7 +204,7 @@ def test_resume_syncs_is_a_table_and_its_json_has_totals(settings: Settings) -> 
 
 @pytest.mark.parametrize("target", ["duckdb"], indirect=True)
 def test_help_at_80_columns_never_cuts_an_option_name(settings: Settings) -> None:
-    from jobs.cli import _command
+    from jobs.cli.entry import _command
 
     def commands(group: object, path: list[str]) -> list[tuple[list[str], object]]:
         found = [(path, group)]

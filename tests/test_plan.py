@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from jobs.cli import app
+from jobs.cli.app import app
 from jobs.config import Settings
 from jobs.errors import EoyError
 from jobs.plan.planner import PlanError, load_plan, make_plan, plan_hash, write_plan

@@ -5,15 +5,13 @@ A password is never sent over a connection that is not encrypted."""
 
 from __future__ import annotations
 
-import os
 import smtplib
 import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
+from jobs.config import SMTP_PASSWORD_ENV, smtp_password
 from jobs.errors import EoyError
-
-PASSWORD_ENV = "EOY_SMTP_PASSWORD"
 
 
 class NoticeError(EoyError):
@@ -36,11 +34,11 @@ class SmtpServer:
 def smtp_server(host: str, port: int, user: str | None, starttls: bool) -> SmtpServer:
     """The server of the command line, its password read from the environment."""
     user = (user or "").strip() or None
-    password = os.environ.get(PASSWORD_ENV) or None
+    password = smtp_password()
     if user and not password:
-        raise NoticeError(f"--smtp-user {user} needs the password in {PASSWORD_ENV}")
+        raise NoticeError(f"--smtp-user {user} needs the password in {SMTP_PASSWORD_ENV}")
     if password and not user:
-        raise NoticeError(f"{PASSWORD_ENV} is set but no --smtp-user: give the user it is for")
+        raise NoticeError(f"{SMTP_PASSWORD_ENV} is set but no --smtp-user: give the user it is for")
     return SmtpServer(host, port, user, password, starttls)
 
 
@@ -99,7 +97,7 @@ class Mailer:
                 smtp.close()
                 raise NoticeError(
                     f"SMTP {server.where} refused the login of {server.user!r} "
-                    f"({_said(exc)}): check --smtp-user and {PASSWORD_ENV}; nothing was sent"
+                    f"({_said(exc)}): check --smtp-user and {SMTP_PASSWORD_ENV}; nothing was sent"
                 ) from None
         return smtp
 

@@ -58,7 +58,7 @@ def render_request(console: Console, doc: dict[str, Any]) -> None:
 
 def render_notices(console: Console, doc: dict[str, Any]) -> None:
     """One line per district's notice, then what was sent and who cannot be reached."""
-    from jobs.tables import print_table_or_records
+    from jobs.terminal import print_table_or_records
 
     columns = ["district", "reset date", "status", "to", "notice"]
     rows = [
@@ -109,7 +109,7 @@ def notice_warnings(doc: dict[str, Any]) -> list[str]:
 
 def render_post_reset(console: Console, doc: dict[str, Any]) -> None:
     """The post-reset notices: one line per administrator (by educator id, never an address)."""
-    from jobs.tables import print_table_or_records
+    from jobs.terminal import print_table_or_records
 
     notices = doc.get("post_reset", [])
     if not notices:

@@ -27,14 +27,18 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from jobs.config import Settings
+from jobs.config import (
+    OPERATOR_ENV,
+    SECOND_PERSON_ENV,
+    Settings,
+    operator_setting,
+    second_person_setting,
+)
 from jobs.errors import EoyError
 from jobs.plan.planner import HASH_KEY, PlanError, load_plan
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.ledger import utcnow
 
-SECOND_PERSON_ENV = "EOY_REQUIRE_SECOND_PERSON"
-OPERATOR_ENV = "EOY_OPERATOR"
 # an approval older than this does not let a plan run (the warehouse has moved on since)
 APPROVAL_DAYS = 7
 NAME_LIMIT = 200
@@ -48,7 +52,7 @@ class ApprovalError(EoyError):
 
 def operator_name() -> str:
     """Who is at the keyboard: EOY_OPERATOR when set, else the OS user."""
-    name = os.environ.get(OPERATOR_ENV, "").strip()
+    name = operator_setting()
     if name:
         return _checked_name(name, OPERATOR_ENV)
     try:
@@ -69,7 +73,7 @@ def _checked_name(name: str, where: str) -> str:
 
 
 def second_person_required() -> bool:
-    raw = os.environ.get(SECOND_PERSON_ENV, "").strip().lower()
+    raw = second_person_setting()
     if raw in _ON:
         return True
     if raw in _OFF:

@@ -7,18 +7,23 @@ import gc
 import hashlib
 import importlib
 import json
-import os
 import re
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from jobs.config import PROJECT_DIR, Settings, dsn_parts, scrub
+from jobs.config import (
+    PROJECT_DIR,
+    Settings,
+    dbt_role_set,
+    dsn_parts,
+    process_environment,
+    scrub,
+)
 from jobs.errors import EoyError
 
 POLICY_SEED = PROJECT_DIR / "seeds" / "reset_policy.csv"
@@ -122,20 +127,6 @@ def dbt_work_dir(settings: Settings) -> Path:
     return base / re.sub(r"[^A-Za-z0-9_.-]+", "_", key)
 
 
-@contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-
-
 def run_dbt(
     settings: Settings,
     args: list[str],
@@ -184,9 +175,9 @@ def run_dbt(
         "EOY_TARGET": settings.target,
         **{name: (parameters or {}).get(name, "") for name in PARAMETERS},
     }
-    if build is not None and "EOY_DBT_ROLE" not in os.environ:  # as the operator sets it
+    if build is not None and not dbt_role_set():  # as the operator sets it
         env["EOY_DBT_ROLE"] = build.role
-    with _LOCK, _environ(env):
+    with _LOCK, process_environment(env):
         try:
             result = dbtRunner().invoke(command)
         except Exception as exc:  # dbt raises for bad projects or profiles

@@ -1,4 +1,5 @@
-"""Checks of a command's file arguments and approved plan, made before anything is built.
+"""Checks of a command's school year, file arguments and approved plan, made before anything
+is built.
 
 dbt takes seconds to build the models: a plan made for another day, an unreadable plan file
 or a folder that cannot be written is said at once, with nothing built and nothing changed.
@@ -11,11 +12,29 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from jobs.config import ConfigError, Settings
 from jobs.errors import EoyError
 
 
 class PreflightError(EoyError):
     """A file argument or plan that cannot be used; nothing was built or changed."""
+
+
+def known_school_year(settings: Settings, year: int | None) -> None:
+    """Refuse a school year with no reset policy and no run in the ledger (like `plan`)."""
+    from jobs.plan.dbt import policy_years
+    from jobs.warehouse.connection import connect
+
+    if year is None or year in policy_years():
+        return
+    with connect(settings) as wh:
+        if wh.scalar("select count(*) from eoy_runner.reset_runs where school_year = %s", [year]):
+            return
+    hint = " (2022-23 is 2023)" if year < 1000 else ""
+    raise ConfigError(
+        f"no reset policy for school year {year} and no reset of it in the ledger: give the "
+        f"calendar year the school year ends in{hint}, or add a row to seeds/reset_policy.csv"
+    )
 
 
 def plan_for_the_day(plan_path: Path, as_of: date, school_year: int | None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from jobs.tables import fits, grid, print_fitted
+from jobs.terminal import fits, grid, print_fitted
 from jobs.warehouse.contract import DELETED_TABLES
 
 SHORT_NAMES = {"classroom_enrollments": "enrollments", "usage_sessions": "sessions"}

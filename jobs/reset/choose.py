@@ -4,15 +4,16 @@ typed confirmation."""
 
 from __future__ import annotations
 
-import os
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from jobs.config import plan_tolerance_set
 from jobs.errors import EoyError
 from jobs.plan.planner import DEFAULT_TOLERANCE
+from jobs.terminal import typed_confirmation
 from jobs.warehouse.connection import Warehouse
 from jobs.warehouse.contract import DELETED_TABLES
 from jobs.warehouse.ledger import get_run
@@ -26,7 +27,7 @@ class RunError(EoyError):
 def plan_tolerance(plan: dict[str, Any]) -> float:
     """How far a planned district's rows may move: what the approved plan says (the plan's
     author set it, its approver approved it), never the runner's environment."""
-    if os.environ.get("EOY_PLAN_TOLERANCE"):
+    if plan_tolerance_set():
         raise RunError(
             "EOY_PLAN_TOLERANCE is set, but the person running a plan may not widen it: the "
             "tolerance is the plan's own (`eoy-reset plan --tolerance`, then approve); unset it"
@@ -164,14 +165,11 @@ def plan_guard(
 
 
 def confirm(console: Console, candidates: list[dict[str, Any]]) -> None:
-    import typer
-
     n = len(candidates)
     rows = sum(sum(c["rows"].values()) for c in candidates)
     console.print(
         f"[bold]About to delete the student data of {n} district{'s' if n != 1 else ''} "
         f"({rows:,} rows), after snapshotting it.[/]"
     )
-    answer = typer.prompt(f"Type {n} to confirm", default="", show_default=False)
-    if answer.strip() != str(n):
+    if not typed_confirmation("confirm", str(n)):
         raise RunError("confirmation did not match: nothing was deleted")

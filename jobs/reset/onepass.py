@@ -41,7 +41,13 @@ from jobs.snapshot.writer import (
     write_table,
     writing,
 )
-from jobs.warehouse.connection import AdbcSession, DuckDBWarehouse, Warehouse, quote_ident
+from jobs.warehouse.connection import (
+    ARROW_BATCH_ROWS,
+    AdbcSession,
+    DuckDBWarehouse,
+    Warehouse,
+    quote_ident,
+)
 from jobs.warehouse.contract import (
     DELETE_ORDER,
     DELETED_TABLES,
@@ -49,7 +55,6 @@ from jobs.warehouse.contract import (
     TABLES,
 )
 
-BATCH_ROWS = 128_000
 # DuckDB: a table's rows up to this many come out of its `delete … returning` (held whole,
 # under 100 MiB); more are read and then deleted in the same transaction, streaming.
 RETURNING_ROWS = 250_000
@@ -80,13 +85,13 @@ def _duckdb_rows(
             f"delete from app.{quote_ident(table)} where district_id = $1 returning {cols}",
             params=[district_id],
         )
-        yield from rel.to_arrow_reader(BATCH_ROWS)
+        yield from rel.to_arrow_reader(ARROW_BATCH_ROWS)
         return
     rel = wh.con.sql(
         f"select {cols} from app.{quote_ident(table)} where district_id = $1", params=[district_id]
     )
     read = 0
-    reader = rel.to_arrow_reader(BATCH_ROWS)
+    reader = rel.to_arrow_reader(ARROW_BATCH_ROWS)
     try:
         for batch in reader:
             read += batch.num_rows

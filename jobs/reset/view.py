@@ -223,7 +223,7 @@ def _clock(seconds: float) -> str:
 
 def render_summary(console: Console, result: RunResult) -> None:
     """One row per district: status, rows deleted, seconds, reason."""
-    from jobs.tables import print_fitted
+    from jobs.terminal import print_fitted
 
     title = (
         f"{'Dry run: ' if result.dry_run else ''}reset as of {result.as_of}, "
@@ -289,7 +289,7 @@ def snapshot_cell(d: dict[str, Any]) -> str:
 def render_status(console: Console, doc: dict[str, Any]) -> None:
     """One row per district; snapshot paths and errors go below the table when it would
     otherwise be too wide for the terminal."""
-    from jobs.tables import print_fitted
+    from jobs.terminal import print_fitted
 
     header = ["district", "status", "last step", "rows", "paused", "snapshot", "error"]
     rows = []
@@ -336,7 +336,7 @@ def _state(status: str) -> str:
 def render_attention(console: Console, doc: dict[str, Any]) -> None:
     """What needs someone in the school year (failed, stopped, refused, blocked, not
     started, restored districts), and the districts under legal hold."""
-    from jobs.tables import print_fitted
+    from jobs.terminal import print_fitted
 
     attention = doc.get("attention", [])
     if attention:
@@ -366,7 +366,7 @@ def render_attention(console: Console, doc: dict[str, Any]) -> None:
 
 def render_resume(console: Console, doc: dict[str, Any]) -> None:
     """resume-syncs: one row per district whose syncs a reset paused, resumed or not and why."""
-    from jobs.tables import print_fitted
+    from jobs.terminal import print_fitted
 
     if not doc["districts"]:
         console.print("No import sync is paused by a reset: nothing to resume.")

@@ -386,12 +386,9 @@ def confirm_at_terminal(console: Console) -> Confirm:
     """Show what would be imported and have the operator type the district id."""
 
     def ask(doc: dict[str, Any]) -> bool:
-        import typer
+        from jobs.terminal import typed_confirmation
 
         render_import(console, doc)
-        answer = typer.prompt(
-            f"Type {doc['district_id']} to import", default="", show_default=False
-        )
-        return bool(answer.strip() == doc["district_id"])
+        return typed_confirmation("import", str(doc["district_id"]))
 
     return ask

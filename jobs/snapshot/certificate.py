@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from jobs import __version__
-from jobs.config import Settings
+from jobs.config import SIGNING_KEY_ENV, Settings
 from jobs.errors import EoyError
 from jobs.snapshot.layout import SnapshotError
 from jobs.snapshot.signing import (
     ALGORITHM,
-    KEY_ENV,
     canonical_json,
     fingerprint,
     load_private_key,
@@ -433,8 +432,8 @@ def issue_certificate(
     path = signing_key_path()
     if path is None:
         raise NoSigningKey(
-            f"no signing key: set {KEY_ENV} to the private key file (`eoy-reset keygen --out "
-            "DIR` makes one) to issue certificates"
+            f"no signing key: set {SIGNING_KEY_ENV} to the private key file "
+            "(`eoy-reset keygen --out DIR` makes one) to issue certificates"
         )
     key = load_private_key(path)
     issued_at = utcnow()

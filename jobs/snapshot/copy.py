@@ -29,7 +29,6 @@ from jobs.snapshot.layout import (
     safe_segment,
 )
 from jobs.snapshot.source import (
-    BATCH_ROWS,
     ExportError,
     Source,
     consistent_view,
@@ -38,7 +37,7 @@ from jobs.snapshot.source import (
 from jobs.snapshot.store import open_store
 from jobs.snapshot.verify import verified_parts, verify_snapshot
 from jobs.snapshot.writer import settle_parts
-from jobs.warehouse.connection import connect
+from jobs.warehouse.connection import ARROW_BATCH_ROWS, connect
 from jobs.warehouse.contract import DELETED_TABLES, TABLES
 from jobs.warehouse.ledger import cycle_deletes, get_run
 from jobs.warehouse.rostering import rostered
@@ -106,6 +105,33 @@ def _write_csv(
 def copy_path(out: Path, district_id: str, school_year: int, fmt: str) -> Path:
     """Where the district's copy goes in the folder `out`."""
     return Path(out) / f"{safe_segment(district_id)}_{int(school_year)}_{fmt.strip().lower()}.zip"
+
+
+def export_copy(
+    settings: Settings, district_id: str, school_year: int, fmt: str, out: Path, force: bool
+) -> dict[str, Any]:
+    """`export`: the district's copy written into the folder `out`, which must be writable; a
+    copy already there is kept unless `force`. Once its snapshot was purged, the error says
+    so (no copy of its deleted rows is left)."""
+    from jobs.plan.preflight import writable_folder
+    from jobs.snapshot.retention import purged_on
+
+    writable_folder(out, "--out")
+    existing = copy_path(out, district_id, school_year, fmt)
+    if existing.exists() and not force:
+        raise ExportError(
+            f"{existing} exists already: pass --force to replace it, or choose another --out"
+        )
+    try:
+        return export_for_district(settings, district_id, school_year, fmt, out)
+    except ExportError:
+        purged = purged_on(settings, district_id, school_year)
+        if purged is None:
+            raise
+        raise ExportError(
+            f"the snapshot of district {district_id!r} for school year {school_year} was purged "
+            f"on {purged:%Y-%m-%d}: no copy of its deleted rows is left to export"
+        ) from None
 
 
 def export_for_district(
@@ -222,7 +248,7 @@ def _add_table(
 
     def batches() -> Iterator[pa.RecordBatch]:
         for path in files:
-            yield from (b.cast(schema) for b in parquet_batches(path, BATCH_ROWS))
+            yield from (b.cast(schema) for b in parquet_batches(path, ARROW_BATCH_ROWS))
         if view is not None:
             yield from shaped(view.batches(table), table)
 

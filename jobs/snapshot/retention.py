@@ -407,3 +407,17 @@ def purged_on(settings: Settings, district_id: str, school_year: int) -> datetim
             [district_id, int(school_year)],
         )
         return purged_since(purges(wh, school_year), district_id, school_year, started)
+
+
+def purge_totals(doc: dict[str, Any]) -> dict[str, Any]:
+    """The totals of a purge's document: districts and rows of the snapshots that go (or would
+    go), the snapshots by status, and how many go."""
+    from jobs.output import count_by, totals
+
+    going = doc["purged"] + doc["would_purge"]
+    return totals(
+        len({e["district_id"] for e in going}),
+        sum(int(e["rows"]) for e in going),
+        count_by(doc["snapshots"]),
+        snapshots=len(going),
+    )

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from jobs.config import aws_environment
 from jobs.snapshot.layout import DIR_MODE, FILE_MODE, MANIFEST, safe_segment
 from jobs.snapshot.part import (
     COPY,
@@ -135,9 +136,7 @@ _aws_clients_lock = threading.Lock()
 def _aws_session_and_client() -> tuple[Any, Any]:
     """(boto3 session, S3 client) for the AWS_* variables (and HOME, where the shared
     config and credentials files are) of the process as they are now."""
-    key = tuple(
-        sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_") or k == "HOME")
-    )
+    key = aws_environment(with_home=True)
     with _aws_clients_lock:
         made = _aws_clients.get(key)
         if made is None:

@@ -55,10 +55,10 @@ def _keep_with_snapshot(
             "purged while its copy was being shared: the copy was removed and no link made"
         )
     with connect(settings) as wh:
-        held = wh.scalar(
+        on_legal_hold = wh.scalar(
             "select count(*) from eoy_runner.legal_holds where district_id = %s", [district_id]
         )
-    if held:
+    if on_legal_hold:
         store.set_legal_hold(folder, True)
 
 

@@ -23,9 +23,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from jobs.config import SIGNING_KEY_ENV, signing_key_setting
 from jobs.errors import EoyError
 
-KEY_ENV = "EOY_SIGNING_KEY"
 PRIVATE_NAME = "signing.key"
 PUBLIC_NAME = "signing.pub"
 ALGORITHM = "Ed25519"
@@ -103,26 +103,27 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
 
 def signing_key_path() -> Path | None:
     """The private key EOY_SIGNING_KEY names, or None when it is not set."""
-    value = os.environ.get(KEY_ENV, "").strip()
+    value = signing_key_setting()
     return Path(value).expanduser() if value else None
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
     """The Ed25519 private key of a PEM file that only its owner can read."""
-    data = _read_key_file(path, f"the signing key {path} ({KEY_ENV})")
+    data = _read_key_file(path, f"the signing key {path} ({SIGNING_KEY_ENV})")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):
         key = None
     if not isinstance(key, Ed25519PrivateKey):
         raise SigningError(
-            f"{path} ({KEY_ENV}) is not an unencrypted Ed25519 private key in PEM: make one "
-            "with `eoy-reset keygen --out DIR` and point EOY_SIGNING_KEY at DIR/signing.key"
+            f"{path} ({SIGNING_KEY_ENV}) is not an unencrypted Ed25519 private key in PEM: "
+            "make one with `eoy-reset keygen --out DIR` and point EOY_SIGNING_KEY at "
+            "DIR/signing.key"
         )
     mode = path.stat().st_mode & 0o777
     if mode & LOOSE_BITS:
         raise SigningError(
-            f"the signing key {path} ({KEY_ENV}) is open to others (mode {mode:o}): "
+            f"the signing key {path} ({SIGNING_KEY_ENV}) is open to others (mode {mode:o}): "
             f"`chmod 600 {path}`, and make a new key pair if others may have read it"
         )
     return key

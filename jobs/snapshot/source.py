@@ -17,7 +17,7 @@ from jobs.snapshot.fingerprint import (
 from jobs.snapshot.layout import (
     SnapshotError,
 )
-from jobs.warehouse.connection import DuckDBWarehouse, Warehouse, quote_ident
+from jobs.warehouse.connection import ARROW_BATCH_ROWS, DuckDBWarehouse, Warehouse, quote_ident
 from jobs.warehouse.contract import (
     DATE,
     FLOAT,
@@ -27,8 +27,6 @@ from jobs.warehouse.contract import (
     TEXT,
     TIMESTAMP,
 )
-
-BATCH_ROWS = 128_000
 
 
 class ExportError(SnapshotError):
@@ -110,7 +108,7 @@ class Source:
         if self.adbc_con is None:
             assert isinstance(self.wh, DuckDBWarehouse)
             rel = self.wh.con.sql(select_sql(table, "duckdb", "$1"), params=[self.district_id])
-            yield from rel.to_arrow_reader(BATCH_ROWS)
+            yield from rel.to_arrow_reader(ARROW_BATCH_ROWS)
             return
         # A bound parameter makes ADBC fetch the whole result as one batch; a literal lets it
         # stream through COPY. The cursor owns the stream: it lives until the last batch.

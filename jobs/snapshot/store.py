@@ -6,12 +6,11 @@ that holds a location the ledger recorded.
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import Any
 
-from jobs.config import Settings
+from jobs.config import Settings, aws_environment
 from jobs.snapshot.folder import FolderStore
 from jobs.snapshot.part import (
     COPY,
@@ -39,7 +38,7 @@ def open_store(settings: Settings) -> SnapshotStore:
     root = settings.snapshot_root
     if not is_object_root(root):
         return FolderStore(Path(root))
-    aws = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+    aws = aws_environment()
     key = (str(root), settings.object_lock_mode, settings.retention_days, aws)
     with _stores_lock:
         store = _stores.get(key)

@@ -53,6 +53,33 @@ PARQUET_TYPES = {
 ALGORITHMS = {"fingerprint": CONTENT_ALGORITHM, "key_fingerprint": KEY_ALGORITHM}
 
 
+def snapshot_location(directory: str, settings: Settings) -> Path | str:
+    """A district's snapshot as the operator named it: a folder, or its s3:// prefix, that
+    holds a manifest; else SnapshotError saying what to give instead."""
+    if is_object_root(directory):
+        directory = directory.rstrip("/")
+        if store_for(directory, settings).manifest_bytes(directory) is None:
+            raise SnapshotError(
+                f"{directory} is not a complete snapshot: it has no {MANIFEST} (an unfinished "
+                "snapshot, or another prefix); give a district's prefix, like "
+                "s3://bucket/snapshots/2023/d00042"
+            )
+        return directory
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise SnapshotError(
+            f"{directory} is not a folder: give a district's snapshot folder, "
+            "like snapshots/2023/d00042"
+        )
+    if not (folder / MANIFEST).is_file():
+        raise SnapshotError(
+            f"{directory} is not a snapshot folder: it has no {MANIFEST} (an unfinished "
+            "snapshot, or another folder); give a district's folder, like "
+            "snapshots/2023/d00042"
+        )
+    return folder
+
+
 def verify_snapshot(
     directory: Path | str, settings: Settings | None = None, wh: Warehouse | None = None
 ) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from jobs.snapshot.layout import (
     SnapshotError,
     manifest_digest,
 )
+from jobs.snapshot.part import MAIN as MAIN  # the runner names the main part from here
 from jobs.snapshot.source import shaped
 from jobs.snapshot.store import (
     Pending,
@@ -54,7 +55,6 @@ from jobs.warehouse.contract import (
 )
 from jobs.warehouse.ledger import committed_deletes
 
-MAIN = "main"
 Progress = Callable[[str, int], None]  # (table, rows taken so far)
 
 

@@ -18,7 +18,8 @@ import pyarrow as pa
 from jobs.config import Settings, dsn_parts, redact_dsn, scrub
 from jobs.errors import EoyError, first_line
 
-BATCH_ROWS = 250_000
+# rows per Arrow record batch read from either warehouse (the batch a stream hands on)
+ARROW_BATCH_ROWS = 128_000
 # A session holding a lock is never ended by the server for idling: that would release the
 # lock while the runner still works under it (the settings this server has; the first is 14+).
 KEEP_ALIVE_SQL = (
@@ -76,7 +77,7 @@ class Warehouse:
         return self.record_batches(sql, params).read_all()
 
     def record_batches(
-        self, sql: str, params: Sequence[Any] | None = None, batch_rows: int = BATCH_ROWS
+        self, sql: str, params: Sequence[Any] | None = None, batch_rows: int = ARROW_BATCH_ROWS
     ) -> pa.RecordBatchReader:
         raise NotImplementedError
 
@@ -150,9 +151,9 @@ class DuckDBWarehouse(Warehouse):
             msg = first_line(exc)
             if "lock" in msg.lower():
                 pid = re.search(r"PID (\d+)", str(exc))
-                held = f" (process {pid.group(1)})" if pid else ""
+                holder = f" (process {pid.group(1)})" if pid else ""
                 raise WarehouseError(
-                    f"the DuckDB warehouse {path} is in use by another process{held}: "
+                    f"the DuckDB warehouse {path} is in use by another process{holder}: "
                     "DuckDB allows one process at a time, wait for it to finish and retry"
                 ) from None
             raise WarehouseError(f"cannot open DuckDB warehouse {path}: {msg}") from None
@@ -203,7 +204,7 @@ class DuckDBWarehouse(Warehouse):
         self.con.execute("rollback")
 
     def record_batches(
-        self, sql: str, params: Sequence[Any] | None = None, batch_rows: int = BATCH_ROWS
+        self, sql: str, params: Sequence[Any] | None = None, batch_rows: int = ARROW_BATCH_ROWS
     ) -> pa.RecordBatchReader:
         rel = self.con.sql(_duckdb_sql(sql), params=list(params) if params is not None else None)
         return rel.to_arrow_reader(batch_rows)
@@ -336,7 +337,7 @@ class PostgresWarehouse(Warehouse):
             self._adbc = None
 
     def record_batches(
-        self, sql: str, params: Sequence[Any] | None = None, batch_rows: int = BATCH_ROWS
+        self, sql: str, params: Sequence[Any] | None = None, batch_rows: int = ARROW_BATCH_ROWS
     ) -> pa.RecordBatchReader:
         con = self.adbc()
         cur = con.cursor()

@@ -1,8 +1,8 @@
 """Who may reset what at once.
 
 DuckDB: one eoy-reset command at a time per warehouse file, by an exclusive `flock` on
-`<warehouse>.lock` held for the whole command. PostgreSQL: any number of runners on any
-machines; each district (whatever the school year) is held by a session advisory lock for as
+`<warehouse>.lock` kept for the whole command. PostgreSQL: any number of runners on any
+machines; each district (whatever the school year) is locked by a session advisory lock for as
 long as it is worked on, and dbt builds take turns under another advisory lock.
 
 A session's advisory lock guards only what that session does: it goes when the session ends,
@@ -74,7 +74,7 @@ def district_key(district_id: str, school_year: int) -> str:
 
 
 def try_district_lock(wh: Warehouse, district_id: str, school_year: int) -> bool:
-    """One district's try_district_locks: whether it is now held."""
+    """One district's try_district_locks: whether this session has it locked now."""
     return district_id in try_district_locks(wh, [district_id], school_year)
 
 
@@ -98,7 +98,7 @@ def _districts_values(districts: list[str], school_year: int) -> str:
 
 def try_district_locks(wh: Warehouse, districts: list[str], school_year: int) -> set[str]:
     """PostgreSQL: take each district's advisory lock on this session if free, in one
-    statement; the districts now held (on DuckDB, every one: its file lock serialises)."""
+    statement; the districts it has locked now (on DuckDB, every one: its file lock serialises)."""
     if wh.target != "postgres" or not districts:
         return set(districts)
     found = wh.query(
@@ -110,7 +110,7 @@ def try_district_locks(wh: Warehouse, districts: list[str], school_year: int) ->
 
 
 def release_district_locks(wh: Warehouse, districts: list[str], school_year: int) -> None:
-    """Release the districts' locks held on this session, in one statement."""
+    """Release the districts' locks this session has, in one statement."""
     if wh.target != "postgres" or not districts:
         return
     # a dead connection has released its locks already
@@ -124,8 +124,8 @@ def release_district_locks(wh: Warehouse, districts: list[str], school_year: int
 
 def hold_in_transaction(tx: Warehouse, districts: list[str], school_year: int) -> set[str]:
     """Inside the transaction that changes the districts' rows: each district's lock for this
-    transaction, granted when this session holds the district already or nobody does (one
-    statement). The districts held; another session's district is not."""
+    transaction, granted when this session has the district locked already or nobody has (one
+    statement). The districts locked; another session's district is not."""
     if tx.target != "postgres" or not districts:
         return set(districts)
     found = tx.query(
@@ -145,7 +145,8 @@ def _end_statement(wh: Warehouse) -> None:
 def wait_district_lock(
     wh: Warehouse, district_id: str, school_year: int, timeout: float = 60.0
 ) -> None:
-    """PostgreSQL: wait for a district held by a runner (restore waits for a run to end)."""
+    """PostgreSQL: wait for a district another runner has locked (restore waits for a run to
+    end)."""
     deadline = time.monotonic() + timeout
     while not try_district_lock(wh, district_id, school_year):
         if time.monotonic() > deadline:

@@ -7,16 +7,14 @@ windows and the inactive educators, none of which depends on a plan's day.
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Callable
 
-from jobs.config import Settings
+from jobs.config import WEB_SECRET_ENV, Settings, forwarded_allow_ips, web_secret_setting
 from jobs.errors import EoyError
 from jobs.plan.dbt import build_models, release_duckdb
 from jobs.warehouse.connection import connect
 from jobs.web.accounts import require_accounts
-from jobs.web.sessions import SECRET_ENV
 
 # The marts of the district pages; not due_districts or reset_scope, which a plan builds for
 # its own day and reads right after (a build here in between would change its day).
@@ -30,11 +28,11 @@ class ConsoleError(EoyError):
 
 def web_secret() -> str:
     """EOY_WEB_SECRET, or ConsoleError saying how to make one."""
-    secret = os.environ.get(SECRET_ENV, "")
+    secret = web_secret_setting()
     if not secret.strip():
         raise ConsoleError(
-            f"{SECRET_ENV} is not set: the console keys its sessions and CSRF tokens with it; "
-            f"set it to a long random value, e.g. {SECRET_ENV}=$(python3 -c 'import secrets; "
+            f"{WEB_SECRET_ENV} is not set: the console keys its sessions and CSRF tokens with it; "
+            f"set it to a long random value, e.g. {WEB_SECRET_ENV}=$(python3 -c 'import secrets; "
             "print(secrets.token_urlsafe(32))')"
         )
     return secret
@@ -78,7 +76,7 @@ def serve_console(settings: Settings, host: str, port: int, say: Callable[[str],
     secret = web_secret()
     _free(host, port)
     if len(secret) < SHORT_SECRET:
-        say(f"Warning: {SECRET_ENV} is short; use {SHORT_SECRET} random characters or more.")
+        say(f"Warning: {WEB_SECRET_ENV} is short; use {SHORT_SECRET} random characters or more.")
     accounts = prepare(settings)
     if not accounts:
         say("No account yet: add one with `eoy-reset users add NAME --role … --password-stdin`.")
@@ -92,5 +90,5 @@ def serve_console(settings: Settings, host: str, port: int, say: Callable[[str],
         server_header=False,
         # behind the SSO proxy on this host, its X-Forwarded-Proto and -For are believed
         proxy_headers=True,
-        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        forwarded_allow_ips=forwarded_allow_ips(),
     )

@@ -21,7 +21,6 @@ from jobs.warehouse.connection import Warehouse
 from jobs.warehouse.ledger import utcnow
 from jobs.web.accounts import User
 
-SECRET_ENV = "EOY_WEB_SECRET"
 SESSION_COOKIE = "eoy_session"
 LOGIN_COOKIE = "eoy_login"
 IDLE = timedelta(minutes=30)

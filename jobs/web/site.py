@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import os
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -33,7 +32,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobs.config import ConfigError, Settings, scrub
+from jobs.config import ConfigError, Settings, debug, scrub
 from jobs.csm.requests import KEEP
 from jobs.errors import EoyError, first_line
 from jobs.plan.dbt import release_duckdb
@@ -217,7 +216,7 @@ class Site:
             return self.message(409, "Cannot do that", scrub(str(exc)), user, token)
         except Exception as exc:
             log.error("console: %s: %s", type(exc).__name__, scrub(first_line(exc)))
-            if os.environ.get("EOY_DEBUG"):
+            if debug():
                 raise
             return self.message(
                 500, "Something went wrong", "The error was logged by the console.", user, token

@@ -1,15 +1,18 @@
-"""Tables laid out for the terminal they are printed on.
+"""What the operator sees and types at a terminal: tables laid out for its width, and the
+one typed confirmation before a command changes data.
 
 A table is printed whole only when every column fits at its natural width: numbers, dates,
 step names and paths are never cut or wrapped. When the terminal is too narrow a view drops
 or abbreviates columns (with a legend) or lists the long values below the table. Rich takes
 the width from the terminal, or from COLUMNS when output is piped (80 without it).
+A destructive command asks for a word typed back (a count, a district id), not a yes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+import typer
 from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
@@ -132,3 +135,9 @@ def print_table_or_records(
         console.print(f"[bold]#{n}[/bold]")
         for name, value in zip(header, row, strict=True):
             console.print(Text(f"  {name.ljust(pad)}  {value}"), soft_wrap=True, highlight=False)
+
+
+def typed_confirmation(what: str, expected: str) -> bool:
+    """Ask `Type <expected> to <what>` and whether the operator typed exactly that back."""
+    answer = typer.prompt(f"Type {expected} to {what}", default="", show_default=False)
+    return bool(answer.strip() == expected)

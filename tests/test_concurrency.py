@@ -46,7 +46,7 @@ from tests.crash_helpers import (
 from tests.runner_helpers import dump_app, expected_due, of_district, student_rows
 
 # what one runner may say of a district another runner has (or had) in hand
-HELD = {"held by another runner", "already completed by another runner"}
+LOCKED_BY_ANOTHER = {"locked by another runner", "already completed by another runner"}
 
 
 def step_counts(wh: Warehouse, step: str, status: str) -> dict[str, int]:
@@ -86,9 +86,9 @@ def test_runners_started_at_once_reset_each_district_once(
     completed = [d for done in by_runner for d in done]
     assert sorted(completed) == sorted(due)  # each due district by exactly one runner
     others = [d for r in results for d in r["districts"] if d["status"] != "completed"]
-    assert all(d["status"] == "skipped" and d["error"] in HELD for d in others), others
+    assert all(d["status"] == "skipped" and d["error"] in LOCKED_BY_ANOTHER for d in others), others
     assert sum(1 for done in by_runner if done) >= 2, "one runner did everything: no overlap"
-    held = [d for d in others if d["error"] == "held by another runner"]
+    held = [d for d in others if d["error"] == "locked by another runner"]
     assert held, "no runner ever met a district another one held: they never raced"
     print(
         f"{runners} runners, {len(due)} due: completed {[len(d) for d in by_runner]}, "

@@ -2,7 +2,7 @@
 alone (`jobs.reset.onepass`) and for a batch (`jobs.reset.batch`) alike.
 
 One pass is one transaction, on the session that deletes:
-1. the transaction takes each district's lock for itself (`hold_in_transaction`): granted
+1. the transaction takes each district's lock for itself (`lock_in_transaction`): granted
    only if this session holds the district or nobody does, so no other pass of it is alive;
 2. each district's part begins in staging: what a dead pass of the part left there is
    removed, and a staging whose delete committed is put in place instead (the part is done);
@@ -28,10 +28,13 @@ from jobs.snapshot.store import Pending, SnapshotStore, open_store
 from jobs.snapshot.writer import DeleteError, VerifyError, WriteError, writing
 from jobs.warehouse.connection import DuckDBWarehouse, PostgresWarehouse, Warehouse, connect
 from jobs.warehouse.ledger import committed_deletes
-from jobs.warehouse.locks import hold_in_transaction
+from jobs.warehouse.locks import lock_in_transaction
 from jobs.warehouse.rostering import closed_reason, rostered
 
 # Where the warehouse's errors come from (ADBC's stream reports through pyarrow).
+# Our own lock on a district was taken by another runner: this district is left to it.
+LOCKED_BY_ANOTHER = "locked by another runner"
+
 DATABASE_MODULES = ("adbc_driver_manager", "duckdb", "psycopg", "pyarrow", "_duckdb")
 
 
@@ -115,7 +118,7 @@ def run_pass(
     try:
         with district_transaction(wh, reading_only=not delete) as tx:
             if delete:
-                _hold(tx, list(parts), school_year, batch)
+                _lock(tx, list(parts), school_year, batch)
                 _year_open(tx, list(parts), school_year, batch)
             with writing(store):
                 for district, part in parts.items():
@@ -149,11 +152,11 @@ def run_pass(
     return _publish(store, pendings, details)
 
 
-def _hold(tx: Warehouse, districts: list[str], school_year: int, batch: bool) -> None:
-    held = hold_in_transaction(tx, districts, school_year)
-    if len(held) == len(districts):
+def _lock(tx: Warehouse, districts: list[str], school_year: int, batch: bool) -> None:
+    locked = lock_in_transaction(tx, districts, school_year)
+    if len(locked) == len(districts):
         return
-    message = "held by another runner"
+    message = LOCKED_BY_ANOTHER
     if batch:
         raise RetryAlone(message)
     raise StepError("export", f"{message}: it was taken while this runner waited; run again")

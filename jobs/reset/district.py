@@ -18,7 +18,7 @@ from jobs.faults import fault_point
 from jobs.plan.approval import approval_detail
 from jobs.reset.batch import take_batch
 from jobs.reset.choose import shown
-from jobs.reset.commit import RetryAlone, StepError
+from jobs.reset.commit import LOCKED_BY_ANOTHER, RetryAlone, StepError
 from jobs.reset.connections import Connections
 from jobs.reset.ledger_entries import PassLedger, completed_without_pass, pass_ledger
 from jobs.reset.onepass import district_state, take_snapshot
@@ -51,8 +51,6 @@ from jobs.warehouse.locks import (
 from jobs.warehouse.rostering import closed_reason, rostered
 
 log = logging.getLogger("eoy_reset.runner")
-
-HELD = "held by another runner"
 
 
 def failure(exc: BaseException, settings: Settings) -> tuple[str, str]:
@@ -97,7 +95,9 @@ def run_batch(
         district = cand["district_id"]
         if district not in locked:
             progress.district_started(district, 0)
-            outcomes[district] = DistrictOutcome(district, "skipped", error=HELD, seconds=0.0)
+            outcomes[district] = DistrictOutcome(
+                district, "skipped", error=LOCKED_BY_ANOTHER, seconds=0.0
+            )
             progress.district_done(district)
         elif district in started or district in closed:  # started since, or closed: alone
             alone.append(cand)
@@ -223,7 +223,7 @@ def run_one(
         session = connections.session()
         locked = try_district_lock(session, district, year)
         if not locked:
-            outcome = DistrictOutcome(district, "skipped", error=HELD)
+            outcome = DistrictOutcome(district, "skipped", error=LOCKED_BY_ANOTHER)
         else:
             outcome = _steps(wh, settings, cand, year, progress)
     except Exception as exc:

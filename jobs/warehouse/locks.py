@@ -9,7 +9,7 @@ A session's advisory lock guards only what that session does: it goes when the s
 while another session of the same runner may still be at work. So a district's lock is taken
 on the session that changes its rows (the runner's ADBC session, `PostgresWarehouse.session`;
 restore and the roster import work on the session they lock on), and the transaction that
-deletes takes it again for itself (`hold_in_transaction`): it commits only while it holds it.
+deletes takes it again for itself (`lock_in_transaction`): it commits only while it holds it.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def release_district_locks(wh: Warehouse, districts: list[str], school_year: int
         _end_statement(wh)
 
 
-def hold_in_transaction(tx: Warehouse, districts: list[str], school_year: int) -> set[str]:
+def lock_in_transaction(tx: Warehouse, districts: list[str], school_year: int) -> set[str]:
     """Inside the transaction that changes the districts' rows: each district's lock for this
     transaction, granted when this session has the district locked already or nobody has (one
     statement). The districts locked; another session's district is not."""

@@ -1,8 +1,9 @@
 """How every command talks: one JSON convention, one-line errors, a spinner while it builds.
 
-The JSON convention (README, "JSON output"), the same for every command with `--json`:
+The JSON convention (docs/reference.md, "JSON output"), the same for every command with `--json`:
 - `ok`: true on success; false on failure, with `error` (the line printed on stderr).
-- paths are absolute (keys `path`, `*_path`, `parts`, and the DuckDB file of `warehouse`);
+- paths are absolute (keys `path`, `*_path`, an export's `parts`, the DuckDB file of
+  `warehouse`); a run's `parts` are part names (`main`, `d1`, ...);
 - timestamps (keys `*_at`) are ISO 8601 with an offset, UTC `+00:00`; days are `YYYY-MM-DD`;
 - `totals` is `{districts, rows, by_status?}` plus what only that command counts.
 """
@@ -27,7 +28,7 @@ from rich.console import Console
 from jobs.config import spinner_off
 from jobs.errors import EoyError
 
-PATH_KEYS = frozenset({"path", "parts", "directory", "out", "html", "plan"})
+PATH_KEYS = frozenset({"path", "directory", "out", "html", "plan"})
 
 _state = {"emitted": False}
 

@@ -30,8 +30,10 @@ def conventions(value: Any, key: str = "") -> None:
     elif isinstance(value, str) and value:
         if key.endswith("_at"):
             assert STAMP.match(value), (key, value)
-        if key in ("path", "parts") or key.endswith("_path"):
+        if key == "path" or key.endswith("_path"):
             assert Path(value).is_absolute(), (key, value)
+        if key == "parts" and "/" in value:  # an export's parts are places; a run's are names
+            assert Path(value).is_absolute() or "://" in value, (key, value)
         if key == "warehouse" and value.startswith("duckdb:"):
             assert Path(value.removeprefix("duckdb:")).is_absolute(), value
 

@@ -20,6 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from jobs.config import Settings
+from jobs.output import absolute
 from jobs.snapshot.fingerprint import arrow_schema, parquet_batches
 from jobs.snapshot.layout import (
     FILE_MODE,
@@ -210,7 +211,7 @@ def export_for_district(
         "path": str(target),
         "source": source,
         "format": fmt,
-        "parts": places,
+        "parts": [absolute(p) for p in places],  # where each part is, as the reader can open it
         "tables": {t: {"rows": n, "file": f"{t}.{fmt}"} for t, n in rows.items()},
     }
 

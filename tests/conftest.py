@@ -322,22 +322,23 @@ def pg_server_wide(run_root: Path) -> Iterator[None]:
 
 
 # Modules whose tests share a module-scoped warehouse per target, built once: under xdist each
-# (module, target) goes to one worker whole, so it is built once, not once per worker.
+# (module, target) goes to one worker whole, so it is built once, not once per worker. Named
+# by file name, whichever folder of tests/ the module sits in.
 MODULE_WAREHOUSES = (
-    "tests/test_audit.py",
-    "tests/test_console.py",
-    "tests/test_console_browser.py",
-    "tests/test_plan.py",
-    "tests/test_runner_property.py",
-    "tests/test_schedule.py",
-    "tests/test_schedule_property.py",
+    "test_audit.py",
+    "test_console.py",
+    "test_console_browser.py",
+    "test_plan.py",
+    "test_runner_property.py",
+    "test_schedule.py",
+    "test_schedule_property.py",
 )
 
 
 def work_unit(nodeid: str) -> str:
     """The xdist work unit of a test: its module and target for MODULE_WAREHOUSES, else itself."""
     module, _, rest = nodeid.partition("::")
-    if module not in MODULE_WAREHOUSES:
+    if module.rpartition("/")[2] not in MODULE_WAREHOUSES:
         return nodeid
     params = rest.partition("[")[2]
     targets = [t for t in ("duckdb", "postgres") if t in params.replace("]", "-").split("-")]

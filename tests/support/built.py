@@ -100,6 +100,7 @@ class Template:
             admin(self.base_dsn, f"create database {copy} template {source}")
             return
         path = Path(settings.duckdb_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.with_name(path.name + ".wal").unlink(missing_ok=True)
         shutil.copyfile(Path(made.duckdb_path), path)
 

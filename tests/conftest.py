@@ -29,6 +29,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from jobs.config import Settings
 from jobs.warehouse.connection import Warehouse, connect
+from jobs.warehouse.schema import init_warehouse
 from tests.chromium import install_in_background
 from tests.in_process import close_dbt_duckdb
 from tests.locks import file_lock
@@ -258,8 +259,11 @@ def settings(target: str, tmp_path, request: pytest.FixtureRequest) -> Iterator[
 
 @pytest.fixture
 def wh(settings: Settings) -> Iterator[Warehouse]:
-    """An initialised, empty warehouse of each target (init ran on the template it copies)."""
-    w = connect(settings)
+    """An initialised, empty warehouse of each target: init ran on the template it copies,
+    or runs here when a module's own settings fixture made an empty one."""
+    w = connect(settings, create=True, require_init=False)
+    if not w.schema_exists("app"):
+        init_warehouse(w)
     try:
         yield w
     finally:

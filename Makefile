@@ -32,10 +32,19 @@ test: setup
 check: lint
 	$(PYTEST) -m "not slow"
 
-lint: setup
+# sqlfluff renders the SQL as dbt compiles it (.sqlfluff), on a DuckDB of its own: two models
+# read the seeded reset policy while they compile.
+SQLFLUFF_DB := target/sqlfluff.duckdb
+SQLFLUFF_ENV := EOY_TARGET=duckdb EOY_DUCKDB_PATH=$(SQLFLUFF_DB)
+
+$(SQLFLUFF_DB): $(STAMP) seeds/reset_policy.csv
+	$(SQLFLUFF_ENV) $(BIN)/dbt seed --quiet --profiles-dir . --target duckdb
+
+lint: setup $(SQLFLUFF_DB)
 	$(BIN)/ruff check jobs tests bench
 	$(BIN)/ruff format --check jobs tests bench
 	$(BIN)/mypy
+	$(SQLFLUFF_ENV) $(BIN)/sqlfluff lint models macros analyses
 
 bench: setup
 	$(BIN)/python -m bench.run

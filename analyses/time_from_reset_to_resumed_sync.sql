@@ -14,4 +14,4 @@ select
         as hours_from_run_finished_to_resume
 from {{ ref('audit_reset_status') }}
 where status = 'completed'
-order by days_from_reset_date_to_resume desc nulls first, district_id
+order by days_from_reset_date_to_resume desc nulls first, district_id asc

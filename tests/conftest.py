@@ -16,11 +16,11 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import duckdb
 import psycopg
@@ -34,6 +34,7 @@ from tests.chromium import install_in_background
 from tests.in_process import close_dbt_duckdb
 from tests.locks import file_lock
 from tests.s3_server import ThrowawayS3, aws_env, checking_credentials
+from tests.support.built import Template, Templates, initialised, with_dbname
 from tests.throwaway_pg import ThrowawayPostgres
 
 # Hypothesis keeps its example database and its cache of source constants (which name the
@@ -43,11 +44,6 @@ set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "eoy-reset-hypothesis")
 TARGETS = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
 # where snapshots go: a folder, or a bucket of a real S3 API (moto's server)
 ROOTS = ["folder", pytest.param("s3", marks=pytest.mark.s3)]
-
-
-def with_dbname(dsn: str, dbname: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, parts.fragment))
 
 
 @contextlib.contextmanager
@@ -97,14 +93,20 @@ def pg_base_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.destroy()
 
 
-def create_pg_database(base_dsn: str, name: str | None = None) -> str:
-    """A new, empty database (a random name unless given; one left by an earlier test of that
-    name is dropped first)."""
+def create_pg_database(
+    base_dsn: str, name: str | None = None, template: Template | None = None
+) -> str:
+    """A new database, empty or a copy of template (a random name unless given; one left by
+    an earlier test of that name is dropped first)."""
     name = name or f"eoy_test_{uuid.uuid4().hex[:12]}"
+    dsn = with_dbname(base_dsn, name)
     with psycopg.connect(base_dsn, autocommit=True) as con:
         con.execute(f"drop database if exists {name} with (force)")
-        con.execute(f"create database {name}")
-    return with_dbname(base_dsn, name)
+        if template is None:
+            con.execute(f"create database {name}")
+    if template is not None:
+        template.clone(replace(template.settings(), pg_dsn=dsn))
+    return dsn
 
 
 def drop_pg_database(base_dsn: str, dsn: str) -> None:
@@ -169,11 +171,34 @@ def _empty_but_dbt_parse(folder: Path) -> None:
             path.unlink()
 
 
+@pytest.fixture(scope="session")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Templates]:
+    """The warehouses this process builds once and clones for each test (support/built.py)."""
+    made = Templates(tmp_path_factory.getbasetemp() / "templates")
+    try:
+        yield made
+    finally:
+        made.drop_all()
+
+
+def template_of(
+    request: pytest.FixtureRequest, name: str, target: str, make: Callable[[Settings], None]
+) -> Template:
+    """The session's template of that shape on the target, made on first use."""
+    base = request.getfixturevalue("pg_base_dsn") if target == "postgres" else None
+    templates: Templates = request.getfixturevalue("templates")
+    return templates.get(name, target, make, base)
+
+
 def make_settings(
-    target: str, tmp_path: Path, request: pytest.FixtureRequest, own_place: bool = False
+    target: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    own_place: bool = False,
+    template: Template | None = None,
 ) -> Iterator[Settings]:
-    """An empty warehouse of the target; own_place: in tmp_path with dbt's folders (for a
-    test that reads them all), not at a reused place of the pool."""
+    """An empty warehouse of the target, or a copy of template; own_place: in tmp_path with
+    dbt's folders (for a test that reads them all), not at a reused place of the pool."""
     snapshot_root = tmp_path / "snapshots"
     if own_place:
         folder, place = tmp_path, None
@@ -189,15 +214,18 @@ def make_settings(
             # left taken for good; the next place is tried
     try:
         if target == "duckdb":
-            yield Settings(
+            made = Settings(
                 target="duckdb",
                 duckdb_path=folder / "warehouse.duckdb",
                 snapshot_root=snapshot_root,
             )
+            if template is not None:
+                template.clone(made)
+            yield made
             return
         base = request.getfixturevalue("pg_base_dsn")
         name = None if place is None else f"eoy_test_{_SESSION}_{place}"
-        dsn = create_pg_database(base, name)
+        dsn = create_pg_database(base, name, template)
         try:
             yield Settings(
                 target="postgres",
@@ -221,15 +249,21 @@ def target(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def settings(target: str, tmp_path, request: pytest.FixtureRequest) -> Iterator[Settings]:
-    """Settings for an empty warehouse of each target (not yet initialised)."""
-    yield from make_settings(target, tmp_path, request)
+    """Settings for an empty warehouse of each target: not yet initialised, unless the test
+    takes `wh` too (then a copy of the session's initialised template, which `wh` opens)."""
+    template = None
+    if "wh" in request.fixturenames:
+        template = template_of(request, "initialised", target, initialised)
+    yield from make_settings(target, tmp_path, request, template=template)
 
 
 @pytest.fixture
 def wh(settings: Settings) -> Iterator[Warehouse]:
-    """An initialised, empty warehouse of each target."""
+    """An initialised, empty warehouse of each target: init ran on the template it copies,
+    or runs here when a module's own settings fixture made an empty one."""
     w = connect(settings, create=True, require_init=False)
-    init_warehouse(w)
+    if not w.schema_exists("app"):
+        init_warehouse(w)
     try:
         yield w
     finally:
@@ -292,22 +326,23 @@ def pg_server_wide(run_root: Path) -> Iterator[None]:
 
 
 # Modules whose tests share a module-scoped warehouse per target, built once: under xdist each
-# (module, target) goes to one worker whole, so it is built once, not once per worker.
+# (module, target) goes to one worker whole, so it is built once, not once per worker. Named
+# by file name, whichever folder of tests/ the module sits in.
 MODULE_WAREHOUSES = (
-    "tests/test_audit.py",
-    "tests/test_console.py",
-    "tests/test_console_browser.py",
-    "tests/test_plan.py",
-    "tests/test_runner_property.py",
-    "tests/test_schedule.py",
-    "tests/test_schedule_property.py",
+    "test_audit.py",
+    "test_console.py",
+    "test_console_browser.py",
+    "test_plan.py",
+    "test_runner_property.py",
+    "test_schedule.py",
+    "test_schedule_property.py",
 )
 
 
 def work_unit(nodeid: str) -> str:
     """The xdist work unit of a test: its module and target for MODULE_WAREHOUSES, else itself."""
     module, _, rest = nodeid.partition("::")
-    if module not in MODULE_WAREHOUSES:
+    if module.rpartition("/")[2] not in MODULE_WAREHOUSES:
         return nodeid
     params = rest.partition("[")[2]
     targets = [t for t in ("duckdb", "postgres") if t in params.replace("]", "-").split("-")]

@@ -45,7 +45,7 @@ purges as (
 ranked as (
 
     select
-        certificates.*,
+        *,
         row_number() over (
             partition by district_id, school_year, kind
             order by issued_at desc, certificate_id desc

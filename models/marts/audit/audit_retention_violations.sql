@@ -123,7 +123,8 @@ violations as (
 {%- for table in reset_retained_tables() %}
 {#- the runner records [rows, fingerprint] per table; a bare row count is read as well #}
 {%- set recorded_text = json_get_text('retention_checks.detail', ['retained', table]) %}
-{%- set recorded_rows = dbt.split_part("replace(replace(" ~ recorded_text ~ ", '[', ''), ']', '')", "','", 1) %}
+{%- set recorded_list = "replace(replace(" ~ recorded_text ~ ", '[', ''), ']', '')" %}
+{%- set recorded_rows = dbt.split_part(recorded_list, "','", 1) %}
 {%- set recorded = 'cast(trim(' ~ recorded_rows ~ ') as ' ~ dbt.type_bigint() ~ ')' %}
 
     select

@@ -29,7 +29,10 @@ districts as (
 ),
 
 -- student rows the reset would delete, counted per district (never read row by row)
-{%- set counted = ['students', 'classrooms', 'classroom_enrollments', 'assessments', 'progress', 'pathways', 'usage_sessions'] %}
+{%- set counted = [
+    'students', 'classrooms', 'classroom_enrollments', 'assessments', 'progress', 'pathways',
+    'usage_sessions',
+] %}
 {%- for table_name in counted %}
 
 {{ table_name }}_counted as (

@@ -34,7 +34,9 @@ measured as (
         educators.role,
         educators.last_login_at,
         schedule.effective_reset_date,
-        {{ dbt.datediff('cast(educators.last_login_at as date)', 'schedule.effective_reset_date', 'day') }}
+        {{ dbt.datediff(
+            'cast(educators.last_login_at as date)', 'schedule.effective_reset_date', 'day'
+        ) }}
             as days_inactive
     from educators
     inner join schedule

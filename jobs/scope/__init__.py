@@ -1,0 +1,7 @@
+"""The reset's scope: declared in the root dbt project's sources, checked against the
+warehouse's catalog, compiled to set-based SQL."""
+
+from jobs.scope.declared import ScopeError
+from jobs.scope.scope import Scope, ScopedTable, load_scope, scope_from_manifest
+
+__all__ = ["Scope", "ScopeError", "ScopedTable", "load_scope", "scope_from_manifest"]

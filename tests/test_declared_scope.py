@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from jobs.config import Settings
-from jobs.scope import Scope, ScopeError, load_scope, scope_from_manifest
+from jobs.scope import Scope, ScopeError, demo_scope, load_scope, scope_from_manifest
 from jobs.scope.sql import counts_sql, delete_sql, select_sql, unowned_sql
 from jobs.warehouse.connection import Warehouse
 
@@ -246,3 +246,10 @@ def test_the_demo_declaration_loads_from_the_project(settings: Settings, wh: War
     assert scope.districts.qualified == "app.districts"
     assert scope.role_relation("syncs") == "app.import_syncs"
     assert scope.tables["classroom_enrollments"].key == ("classroom_id", "student_id")
+    # the scope a function sees before a command loaded one is the same
+    demo = demo_scope()
+    assert (demo.deleted, demo.retained) == (scope.deleted, scope.retained)
+    assert (demo.delete_order, demo.insert_order) == (scope.delete_order, scope.insert_order)
+    for label, table in scope.tables.items():
+        assert demo.tables[label].columns == table.columns, label
+        assert demo.tables[label].key == table.key, label

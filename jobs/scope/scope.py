@@ -13,9 +13,10 @@ from typing import Any
 from jobs.config import Settings
 from jobs.scope.catalog import Catalog, CatalogTable, kind_of, read_catalog
 from jobs.scope.check import problems_of
+from jobs.scope.current import use_scope
 from jobs.scope.declared import Declaration, DeclaredTable, ScopeError, declaration_from_manifest
 from jobs.scope.order import delete_order
-from jobs.warehouse.connection import Warehouse
+from jobs.warehouse.connection import Warehouse, quote_ident
 
 # eoy-reset's own tables where a project declares no table of the role
 OWN_TABLES = {
@@ -49,6 +50,27 @@ class ScopedTable:
 
     def column_type(self, column: str) -> str:
         return dict(self.info.columns)[column]
+
+    @property
+    def primary_key(self) -> tuple[str, ...]:
+        """The row key (declared, else the warehouse's primary key)."""
+        return self.key
+
+    @property
+    def deleted(self) -> bool:
+        return self.decl.deleted
+
+    @property
+    def relation(self) -> str:
+        """schema.table, quoted for SQL."""
+        return f"{quote_ident(self.decl.schema)}.{quote_ident(self.decl.name)}"
+
+    @property
+    def district_column(self) -> str | None:
+        """The table's own column that holds its district, when it has one."""
+        if self.decl.role == "districts":
+            return self.key[0]
+        return self.decl.district
 
 
 @dataclass(frozen=True)
@@ -169,4 +191,4 @@ def project_manifest(settings: Settings) -> dict[str, Any]:
 def load_scope(settings: Settings, wh: Warehouse) -> Scope:
     """The declared scope of the root project on this warehouse, checked: ScopeError (one
     line naming the table, column or foreign key) when the reset cannot follow it."""
-    return scope_from_manifest(wh, project_manifest(settings))
+    return use_scope(scope_from_manifest(wh, project_manifest(settings)))

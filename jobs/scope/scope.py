@@ -16,7 +16,8 @@ from jobs.scope.check import problems_of
 from jobs.scope.current import use_scope
 from jobs.scope.declared import Declaration, DeclaredTable, ScopeError, declaration_from_manifest
 from jobs.scope.order import delete_order
-from jobs.warehouse.connection import Warehouse, quote_ident
+from jobs.scope.sql import relation
+from jobs.warehouse.connection import Warehouse
 
 # eoy-reset's own tables where a project declares no table of the role
 OWN_TABLES = {
@@ -51,6 +52,10 @@ class ScopedTable:
     def column_type(self, column: str) -> str:
         return dict(self.info.columns)[column]
 
+    def kind(self, column: str) -> str:
+        """The column's logical kind (text, int, bigint, float, date, timestamp, bool)."""
+        return kind_of(self.column_type(column))
+
     @property
     def primary_key(self) -> tuple[str, ...]:
         """The row key (declared, else the warehouse's primary key)."""
@@ -63,7 +68,7 @@ class ScopedTable:
     @property
     def relation(self) -> str:
         """schema.table, quoted for SQL."""
-        return f"{quote_ident(self.decl.schema)}.{quote_ident(self.decl.name)}"
+        return relation(self.qualified)
 
     @property
     def district_column(self) -> str | None:

@@ -22,8 +22,10 @@ LEDGER_RUNS = "eoy_runner.reset_runs"
 
 
 def relation(qualified: str) -> str:
+    """schema.table for SQL: the table quoted, the schema too unless it is a plain name."""
     schema, name = qualified.split(".", 1)
-    return f"{quote_ident(schema)}.{quote_ident(name)}"
+    plain = schema.isidentifier() and schema.isascii() and schema == schema.lower()
+    return f"{schema if plain else quote_ident(schema)}.{quote_ident(name)}"
 
 
 def literals(districts: list[str], kind: str = "text") -> str:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 # Logical column types; each target maps them to its own SQL type.
 TEXT, INT, FLOAT, DATE, TIMESTAMP = "text", "int", "float", "date", "timestamp"
+# kinds a declared scope's tables may have besides the demo's
+BIGINT, BOOL = "bigint", "bool"
 
 SQL_TYPES = {
     "duckdb": {
@@ -18,6 +20,8 @@ SQL_TYPES = {
         FLOAT: "double",
         DATE: "date",
         TIMESTAMP: "timestamp",
+        BIGINT: "bigint",
+        BOOL: "boolean",
     },
     "postgres": {
         TEXT: "text",
@@ -25,6 +29,8 @@ SQL_TYPES = {
         FLOAT: "double precision",
         DATE: "date",
         TIMESTAMP: "timestamp",
+        BIGINT: "bigint",
+        BOOL: "boolean",
     },
 }
 

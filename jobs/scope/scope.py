@@ -13,7 +13,7 @@ from typing import Any
 from jobs.config import Settings
 from jobs.scope.catalog import Catalog, CatalogTable, kind_of, read_catalog
 from jobs.scope.check import problems_of
-from jobs.scope.current import use_scope
+from jobs.scope.current import current_scope, use_scope
 from jobs.scope.declared import Declaration, DeclaredTable, ScopeError, declaration_from_manifest
 from jobs.scope.order import delete_order
 from jobs.scope.sql import relation
@@ -162,6 +162,7 @@ def _manifest_digest(manifest: Mapping[str, Any]) -> dict[str, Any]:
                     "meta",
                     "source_meta",
                     "config",
+                    "description",
                 )
             }
             for k, v in (manifest.get("sources") or {}).items()
@@ -197,3 +198,15 @@ def load_scope(settings: Settings, wh: Warehouse) -> Scope:
     """The declared scope of the root project on this warehouse, checked: ScopeError (one
     line naming the table, column or foreign key) when the reset cannot follow it."""
     return use_scope(scope_from_manifest(wh, project_manifest(settings)))
+
+
+def ensure_scope(settings: Settings, wh: Warehouse) -> Scope:
+    """The scope for a command that reads snapshots or rows but plans nothing (restore,
+    export, share, status, verify): a vendor's project is loaded and checked once per
+    process; this repo's own is the demo's (a test holds the two equal), without a parse."""
+    from jobs.scope.current import loaded
+
+    found = loaded()
+    if found is not None or not settings.is_vendor_project:
+        return current_scope()
+    return load_scope(settings, wh)

@@ -36,8 +36,8 @@ import polars_hash as plh
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.warehouse.connection import quote_ident
 from jobs.scope import current_scope
+from jobs.warehouse.connection import quote_ident
 from jobs.warehouse.contract import BIGINT, BOOL, DATE, FLOAT, INT, TEXT, TIMESTAMP
 
 CONTENT_ALGORITHM = "content-xxh64-mix64-v2"

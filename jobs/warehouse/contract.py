@@ -194,6 +194,18 @@ DELETE_ORDER: tuple[str, ...] = (
 INSERT_ORDER: tuple[str, ...] = tuple(reversed(DELETE_ORDER))
 RETAINED_TABLES: tuple[str, ...] = tuple(t.name for t in APP_TABLES if not t.deleted)
 
+# What each deleted table holds, said in the README of a district's copy (a declared
+# scope says it in each table's description).
+DESCRIPTIONS = {
+    "students": "one row per student account",
+    "classrooms": "classes and their teacher",
+    "classroom_enrollments": "which student is in which class",
+    "assessments": "assessment results (scaled score)",
+    "progress": "lesson progress and scores",
+    "pathways": "learning pathways assigned to students",
+    "usage_sessions": "time spent in the programs (minutes)",
+}
+
 # Columns that carry student PII: never in the ledger, logs, or audit models.
 STUDENT_PII_COLUMNS = {"students": ("username", "first_name", "last_name")}
 

@@ -35,3 +35,22 @@
     {%- endfor -%}
     {{ return('district_id') }}
 {% endmacro %}
+
+{#-
+    eoy_reset_retained_by_district(): the retained tables that carry the district's id in a
+    column of their own (the districts table's key, else district_id): name, relation,
+    column. A retained table without one is checked whole by the runner, not counted here.
+-#}
+{% macro eoy_reset_retained_by_district() %}
+    {%- set found = [] -%}
+    {%- for table in eoy_reset_declared_tables() -%}
+        {%- if table.decl.get('action') != 'delete' -%}
+            {%- set column = eoy_reset_role_key() if table.decl.get('role') == 'districts' else 'district_id' -%}
+            {%- set columns = adapter.get_columns_in_relation(table.relation) | map(attribute='name') | map('lower') | list -%}
+            {%- if column | lower in columns -%}
+                {%- do found.append({'name': table.name, 'relation': table.relation, 'column': column}) -%}
+            {%- endif -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(found) }}
+{% endmacro %}

@@ -13,7 +13,7 @@ import pytest
 from jobs.config import Settings
 from jobs.scope import Scope, ScopeError, demo_scope, load_scope, scope_from_manifest
 from jobs.scope.current import forget_scope
-from jobs.scope.sql import counts_sql, delete_sql, select_sql, unowned_sql
+from jobs.scope.sql import counts_sql, delete_sql, select_sql, sweep_sql, unowned_sql
 from jobs.warehouse.connection import Warehouse, connect
 from tests.crash_helpers import cli_env
 from tests.in_process import run_in_process
@@ -330,3 +330,26 @@ def test_a_vendor_project_plans_runs_and_refuses_a_table_left_out(
             assert again.scalar("select count(*) from sch.learner") == 4
     finally:
         forget_scope()
+
+
+def test_two_batches_in_flight_leave_a_shared_row_the_end_of_the_run_takes(
+    school: Warehouse,
+) -> None:
+    scope = scope_from_manifest(school, manifest(DECLARED))
+    badge = scope.tables["badge"]
+    # each batch decides while the other's district is not yet completed: both keep badge 7
+    school.execute(delete_sql(scope, badge, ["1"], 2023))
+    school.execute(delete_sql(scope, badge, ["2"], 2023))
+    assert school.query("select badge_id from sch.badge") == [(7,)]
+    school.execute(
+        "insert into eoy_runner.reset_runs (district_id, school_year, status) "
+        "values ('1', 2023, 'completed')"
+    )
+    school.execute(sweep_sql(scope, badge, 2023))  # one owner still to go: it stays
+    assert school.query("select badge_id from sch.badge") == [(7,)]
+    school.execute(
+        "insert into eoy_runner.reset_runs (district_id, school_year, status) "
+        "values ('2', 2023, 'completed')"
+    )
+    school.execute(sweep_sql(scope, badge, 2023))
+    assert school.query("select badge_id from sch.badge") == []

@@ -181,3 +181,18 @@ def district_name_sql(scope: Scope) -> str:
         column = f"cast({column} as text)"
     name = "name" if "name" in table.column_names else "cast(null as text)"
     return f"select {name} from {table.relation} where {column} = %s"
+
+
+def sweep_sql(scope: Scope, table: ScopedTable, school_year: int) -> str:
+    """The rows of a table several districts may own whose owners have all completed the
+    school year: two batches in flight each left a row its other owner's batch still held;
+    the end of the run takes them (each is in every owner's verified snapshot already)."""
+    keys = tuple((k, k) for k in table.key)
+    owned = owned_sql(scope, table)
+    return (
+        f"delete from {table.relation} as d where exists (select 1 from ({owned}) as o "
+        f"where {_on('o', 'd', keys)}) and not exists (select 1 from ({owned}) as o "
+        f"where {_on('o', 'd', keys)} and o.{OWNER} not in (select cast(r.district_id as text) "
+        f"from {LEDGER_RUNS} r where r.school_year = {int(school_year)} "
+        "and r.status = 'completed'))"
+    )

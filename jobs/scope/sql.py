@@ -196,3 +196,19 @@ def sweep_sql(scope: Scope, table: ScopedTable, school_year: int) -> str:
         f"from {LEDGER_RUNS} r where r.school_year = {int(school_year)} "
         "and r.status = 'completed'))"
     )
+
+
+def districts_select(scope: Scope) -> str:
+    """The districts table as (district_id text, name, state): null where it has neither."""
+    table = scope.districts
+    key = quote_ident(table.key[0])
+    if kind_of(table.column_type(table.key[0])) != "text":
+        key = f"cast({key} as text)"
+
+    def column(name: str) -> str:
+        return quote_ident(name) if name in table.column_names else "cast(null as text)"
+
+    return (
+        f"select {key} as district_id, {column('name')} as name, {column('state')} as state "
+        f"from {table.relation}"
+    )

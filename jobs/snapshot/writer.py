@@ -204,9 +204,12 @@ def write_table(
         writer = pq.ParquetWriter(sink, schema, **parquet_options())
     try:
         for batch in shaped(batches, table):
-            if own is not None and not pc.all(
-                pc.equal(batch.column(own).cast(pa.large_string()), district_id)
-            ).as_py():
+            if (
+                own is not None
+                and not pc.all(
+                    pc.equal(batch.column(own).cast(pa.large_string()), district_id)
+                ).as_py()
+            ):
                 raise DeleteError(
                     f"{table}: a row of another district came out of the district's "
                     "statement: rolled back, nothing was deleted"

@@ -3,6 +3,7 @@ them. Each command lives in the module of who uses it; the work, in the stage pa
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -93,6 +94,15 @@ def global_options(
             "(its purge date). Env EOY_RETENTION_DAYS. Default 90.",
         ),
     ] = None,
+    project_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--project-dir",
+            help="The root dbt project, whose sources declare the reset's scope: this repo, "
+            "or a vendor's project that installs eoy-reset as a dbt package. "
+            "Env EOY_PROJECT_DIR.",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -107,7 +117,27 @@ def global_options(
         snapshot_root=snapshot_root,
         object_lock_mode=object_lock_mode,
         retention_days=retention_days,
+        project_dir=project_dir,
     )
+    _vendor_scope(ctx, ctx.obj)
+
+
+# Commands that never read a scope's tables (they make the warehouse, keys or accounts).
+UNSCOPED = {"init", "generate", "demo", "keygen", "verify-certificate", "users", "approve"}
+
+
+def _vendor_scope(ctx: typer.Context, settings: Settings) -> None:
+    """In a vendor's project, the declared scope, loaded and checked before the command
+    reads a table (this repo's own is the demo's, which `plan` and `run` check themselves)."""
+    if not settings.is_vendor_project or ctx.invoked_subcommand in UNSCOPED:
+        return
+    if ctx.resilient_parsing or any(a in ("--help", "-h") for a in sys.argv[1:]):
+        return
+    from jobs.scope import load_scope
+    from jobs.warehouse.connection import connect
+
+    with connect(settings) as wh:
+        load_scope(settings, wh)
 
 
 # in the order `--help` lists them (the `users` group comes after every command)

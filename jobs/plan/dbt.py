@@ -1,4 +1,5 @@
-"""Run the dbt project (the repo root) in-process, on the warehouse the settings name."""
+"""Run the root dbt project in-process (this repo, or a vendor's project that installs
+eoy-reset as a dbt package), on the warehouse the settings name."""
 
 from __future__ import annotations
 
@@ -28,12 +29,15 @@ from jobs.errors import EoyError
 
 POLICY_SEED = PROJECT_DIR / "seeds" / "reset_policy.csv"
 # The policy seed and the reset marts with the staging views they read; no audit models, no tests.
-RESET_SELECTION = ["reset_policy", "+path:models/marts/reset"]
+# By fqn, which names eoy-reset's models whether its project is the root or a package.
+RESET_SELECTION = ["reset_policy", "+fqn:eoy_reset.marts.reset"]
 # What `run` reads: who is due, why a named district is not, and the rows of each due district.
 RUN_SELECTION = ["reset_policy", "+due_districts", "+reset_scope"]
+# In a vendor's project: what a plan reads of the reset marts, without the demo's educators.
+VENDOR_SELECTION = [*RUN_SELECTION, "+closed_school_years"]
 # The audit views (schema eoy_audit). They read tables of the reset and CSM marts, which dbt
 # rebuilds as new tables: on PostgreSQL the old table's drop takes the views with it.
-AUDIT_MODELS = "path:models/marts/audit"
+AUDIT_MODELS = "fqn:eoy_reset.marts.audit"
 AUDIT_FOLDER = PROJECT_DIR / "models" / "marts" / "audit"
 # The role dbt builds as once `init --roles` gave it the schemas (jobs/warehouse/roles.py).
 DBT_ROLE = "eoy_dbt"
@@ -100,7 +104,7 @@ def with_audit_views(selection: list[str], build: PostgresBuild | None) -> list[
     """The selection, and on PostgreSQL the audit views when someone reads them there (they
     exist, or eoy_analyst, who cannot build them, was given them): a build of the marts they
     read would otherwise drop them. All of them, and what they read, when one is missing."""
-    if build is None or any("marts/audit" in s for s in selection):
+    if build is None or any("marts.audit" in s or "marts/audit" in s for s in selection):
         return selection
     if not (build.audit_views or build.analyst_reads):
         return selection
@@ -113,8 +117,12 @@ class PolicyError(EoyError):
 
 
 def dbt_work_dir(settings: Settings) -> Path:
-    """Where dbt keeps target/ and logs/ for this warehouse, so warehouses never share them."""
+    """Where dbt keeps target/ and logs/ for this warehouse (and root project), so warehouses
+    and projects never share them."""
     base = Path(settings.duckdb_path).resolve().parent / "dbt"
+    if settings.is_vendor_project:
+        tag = hashlib.sha256(str(Path(settings.project_dir).resolve()).encode()).hexdigest()[:8]
+        base = base / f"project-{tag}"
     if settings.target == "duckdb":
         return base / Path(settings.duckdb_path).stem
     parts = dsn_parts(settings.pg_dsn or "")
@@ -146,12 +154,15 @@ def run_dbt(
         build = postgres_build(settings)
     _settle(settings.target)
     work = dbt_work_dir(settings)
+    if args[0] != "deps":
+        ensure_package(settings)
+    project = str(Path(settings.project_dir).resolve())
     command = [
         *args,
         "--project-dir",
-        str(PROJECT_DIR),
+        project,
         "--profiles-dir",
-        str(PROJECT_DIR),
+        project,
         "--target",
         settings.target,
         "--target-path",
@@ -166,6 +177,9 @@ def run_dbt(
         "--no-send-anonymous-usage-stats",
         "--no-version-check",
     ]
+    if args[0] == "deps":  # deps takes no target, nor target and log paths
+        command = [*args, "--project-dir", project, "--profiles-dir", project]
+        command += ["--log-level", "none", "--no-use-colors", "--no-send-anonymous-usage-stats"]
     if args[0] in _NO_JSON_ARTIFACTS:
         command.append("--no-write-json")
     if vars:
@@ -195,6 +209,16 @@ def run_dbt(
     raise DbtError(f"dbt {args[0]} failed: {said}")
 
 
+def ensure_package(settings: Settings) -> None:
+    """In a vendor's project, `dbt deps` once its dbt_packages/ lacks eoy-reset."""
+    if not settings.is_vendor_project:
+        return
+    project = Path(settings.project_dir)
+    if (project / "dbt_packages" / "eoy_reset").exists():
+        return
+    run_dbt(settings, ["deps"])
+
+
 def project_key(settings: Settings, *inputs: Any) -> str:
     """A digest of what dbt compiles from for this warehouse: dbt's version, the target, the
     warehouse's dbt folder (one per warehouse), every file of the project, and `inputs` (the
@@ -204,12 +228,18 @@ def project_key(settings: Settings, *inputs: Any) -> str:
     digest = hashlib.sha256()
     digest.update(f"{dbt_version}\0{settings.target}\0{dbt_work_dir(settings)}\0".encode())
     digest.update(json.dumps(inputs, sort_keys=True, default=str).encode())
-    paths = [PROJECT_DIR / name for name in PROJECT_FILES]
-    for folder in PROJECT_FOLDERS:
-        paths += sorted(p for p in (PROJECT_DIR / folder).rglob("*") if p.is_file())
-    for path in paths:
-        digest.update(f"\0{path.relative_to(PROJECT_DIR)}\0".encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    roots = [PROJECT_DIR]
+    if settings.is_vendor_project:
+        roots.append(Path(settings.project_dir).resolve())
+    for root in roots:
+        paths = [
+            root / name for name in (*PROJECT_FILES, "packages.yml") if (root / name).is_file()
+        ]
+        for folder in PROJECT_FOLDERS:
+            paths += sorted(p for p in (root / folder).rglob("*") if p.is_file())
+        for path in paths:
+            digest.update(f"\0{root}\0{path.relative_to(root)}\0".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
 
 
@@ -298,11 +328,13 @@ def build_reset_models(
     school_year: int | None,
     named_districts: list[str] | None = None,
     for_run: bool = False,
+    models: tuple[str, ...] = (),
 ) -> int:
     """Seed the policy and build the reset marts for a day; returns the school year used.
 
     named_districts: districts the operator named; a restored one among them is due again.
     for_run: only what `run` reads (RUN_SELECTION), not the plan's inactive educators.
+    models: the root project's models the scope's `rows:` declarations name, built with them.
     """
     from jobs.warehouse.connection import connect
 
@@ -316,7 +348,7 @@ def build_reset_models(
     # a clear "run eoy-reset init" beats dbt's missing-table error (and dbt creating a file)
     connect(settings).close()
     with phase(f"building the reset models as of {as_of.isoformat()}…"):
-        _build_reset(settings, as_of, year, named_districts, for_run)
+        _build_reset(settings, as_of, year, named_districts, for_run, models)
     return year
 
 
@@ -326,10 +358,14 @@ def _build_reset(
     year: int,
     named_districts: list[str] | None,
     for_run: bool,
+    models: tuple[str, ...] = (),
 ) -> None:
+    selection = RUN_SELECTION if for_run else RESET_SELECTION
+    if settings.is_vendor_project and not for_run:
+        selection = VENDOR_SELECTION
     build_models(
         settings,
-        [*(RUN_SELECTION if for_run else RESET_SELECTION)],
+        [*selection, *models],
         parameters={
             "EOY_AS_OF_DATE": as_of.isoformat(),
             "EOY_SCHOOL_YEAR": str(year),

@@ -13,9 +13,9 @@ from rich.console import Console
 from jobs.config import plan_tolerance_set
 from jobs.errors import EoyError
 from jobs.plan.planner import DEFAULT_TOLERANCE
+from jobs.scope import current_scope
 from jobs.terminal import typed_confirmation
-from jobs.warehouse.connection import Warehouse
-from jobs.warehouse.contract import DELETED_TABLES
+from jobs.warehouse.connection import Warehouse, quote_ident
 from jobs.warehouse.ledger import get_run
 from jobs.warehouse.rostering import closed_reason, rostered
 
@@ -53,7 +53,7 @@ def candidates(
     chosen: list[dict[str, Any]] = []
     not_due: list[dict[str, str]] = []
     known_districts(wh, named)
-    closed = rostered(wh, named, school_year + 1)
+    closed = rostered(wh, named, school_year + 1, current_scope().role_relation("rostering"))
     for district in dict.fromkeys(named):
         if district in by_id:
             chosen.append(by_id[district])
@@ -91,16 +91,19 @@ def shown(district_id: str, limit: int = 60) -> str:
 
 
 def known_districts(wh: Warehouse, districts: list[str]) -> None:
+    table = current_scope().districts
+    key = table.key[0]
+    column = quote_ident(key) if table.kind(key) == "text" else f"cast({quote_ident(key)} as text)"
     marks = ", ".join(["%s"] * len(districts))
     found = {
-        r[0]
+        str(r[0])
         for r in wh.query(
-            f"select district_id from app.districts where district_id in ({marks})", districts
+            f"select {column} from {table.relation} where {column} in ({marks})", districts
         )
     }
     for district in districts:
         if district not in found:
-            raise RunError(f"unknown district {shown(district)}: it is not in app.districts")
+            raise RunError(f"unknown district {shown(district)}: it is not in {table.qualified}")
 
 
 def annotate(wh: Warehouse, school_year: int, candidates: list[dict[str, Any]]) -> None:
@@ -123,7 +126,7 @@ def annotate(wh: Warehouse, school_year: int, candidates: list[dict[str, Any]]) 
     }
     for cand in candidates:
         counts = live.get(cand["district_id"], {})
-        cand["rows"] = {t: counts.get(t, 0) for t in DELETED_TABLES}
+        cand["rows"] = {t: counts.get(t, 0) for t in current_scope().deleted}
         run = runs.get(cand["district_id"])
         cand["resume"] = run["status"] if run else None
         # a restored run starts a new cycle: nothing of it is deleted yet
@@ -151,7 +154,7 @@ def plan_guard(
             refused[district] = "not in the approved plan"
             continue
         planned_rows = entry.get("rows") or {}
-        planned = sum(int(planned_rows.get(t, 0)) for t in DELETED_TABLES)
+        planned = sum(int(planned_rows.get(t, 0)) for t in current_scope().deleted)
         if not planned_rows:
             planned = int(entry.get("rows_total", 0))
         now = sum(cand["rows"].values()) + cand["rows_done"]

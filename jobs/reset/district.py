@@ -25,6 +25,7 @@ from jobs.reset.onepass import district_state, take_snapshot
 from jobs.reset.result import DistrictOutcome
 from jobs.reset.syncs import pause_syncs, pause_syncs_of
 from jobs.reset.view import RunProgress
+from jobs.scope import current_scope
 from jobs.snapshot.store import StoreError, is_object_root, open_store
 from jobs.snapshot.writer import MAIN, delta_number, settle_parts
 from jobs.warehouse.connection import Warehouse, connect
@@ -86,7 +87,12 @@ def run_batch(
         locked = try_district_locks(session, ids, year)
         started = get_runs(wh, [d for d in ids if d in locked], year)
         # rostered for the next year since the run chose them: refused alone, below
-        closed = rostered(wh, [d for d in ids if d in locked and d not in started], year + 1)
+        closed = rostered(
+            wh,
+            [d for d in ids if d in locked and d not in started],
+            year + 1,
+            current_scope().role_relation("rostering"),
+        )
         release_district_locks(session, [*started, *closed], year)
     except Exception:  # the connection: each district alone says what it is
         connections.discard()
@@ -282,7 +288,7 @@ def _not_to_run(
             error="restored by an operator during this run: name it with --district "
             "to reset it again",
         )
-    closed = rostered(wh, [district], year + 1)
+    closed = rostered(wh, [district], year + 1, current_scope().role_relation("rostering"))
     if closed:  # rostered since this run chose it: refused before anything changes
         return DistrictOutcome(district, "refused", error=closed_reason(year, closed[district]))
     return None

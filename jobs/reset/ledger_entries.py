@@ -9,8 +9,8 @@ from typing import Any
 
 from jobs.reset.commit import StepError
 from jobs.reset.result import DistrictOutcome
+from jobs.scope import current_scope
 from jobs.snapshot.writer import MAIN
-from jobs.warehouse.contract import DELETED_TABLES, RETAINED_TABLES
 from jobs.warehouse.ledger import utcnow
 
 # The ledger steps of the one pass, in their order.
@@ -60,7 +60,7 @@ def pass_ledger(
         values.update(status="failed", finished_at=utcnow(), error=error)
         outcome.status, outcome.step, outcome.error = "failed", "check_retention", error
     else:
-        retained = {t: detail["retained_before"][t] for t in RETAINED_TABLES}
+        retained = {t: detail["retained_before"][t] for t in current_scope().retained}
         steps.append(("check_retention", "completed", {"retained": retained, "remaining": 0}))
         steps.append(("complete", "completed", {"rows_deleted": rows_deleted, "parts": parts}))
         values.update(status="completed", finished_at=utcnow(), error=None)
@@ -73,11 +73,11 @@ def completed_without_pass(
 ) -> PassLedger:
     """A district whose every row went in an earlier pass of this cycle, checked against its
     state now: completed, or a StepError at check_retention."""
-    left = {t: state[t][0] for t in DELETED_TABLES if state[t][0]}
+    left = {t: state[t][0] for t in current_scope().deleted if state[t][0]}
     if left:
         raise StepError("check_retention", arrived_error(left))
     before = deletes[-1].get("retained_before") or {}
-    gone = sorted(t for t in RETAINED_TABLES if t in before and state[t][0] < before[t][0])
+    gone = sorted(t for t in current_scope().retained if t in before and state[t][0] < before[t][0])
     if gone:
         raise StepError(
             "check_retention",

@@ -35,6 +35,8 @@ from jobs.reset.result import DistrictOutcome, RunResult
 from jobs.reset.syncs import reset_status, resume_syncs
 from jobs.reset.view import RunProgress, render_status, render_summary
 from jobs.reset.workers import WorkerPool
+from jobs.scope import Scope, current_scope, load_scope
+from jobs.scope.sql import shared, sweep_sql
 from jobs.snapshot.store import StoreError, is_object_root
 from jobs.snapshot.writer import settle_year
 from jobs.warehouse.connection import connect
@@ -105,12 +107,25 @@ def run_reset(
                     "DuckDB allows one writer process: --workers is ignored."
                 )
             began = time.perf_counter()
-            result.districts += _pass_districts(
-                settings, pool, runnable, result.school_year, show_progress
-            )
+            outcomes = _pass_districts(settings, pool, runnable, result.school_year, show_progress)
+            result.districts += outcomes
+            if any(o.status == "completed" for o in outcomes):
+                _sweep_shared(settings, current_scope(), result.school_year)
             result.seconds_by_phase["districts"] = round(time.perf_counter() - began, 2)
     result.seconds = round(time.perf_counter() - started, 2)
     return result
+
+
+def _sweep_shared(settings: Settings, scope: Scope, year: int) -> None:
+    """Rows several districts own, whose owners have all completed now: gone at the run's
+    end, children first (a batch deletes a shared row only once its other owners are done,
+    and two batches in flight each see the other's owner still running)."""
+    shared_tables = [t for t in scope.delete_order if shared(scope, scope.tables[t])]
+    if not shared_tables:
+        return
+    with connect(settings) as wh, wh.transaction():
+        for table in shared_tables:
+            wh.execute(sweep_sql(scope, scope.tables[table], year))
 
 
 def _refuse_early(
@@ -153,11 +168,17 @@ def _choose(
 
     # other runners rebuild the same marts: read them before letting the next one build
     with dbt_lock(settings), connect(settings) as wh:
+        scope = load_scope(settings, wh)  # a scope the reset cannot follow is refused here
         if districts:
             known_districts(wh, districts)
         began = time.perf_counter()
         year = build_reset_models(
-            settings, as_of, school_year, named_districts=districts, for_run=True
+            settings,
+            as_of,
+            school_year,
+            named_districts=districts,
+            for_run=True,
+            models=scope.rows_models,
         )
         built = time.perf_counter() - began
         chosen, not_due = candidates(wh, year, as_of, districts)

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from jobs import __version__
 from jobs.config import Settings
 from jobs.errors import EoyError, first_line
+from jobs.scope import current_scope
 from jobs.snapshot.fingerprint import (
     CONTENT_ALGORITHM,
     KEY_ALGORITHM,
@@ -49,10 +50,6 @@ from jobs.snapshot.store import (
     thread_pool,
 )
 from jobs.warehouse.connection import Warehouse
-from jobs.warehouse.contract import (
-    DELETED_TABLES,
-    TABLES,
-)
 from jobs.warehouse.ledger import committed_deletes
 
 Progress = Callable[[str, int], None]  # (table, rows taken so far)
@@ -190,7 +187,10 @@ def write_table(
     while fingerprinting them; every row must be the district's own."""
     schema = arrow_schema(table, large_text=True)
     taken = Taken(table, f"{table}.parquet", Fingerprint(table))
-    with_product = "product" in TABLES[table].column_names
+    with_product = "product" in current_scope().tables[table].column_names
+    # the table's own district column, checked row by row (rows reached through keys come
+    # out of the owned-rows statement, which selects the district's only)
+    own = current_scope().tables[table].district_column
     pool = file_pool()
     in_flight: deque[tuple[int, Future[int], Future[int]]] = deque()
 
@@ -204,7 +204,12 @@ def write_table(
         writer = pq.ParquetWriter(sink, schema, **parquet_options())
     try:
         for batch in shaped(batches, table):
-            if not pc.all(pc.equal(batch.column("district_id"), district_id)).as_py():
+            if (
+                own is not None
+                and not pc.all(
+                    pc.equal(batch.column(own).cast(pa.large_string()), district_id)
+                ).as_py()
+            ):
                 raise DeleteError(
                     f"{table}: a row of another district came out of the district's "
                     "statement: rolled back, nothing was deleted"
@@ -264,7 +269,7 @@ def read_stored(
                 source = stored
             parquet = pq.ParquetFile(source)
             names = [f.name for f in parquet.schema_arrow]
-            if names != TABLES[table].column_names:
+            if names != current_scope().tables[table].column_names:
                 return (
                     None,
                     digest.hexdigest(),
@@ -298,7 +303,7 @@ def verify_files(pending: Pending, taken: dict[str, Taken]) -> dict[str, dict[st
     Raises VerifyError when any file differs from what was streamed into it."""
     rereads = {table: file_pool().submit(_reread, pending, t) for table, t in taken.items()}
     entries: dict[str, dict[str, Any]] = {}
-    for table in DELETED_TABLES:
+    for table in current_scope().deleted:
         fp, sha, problems = rereads[table].result()
         streamed = taken[table].fp
         if not problems and (fp.rows, fp.content) != (streamed.rows, streamed.content):
@@ -318,7 +323,9 @@ def manifest_entry(taken: Taken, sha256: str) -> dict[str, Any]:
         "file": taken.name,
         **taken.fp.as_dict(),
         "sha256": sha256,
-        "columns": [{"name": c, "type": kind} for c, kind in TABLES[taken.table].columns],
+        "columns": [
+            {"name": c, "type": kind} for c, kind in current_scope().tables[taken.table].columns
+        ],
     }
 
 

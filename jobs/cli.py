@@ -191,6 +191,15 @@ def global_options(
             "(its purge date). Env EOY_RETENTION_DAYS. Default 90.",
         ),
     ] = None,
+    project_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--project-dir",
+            help="The root dbt project, whose sources declare the reset's scope: this repo, "
+            "or a vendor's project that installs eoy-reset as a dbt package. "
+            "Env EOY_PROJECT_DIR.",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -205,6 +214,7 @@ def global_options(
         snapshot_root=snapshot_root,
         object_lock_mode=object_lock_mode,
         retention_days=retention_days,
+        project_dir=project_dir,
     )
 
 

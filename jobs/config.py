@@ -34,6 +34,8 @@ class Settings:
     snapshot_root: Path | str = Path(DEFAULT_SNAPSHOT_ROOT)
     object_lock_mode: str = DEFAULT_LOCK_MODE
     retention_days: int = DEFAULT_RETENTION_DAYS
+    # the root dbt project: this repo, or a vendor's that installs eoy-reset as a package
+    project_dir: Path = PROJECT_DIR
 
     @classmethod
     def from_env(
@@ -44,6 +46,7 @@ class Settings:
         snapshot_root: str | Path | None = None,
         object_lock_mode: str | None = None,
         retention_days: int | None = None,
+        project_dir: str | Path | None = None,
     ) -> Settings:
         """Options win over environment variables, which win over defaults."""
         target = (target or os.environ.get("EOY_TARGET") or "duckdb").strip().lower()
@@ -91,6 +94,12 @@ class Settings:
             # refuses, without echoing it, a DSN psycopg cannot parse; and remembers the
             # command's password, so its last-resort error line can be scrubbed of it
             _COMMAND_SECRETS.update(_secrets_of(dsn_parts(pg_dsn)))
+        project = Path(project_dir or os.environ.get("EOY_PROJECT_DIR") or PROJECT_DIR).resolve()
+        if not (project / "dbt_project.yml").is_file():
+            raise ConfigError(
+                f"{project} is not a dbt project (it has no dbt_project.yml): give --project-dir "
+                "or EOY_PROJECT_DIR the folder of the root dbt project"
+            )
         return cls(
             target=target,
             duckdb_path=Path(duckdb_path),
@@ -98,7 +107,13 @@ class Settings:
             snapshot_root=root if root.startswith("s3://") else Path(root),
             object_lock_mode=mode,
             retention_days=days,
+            project_dir=project,
         )
+
+    @property
+    def is_vendor_project(self) -> bool:
+        """Whether the root dbt project is another than eoy-reset's own (a vendor's)."""
+        return Path(self.project_dir).resolve() != PROJECT_DIR
 
     def with_target(self, target: str) -> Settings:
         return replace(self, target=target)

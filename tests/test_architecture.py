@@ -18,7 +18,7 @@ JOBS = ROOT / "jobs"
 STAGES: list[tuple[str, set[str]]] = [
     ("base", {"jobs", "jobs.config", "jobs.errors", "jobs.faults", "jobs.output", "jobs.tables"}),
     ("warehouse", {"jobs.warehouse"}),
-    ("plan", {"jobs.plan", "jobs.synthetic"}),
+    ("plan", {"jobs.plan", "jobs.scope", "jobs.synthetic"}),
     ("snapshot", {"jobs.snapshot"}),
     ("reset", {"jobs.reset"}),
     ("roster", {"jobs.roster"}),

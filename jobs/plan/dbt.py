@@ -1,4 +1,5 @@
-"""Run the dbt project (the repo root) in-process, on the warehouse the settings name."""
+"""Run the root dbt project in-process (this repo, or a vendor's project that installs
+eoy-reset as a dbt package), on the warehouse the settings name."""
 
 from __future__ import annotations
 
@@ -23,12 +24,13 @@ from jobs.errors import EoyError
 
 POLICY_SEED = PROJECT_DIR / "seeds" / "reset_policy.csv"
 # The policy seed and the reset marts with the staging views they read; no audit models, no tests.
-RESET_SELECTION = ["reset_policy", "+path:models/marts/reset"]
+# By fqn, which names eoy-reset's models whether its project is the root or a package.
+RESET_SELECTION = ["reset_policy", "+fqn:eoy_reset.marts.reset"]
 # What `run` reads: who is due, why a named district is not, and the rows of each due district.
 RUN_SELECTION = ["reset_policy", "+due_districts", "+reset_scope"]
 # The audit views (schema eoy_audit). They read tables of the reset and CSM marts, which dbt
 # rebuilds as new tables: on PostgreSQL the old table's drop takes the views with it.
-AUDIT_MODELS = "path:models/marts/audit"
+AUDIT_MODELS = "fqn:eoy_reset.marts.audit"
 AUDIT_FOLDER = PROJECT_DIR / "models" / "marts" / "audit"
 # The role dbt builds as once `init --roles` gave it the schemas (jobs/warehouse/roles.py).
 DBT_ROLE = "eoy_dbt"
@@ -95,7 +97,7 @@ def with_audit_views(selection: list[str], build: PostgresBuild | None) -> list[
     """The selection, and on PostgreSQL the audit views when someone reads them there (they
     exist, or eoy_analyst, who cannot build them, was given them): a build of the marts they
     read would otherwise drop them. All of them, and what they read, when one is missing."""
-    if build is None or any("marts/audit" in s for s in selection):
+    if build is None or any("marts.audit" in s or "marts/audit" in s for s in selection):
         return selection
     if not (build.audit_views or build.analyst_reads):
         return selection
@@ -108,8 +110,12 @@ class PolicyError(EoyError):
 
 
 def dbt_work_dir(settings: Settings) -> Path:
-    """Where dbt keeps target/ and logs/ for this warehouse, so warehouses never share them."""
+    """Where dbt keeps target/ and logs/ for this warehouse (and root project), so warehouses
+    and projects never share them."""
     base = Path(settings.duckdb_path).resolve().parent / "dbt"
+    if settings.is_vendor_project:
+        tag = hashlib.sha256(str(Path(settings.project_dir).resolve()).encode()).hexdigest()[:8]
+        base = base / f"project-{tag}"
     if settings.target == "duckdb":
         return base / Path(settings.duckdb_path).stem
     parts = dsn_parts(settings.pg_dsn or "")
@@ -155,12 +161,15 @@ def run_dbt(
         build = postgres_build(settings)
     _settle(settings.target)
     work = dbt_work_dir(settings)
+    if args[0] != "deps":
+        ensure_package(settings)
+    project = str(Path(settings.project_dir).resolve())
     command = [
         *args,
         "--project-dir",
-        str(PROJECT_DIR),
+        project,
         "--profiles-dir",
-        str(PROJECT_DIR),
+        project,
         "--target",
         settings.target,
         "--target-path",
@@ -204,6 +213,16 @@ def run_dbt(
     raise DbtError(f"dbt {args[0]} failed: {said}")
 
 
+def ensure_package(settings: Settings) -> None:
+    """In a vendor's project, `dbt deps` once its dbt_packages/ lacks eoy-reset."""
+    if not settings.is_vendor_project:
+        return
+    project = Path(settings.project_dir)
+    if (project / "dbt_packages" / "eoy_reset").exists():
+        return
+    run_dbt(settings, ["deps"])
+
+
 def project_key(settings: Settings, *inputs: Any) -> str:
     """A digest of what dbt compiles from for this warehouse: dbt's version, the target, the
     warehouse's dbt folder (one per warehouse), every file of the project, and `inputs` (the
@@ -213,12 +232,18 @@ def project_key(settings: Settings, *inputs: Any) -> str:
     digest = hashlib.sha256()
     digest.update(f"{dbt_version}\0{settings.target}\0{dbt_work_dir(settings)}\0".encode())
     digest.update(json.dumps(inputs, sort_keys=True, default=str).encode())
-    paths = [PROJECT_DIR / name for name in PROJECT_FILES]
-    for folder in PROJECT_FOLDERS:
-        paths += sorted(p for p in (PROJECT_DIR / folder).rglob("*") if p.is_file())
-    for path in paths:
-        digest.update(f"\0{path.relative_to(PROJECT_DIR)}\0".encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    roots = [PROJECT_DIR]
+    if settings.is_vendor_project:
+        roots.append(Path(settings.project_dir).resolve())
+    for root in roots:
+        paths = [
+            root / name for name in (*PROJECT_FILES, "packages.yml") if (root / name).is_file()
+        ]
+        for folder in PROJECT_FOLDERS:
+            paths += sorted(p for p in (root / folder).rglob("*") if p.is_file())
+        for path in paths:
+            digest.update(f"\0{root}\0{path.relative_to(root)}\0".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
 
 

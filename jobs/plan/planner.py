@@ -17,8 +17,9 @@ from typing import Any
 from jobs.config import Settings
 from jobs.errors import EoyError
 from jobs.plan.dbt import build_reset_models
+from jobs.scope import Scope, load_scope
+from jobs.scope.sql import unowned_sql
 from jobs.warehouse.connection import Warehouse, connect
-from jobs.warehouse.contract import DELETED_TABLES
 from jobs.warehouse.ledger import restored_runs
 from jobs.warehouse.rostering import closed_reason
 
@@ -56,9 +57,11 @@ def make_plan(
     `tolerance`: how far a district's rows may move before the run (default
     DEFAULT_TOLERANCE), written into the plan so that it is approved with it.
     """
+    with connect(settings) as wh:  # a scope the reset cannot follow is refused first
+        declared = load_scope(settings, wh)
     year = build_reset_models(settings, as_of, school_year, named_districts=districts)
     with connect(settings) as wh:
-        plan = _read_plan(wh, as_of, year, districts)
+        plan = _read_plan(wh, as_of, year, districts, declared)
     if settings.target == "duckdb":  # the file by its full path: runs elsewhere compare it
         settings = replace(settings, duckdb_path=Path(settings.duckdb_path).resolve())
     plan["warehouse"] = settings.describe()
@@ -77,8 +80,20 @@ def check_tolerance(value: float) -> float:
     return float(value)
 
 
+def unowned_rows(wh: Warehouse, scope: Scope) -> dict[str, int]:
+    """Rows of each deleted table that no district owns (a null on the way to one): never
+    deleted, and said in the plan. One statement for every table."""
+    parts = [
+        f"select '{label}', ({unowned_sql(scope, scope.tables[label])})" for label in scope.deleted
+    ]
+    if not parts:
+        return {}
+    found = {str(t): int(n) for t, n in wh.query(" union all ".join(parts))}
+    return {label: found.get(label, 0) for label in scope.deleted}
+
+
 def _read_plan(
-    wh: Warehouse, as_of: date, year: int, districts: list[str] | None
+    wh: Warehouse, as_of: date, year: int, districts: list[str] | None, declared: Scope
 ) -> dict[str, Any]:
     named = set(districts) if districts else None
 
@@ -122,7 +137,7 @@ def _read_plan(
     due = []
     for row in due_rows:
         counts = scope.get(row["district_id"], {})
-        rows = {table: counts.get(table, 0) for table in DELETED_TABLES}
+        rows = {table: counts.get(table, 0) for table in declared.deleted}
         due.append(
             {
                 "district_id": row["district_id"],
@@ -154,7 +169,7 @@ def _read_plan(
     ]
     due_ids = {d["district_id"] for d in due}
     closed = [c for c in closed_districts(wh, year, as_of) if wanted(c["district_id"])]
-    table_totals = {table: sum(d["rows"][table] for d in due) for table in DELETED_TABLES}
+    table_totals = {table: sum(d["rows"][table] for d in due) for table in declared.deleted}
     return {
         "as_of": as_of.isoformat(),
         "school_year": year,
@@ -169,6 +184,10 @@ def _read_plan(
         ),
         # restored districts wait for an operator to name them (named ones are due above)
         "restored": [] if named else _restored(wh, year),
+        # rows of each deleted table no district owns: kept by every reset
+        "unowned": unowned_rows(wh, declared),
+        # where syncs, requests and rostering are kept: a declared table, or eoy-reset's own
+        "roles": declared.roles_said(),
         "totals": {  # the shape of every command's totals (jobs/output.py)
             "districts": len(due),
             "rows": sum(table_totals.values()),

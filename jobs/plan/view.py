@@ -15,7 +15,6 @@ from rich.console import Console
 from rich.table import Table
 
 from jobs.tables import fits, grid, print_fitted
-from jobs.warehouse.contract import DELETED_TABLES
 
 SHORT_NAMES = {"classroom_enrollments": "enrollments", "usage_sessions": "sessions"}
 ABBREVIATIONS = {
@@ -30,10 +29,20 @@ ABBREVIATIONS = {
 SOURCES = {"after_session_end": "after session"}
 
 
-def _legend(console: Console) -> None:
+def deleted_tables(plan: dict[str, Any]) -> list[str]:
+    """The plan's deleted tables, in the order the scope declares them."""
+    return list(plan["totals"]["rows_by_table"])
+
+
+def abbreviation(table: str) -> str:
+    """A short header for a table: the demo's own, or the name's first letters."""
+    return ABBREVIATIONS.get(table) or table.split(".")[-1][:5]
+
+
+def _legend(console: Console, tables: list[str]) -> None:
     console.print(
         "Rows per table: "
-        + ", ".join(f"{ABBREVIATIONS[t]} {t}" for t in DELETED_TABLES)
+        + ", ".join(f"{abbreviation(t)} {t}" for t in tables)
         + "; inactive: inactive educators (a recommendation, nobody is deleted).",
         highlight=False,
     )
@@ -45,6 +54,7 @@ def render_due(console: Console, plan: dict[str, Any]) -> None:
         console.print(f"No district is due as of {plan['as_of']}: nothing to delete.")
         return
     idle = plan.get("inactive_educators", {})
+    tables = deleted_tables(plan)
     title = f"Due districts ({len(plan['due'])}): rows to snapshot and delete"
     ids = [
         [
@@ -54,32 +64,32 @@ def render_due(console: Console, plan: dict[str, Any]) -> None:
         ]
         for d in plan["due"]
     ]
-    counts = [[f"{d['rows'].get(t, 0):,}" for t in DELETED_TABLES] for d in plan["due"]]
+    counts = [[f"{d['rows'].get(t, 0):,}" for t in tables] for d in plan["due"]]
     ends = [[f"{d['rows_total']:,}", f"{idle.get(d['district_id'], 0):,}"] for d in plan["due"]]
     head = ["district", "reset date", "source"]
-    full = [*head, *(SHORT_NAMES.get(t, t) for t in DELETED_TABLES), "total", "inactive educators"]
-    short = [*head, *(ABBREVIATIONS[t] for t in DELETED_TABLES), "total", "inactive"]
+    full = [*head, *(SHORT_NAMES.get(t, t) for t in tables), "total", "inactive educators"]
+    short = [*head, *(abbreviation(t) for t in tables), "total", "inactive"]
     rows = [a + b + c for a, b, c in zip(ids, counts, ends, strict=True)]
     numbers = set(full[3:]) | set(short[3:])
     for header in (full, short):
         if fits(console, header, rows):
             console.print(grid(title, header, rows, right=numbers))
             if header is short:
-                _legend(console)
+                _legend(console, tables)
             return
     # two tables: the districts, then their rows per table
     first = [*head, "total", "inactive"]
     console.print(grid(title, first, [a + c for a, c in zip(ids, ends, strict=True)], numbers))
-    per_table = ["district", *(ABBREVIATIONS[t] for t in DELETED_TABLES)]
+    per_table = ["district", *(abbreviation(t) for t in tables)]
     split = [[a[0], *b] for a, b in zip(ids, counts, strict=True)]
     if fits(console, per_table, split):
         console.print(grid("Rows per table", per_table, split, right=numbers))
-        _legend(console)
+        _legend(console, tables)
         return
     long = [
         [d["district_id"], t, f"{d['rows'].get(t, 0):,}"]
         for d in plan["due"]
-        for t in DELETED_TABLES
+        for t in tables
         if d["rows"].get(t, 0)
     ]
     console.print(grid("Rows per table", ["district", "table", "rows"], long, right=("rows",)))
@@ -153,10 +163,15 @@ def render_plan(console: Console, plan: dict[str, Any]) -> None:
     summary.add_row("districts blocked", f"{totals['blocked']:,}")
     if totals.get("closed"):
         summary.add_row("districts closed by rostering", f"{totals['closed']:,}")
-    for table in DELETED_TABLES:
+    for table in deleted_tables(plan):
         summary.add_row(f"{table} rows to delete", f"{totals['rows_by_table'].get(table, 0):,}")
     summary.add_row("rows to delete", f"{totals['rows']:,}")
+    for table, n in (plan.get("unowned") or {}).items():
+        if n:  # a null on the way to a district: no reset deletes them
+            summary.add_row(f"{table} rows no district owns (kept)", f"{n:,}")
     console.print(summary)
+    for role, where in (plan.get("roles") or {}).items():
+        console.print(f"{role}: {where}", highlight=False, markup=False, soft_wrap=True)
 
 
 def render_restored(console: Console, restored: list[dict[str, Any]]) -> None:

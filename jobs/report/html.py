@@ -24,7 +24,7 @@ from jobs.plan.dbt import PolicyError, build_models, policy_years
 from jobs.report.built import SCHEMA, as_built, builds_here
 from jobs.warehouse.connection import Warehouse, connect
 
-AUDIT_SELECTION = ["+path:models/marts/audit"]
+AUDIT_SELECTION = ["+fqn:eoy_reset.marts.audit"]
 MAX_TABLE_ROWS = 500
 
 SECTIONS = {

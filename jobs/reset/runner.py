@@ -35,6 +35,7 @@ from jobs.reset.onepass import district_state, take_snapshot
 from jobs.reset.syncs import pause_syncs, pause_syncs_of, reset_status, resume_syncs
 from jobs.reset.view import RunProgress, render_status, render_summary
 from jobs.reset.workers import WorkerPool
+from jobs.scope import load_scope
 from jobs.snapshot.store import StoreError, is_object_root, open_store
 from jobs.snapshot.writer import MAIN, delta_number, settle_parts, settle_year
 from jobs.warehouse.connection import KEEP_ALIVE_SQL, PostgresWarehouse, Warehouse, connect
@@ -286,6 +287,7 @@ def run_reset(
         plan, approval = load_approved_plan(settings, plan_path) if plan_path else ({}, None)
         # other runners rebuild the same marts: read them before letting the next one build
         with dbt_lock(settings), connect(settings) as wh:
+            load_scope(settings, wh)  # a scope the reset cannot follow is refused here
             if districts:
                 _known(wh, districts)
             began = time.perf_counter()

@@ -1,0 +1,17 @@
+"""The reset's scope: declared in the root dbt project's sources, checked against the
+warehouse's catalog, compiled to set-based SQL."""
+
+from jobs.scope.current import current_scope, demo_scope, use_scope
+from jobs.scope.declared import ScopeError
+from jobs.scope.scope import Scope, ScopedTable, load_scope, scope_from_manifest
+
+__all__ = [
+    "Scope",
+    "ScopeError",
+    "ScopedTable",
+    "current_scope",
+    "demo_scope",
+    "load_scope",
+    "scope_from_manifest",
+    "use_scope",
+]

@@ -1,0 +1,157 @@
+"""The declared ownership compiled to set-based SQL, one statement per table per batch.
+
+`owned_sql` is every row of a deleted table with each district owning it (column
+`eoy_district`, the id's text form): the row's own column, a path of many-to-one joins, the
+parent's owners (`of:`), or a dbt model's rows (`rows:`). A row with a null on its path has
+no owner: it is never selected, never deleted. A row may have several owners only through a
+`rows:` model; it is then deleted once no owner outside the batch is still to be reset.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from jobs.scope.catalog import kind_of
+from jobs.warehouse.connection import quote_ident
+
+if TYPE_CHECKING:
+    from jobs.scope.scope import Scope, ScopedTable
+
+OWNER = "eoy_district"
+LEDGER_RUNS = "eoy_runner.reset_runs"
+
+
+def relation(qualified: str) -> str:
+    schema, name = qualified.split(".", 1)
+    return f"{quote_ident(schema)}.{quote_ident(name)}"
+
+
+def literals(districts: list[str], kind: str = "text") -> str:
+    """District ids as SQL literals, typed like the column they are compared with."""
+    if any("\x00" in d for d in districts):
+        raise ValueError("a district id with a NUL character")
+    if kind == "int":
+        if not all(d.lstrip("-").isdigit() for d in districts):
+            return "null"  # no integer id matches a text one
+        return ", ".join(str(int(d)) for d in districts) or "null"
+    return ", ".join("'" + d.replace("'", "''") + "'" for d in districts) or "null"
+
+
+def _on(left: str, right: str, pairs: tuple[tuple[str, str], ...]) -> str:
+    return " and ".join(f"{left}.{quote_ident(a)} = {right}.{quote_ident(b)}" for a, b in pairs)
+
+
+def owned_sql(scope: Scope, table: ScopedTable) -> str:
+    """Every owned row of the table: its columns and `eoy_district` (one row per owner)."""
+    decl = table.decl
+    cols = ", ".join(f"t0.{quote_ident(c)}" for c in table.column_names)
+    source = f"{relation(decl.qualified)} as t0"
+    if decl.district:
+        owner = f"t0.{quote_ident(decl.district)}"
+        return (
+            f"select {cols}, cast({owner} as text) as {OWNER} from {source} "
+            f"where {owner} is not null"
+        )
+    if decl.via:
+        joins, left = [], "t0"
+        for i, step in enumerate(decl.via, start=1):
+            joins.append(f"join {relation(step.table)} as t{i} on {_on(left, f't{i}', step.on)}")
+            left = f"t{i}"
+        owner = f"{left}.{quote_ident(decl.column or '')}"
+        return (
+            f"select {cols}, cast({owner} as text) as {OWNER} from {source} "
+            f"{' '.join(joins)} where {owner} is not null"
+        )
+    if decl.of is not None:
+        parent = scope.by_qualified(decl.of.table)
+        return (
+            f"select {cols}, p.{OWNER} from {source} join ({owned_sql(scope, parent)}) as p "
+            f"on {_on('t0', 'p', decl.of.on)}"
+        )
+    keys = tuple((k, k) for k in table.key)
+    return (
+        f"select {cols}, cast(m.district_id as text) as {OWNER} from {source} "
+        f"join {decl.rows_relation} as m on {_on('t0', 'm', keys)} where m.district_id is not null"
+    )
+
+
+def shared(scope: Scope, table: ScopedTable) -> bool:
+    """Whether a row of the table may have several owners (only a `rows:` model says so)."""
+    if table.decl.rows:
+        return True
+    if table.decl.of is not None:
+        return shared(scope, scope.by_qualified(table.decl.of.table))
+    return False
+
+
+def _own_column(table: ScopedTable) -> tuple[str, str] | None:
+    """(column, kind) when the row's own column holds its district."""
+    if table.decl.district:
+        return table.decl.district, kind_of(table.column_type(table.decl.district))
+    return None
+
+
+def select_sql(scope: Scope, table: ScopedTable, districts: list[str], columns: str) -> str:
+    """The batch's owned rows: `columns` (over alias o) and `eoy_district`."""
+    own = _own_column(table)
+    if own is not None:
+        column, kind = own
+        return (
+            f"select {columns.replace('o.', '')}, cast({quote_ident(column)} as text) as {OWNER} "
+            f"from {relation(table.qualified)} where {quote_ident(column)} in "
+            f"({literals(districts, kind)})"
+        )
+    return (
+        f"select {columns}, o.{OWNER} from ({owned_sql(scope, table)}) as o "
+        f"where o.{OWNER} in ({literals(districts)})"
+    )
+
+
+def delete_sql(
+    scope: Scope, table: ScopedTable, districts: list[str], school_year: int, returning: str = ""
+) -> str:
+    """One statement deleting the batch's rows of the table: those owned by its districts,
+    and, of a row several districts own, only once every other owner completed the year."""
+    own = _own_column(table)
+    tail = f" returning {returning}" if returning else ""
+    target = relation(table.qualified)
+    if own is not None:
+        column, kind = own
+        where = f"{quote_ident(column)} in ({literals(districts, kind)})"
+        return f"delete from {target} where {where}{tail}"
+    keys = tuple((k, k) for k in table.key)
+    batch = literals(districts)
+    guard = ""
+    if shared(scope, table):
+        guard = (
+            f" and not exists (select 1 from ({owned_sql(scope, table)}) as o2 "
+            f"where {_on('o2', 'o', keys)} and o2.{OWNER} not in ({batch}) "
+            f"and o2.{OWNER} not in (select cast(r.district_id as text) from {LEDGER_RUNS} r "
+            f"where r.school_year = {int(school_year)} and r.status = 'completed'))"
+        )
+    return (
+        f"delete from {target} where exists (select 1 from ({owned_sql(scope, table)}) as o "
+        f"where o.{OWNER} in ({batch}) and {_on('o', target, keys)}{guard}){tail}"
+    )
+
+
+def unowned_sql(scope: Scope, table: ScopedTable) -> str:
+    """How many of the table's rows no district owns (a null on the path)."""
+    own = _own_column(table)
+    target = relation(table.qualified)
+    if own is not None:
+        return f"select count(*) from {target} where {quote_ident(own[0])} is null"
+    keys = tuple((k, k) for k in table.key)
+    return (
+        f"select count(*) from {target} where not exists "
+        f"(select 1 from ({owned_sql(scope, table)}) as o where {_on('o', target, keys)})"
+    )
+
+
+def counts_sql(scope: Scope, table: ScopedTable, districts: list[str] | None = None) -> str:
+    """(district, rows) of the table's owned rows, of `districts` or of every district."""
+    where = f" where o.{OWNER} in ({literals(districts)})" if districts is not None else ""
+    return (
+        f"select o.{OWNER}, count(*) from ({owned_sql(scope, table)}) as o{where} "
+        f"group by o.{OWNER}"
+    )

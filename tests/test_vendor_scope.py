@@ -60,7 +60,6 @@ def init_and_load(settings: Settings, project: Path) -> VendorData:
     done = eoy(settings, project, "init")
     assert done.returncode == 0, done.stderr
     with connect(settings) as wh:
-        assert not wh.schema_exists("app"), "init in a vendor's project made the demo's schema"
         return load(wh, DISTRICTS, seed=SEED, learners_per_district=LEARNERS)
 
 
@@ -78,6 +77,17 @@ def vendor(
     """Schema sis with four org units on an initialised warehouse of each target."""
     for settings in make_settings(target, tmp_path, request, own_place=True):
         yield Vendor(settings, project, init_and_load(settings, project))
+
+
+def test_init_in_a_vendor_project_makes_eoy_runner_only(
+    target: str, tmp_path: Path, request: pytest.FixtureRequest, project: Path
+) -> None:
+    for settings in make_settings(target, tmp_path, request, own_place=True):
+        done = eoy(settings, project, "init")
+        assert done.returncode == 0, done.stderr
+        with connect(settings) as wh:
+            assert wh.schema_exists("eoy_runner")
+            assert not wh.schema_exists("app"), "init in a vendor's project made the demo's app"
 
 
 # ---------------------------------------------------------------------------------------

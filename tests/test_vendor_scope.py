@@ -37,6 +37,7 @@ from tests.vendor.helpers import (
     dump,
     eoy,
     eoy_json,
+    installed,
     one_line,
     ready_project,
     snapshot_folder,
@@ -296,11 +297,11 @@ CASES = [
         "a cycle of deletes",
         ("attempts", "attempt_items"),
         edits=(
+            Edit("attempts", "table: sections", "table: attempt_items"),
             Edit(
                 "attempts",
-                "table: sections\n              on: {campus_id: campus_id, section_code: "
-                "section_code, term_code: term_code}",
-                "table: attempt_items\n              on: {attempt_id: attempt_id}",
+                "{campus_id: campus_id, section_code: section_code, term_code: term_code}",
+                "{attempt_id: attempt_id}",
             ),
         ),
         run_too=True,
@@ -357,8 +358,7 @@ def refusing(
             pg_dsn=dsn,
             snapshot_root=root / "snapshots",
         )
-        # a copy has no dbt_packages: eoy-reset installs the package itself (dbt deps)
-        project = copy_project(root / "project")
+        project = ready_project(root / "deps.lock", copy_project(root / "project"))
         init_and_load(settings, project)
         sources = project / "models" / "staging" / "sis" / "_sis__sources.yml"
         made[target] = Refusing(settings, project, sources, sources.read_text())
@@ -371,6 +371,19 @@ def refusing(
     yield of
     for base, dsn in databases:
         drop_pg_database(base, dsn)
+
+
+def test_a_project_without_the_package_installed_gets_it(
+    target: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A fresh checkout of the vendor's project has no dbt_packages: eoy-reset runs dbt deps."""
+    project = copy_project(tmp_path / "project")
+    assert not installed(project)
+    for settings in make_settings(target, tmp_path, request, own_place=True):
+        init_and_load(settings, project)
+        done = eoy(settings, project, "plan", "--as-of", AS_OF)
+        assert done.returncode == 0, done.stderr
+        assert installed(project)
 
 
 def nothing_changed(place: Refusing) -> None:

@@ -27,19 +27,24 @@ AS_OF = "2023-07-28"  # the 2023 default reset date: every org unit is due
 _MADE = ("dbt_packages", "target", "logs", "package-lock.yml")
 
 
-def ready_project(lock: Path) -> Path:
+def ready_project(lock: Path, project: Path = PROJECT) -> Path:
     """The vendor project with eoy-reset installed (`dbt deps`), as its engineer leaves it;
     one xdist worker installs it, the others wait for it."""
     with file_lock(lock):
-        if not (PROJECT / "dbt_packages" / "eoy_reset" / "dbt_project.yml").exists():
+        if not installed(project):
             from dbt.cli.main import dbtRunner
 
             logs = lock.parent / "vendor-deps-logs"
             done = dbtRunner().invoke(
-                ["deps", "--project-dir", str(PROJECT), "--log-path", str(logs), "--quiet"]
+                ["deps", "--project-dir", str(project), "--log-path", str(logs), "--quiet"]
             )
-            assert done.success, f"dbt deps failed in {PROJECT}: {done.exception}"
-    return PROJECT
+            assert done.success, f"dbt deps failed in {project}: {done.exception}"
+    return project
+
+
+def installed(project: Path) -> bool:
+    """Whether eoy-reset is installed in the project's dbt_packages."""
+    return (project / "dbt_packages" / "eoy_reset" / "dbt_project.yml").is_file()
 
 
 def copy_project(to: Path) -> Path:

@@ -9,15 +9,18 @@ again."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pyarrow.parquet as pq
 import pytest
 
 from jobs.config import Settings
@@ -198,6 +201,29 @@ def test_plan_run_some_then_the_rest_and_restore(vendor: Vendor) -> None:
         for key, owners in rows.items():
             for d in owners:
                 assert key in {key_of(table, r) for r in snaps[d][table]}, (table, key, d)
+
+    # the district's copy comes from its snapshot; status lists every org unit's reset
+    out = Path(settings.snapshot_root).parent / "copy"
+    copied = eoy(
+        settings,
+        project,
+        "export",
+        "--district",
+        str(ids[1]),
+        "--school-year",
+        str(YEAR),
+        "--format",
+        "parquet",
+        "--out",
+        str(out),
+    )
+    assert copied.returncode == 0, copied.stderr
+    with zipfile.ZipFile(out / f"{ids[1]}_{YEAR}_parquet.zip") as zf:
+        for table in DELETED:
+            got = pq.read_table(io.BytesIO(zf.read(f"{table}.parquet")))
+            assert got.num_rows == len(snaps[ids[1]][table]), table
+    status = eoy_json(settings, project, "status")
+    assert all(str(d) in json.dumps(status) for d in ids)
 
     # restore: every row of 101's snapshot back, parents first (PostgreSQL checks its keys)
     back = eoy(settings, project, "restore", "--district", str(ids[0]), "--school-year", "2023")

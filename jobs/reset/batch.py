@@ -22,7 +22,7 @@ belongs to fails.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -38,6 +38,8 @@ from jobs.config import Settings
 from jobs.faults import fault_point
 from jobs.reset.commit import Phase, RetryAlone, StepError, run_pass
 from jobs.reset.onepass import district_state_parts, pass_detail
+from jobs.scope import current_scope
+from jobs.scope.sql import OWNER, delete_sql, select_sql, shared
 from jobs.snapshot.fingerprint import (
     CONTENT_MOD,
     KEY_MOD,
@@ -61,7 +63,6 @@ from jobs.snapshot.writer import (
     writing,
 )
 from jobs.warehouse.connection import AdbcSession, DuckDBWarehouse, Warehouse, quote_ident
-from jobs.warehouse.contract import DELETE_ORDER, DELETED_TABLES, RETAINED_TABLES, TABLES
 
 # a batch: up to this many districts, and up to this many rows (each table's rows of the
 # batch are held in memory at once: about 60 MB of Arrow at the largest); a district with
@@ -86,42 +87,95 @@ def batch_state(
     tx: Warehouse, districts: list[str], with_remaining: bool = False
 ) -> dict[str, dict[str, list[int]]]:
     """district_state (`jobs.reset.onepass`) of every district of the batch, in one query."""
-    where = f"district_id in ({districts_sql(districts)})"
-    parts = district_state_parts(tx.target, with_remaining, where, grouped=True)
-    tables = RETAINED_TABLES + (DELETED_TABLES if with_remaining else ())
+    districts_sql(districts)  # refuses a NUL
+    scope = current_scope()
+    parts = district_state_parts(tx.target, with_remaining, districts, grouped=True)
+    tables = scope.retained + (scope.deleted if with_remaining else ())
     state = {d: {t: [0, 0] for t in tables} for d in districts}
     for district, table, rows, f in tx.query(" union all ".join(parts)):
-        state[str(district)][str(table)] = [int(rows), int(f)]
+        # a table checked whole (no district column) counts for every district
+        for d in districts if district is None else [str(district)]:
+            state[d][str(table)] = [int(rows), int(f)]
     return state
 
 
-def _rows(tx: Warehouse, table: str, districts: list[str]) -> pa.Table:
-    """The batch's rows of a table as they leave it, in the contract's Arrow types (in the
-    order the table holds them: `_runs` finds each district's)."""
+def owner_column(table: str) -> str:
+    """The column of the batch's rows that holds each row's district (text): the table's
+    own, or `eoy_district` added to its columns."""
+    scoped = current_scope().tables[table]
+    column = scoped.district_column
+    if column is not None and scoped.kind(column) == "text":
+        return column
+    return OWNER
+
+
+def table_rows(rows: pa.Table) -> pa.Table:
+    """The rows without the owner column the statement added (what the files hold)."""
+    return rows.drop_columns([OWNER]) if OWNER in rows.column_names else rows
+
+
+def _rows(tx: Warehouse, table: str, districts: list[str], school_year: int) -> pa.Table:
+    """The batch's rows of a table as they leave it, in their kinds' Arrow types (in the
+    order the table holds them: `_runs` finds each district's by `owner_column`; a shared
+    row once per owner)."""
+    districts_sql(districts)  # refuses a NUL
+    scope = current_scope()
+    scoped = scope.tables[table]
     cols = columns_sql(table, tx.target)
-    where = f"district_id in ({districts_sql(districts)})"
     schema = arrow_schema(table, large_text=True)
+    added = owner_column(table) == OWNER
+    if added:
+        schema = schema.append(pa.field(OWNER, pa.large_string()))
+    if scoped.district_column is not None and isinstance(tx, AdbcSession):
+        # the rows come out of the statement that deletes them
+        owner = f", cast({quote_ident(scoped.district_column)} as text) as {OWNER}" if added else ""
+        statement = delete_sql(scope, scoped, districts, school_year, f"{cols}{owner}")
+        batches = list(tx.statement_rows(statement))
+        return pa.Table.from_batches(list(_shaped_owned(batches, table, added)), schema=schema)
+    if scoped.district_column is not None:
+        owner = f", cast({quote_ident(scoped.district_column)} as text) as {OWNER}" if added else ""
+        where = delete_sql(scope, scoped, districts, school_year).split(" where ", 1)[1]
+        statement = f"select {cols}{owner} from {scoped.relation} where {where}"
+    else:
+        typed = ", ".join(f"o.{quote_ident(c)}" for c in scoped.column_names)
+        inner = select_sql(scope, scoped, districts, typed)
+        statement = f"select {cols}, {OWNER} from ({inner}) as o"
     if isinstance(tx, AdbcSession):
-        batches = list(
-            tx.statement_rows(
-                f"delete from app.{quote_ident(table)} where {where} returning {cols}"
-            )
-        )
-        return pa.Table.from_batches(list(shaped(batches, table)), schema=schema)
-    assert isinstance(tx, DuckDBWarehouse)
-    reader = tx.con.sql(
-        f"select {cols} from app.{quote_ident(table)} where {where}"
-    ).to_arrow_reader(128_000)
-    try:
-        rows = pa.Table.from_batches(list(shaped(reader, table)), schema=schema)
-    finally:
-        reader.close()  # an open result would keep the connection from rolling back
-    gone = tx.execute(f"delete from app.{quote_ident(table)} where {where}")
-    if gone != rows.num_rows:
+        batches = list(tx.statement_rows(statement))
+        rows = pa.Table.from_batches(list(_shaped_owned(batches, table, added)), schema=schema)
+    else:
+        assert isinstance(tx, DuckDBWarehouse)
+        reader = tx.con.sql(statement).to_arrow_reader(128_000)
+        try:
+            rows = pa.Table.from_batches(list(_shaped_owned(reader, table, added)), schema=schema)
+        finally:
+            reader.close()  # an open result would keep the connection from rolling back
+    gone = tx.execute(delete_sql(scope, scoped, districts, school_year))
+    if gone != rows.num_rows and not shared(scope, scoped):
         raise RetryAlone(
             f"{table}: the delete removed {gone} rows, the snapshot holds {rows.num_rows}"
         )
     return rows
+
+
+def _shaped_owned(
+    batches: Iterable[pa.RecordBatch], table: str, added: bool
+) -> Iterator[pa.RecordBatch]:
+    """Batches in their kinds' Arrow types, the owner column (when added) kept last."""
+    if not added:
+        yield from shaped(batches, table)
+        return
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        owner = batch.column(batch.num_columns - 1).cast(pa.large_string())
+        body = pa.RecordBatch.from_arrays(
+            batch.columns[:-1], schema=pa.schema(list(batch.schema)[:-1])
+        )
+        for typed in shaped([body], table):
+            yield pa.RecordBatch.from_arrays(
+                [*typed.columns, owner], names=[*typed.schema.names, OWNER]
+            )
 
 
 # a district's rows in a table of the batch: the (offset, length) runs that hold them
@@ -136,7 +190,7 @@ def _runs(rows: pa.Table, table: str, districts: list[str]) -> dict[str, Runs]:
     out: dict[str, Runs] = {d: [] for d in districts}
     if rows.num_rows == 0:
         return out
-    encoded = pc.run_end_encode(rows.column("district_id").combine_chunks())
+    encoded = pc.run_end_encode(rows.column(owner_column(table)).combine_chunks())
     start = 0
     for district, end in zip(encoded.values.to_pylist(), encoded.run_ends.to_pylist(), strict=True):
         if district not in out:
@@ -173,12 +227,12 @@ def _taken(rows: pa.Table, table: str, runs: dict[str, Runs]) -> dict[str, Taken
     keys: dict[str, int] = {}
     products: dict[str, dict[str, int]] = {}
     if rows.num_rows:
-        by_product = "product" in TABLES[table].column_names
+        by_product = "product" in current_scope().tables[table].column_names
         con = scratch_duckdb()
         try:
             con.register("_batch_rows", rows)
             found = con.execute(
-                f"select district_id, {'product' if by_product else 'null'}, count(*), "
+                f"select {owner_column(table)}, {'product' if by_product else 'null'}, count(*), "
                 f"coalesce(sum({key_row_sql(table, 'duckdb')}), 0) % {KEY_MOD} "
                 "from _batch_rows group by all"
             ).fetchall()
@@ -304,17 +358,20 @@ def _batch_pass(
     split into the districts' files, checked; the manifests written and synced; the
     retained rows checked unchanged. The delete's detail of each district."""
     created_at = datetime.now(UTC)
+    scope = current_scope()
     before = batch_state(tx, districts)
     checks: dict[str, Future[dict[str, tuple[Taken, str]]]] = {}
     try:
-        for table in DELETE_ORDER:
+        for table in scope.delete_order:
             if progress is not None:  # the table each district's line names
                 for district in districts:
                     progress(district, table, 0)
-            rows = _rows(tx, table, districts)
+            rows = _rows(tx, table, districts, school_year)
             runs = _runs(rows, table, districts)
             files = {
-                d: file_pool().submit(_write_and_check, pendings[d], d, table, part_of(rows, where))
+                d: file_pool().submit(
+                    _write_and_check, pendings[d], d, table, part_of(table_rows(rows), where)
+                )
                 for d, where in runs.items()
             }
             checks[table] = checker().submit(_check_table, rows, table, runs, files)
@@ -324,7 +381,7 @@ def _batch_pass(
         fault_point("after:export")
         phase.step = "verify"
         fault_point("before:verify")
-        checked = {table: checks[table].result() for table in DELETED_TABLES}
+        checked = {table: checks[table].result() for table in scope.deleted}
     finally:  # nothing of this batch still writing once it is over
         for check in checks.values():
             with suppress(Exception):
@@ -332,8 +389,8 @@ def _batch_pass(
     details: dict[str, dict[str, Any]] = {}
     for district in districts:
         pending = pendings[district]
-        mine = {t: checked[t][district][0] for t in DELETED_TABLES}
-        tables = {t: manifest_entry(mine[t], checked[t][district][1]) for t in DELETED_TABLES}
+        mine = {t: checked[t][district][0] for t in scope.deleted}
+        tables = {t: manifest_entry(mine[t], checked[t][district][1]) for t in scope.deleted}
         with writing(pending.store):
             _, manifest_sha = write_manifest(
                 pending, settings, tx.target, district, school_year, created_at, tables
@@ -345,12 +402,12 @@ def _batch_pass(
     fault_point("before:delete")
     after = batch_state(tx, districts, with_remaining=True)
     for district in districts:
-        changed = [t for t in RETAINED_TABLES if after[district][t] != before[district][t]]
+        changed = [t for t in scope.retained if after[district][t] != before[district][t]]
         if changed:
             raise RetryAlone(f"retained rows of {district!r} changed during the delete")
         details[district].update(
             retained_before=before[district],
-            remaining={t: after[district][t][0] for t in DELETED_TABLES},
+            remaining={t: after[district][t][0] for t in scope.deleted},
             retained_unchanged=True,
             other_districts_unchanged=True,
         )

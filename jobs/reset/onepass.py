@@ -20,6 +20,7 @@ A snapshot part is `main` (the district's folder of SPEC §7) or `delta-<n>`, a 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,8 +29,10 @@ import pyarrow as pa
 from jobs.config import Settings
 from jobs.faults import fault_point
 from jobs.reset.commit import Phase, StepError, run_pass
+from jobs.scope import current_scope
+from jobs.scope.sql import OWNER, delete_sql, literals, owned_sql, shared
 from jobs.snapshot.fingerprint import KEY_MOD
-from jobs.snapshot.source import columns_sql, pg_literal
+from jobs.snapshot.source import columns_sql, pg_literal, select_sql
 from jobs.snapshot.store import Pending, open_store
 from jobs.snapshot.writer import (
     MAIN,
@@ -42,12 +45,6 @@ from jobs.snapshot.writer import (
     writing,
 )
 from jobs.warehouse.connection import AdbcSession, DuckDBWarehouse, Warehouse, quote_ident
-from jobs.warehouse.contract import (
-    DELETE_ORDER,
-    DELETED_TABLES,
-    RETAINED_TABLES,
-    TABLES,
-)
 
 BATCH_ROWS = 128_000
 # DuckDB: a table's rows up to this many come out of its `delete … returning` (held whole,
@@ -57,15 +54,26 @@ RETURNING_ROWS = 250_000
 SYNC_STATE_COLUMNS = ("status", "paused_at", "resumed_at")
 
 
+def _district_where(table: str, district_id: str) -> str | None:
+    """`COL = literal` when the table's own column holds its district, else None."""
+    scoped = current_scope().tables[table]
+    if scoped.district_column is None:
+        return None
+    literal = literals([district_id], scoped.kind(scoped.district_column))
+    return f"{quote_ident(scoped.district_column)} = {literal}"
+
+
 def _pg_rows(tx: Warehouse, table: str, district_id: str, delete: bool) -> Iterator[pa.RecordBatch]:
     assert isinstance(tx, AdbcSession)
     cols = columns_sql(table, "postgres")
-    where = f"district_id = {pg_literal(district_id)}"
+    where = _district_where(table, district_id)
+    assert where is not None
+    relation = current_scope().tables[table].relation
     # a literal, not a parameter: ADBC then streams the result through COPY in batches
     sql = (
-        f"delete from app.{quote_ident(table)} where {where} returning {cols}"
+        f"delete from {relation} where {where} returning {cols}"
         if delete
-        else f"select {cols} from app.{quote_ident(table)} where {where}"
+        else f"select {cols} from {relation} where {where}"
     )
     yield from tx.statement_rows(sql)
 
@@ -74,17 +82,15 @@ def _duckdb_rows(
     wh: DuckDBWarehouse, table: str, district_id: str, delete: bool, expected: int | None
 ) -> Iterator[pa.RecordBatch]:
     cols = columns_sql(table, "duckdb")
+    where = _district_where(table, district_id)
+    assert where is not None
+    relation = current_scope().tables[table].relation
     if delete and expected is not None and expected <= RETURNING_ROWS:
         # DuckDB holds a `returning` result whole: one statement for the tables it fits
-        rel = wh.con.sql(
-            f"delete from app.{quote_ident(table)} where district_id = $1 returning {cols}",
-            params=[district_id],
-        )
+        rel = wh.con.sql(f"delete from {relation} where {where} returning {cols}")
         yield from rel.to_arrow_reader(BATCH_ROWS)
         return
-    rel = wh.con.sql(
-        f"select {cols} from app.{quote_ident(table)} where district_id = $1", params=[district_id]
-    )
+    rel = wh.con.sql(f"select {cols} from {relation} where {where}")
     read = 0
     reader = rel.to_arrow_reader(BATCH_ROWS)
     try:
@@ -94,9 +100,7 @@ def _duckdb_rows(
     finally:
         reader.close()  # an open result would keep the connection from rolling back
     if delete:
-        gone = wh.execute(
-            f"delete from app.{quote_ident(table)} where district_id = %s", [district_id]
-        )
+        gone = wh.execute(f"delete from {relation} where {where}")
         if gone != read:
             raise DeleteError(
                 f"{table}: the delete removed {gone} rows, the snapshot holds {read}: "
@@ -104,10 +108,47 @@ def _duckdb_rows(
             )
 
 
+def _keyed_rows(
+    tx: Warehouse, table: str, district_id: str, delete: bool, school_year: int
+) -> Iterator[pa.RecordBatch]:
+    """A table whose rows reach their district through keys: the district's owned rows (a
+    shared row among them), then the delete of those no other owner still waits for."""
+    scope = current_scope()
+    scoped = scope.tables[table]
+    sql = select_sql(table, tx.target, pg_literal(district_id))
+    read = 0
+    if isinstance(tx, AdbcSession):
+        batches: Iterator[pa.RecordBatch] = tx.statement_rows(sql)
+    else:
+        assert isinstance(tx, DuckDBWarehouse)
+        batches = tx.con.sql(sql).to_arrow_reader(BATCH_ROWS)
+    try:
+        for batch in batches:
+            read += batch.num_rows
+            yield batch
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+    if delete:
+        gone = tx.execute(delete_sql(scope, scoped, [district_id], school_year))
+        if gone != read and not shared(scope, scoped):
+            raise DeleteError(
+                f"{table}: the delete removed {gone} rows, the snapshot holds {read}: "
+                "rolled back, nothing was deleted; run again"
+            )
+
+
+# the school year of the pass under way (a shared row's other owners are looked up in it)
+_PASS_YEAR: ContextVar[int] = ContextVar("pass_year", default=0)
+
+
 def _rows_of(
     tx: Warehouse, table: str, district_id: str, delete: bool, expected: int | None = None
 ) -> Iterator[pa.RecordBatch]:
     """The district's rows of a table as they leave it (`expected`: about how many)."""
+    if _district_where(table, district_id) is None:
+        return _keyed_rows(tx, table, district_id, delete, _PASS_YEAR.get())
     if isinstance(tx, DuckDBWarehouse):
         return _duckdb_rows(tx, table, district_id, delete, expected)
     return _pg_rows(tx, table, district_id, delete)
@@ -124,22 +165,40 @@ def _hash60(text_sql: str, target: str) -> str:
 
 
 def retained_columns(table: str) -> list[str]:
-    cols = TABLES[table].column_names
-    if table == "import_syncs":
+    cols = current_scope().tables[table].column_names
+    if current_scope().tables[table].decl.role == "syncs":
         cols = [c for c in cols if c not in SYNC_STATE_COLUMNS]
     return cols
 
 
+def _state_from(table: str, districts: list[str], grouped: bool) -> tuple[str, str, str]:
+    """(relation or subquery, where, the district's expression) of a table's district rows.
+    A retained table with no district column of its own is checked whole."""
+    scope = current_scope()
+    scoped = scope.tables[table]
+    column = scoped.district_column
+    if column is not None:
+        kind = scoped.kind(column)
+        where = f"{quote_ident(column)} in ({literals(districts, kind)})"
+        return scoped.relation, where, f"cast({quote_ident(column)} as text)"
+    if not scoped.deleted:
+        return scoped.relation, "true", "null" if grouped else "''"
+    owned = owned_sql(scope, scoped)
+    return f"({owned}) as o", f"o.{OWNER} in ({literals(districts)})", f"o.{OWNER}"
+
+
 def district_state_parts(
-    target: str, with_remaining: bool, where: str = "district_id = %s", grouped: bool = False
+    target: str, with_remaining: bool, districts: list[str], grouped: bool = False
 ) -> list[str]:
     """SELECTs of [rows, fingerprint] of each retained table and, when asked, the rows left
-    in each student-data table, of the rows matching `where`; `grouped`: one row per district
-    (its id first), districts without rows left out."""
-    key = "district_id as d, " if grouped else ""
-    group = " group by district_id" if grouped else ""
+    in each deleted table, of the districts' rows; `grouped`: one row per district (its id
+    first; null for a table checked whole), districts without rows left out."""
+    scope = current_scope()
     parts = []
-    for table in RETAINED_TABLES:
+    for table in scope.retained:
+        source, where, district = _state_from(table, districts, grouped)
+        key = f"{district} as d, " if grouped else ""
+        group = f" group by {district}" if grouped and district != "null" else ""
         fields = ", ".join(
             f"coalesce(cast({quote_ident(c)} as text), '<null>')" for c in retained_columns(table)
         )
@@ -147,29 +206,31 @@ def district_state_parts(
         parts.append(
             f"select {key}'{table}' as t, count(*) as n, "
             f"cast(mod(coalesce(sum({row}), 0), {KEY_MOD}) as bigint) as f "
-            f"from app.{quote_ident(table)} where {where}{group}"
+            f"from {source} where {where}{group}"
         )
     if with_remaining:
-        for table in DELETED_TABLES:
+        for table in scope.deleted:
+            source, where, district = _state_from(table, districts, grouped)
+            key = f"{district} as d, " if grouped else ""
+            group = f" group by {district}" if grouped else ""
             parts.append(
                 f"select {key}'{table}' as t, count(*) as n, cast(0 as bigint) as f "
-                f"from app.{quote_ident(table)} where {where}{group}"
+                f"from {source} where {where}{group}"
             )
     return parts
 
 
-def district_state_sql(target: str, with_remaining: bool) -> tuple[str, int]:
+def district_state_sql(target: str, with_remaining: bool, district_id: str) -> str:
     """One statement: [rows, fingerprint] of each retained table of a district and, when
-    asked, the rows left in each student-data table. Returns (sql, parameters it takes)."""
-    parts = district_state_parts(target, with_remaining)
-    return " union all ".join(parts), len(parts)
+    asked, the rows left in each deleted table."""
+    return " union all ".join(district_state_parts(target, with_remaining, [district_id]))
 
 
 def district_state(
     wh: Warehouse, district_id: str, with_remaining: bool = False
 ) -> dict[str, list[int]]:
-    sql, n = district_state_sql(wh.target, with_remaining)
-    return {str(t): [int(rows), int(f)] for t, rows, f in wh.query(sql, [district_id] * n)}
+    sql = district_state_sql(wh.target, with_remaining, district_id)
+    return {str(t): [int(rows), int(f)] for t, rows, f in wh.query(sql)}
 
 
 # the runner's ledger events of one district, written in its pass's transaction
@@ -186,9 +247,9 @@ def pass_detail(
         "path": pending.location,
         "staging": pending.staging,
         "manifest_sha256": manifest_sha,
-        "rows": {t: taken[t].fp.rows for t in DELETED_TABLES},
-        "products": {t: taken[t].products for t in DELETED_TABLES if taken[t].products},
-        "rows_total": sum(taken[t].fp.rows for t in DELETED_TABLES),
+        "rows": {t: taken[t].fp.rows for t in current_scope().deleted},
+        "products": {t: taken[t].products for t in current_scope().deleted if taken[t].products},
+        "rows_total": sum(taken[t].fp.rows for t in current_scope().deleted),
         "created_at": created_at,
     }
 
@@ -263,7 +324,9 @@ def _one_pass(
     created_at = datetime.now(UTC)
     before = district_state(tx, district_id) if delete else {}
     taken: dict[str, Taken] = {}
-    for table in DELETE_ORDER:
+    scope = current_scope()
+    for table in scope.delete_order:
+        _PASS_YEAR.set(school_year)
         rows = _rows_of(tx, table, district_id, delete, expected.get(table))
         try:
             taken[table] = write_table(rows, table, pending, district_id, progress)
@@ -275,7 +338,7 @@ def _one_pass(
     fault_point("after:export")
     phase.step = "verify"
     fault_point("before:verify")
-    tables = verify_files(pending, {t: taken[t] for t in DELETED_TABLES})
+    tables = verify_files(pending, {t: taken[t] for t in scope.deleted})
     with writing(pending.store):
         manifest, manifest_sha = write_manifest(
             pending, settings, tx.target, district_id, school_year, created_at, tables
@@ -287,14 +350,14 @@ def _one_pass(
     if delete:
         fault_point("before:delete")
         after = district_state(tx, district_id, with_remaining=True)
-        changed = sorted(t for t in RETAINED_TABLES if after[t] != before[t])
+        changed = sorted(t for t in scope.retained if after[t] != before[t])
         if changed:
             raise DeleteError(
                 f"retained rows of the district changed during its delete "
                 f"({', '.join(changed)}): rolled back, nothing was deleted; run again"
             )
         detail["retained_before"] = before
-        detail["remaining"] = {t: after[t][0] for t in DELETED_TABLES}
+        detail["remaining"] = {t: after[t][0] for t in scope.deleted}
         # checked above, in this transaction: it commits only if both hold
         detail["retained_unchanged"] = True
         detail["other_districts_unchanged"] = True

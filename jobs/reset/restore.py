@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from jobs.config import Settings
 from jobs.errors import EoyError
+from jobs.scope import current_scope
 from jobs.snapshot.fingerprint import (
     CONTENT_MOD,
     Fingerprint,
@@ -27,7 +28,6 @@ from jobs.snapshot.layout import SnapshotError, sha256_file
 from jobs.snapshot.verify import verified_parts
 from jobs.snapshot.writer import settle_parts
 from jobs.warehouse.connection import PostgresWarehouse, Warehouse, connect, quote_ident
-from jobs.warehouse.contract import DELETED_TABLES, INSERT_ORDER, TABLES
 from jobs.warehouse.ledger import (
     cycle_deletes,
     get_run,
@@ -47,25 +47,25 @@ class RestoreError(EoyError):
 
 
 def _keys_in(table: str) -> str:
-    keys = ", ".join(quote_ident(k) for k in TABLES[table].primary_key)
-    return f"({keys}) in (select {keys} from eoy_keys_{table})"
+    keys = ", ".join(quote_ident(k) for k in current_scope().tables[table].primary_key)
+    return f"({keys}) in (select {keys} from eoy_keys_{table.replace('.', '__')})"
 
 
 def _insert(wh: Warehouse, table: str, path: Path) -> int:
-    cols = ", ".join(quote_ident(c) for c in TABLES[table].column_names)
+    cols = ", ".join(quote_ident(c) for c in current_scope().tables[table].column_names)
     if wh.target == "duckdb":
         return wh.execute(
-            f"insert into app.{quote_ident(table)} ({cols}) "
+            f"insert into {current_scope().tables[table].relation} ({cols}) "
             f"select {cols} from read_parquet({sql_string(str(path))})"
         )
     assert isinstance(wh, PostgresWarehouse)
     rows = 0
     with (
         wh.con.cursor() as cur,
-        cur.copy(f"copy app.{quote_ident(table)} ({cols}) from stdin") as copy,
+        cur.copy(f"copy {current_scope().tables[table].relation} ({cols}) from stdin") as copy,
     ):
         for batch in pq.ParquetFile(path).iter_batches(
-            COPY_BATCH, columns=TABLES[table].column_names
+            COPY_BATCH, columns=current_scope().tables[table].column_names
         ):
             data = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
             for row in zip(*data, strict=True):
@@ -76,8 +76,13 @@ def _insert(wh: Warehouse, table: str, path: Path) -> int:
 
 def load_keys(wh: Warehouse, table: str, parquet: Path) -> None:
     """The snapshot file's primary keys into a temporary table on this connection."""
-    keys = TABLES[table].primary_key
-    name = f"eoy_keys_{table}"
+    scoped = current_scope().tables[table]
+    keys = scoped.primary_key
+    name = f"eoy_keys_{table.replace('.', '__')}"
+
+    def typed(column: str) -> str:
+        return scoped.column_type(column)
+
     cols = ", ".join(quote_ident(k) for k in keys)
     if wh.target == "duckdb":
         wh.execute(
@@ -87,7 +92,7 @@ def load_keys(wh: Warehouse, table: str, parquet: Path) -> None:
         return
     wh.execute(f"drop table if exists pg_temp.{name}")
     wh.execute(
-        f"create temp table {name} ({', '.join(f'{quote_ident(k)} text' for k in keys)}) "
+        f"create temp table {name} ({', '.join(f'{quote_ident(k)} {typed(k)}' for k in keys)}) "
         "on commit drop"
     )
     assert isinstance(wh, PostgresWarehouse)
@@ -105,7 +110,7 @@ def source_fingerprints(wh: Warehouse, district_id: str) -> dict[str, Fingerprin
 
     out: dict[str, Fingerprint] = {}
     with consistent_view(wh, district_id) as view:
-        for table in DELETED_TABLES:
+        for table in current_scope().deleted:
             out[table] = fingerprint_batches(table, shaped(view.batches(table), table))
     return out
 
@@ -113,7 +118,7 @@ def source_fingerprints(wh: Warehouse, district_id: str) -> dict[str, Fingerprin
 def sum_parts(manifests: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
     """(rows, content fingerprint) per table over several parts (fingerprints add up)."""
     out: dict[str, tuple[int, int]] = {}
-    for table in DELETED_TABLES:
+    for table in current_scope().deleted:
         rows = sum(int(m["tables"][table]["rows"]) for m in manifests)
         content = sum(int(m["tables"][table]["fingerprint"]) for m in manifests) % CONTENT_MOD
         out[table] = (rows, content)
@@ -172,9 +177,10 @@ def restore(settings: Settings, district_id: str, school_year: int) -> dict[str,
                 {"parts": [d.get("part") for d in deletes]},
             )
             before = source_fingerprints(wh, district_id)
-            restored: dict[str, int] = {t: 0 for t in DELETED_TABLES}
+            restored: dict[str, int] = {t: 0 for t in current_scope().deleted}
             with wh.transaction():
-                for table in INSERT_ORDER:
+                for table in current_scope().insert_order:
+                    qualified = current_scope().tables[table].qualified
                     for (folder, manifest), done in zip(parts, deletes, strict=True):
                         name = str(done["path"]).rstrip("/").rsplit("/", 1)[-1]
                         entry = manifest["tables"][table]
@@ -186,30 +192,28 @@ def restore(settings: Settings, district_id: str, school_year: int) -> dict[str,
                         load_keys(wh, table, path)
                         present = int(
                             wh.scalar(
-                                f"select count(*) from app.{quote_ident(table)} "
+                                f"select count(*) from {current_scope().tables[table].relation} "
                                 f"where {_keys_in(table)}"
                             )
                         )
                         if present:
                             raise RestoreError(
-                                f"{present} rows of app.{table} in snapshot {name} "
+                                f"{present} rows of {qualified} in snapshot {name} "
                                 "exist already: nothing was restored"
                             )
                         n = _insert(wh, table, path)
                         if n != int(entry["rows"]):
                             raise RestoreError(
-                                f"app.{table}: inserted {n} rows, the snapshot holds "
+                                f"{qualified}: inserted {n} rows, the snapshot holds "
                                 f"{entry['rows']}: nothing was restored"
                             )
                         rows, key_fp = wh.query(
-                            key_fingerprint_sql(
-                                wh.target, table, f"district_id = %s and {_keys_in(table)}"
-                            ),
-                            [district_id],
+                            key_fingerprint_sql(wh.target, table, _keys_in(table))
                         )[0]
                         if int(rows) != n or int(key_fp) != int(entry["key_fingerprint"]):
                             raise RestoreError(
-                                f"app.{table}: the restored keys differ from the snapshot's: "
+                                f"{qualified}: the restored keys differ from the "
+                                "snapshot's: "
                                 "nothing was restored"
                             )
                         restored[table] += n
@@ -267,12 +271,13 @@ def _check_exact(
     """The live rows gained exactly the snapshot's rows, value for value (fingerprints add)."""
     after = source_fingerprints(wh, district_id)
     expected = sum_parts(manifests)
-    for table in DELETED_TABLES:
+    for table in current_scope().deleted:
         rows, content = expected[table]
+        qualified = current_scope().tables[table].qualified
         gained_rows = after[table].rows - before[table].rows
         gained = (after[table].content - before[table].content) % CONTENT_MOD
         if gained_rows != rows or gained != content:
             raise RestoreError(
-                f"app.{table}: the restored rows differ from the snapshot's "
-                "(rows or content fingerprint): check the district before resetting it again"
+                f"{qualified}: the restored rows differ from the snapshot's (rows or content "
+                "fingerprint): check the district before resetting it again"
             )

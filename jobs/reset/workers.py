@@ -25,6 +25,7 @@ from typing import Any
 
 from jobs.config import Settings
 from jobs.reset.view import RunProgress
+from jobs.scope import Scope, current_scope, use_scope
 
 PR_SET_PDEATHSIG = 1
 
@@ -63,7 +64,10 @@ class _Relay:
         return send
 
 
-def _reset(run_unit: RunUnit, unit: list[dict[str, Any]], year: int) -> list[dict[str, Any]]:
+def _reset(
+    run_unit: RunUnit, unit: list[dict[str, Any]], year: int, scope: Scope
+) -> list[dict[str, Any]]:
+    use_scope(scope)  # the runner's, as it loaded and checked it
     return run_unit(_connections, unit, year, _Relay())
 
 
@@ -111,7 +115,9 @@ class WorkerPool:
         try:
             with contextlib.suppress(BrokenExecutor):  # a worker died: the rest say so below
                 for unit in units:
-                    futures.append(self._pool.submit(_reset, self._run_unit, unit, year))
+                    futures.append(
+                        self._pool.submit(_reset, self._run_unit, unit, year, current_scope())
+                    )
             outcomes = [
                 outcome
                 for i, unit in enumerate(units)

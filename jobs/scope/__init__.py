@@ -3,7 +3,7 @@ warehouse's catalog, compiled to set-based SQL."""
 
 from jobs.scope.current import current_scope, demo_scope, use_scope
 from jobs.scope.declared import ScopeError
-from jobs.scope.scope import Scope, ScopedTable, load_scope, scope_from_manifest
+from jobs.scope.scope import Scope, ScopedTable, ensure_scope, load_scope, scope_from_manifest
 
 __all__ = [
     "Scope",
@@ -11,6 +11,7 @@ __all__ = [
     "ScopedTable",
     "current_scope",
     "demo_scope",
+    "ensure_scope",
     "load_scope",
     "scope_from_manifest",
     "use_scope",

@@ -14,7 +14,8 @@ from jobs.warehouse.connection import Warehouse
 _KINDS = (
     ("timestamp", "timestamp"),
     ("date", "date"),
-    ("bigint", "int"),
+    ("bigint", "bigint"),
+    ("hugeint", "bigint"),
     ("int", "int"),
     ("double", "float"),
     ("real", "float"),
@@ -26,7 +27,7 @@ _KINDS = (
 
 
 def kind_of(sql_type: str) -> str:
-    """The logical kind of a warehouse type: text, int, float, date, timestamp, bool."""
+    """The logical kind of a warehouse type: text, int, bigint, float, date, timestamp, bool."""
     lowered = sql_type.lower()
     if lowered.startswith("interval"):
         return "text"

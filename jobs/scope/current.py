@@ -24,6 +24,11 @@ def use_scope(scope: Scope) -> Scope:
     return scope
 
 
+def loaded() -> Scope | None:
+    """The scope a command loaded, if any."""
+    return _current
+
+
 def current_scope() -> Scope:
     """The scope the command loaded, or the demo's."""
     return _current if _current is not None else demo_scope()
@@ -43,7 +48,7 @@ def _build_demo() -> Scope:
     from jobs.scope.catalog import Catalog, CatalogTable, ForeignKey
     from jobs.scope.declared import Declaration, DeclaredTable
     from jobs.scope.scope import build_scope
-    from jobs.warehouse.contract import APP_TABLES, SQL_TYPES
+    from jobs.warehouse.contract import APP_TABLES, DESCRIPTIONS, SQL_TYPES
 
     types = SQL_TYPES["postgres"]
     roles = {
@@ -71,6 +76,7 @@ def _build_demo() -> Scope:
                 key=("district_id",) if role == "districts" else t.primary_key,
                 district="district_id" if t.deleted else None,
                 source="app",
+                description=DESCRIPTIONS.get(t.name, ""),
             )
         )
     return build_scope(Declaration(tuple(declared), ("app",)), Catalog(tables, tuple(fks)))

@@ -55,6 +55,7 @@ class DeclaredTable:
     rows: str | None = None  # a dbt model: key columns and district_id
     rows_relation: str | None = None  # where dbt builds that model (None: not in manifest)
     source: str = ""  # the dbt source's name
+    description: str = ""  # the table's description in the sources YAML
 
     @property
     def qualified(self) -> str:
@@ -104,7 +105,12 @@ def _step(raw: Any, schema: str, where: str, problems: list[str]) -> Step | None
 
 
 def _declared(
-    schema: str, name: str, raw: Any, models: Mapping[str, str], source: str
+    schema: str,
+    name: str,
+    raw: Any,
+    models: Mapping[str, str],
+    source: str,
+    description: str = "",
 ) -> tuple[DeclaredTable | None, list[str]]:
     where = f"table {schema}.{name}"
     if not isinstance(raw, Mapping):
@@ -161,6 +167,7 @@ def _declared(
         rows=str(rows) if rows else None,
         rows_relation=models.get(str(rows)) if rows else None,
         source=source,
+        description=description,
     )
     return table, problems
 
@@ -189,7 +196,12 @@ def declaration_from_manifest(manifest: Mapping[str, Any], root: str | None = No
             schemas.append(schema)
         name = str(node.get("identifier") or node.get("name"))
         table, found = _declared(
-            schema, name, _meta(node).get(META_KEY), models, str(node.get("source_name"))
+            schema,
+            name,
+            _meta(node).get(META_KEY),
+            models,
+            str(node.get("source_name")),
+            str(node.get("description") or ""),
         )
         problems += found
         if table is not None:

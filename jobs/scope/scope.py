@@ -13,10 +13,11 @@ from typing import Any
 from jobs.config import Settings
 from jobs.scope.catalog import Catalog, CatalogTable, kind_of, read_catalog
 from jobs.scope.check import problems_of
-from jobs.scope.current import use_scope
+from jobs.scope.current import current_scope, use_scope
 from jobs.scope.declared import Declaration, DeclaredTable, ScopeError, declaration_from_manifest
 from jobs.scope.order import delete_order
-from jobs.warehouse.connection import Warehouse, quote_ident
+from jobs.scope.sql import relation
+from jobs.warehouse.connection import Warehouse
 
 # eoy-reset's own tables where a project declares no table of the role
 OWN_TABLES = {
@@ -51,6 +52,10 @@ class ScopedTable:
     def column_type(self, column: str) -> str:
         return dict(self.info.columns)[column]
 
+    def kind(self, column: str) -> str:
+        """The column's logical kind (text, int, bigint, float, date, timestamp, bool)."""
+        return kind_of(self.column_type(column))
+
     @property
     def primary_key(self) -> tuple[str, ...]:
         """The row key (declared, else the warehouse's primary key)."""
@@ -63,7 +68,7 @@ class ScopedTable:
     @property
     def relation(self) -> str:
         """schema.table, quoted for SQL."""
-        return f"{quote_ident(self.decl.schema)}.{quote_ident(self.decl.name)}"
+        return relation(self.qualified)
 
     @property
     def district_column(self) -> str | None:
@@ -157,6 +162,7 @@ def _manifest_digest(manifest: Mapping[str, Any]) -> dict[str, Any]:
                     "meta",
                     "source_meta",
                     "config",
+                    "description",
                 )
             }
             for k, v in (manifest.get("sources") or {}).items()
@@ -192,3 +198,15 @@ def load_scope(settings: Settings, wh: Warehouse) -> Scope:
     """The declared scope of the root project on this warehouse, checked: ScopeError (one
     line naming the table, column or foreign key) when the reset cannot follow it."""
     return use_scope(scope_from_manifest(wh, project_manifest(settings)))
+
+
+def ensure_scope(settings: Settings, wh: Warehouse) -> Scope:
+    """The scope for a command that reads snapshots or rows but plans nothing (restore,
+    export, share, status, verify): a vendor's project is loaded and checked once per
+    process; this repo's own is the demo's (a test holds the two equal), without a parse."""
+    from jobs.scope.current import loaded
+
+    found = loaded()
+    if found is not None or not settings.is_vendor_project:
+        return current_scope()
+    return load_scope(settings, wh)

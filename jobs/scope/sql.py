@@ -22,8 +22,10 @@ LEDGER_RUNS = "eoy_runner.reset_runs"
 
 
 def relation(qualified: str) -> str:
+    """schema.table for SQL: the table quoted, the schema too unless it is a plain name."""
     schema, name = qualified.split(".", 1)
-    return f"{quote_ident(schema)}.{quote_ident(name)}"
+    plain = schema.isidentifier() and schema.isascii() and schema == schema.lower()
+    return f"{schema if plain else quote_ident(schema)}.{quote_ident(name)}"
 
 
 def literals(districts: list[str], kind: str = "text") -> str:
@@ -155,3 +157,24 @@ def counts_sql(scope: Scope, table: ScopedTable, districts: list[str] | None = N
         f"select o.{OWNER}, count(*) from ({owned_sql(scope, table)}) as o{where} "
         f"group by o.{OWNER}"
     )
+
+
+def district_count_sql(scope: Scope, table: ScopedTable, district_id: str) -> str:
+    """How many rows of the table the district owns (a retained table: by its own column)."""
+    column = table.district_column
+    if column is not None:
+        literal = literals([district_id], kind_of(table.column_type(column)))
+        return f"select count(*) from {table.relation} where {quote_ident(column)} = {literal}"
+    return (
+        f"select count(*) from ({owned_sql(scope, table)}) as o "
+        f"where o.{OWNER} = {literals([district_id])}"
+    )
+
+
+def district_known_sql(scope: Scope) -> str:
+    """Whether a district exists: a count, of the districts table, taking its id (%s)."""
+    table = scope.districts
+    column = quote_ident(table.key[0])
+    if kind_of(table.column_type(table.key[0])) != "text":
+        column = f"cast({column} as text)"
+    return f"select count(*) from {table.relation} where {column} = %s"

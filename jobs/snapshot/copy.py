@@ -20,6 +20,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from jobs.config import Settings
+from jobs.scope import current_scope, ensure_scope
+from jobs.scope.sql import district_count_sql, district_known_sql
 from jobs.snapshot.fingerprint import arrow_schema, parquet_batches
 from jobs.snapshot.layout import (
     FILE_MODE,
@@ -39,7 +41,6 @@ from jobs.snapshot.store import open_store
 from jobs.snapshot.verify import verified_parts, verify_snapshot
 from jobs.snapshot.writer import settle_parts
 from jobs.warehouse.connection import connect
-from jobs.warehouse.contract import DELETED_TABLES, TABLES
 from jobs.warehouse.ledger import cycle_deletes, get_run
 from jobs.warehouse.rostering import rostered
 
@@ -73,18 +74,10 @@ def _readme(district_id: str, school_year: int, source: str, fmt: str, rows: dic
         "",
         "Tables:",
     ]
-    about = {
-        "students": "one row per student account",
-        "classrooms": "classes and their teacher",
-        "classroom_enrollments": "which student is in which class",
-        "assessments": "assessment results (scaled score)",
-        "progress": "lesson progress and scores",
-        "pathways": "learning pathways assigned to students",
-        "usage_sessions": "time spent in the programs (minutes)",
-    }
-    for table in DELETED_TABLES:
-        cols = ", ".join(TABLES[table].column_names)
-        lines.append(f"- {table}.{fmt} ({rows.get(table, 0):,} rows): {about[table]}.")
+    for table in current_scope().deleted:
+        cols = ", ".join(current_scope().tables[table].column_names)
+        said = current_scope().tables[table].decl.description or table
+        lines.append(f"- {table}.{fmt} ({rows.get(table, 0):,} rows): {said}.")
         lines.append(f"  Columns: {cols}.")
     return "\n".join(lines) + "\n"
 
@@ -126,10 +119,11 @@ def export_for_district(
     out = Path(out)
     # parts in a bucket are read into private temporary folders, removed at the end
     with connect(settings) as wh, ExitStack() as reading:
-        if not wh.scalar(
-            "select count(*) from app.districts where district_id = %s", [district_id]
-        ):
-            raise ExportError(f"unknown district {district_id!r}: it is not in app.districts")
+        scope = ensure_scope(settings, wh)
+        if not wh.scalar(district_known_sql(scope), [district_id]):
+            raise ExportError(
+                f"unknown district {district_id!r}: it is not in {scope.districts.qualified}"
+            )
         run = get_run(wh, district_id, school_year)
         year_over = (run is not None and run["status"] == "completed") or bool(
             rostered(wh, [district_id], school_year + 1)
@@ -137,10 +131,8 @@ def export_for_district(
         live = 0
         if not year_over:  # the live rows are still this year's
             live = sum(
-                int(
-                    wh.scalar(f"select count(*) from app.{t} where district_id = %s", [district_id])
-                )
-                for t in DELETED_TABLES
+                int(wh.scalar(district_count_sql(scope, scope.tables[t], district_id)))
+                for t in scope.deleted
             )
         try:
             done = cycle_deletes(wh, district_id, school_year)
@@ -172,7 +164,7 @@ def export_for_district(
             ):
                 with ExitStack() as stack:
                     view = stack.enter_context(consistent_view(wh, district_id)) if live else None
-                    for table in DELETED_TABLES:
+                    for table in current_scope().deleted:
                         files = [folder / f"{table}.parquet" for folder in parts]
                         rows[table] = _add_table(zf, fmt, table, files, view, out)
                 zf.writestr("README.txt", _readme(district_id, school_year, source, fmt, rows))

@@ -36,8 +36,9 @@ import polars_hash as plh
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jobs.scope import current_scope
 from jobs.warehouse.connection import quote_ident
-from jobs.warehouse.contract import DATE, FLOAT, INT, TABLES, TEXT, TIMESTAMP
+from jobs.warehouse.contract import BIGINT, BOOL, DATE, FLOAT, INT, TEXT, TIMESTAMP
 
 CONTENT_ALGORITHM = "content-xxh64-mix64-v2"
 KEY_ALGORITHM = "key-md5-sum60-v1"
@@ -50,6 +51,8 @@ ARROW_TYPES = {
     FLOAT: pa.float64(),
     DATE: pa.date32(),
     TIMESTAMP: pa.timestamp("us"),
+    BIGINT: pa.int64(),
+    BOOL: pa.bool_(),
 }
 
 
@@ -81,14 +84,18 @@ def _keys_duckdb() -> duckdb.DuckDBPyConnection:
 
 
 def arrow_schema(table: str, large_text: bool = False) -> pa.Schema:
-    """The Arrow schema of a contract table (large_string text: what Polars hands back)."""
+    """The Arrow schema of a scope's table (large_string text: what Polars hands back)."""
     types = dict(ARROW_TYPES, **{TEXT: pa.large_string()}) if large_text else ARROW_TYPES
-    return pa.schema([(name, types[kind]) for name, kind in TABLES[table].columns])
+    return pa.schema([(name, types[kind]) for name, kind in current_scope().tables[table].columns])
 
 
 def key_text_sql(table: str) -> str:
-    """SQL (both targets): md5 hex of the row's primary key."""
-    keys = [quote_ident(k) for k in TABLES[table].primary_key]
+    """SQL (both targets): md5 hex of the row's key (its text form)."""
+    keyed = current_scope().tables[table]
+    keys = [
+        quote_ident(k) if keyed.kind(k) == TEXT else f"cast({quote_ident(k)} as text)"
+        for k in keyed.key
+    ]
     if len(keys) == 1:
         return f"md5({keys[0]})"
     return "md5(" + " || ".join(f"md5({k})" for k in keys) + ")"
@@ -102,21 +109,21 @@ def key_row_sql(table: str, target: str) -> str:
 
 
 def key_fingerprint_sql(target: str, table: str, where_sql: str) -> str:
-    """A query of (rows, key_fingerprint) over app.<table> rows matching where_sql."""
-    if table not in TABLES:
+    """A query of (rows, key_fingerprint) over the table's rows matching where_sql."""
+    if table not in current_scope().tables:
         raise ValueError(f"unknown table {table!r}")
     # mod() rather than %: callers bind parameters in where_sql with %s placeholders
     total = f"mod(coalesce(sum({key_row_sql(table, target)}), 0), {KEY_MOD})"
     return (
         f"select count(*) as rows, cast({total} as bigint) as key_fingerprint "
-        f"from app.{quote_ident(table)} where {where_sql}"
+        f"from {current_scope().tables[table].relation} where {where_sql}"
     )
 
 
 SEED = 0x9E3779B97F4A7C15
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
-_NUMERIC = {INT: pl.Int64, DATE: pl.Int64, TIMESTAMP: pl.Int64}
+_NUMERIC = {INT: pl.Int64, DATE: pl.Int64, TIMESTAMP: pl.Int64, BIGINT: pl.Int64, BOOL: pl.Int64}
 
 
 def _mix(x: np.ndarray) -> None:
@@ -143,7 +150,7 @@ def _word(column: str, kind: str) -> pl.Expr:
 
 def content_values(frame: pl.DataFrame, table: str) -> np.ndarray:
     """Each row's value of content-xxh64-mix64-v2, as a uint64 array."""
-    columns = TABLES[table].columns
+    columns = current_scope().tables[table].columns
     mask = pl.sum_horizontal(
         [pl.col(c).is_null().cast(pl.UInt64) * (1 << i) for i, (c, _) in enumerate(columns)]
     ).alias("_null_mask")

@@ -11,6 +11,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from jobs.scope import current_scope
 from jobs.snapshot.fingerprint import (
     arrow_schema,
 )
@@ -19,11 +20,12 @@ from jobs.snapshot.layout import (
 )
 from jobs.warehouse.connection import DuckDBWarehouse, Warehouse, quote_ident
 from jobs.warehouse.contract import (
+    BIGINT,
+    BOOL,
     DATE,
     FLOAT,
     INT,
     SQL_TYPES,
-    TABLES,
     TEXT,
     TIMESTAMP,
 )
@@ -39,11 +41,11 @@ class ExportError(SnapshotError):
 # the rows, as they leave the warehouse
 # ---------------------------------------------------------------------------------------
 def columns_sql(table: str, target: str) -> str:
-    """The table's columns in contract order, cast to the contract types."""
+    """The table's columns in its order, cast to their logical kinds' types."""
     types = SQL_TYPES[target]
     return ", ".join(
         f"cast({quote_ident(c)} as {types[kind]}) as {quote_ident(c)}"
-        for c, kind in TABLES[table].columns
+        for c, kind in current_scope().tables[table].columns
     )
 
 
@@ -60,6 +62,8 @@ POLARS_TYPES: dict[str, Any] = {
     FLOAT: pl.Float64,
     DATE: pl.Date,
     TIMESTAMP: pl.Datetime("us"),
+    BIGINT: pl.Int64,
+    BOOL: pl.Boolean,
 }
 
 
@@ -71,7 +75,7 @@ def shaped(reader: Iterable[pa.RecordBatch], table: str) -> Iterator[pa.RecordBa
     cast by Polars."""
     schema = arrow_schema(table, large_text=True)
     plain = arrow_schema(table)
-    columns = TABLES[table].columns
+    columns = current_scope().tables[table].columns
     for batch in reader:
         if batch.num_rows == 0:
             continue
@@ -89,13 +93,28 @@ def shaped(reader: Iterable[pa.RecordBatch], table: str) -> Iterator[pa.RecordBa
 # reading one consistent view
 # ---------------------------------------------------------------------------------------
 def select_sql(table: str, target: str, placeholder: str = "%s") -> str:
-    """The district's rows of a table: columns in contract order, cast to contract types."""
+    """The district's rows of a table: its columns, cast to their kinds' types (a table
+    whose district is not its own column: its owned rows, the district a literal)."""
+    scoped = current_scope().tables[table]
+    cols = columns_sql(table, target)
+    if scoped.district_column is not None:
+        where = f"{quote_ident(scoped.district_column)} = {placeholder}"
+        return f"select {cols} from {scoped.relation} where {where}"
+    return owned_rows_sql(table, target, placeholder)
+
+
+def owned_rows_sql(table: str, target: str, placeholder: str) -> str:
+    """One district's owned rows of a table reached through keys (`placeholder`: its id)."""
+    from jobs.scope.sql import OWNER, owned_sql
+
+    scope = current_scope()
     types = SQL_TYPES[target]
     cols = ", ".join(
-        f"cast({quote_ident(c)} as {types[kind]}) as {quote_ident(c)}"
-        for c, kind in TABLES[table].columns
+        f"cast(o.{quote_ident(c)} as {types[kind]}) as {quote_ident(c)}"
+        for c, kind in scope.tables[table].columns
     )
-    return f"select {cols} from app.{quote_ident(table)} where district_id = {placeholder}"
+    owned = owned_sql(scope, scope.tables[table])
+    return f"select {cols} from ({owned}) as o where o.{OWNER} = cast({placeholder} as text)"
 
 
 class Source:

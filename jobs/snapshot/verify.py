@@ -22,6 +22,7 @@ from rich.table import Table as RichTable
 
 from jobs.config import Settings
 from jobs.errors import first_line
+from jobs.scope import current_scope
 from jobs.snapshot.fingerprint import (
     CONTENT_ALGORITHM,
     KEY_ALGORITHM,
@@ -40,7 +41,7 @@ from jobs.snapshot.layout import (
 from jobs.snapshot.source import consistent_view, shaped
 from jobs.snapshot.store import is_object_root, store_for
 from jobs.warehouse.connection import Warehouse, connect
-from jobs.warehouse.contract import DATE, DELETED_TABLES, FLOAT, INT, TABLES, TEXT, TIMESTAMP
+from jobs.warehouse.contract import BIGINT, BOOL, DATE, FLOAT, INT, TEXT, TIMESTAMP
 from jobs.warehouse.ledger import cycle_deletes
 
 PARQUET_TYPES = {
@@ -49,6 +50,8 @@ PARQUET_TYPES = {
     FLOAT: "DOUBLE",
     DATE: "DATE",
     TIMESTAMP: "TIMESTAMP",
+    BIGINT: "BIGINT",
+    BOOL: "BOOLEAN",
 }
 ALGORITHMS = {"fingerprint": CONTENT_ALGORITHM, "key_fingerprint": KEY_ALGORITHM}
 
@@ -94,9 +97,9 @@ def verify_snapshot(
         problems.append("manifest: has no tables")
         return result
 
-    for name in sorted(set(entries) - set(DELETED_TABLES)):
+    for name in sorted(set(entries) - set(current_scope().deleted)):
         problems.append(f"{name}: not a snapshot table (manifest lists it)")
-    expected_files = {MANIFEST} | {f"{t}.parquet" for t in DELETED_TABLES}
+    expected_files = {MANIFEST} | {f"{t}.parquet" for t in current_scope().deleted}
     for extra in sorted(p.name for p in directory.iterdir() if p.name not in expected_files):
         problems.append(f"{extra}: extra file not in the manifest")
 
@@ -105,15 +108,15 @@ def verify_snapshot(
         problems.append(
             f"manifest: fingerprints made with {algorithms!r}; this version checks {ALGORITHMS!r}"
         )
-    present = [t for t in DELETED_TABLES if (directory / f"{t}.parquet").is_file()]
+    present = [t for t in current_scope().deleted if (directory / f"{t}.parquet").is_file()]
     # sums first: a table's check waits for its sum, which is then already running or done
     with ThreadPoolExecutor(max_workers=2) as pool:
         sums = {t: pool.submit(sha256_file, directory / f"{t}.parquet") for t in present}
         checks = {
             t: pool.submit(_check_table, directory, t, entries.get(t), sums.get(t))
-            for t in DELETED_TABLES
+            for t in current_scope().deleted
         }
-        for table in DELETED_TABLES:
+        for table in current_scope().deleted:
             result["tables"][table], found = checks[table].result()
             problems.extend(found)
 
@@ -173,7 +176,7 @@ def _check_file(
         problems.append(f"{table}: manifest names file {entry.get('file')!r}, not {path.name}")
     if sha is not None and sha.result() != entry.get("sha256"):
         problems.append(f"{table}: sha256 of {path.name} does not match the manifest")
-    expected_cols = [{"name": c, "type": k} for c, k in TABLES[table].columns]
+    expected_cols = [{"name": c, "type": k} for c, k in current_scope().tables[table].columns]
     if entry.get("columns") != expected_cols:
         problems.append(f"{table}: manifest columns differ from the contract")
     con = scratch_duckdb()
@@ -182,7 +185,7 @@ def _check_file(
             f"describe select * from read_parquet({sql_string(str(path))})"
         ).fetchall()
         actual = [(r[0], r[1]) for r in described]
-        wanted = [(c, PARQUET_TYPES[k]) for c, k in TABLES[table].columns]
+        wanted = [(c, PARQUET_TYPES[k]) for c, k in current_scope().tables[table].columns]
         if actual != wanted:
             shown = ", ".join(f"{n} {t}" for n, t in actual)
             problems.append(f"{table}: the file's columns ({shown}) are not the contract's")
@@ -237,7 +240,7 @@ def _check_against_source(
         )
         result["against_source"] = "deleted" if deleted else "live"
         with consistent_view(wh, district) as view:
-            for table in DELETED_TABLES:
+            for table in current_scope().deleted:
                 entry = (manifest.get("tables") or {}).get(table) or {}
                 info = result["tables"].setdefault(table, {"rows": None, "ok": False})
                 if deleted:
@@ -266,7 +269,7 @@ def _same_rows(view: Any, table: str, entry: dict[str, Any], info: dict[str, Any
 def _none_left(view: Any, directory: Path, table: str, info: dict[str, Any]) -> str:
     """After the snapshot's delete: how many of its rows (by key) the warehouse still has;
     a problem, or ''."""
-    keys = list(TABLES[table].primary_key)
+    keys = list(current_scope().tables[table].primary_key)
     live = [batch.select(keys) for batch in shaped(view.batches(table), table)]
     info["source_rows"] = sum(b.num_rows for b in live)
     info["left_after_reset"] = 0

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from jobs import __version__
 from jobs.config import Settings
 from jobs.errors import EoyError, first_line
+from jobs.scope import current_scope
 from jobs.snapshot.fingerprint import (
     CONTENT_ALGORITHM,
     KEY_ALGORITHM,
@@ -48,10 +49,6 @@ from jobs.snapshot.store import (
     thread_pool,
 )
 from jobs.warehouse.connection import Warehouse
-from jobs.warehouse.contract import (
-    DELETED_TABLES,
-    TABLES,
-)
 from jobs.warehouse.ledger import committed_deletes
 
 MAIN = "main"
@@ -190,7 +187,7 @@ def write_table(
     while fingerprinting them; every row must be the district's own."""
     schema = arrow_schema(table, large_text=True)
     taken = Taken(table, f"{table}.parquet", Fingerprint(table))
-    with_product = "product" in TABLES[table].column_names
+    with_product = "product" in current_scope().tables[table].column_names
     pool = file_pool()
     in_flight: deque[tuple[int, Future[int], Future[int]]] = deque()
 
@@ -264,7 +261,7 @@ def read_stored(
                 source = stored
             parquet = pq.ParquetFile(source)
             names = [f.name for f in parquet.schema_arrow]
-            if names != TABLES[table].column_names:
+            if names != current_scope().tables[table].column_names:
                 return (
                     None,
                     digest.hexdigest(),
@@ -298,7 +295,7 @@ def verify_files(pending: Pending, taken: dict[str, Taken]) -> dict[str, dict[st
     Raises VerifyError when any file differs from what was streamed into it."""
     rereads = {table: file_pool().submit(_reread, pending, t) for table, t in taken.items()}
     entries: dict[str, dict[str, Any]] = {}
-    for table in DELETED_TABLES:
+    for table in current_scope().deleted:
         fp, sha, problems = rereads[table].result()
         streamed = taken[table].fp
         if not problems and (fp.rows, fp.content) != (streamed.rows, streamed.content):
@@ -318,7 +315,9 @@ def manifest_entry(taken: Taken, sha256: str) -> dict[str, Any]:
         "file": taken.name,
         **taken.fp.as_dict(),
         "sha256": sha256,
-        "columns": [{"name": c, "type": kind} for c, kind in TABLES[taken.table].columns],
+        "columns": [
+            {"name": c, "type": kind} for c, kind in current_scope().tables[taken.table].columns
+        ],
     }
 
 

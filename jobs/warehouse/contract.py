@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 # Logical column types; each target maps them to its own SQL type.
 TEXT, INT, FLOAT, DATE, TIMESTAMP = "text", "int", "float", "date", "timestamp"
+# kinds a declared scope's tables may have besides the demo's
+BIGINT, BOOL = "bigint", "bool"
 
 SQL_TYPES = {
     "duckdb": {
@@ -18,6 +20,8 @@ SQL_TYPES = {
         FLOAT: "double",
         DATE: "date",
         TIMESTAMP: "timestamp",
+        BIGINT: "bigint",
+        BOOL: "boolean",
     },
     "postgres": {
         TEXT: "text",
@@ -25,6 +29,8 @@ SQL_TYPES = {
         FLOAT: "double precision",
         DATE: "date",
         TIMESTAMP: "timestamp",
+        BIGINT: "bigint",
+        BOOL: "boolean",
     },
 }
 
@@ -187,6 +193,18 @@ DELETE_ORDER: tuple[str, ...] = (
 # The reverse, for putting rows back (restore).
 INSERT_ORDER: tuple[str, ...] = tuple(reversed(DELETE_ORDER))
 RETAINED_TABLES: tuple[str, ...] = tuple(t.name for t in APP_TABLES if not t.deleted)
+
+# What each deleted table holds, said in the README of a district's copy (a declared
+# scope says it in each table's description).
+DESCRIPTIONS = {
+    "students": "one row per student account",
+    "classrooms": "classes and their teacher",
+    "classroom_enrollments": "which student is in which class",
+    "assessments": "assessment results (scaled score)",
+    "progress": "lesson progress and scores",
+    "pathways": "learning pathways assigned to students",
+    "usage_sessions": "time spent in the programs (minutes)",
+}
 
 # Columns that carry student PII: never in the ledger, logs, or audit models.
 STUDENT_PII_COLUMNS = {"students": ("username", "first_name", "last_name")}

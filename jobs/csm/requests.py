@@ -32,6 +32,8 @@ from jobs.plan.dbt import (
     project_key,
 )
 from jobs.plan.planner import REQUEST_ISSUES
+from jobs.scope import current_scope
+from jobs.scope.sql import district_known_sql
 from jobs.warehouse import Warehouse, connect
 from jobs.warehouse.ledger import utcnow
 
@@ -211,16 +213,22 @@ def _windows_sql(result: Any) -> str:
 
 
 def _require_district(wh: Warehouse, district_id: str) -> None:
-    if not wh.scalar("select count(*) from app.districts where district_id = %s", [district_id]):
+    scope = current_scope()
+    if not wh.scalar(district_known_sql(scope), [district_id]):
         raise RequestError(
-            f"no district {district_id!r} in app.districts: check the id (`eoy-reset plan` and "
-            "the report list them)"
+            f"no district {district_id!r} in {scope.districts.qualified}: check the id "
+            "(`eoy-reset plan` and the report list them)"
         )
+
+
+def _requests() -> str:
+    """The table of the scope's requests role (the demo's, or eoy-reset's own)."""
+    return current_scope().role_relation("requests")
 
 
 def _request_row(wh: Warehouse, district_id: str, year: int) -> dict[str, Any] | None:
     rows = wh.query_dicts(
-        f"select {', '.join(FIELDS)} from app.district_reset_requests "
+        f"select {', '.join(FIELDS)} from {_requests()} "
         "where district_id = %s and school_year = %s",
         [district_id, year],
     )
@@ -233,13 +241,13 @@ def _write_request(
     values = [new[f] for f in FIELDS]
     if exists:
         wh.execute(
-            f"update app.district_reset_requests set {', '.join(f'{f} = %s' for f in FIELDS)} "
+            f"update {_requests()} set {', '.join(f'{f} = %s' for f in FIELDS)} "
             "where district_id = %s and school_year = %s",
             [*values, district_id, year],
         )
     else:
         wh.execute(
-            f"insert into app.district_reset_requests (district_id, school_year, "
+            f"insert into {_requests()} (district_id, school_year, "
             f"{', '.join(FIELDS)}) values (%s, %s, %s, %s, %s, %s)",
             [district_id, year, *values],
         )

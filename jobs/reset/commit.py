@@ -24,6 +24,7 @@ from typing import Any
 from jobs.config import Settings
 from jobs.errors import EoyError, first_line
 from jobs.faults import fault_point
+from jobs.scope import current_scope
 from jobs.snapshot.store import Pending, SnapshotStore, open_store
 from jobs.snapshot.writer import DeleteError, VerifyError, WriteError, writing
 from jobs.warehouse.connection import DuckDBWarehouse, PostgresWarehouse, Warehouse, connect
@@ -169,7 +170,7 @@ def _hold(tx: Warehouse, districts: list[str], school_year: int, batch: bool) ->
 def _year_open(tx: Warehouse, districts: list[str], school_year: int, batch: bool) -> None:
     """The last word before any row goes: no district's rostering for the next school year
     has completed (its live rows would be next year's)."""
-    closed = rostered(tx, districts, school_year + 1)
+    closed = rostered(tx, districts, school_year + 1, current_scope().role_relation("rostering"))
     if not closed:
         return
     district, when = next(iter(closed.items()))

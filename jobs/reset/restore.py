@@ -239,7 +239,9 @@ def restore(settings: Settings, district_id: str, school_year: int) -> dict[str,
                     },
                 )
             _check_exact(wh, district_id, before, [m for _, m in parts])
-            rostering = rostered(wh, [district_id], school_year + 1)
+            rostering = rostered(
+                wh, [district_id], school_year + 1, current_scope().role_relation("rostering")
+            )
         finally:
             release_district_lock(wh, district_id, school_year)
     return {

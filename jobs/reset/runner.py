@@ -35,11 +35,16 @@ from jobs.reset.onepass import district_state, take_snapshot
 from jobs.reset.syncs import pause_syncs, pause_syncs_of, reset_status, resume_syncs
 from jobs.reset.view import RunProgress, render_status, render_summary
 from jobs.reset.workers import WorkerPool
-from jobs.scope import load_scope
+from jobs.scope import current_scope, load_scope
 from jobs.snapshot.store import StoreError, is_object_root, open_store
 from jobs.snapshot.writer import MAIN, delta_number, settle_parts, settle_year
-from jobs.warehouse.connection import KEEP_ALIVE_SQL, PostgresWarehouse, Warehouse, connect
-from jobs.warehouse.contract import DELETED_TABLES, RETAINED_TABLES
+from jobs.warehouse.connection import (
+    KEEP_ALIVE_SQL,
+    PostgresWarehouse,
+    Warehouse,
+    connect,
+    quote_ident,
+)
 from jobs.warehouse.ledger import (
     all_delete_parts,
     cycle_deletes,
@@ -123,7 +128,7 @@ def _candidates(
     chosen: list[dict[str, Any]] = []
     not_due: list[dict[str, str]] = []
     _known(wh, named)
-    closed = rostered(wh, named, school_year + 1)
+    closed = rostered(wh, named, school_year + 1, current_scope().role_relation("rostering"))
     for district in dict.fromkeys(named):
         if district in by_id:
             chosen.append(by_id[district])
@@ -161,16 +166,19 @@ def shown(district_id: str, limit: int = 60) -> str:
 
 
 def _known(wh: Warehouse, districts: list[str]) -> None:
+    table = current_scope().districts
+    key = table.key[0]
+    column = quote_ident(key) if table.kind(key) == "text" else f"cast({quote_ident(key)} as text)"
     marks = ", ".join(["%s"] * len(districts))
     found = {
-        r[0]
+        str(r[0])
         for r in wh.query(
-            f"select district_id from app.districts where district_id in ({marks})", districts
+            f"select {column} from {table.relation} where {column} in ({marks})", districts
         )
     }
     for district in districts:
         if district not in found:
-            raise RunError(f"unknown district {shown(district)}: it is not in app.districts")
+            raise RunError(f"unknown district {shown(district)}: it is not in {table.qualified}")
 
 
 def _annotate(wh: Warehouse, school_year: int, candidates: list[dict[str, Any]]) -> None:
@@ -193,7 +201,7 @@ def _annotate(wh: Warehouse, school_year: int, candidates: list[dict[str, Any]])
     }
     for cand in candidates:
         counts = live.get(cand["district_id"], {})
-        cand["rows"] = {t: counts.get(t, 0) for t in DELETED_TABLES}
+        cand["rows"] = {t: counts.get(t, 0) for t in current_scope().deleted}
         run = runs.get(cand["district_id"])
         cand["resume"] = run["status"] if run else None
         # a restored run starts a new cycle: nothing of it is deleted yet
@@ -221,7 +229,7 @@ def _plan_guard(
             refused[district] = "not in the approved plan"
             continue
         planned_rows = entry.get("rows") or {}
-        planned = sum(int(planned_rows.get(t, 0)) for t in DELETED_TABLES)
+        planned = sum(int(planned_rows.get(t, 0)) for t in current_scope().deleted)
         if not planned_rows:
             planned = int(entry.get("rows_total", 0))
         now = sum(cand["rows"].values()) + cand["rows_done"]
@@ -574,7 +582,12 @@ def _run_batch(
         locked = try_district_locks(session, ids, year)
         started = get_runs(wh, [d for d in ids if d in locked], year)
         # rostered for the next year since the run chose them: refused alone, below
-        closed = rostered(wh, [d for d in ids if d in locked and d not in started], year + 1)
+        closed = rostered(
+            wh,
+            [d for d in ids if d in locked and d not in started],
+            year + 1,
+            current_scope().role_relation("rostering"),
+        )
         release_district_locks(session, [*started, *closed], year)
     except Exception:  # the connection: each district alone says what it is
         connections.discard()
@@ -785,7 +798,7 @@ def _steps(
             "error": "restored by an operator during this run: name it with --district "
             "to reset it again",
         }
-    closed = rostered(wh, [district], year + 1)
+    closed = rostered(wh, [district], year + 1, current_scope().role_relation("rostering"))
     if closed:  # rostered since this run chose it: refused before anything changes
         return {"status": "refused", "error": closed_reason(year, closed[district])}
 
@@ -879,7 +892,7 @@ def _pass_ledger(
         values.update(status="failed", finished_at=utcnow(), error=error)
         verdict.update(status="failed", step="check_retention", error=error)
     else:
-        retained = {t: detail["retained_before"][t] for t in RETAINED_TABLES}
+        retained = {t: detail["retained_before"][t] for t in current_scope().retained}
         steps.append(("check_retention", "completed", {"retained": retained, "remaining": 0}))
         steps.append(("complete", "completed", {"rows_deleted": rows_deleted, "parts": parts}))
         values.update(status="completed", finished_at=utcnow(), error=None)
@@ -914,7 +927,7 @@ def _finish_without_pass(
 ) -> dict[str, Any]:
     """Every row went in an earlier pass of this cycle: check and complete the district."""
     state = district_state(wh, district, with_remaining=True)
-    left = {t: state[t][0] for t in DELETED_TABLES if state[t][0]}
+    left = {t: state[t][0] for t in current_scope().deleted if state[t][0]}
     if left:
         total = sum(left.values())
         where = ", ".join(f"{t} {n}" for t, n in left.items())
@@ -924,7 +937,7 @@ def _finish_without_pass(
             "run again to snapshot and delete them as a delta",
         )
     before = deletes[-1].get("retained_before") or {}
-    gone = sorted(t for t in RETAINED_TABLES if t in before and state[t][0] < before[t][0])
+    gone = sorted(t for t in current_scope().retained if t in before and state[t][0] < before[t][0])
     if gone:
         raise StepError(
             "check_retention",

@@ -11,6 +11,7 @@ from typing import Any
 
 from jobs.config import Settings
 from jobs.output import count_by, totals
+from jobs.scope import current_scope
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.ledger import (
     record_event,
@@ -22,10 +23,15 @@ from jobs.warehouse.ledger import (
 from jobs.warehouse.locks import command_lock, release_district_lock, try_district_lock
 
 
+def _syncs() -> str:
+    """The table of the scope's syncs role (the demo's, or eoy-reset's own)."""
+    return current_scope().role_relation("syncs")
+
+
 def pause_syncs(wh: Warehouse, district_id: str) -> int:
     """Pause the district's active syncs (idempotent); how many were paused."""
     paused = wh.execute(
-        "update app.import_syncs set status = 'paused', paused_at = %s "
+        f"update {_syncs()} set status = 'paused', paused_at = %s "
         "where district_id = %s and status = 'active'",
         [utcnow(), district_id],
     )
@@ -37,7 +43,7 @@ def pause_syncs_of(wh: Warehouse, districts: list[str]) -> dict[str, int]:
     marks = ", ".join(["%s"] * len(districts))
     paused = dict.fromkeys(districts, 0)
     for (district,) in wh.query(
-        "update app.import_syncs set status = 'paused', paused_at = %s "
+        f"update {_syncs()} set status = 'paused', paused_at = %s "
         f"where district_id in ({marks}) and status = 'active' returning district_id",
         [utcnow(), *districts],
     ):
@@ -57,7 +63,7 @@ def resume_syncs(settings: Settings) -> dict[str, Any]:
         paused = [
             r[0]
             for r in wh.query(
-                "select distinct district_id from app.import_syncs where status = 'paused' "
+                f"select distinct district_id from {_syncs()} where status = 'paused' "
                 "order by district_id"
             )
         ]
@@ -136,16 +142,17 @@ def _resume_one(wh: Warehouse, district: str) -> tuple[int, str] | None:
                 "finish it (run the same command again) before syncs resume"
             )
         rostered = wh.scalar(
-            "select count(*) from app.rostering_runs where district_id = %s and school_year = %s",
+            f"select count(*) from {current_scope().role_relation('rostering')} "
+            "where district_id = %s and school_year = %s",
             [district, year + 1],
         )
         if not rostered:
             return year, (
                 f"its reset of school year {year} completed; waiting for rostering of "
-                f"school year {year + 1} (a row in app.rostering_runs)"
+                f"school year {year + 1} (a row in {current_scope().role_relation('rostering')})"
             )
         n = wh.execute(
-            "update app.import_syncs set status = 'active', resumed_at = %s "
+            f"update {_syncs()} set status = 'active', resumed_at = %s "
             "where district_id = %s and status = 'paused'",
             [utcnow(), district],
         )
@@ -187,7 +194,7 @@ def reset_status(settings: Settings, school_year: int | None = None) -> dict[str
             for r in wh.query_dicts(
                 "select district_id, count(*) as syncs, "
                 "sum(case when status = 'paused' then 1 else 0 end) as paused "
-                "from app.import_syncs group by district_id"
+                f"from {_syncs()} group by district_id"
             )
         }
         districts: list[dict[str, Any]] = []

@@ -3,7 +3,8 @@ warehouse's catalog, compiled to set-based SQL."""
 
 from jobs.scope.current import current_scope, demo_scope, use_scope
 from jobs.scope.declared import ScopeError
-from jobs.scope.scope import Scope, ScopedTable, ensure_scope, load_scope, scope_from_manifest
+from jobs.scope.model import Scope, ScopedTable
+from jobs.scope.scope import ensure_scope, load_scope, scope_from_manifest
 
 __all__ = [
     "Scope",

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobs.warehouse.connection import Warehouse
+from jobs.warehouse.connection import Warehouse, quote_ident
 
 # Logical kinds of the snapshot's Parquet columns, by the warehouse's type name.
 _KINDS = (
@@ -179,3 +179,10 @@ def _duckdb(wh: Warehouse, schemas: list[str]) -> Catalog:
             ForeignKey(name, f"{schema}.{table}", tuple(cols), parent, tuple(ref_cols), cascade)
         )
     return _assemble(columns, pks, fks)
+
+
+def relation(qualified: str) -> str:
+    """schema.table for SQL: the table quoted, the schema too unless it is a plain name."""
+    schema, name = qualified.split(".", 1)
+    plain = schema.isidentifier() and schema.isascii() and schema == schema.lower()
+    return f"{schema if plain else quote_ident(schema)}.{quote_ident(name)}"

@@ -9,7 +9,7 @@ import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from jobs.scope.scope import Scope
+    from jobs.scope.model import Scope
 
 _lock = threading.Lock()
 _current: Scope | None = None
@@ -45,9 +45,9 @@ def demo_scope() -> Scope:
 
 
 def _build_demo() -> Scope:
+    from jobs.scope.build import build_scope
     from jobs.scope.catalog import Catalog, CatalogTable, ForeignKey
     from jobs.scope.declared import Declaration, DeclaredTable
-    from jobs.scope.scope import build_scope
     from jobs.warehouse.contract import APP_TABLES, DESCRIPTIONS, SQL_TYPES
 
     types = SQL_TYPES["postgres"]

@@ -11,21 +11,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from jobs.scope.catalog import kind_of
+from jobs.scope.catalog import kind_of, relation
 from jobs.warehouse.connection import quote_ident
 
 if TYPE_CHECKING:
-    from jobs.scope.scope import Scope, ScopedTable
+    from jobs.scope.model import Scope, ScopedTable
 
 OWNER = "eoy_district"
 LEDGER_RUNS = "eoy_runner.reset_runs"
-
-
-def relation(qualified: str) -> str:
-    """schema.table for SQL: the table quoted, the schema too unless it is a plain name."""
-    schema, name = qualified.split(".", 1)
-    plain = schema.isidentifier() and schema.isascii() and schema == schema.lower()
-    return f"{schema if plain else quote_ident(schema)}.{quote_ident(name)}"
 
 
 def literals(districts: list[str], kind: str = "text") -> str:
@@ -178,3 +171,13 @@ def district_known_sql(scope: Scope) -> str:
     if kind_of(table.column_type(table.key[0])) != "text":
         column = f"cast({column} as text)"
     return f"select count(*) from {table.relation} where {column} = %s"
+
+
+def district_name_sql(scope: Scope) -> str:
+    """The district's name (null when the districts table has no `name`), taking its id."""
+    table = scope.districts
+    column = quote_ident(table.key[0])
+    if kind_of(table.column_type(table.key[0])) != "text":
+        column = f"cast({column} as text)"
+    name = "name" if "name" in table.column_names else "cast(null as text)"
+    return f"select {name} from {table.relation} where {column} = %s"

@@ -26,6 +26,8 @@ from typing import Any
 from jobs import __version__
 from jobs.config import Settings
 from jobs.errors import EoyError
+from jobs.scope import current_scope
+from jobs.scope.sql import district_name_sql
 from jobs.snapshot.layout import SnapshotError
 from jobs.snapshot.signing import (
     ALGORITHM,
@@ -236,7 +238,7 @@ def _approval(wh: Warehouse, cycle: list[dict[str, Any]]) -> dict[str, Any] | No
 
 
 def _district(wh: Warehouse, district_id: str) -> dict[str, Any]:
-    name = wh.scalar("select name from app.districts where district_id = %s", [district_id])
+    name = wh.scalar(district_name_sql(current_scope()), [district_id])
     return {"id": district_id, "name": name}
 
 

@@ -126,7 +126,7 @@ def export_for_district(
             )
         run = get_run(wh, district_id, school_year)
         year_over = (run is not None and run["status"] == "completed") or bool(
-            rostered(wh, [district_id], school_year + 1)
+            rostered(wh, [district_id], school_year + 1, current_scope().role_relation("rostering"))
         )
         live = 0
         if not year_over:  # the live rows are still this year's

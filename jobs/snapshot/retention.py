@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from jobs.config import Settings
+from jobs.scope import ensure_scope
+from jobs.scope.sql import district_known_sql
 from jobs.snapshot.layout import SnapshotError, safe_segment
 from jobs.snapshot.store import COPY, MAIN, SnapshotStore, open_store, split_part_name
 
@@ -327,10 +329,11 @@ def set_hold(
     from jobs.warehouse.locks import release_district_lock, wait_district_lock
 
     with connect(settings) as wh:
-        if not wh.scalar(
-            "select count(*) from app.districts where district_id = %s", [district_id]
-        ):
-            raise SnapshotError(f"unknown district {district_id!r}: it is not in app.districts")
+        scope = ensure_scope(settings, wh)
+        if not wh.scalar(district_known_sql(scope), [district_id]):
+            raise SnapshotError(
+                f"unknown district {district_id!r}: it is not in {scope.districts.qualified}"
+            )
         wait_district_lock(wh, district_id, 0)  # the lock is the district's, any school year
         try:
             return _set_hold(wh, settings, district_id, held, reason)

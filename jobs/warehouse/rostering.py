@@ -12,13 +12,16 @@ from typing import Any
 from jobs.warehouse.connection import Warehouse
 
 
-def rostered(wh: Warehouse, districts: list[str], school_year: int) -> dict[str, datetime]:
-    """When rostering for `school_year` completed, for each of the districts that has one."""
+def rostered(
+    wh: Warehouse, districts: list[str], school_year: int, relation: str
+) -> dict[str, datetime]:
+    """When rostering for `school_year` completed, for each of the districts that has one
+    (`relation`: the table of the scope's rostering role)."""
     if not districts:
         return {}
     marks = ", ".join(["%s"] * len(districts))
     rows = wh.query(
-        "select district_id, min(completed_at) from app.rostering_runs "
+        f"select district_id, min(completed_at) from {relation} "
         f"where school_year = %s and completed_at is not null and district_id in ({marks}) "
         "group by district_id",
         [school_year, *districts],

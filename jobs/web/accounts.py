@@ -19,6 +19,8 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from jobs.config import Settings
 from jobs.errors import EoyError
+from jobs.scope import ensure_scope
+from jobs.scope.sql import district_known_sql
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.contract import CONSOLE_ROLES
 from jobs.warehouse.ledger import utcnow
@@ -130,10 +132,11 @@ def add_user(
     hashed = _hasher().hash(check_password(password))
     with connect(settings) as wh, wh.transaction():
         require_accounts(wh)
-        if district_id and not wh.scalar(
-            "select count(*) from app.districts where district_id = %s", [district_id]
-        ):
-            raise AccountError(f"no district {district_id!r} in app.districts: check the id")
+        scope = ensure_scope(settings, wh)
+        if district_id and not wh.scalar(district_known_sql(scope), [district_id]):
+            raise AccountError(
+                f"no district {district_id!r} in {scope.districts.qualified}: check the id"
+            )
         if wh.scalar("select count(*) from eoy_console.users where username = %s", [name]):
             raise AccountError(
                 f"user {name!r} exists already: choose another name (`users list` shows them)"

@@ -1,18 +1,25 @@
 {#
-    reset_deleted_tables() / reset_retained_tables(): the app tables that carry
-    district_id, by what the reset does to them (SPEC §5). Names of staging models are
-    'stg_app__' ~ table. Pure Jinja, every adapter.
+    reset_deleted_tables() / reset_retained_tables(): the names of the tables the root
+    project's scope declares, by what the reset does to them (action delete; retain, the
+    districts table among them), in the order of its sources YAML. Read from graph.sources
+    (eoy_reset_declared_tables): empty at parse time, so no ref may depend on them.
 #}
 {% macro reset_deleted_tables() %}
-    {{ return([
-        'students', 'classrooms', 'classroom_enrollments', 'assessments',
-        'progress', 'pathways', 'usage_sessions'
-    ]) }}
+    {%- set names = [] -%}
+    {%- for table in eoy_reset_declared_tables() -%}
+        {%- if table.decl.get('action') == 'delete' -%}
+            {%- do names.append(table.name) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(names) }}
 {% endmacro %}
 
 {% macro reset_retained_tables() %}
-    {{ return([
-        'districts', 'schools', 'educators', 'import_syncs',
-        'district_reset_requests', 'rostering_runs'
-    ]) }}
+    {%- set names = [] -%}
+    {%- for table in eoy_reset_declared_tables() -%}
+        {%- if table.decl.get('action') != 'delete' -%}
+            {%- do names.append(table.name) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(names) }}
 {% endmacro %}

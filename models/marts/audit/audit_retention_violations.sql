@@ -92,12 +92,13 @@ present_{{ table.name }} as (
 ),
 
 {% endfor %}
-{%- for table in reset_retained_tables() %}
+{%- for kept in eoy_reset_retained_by_district() %}
+{%- set table = kept.name %}
 kept_{{ table }} as (
 
-    select district_id, count(*) as actual_rows
-    from {{ ref('stg_app__' ~ table) }}
-    group by district_id
+    select cast({{ kept.column }} as {{ dbt.type_string() }}) as district_id, count(*) as actual_rows
+    from {{ kept.relation }}
+    group by {{ kept.column }}
 
 ),
 
@@ -120,7 +121,8 @@ violations as (
 
     union all
 {%- endfor %}
-{%- for table in reset_retained_tables() %}
+{%- for kept in eoy_reset_retained_by_district() %}
+{%- set table = kept.name %}
 {#- the runner records [rows, fingerprint] per table; a bare row count is read as well #}
 {%- set recorded_text = json_get_text('retention_checks.detail', ['retained', table]) %}
 {%- set recorded_rows = dbt.split_part("replace(replace(" ~ recorded_text ~ ", '[', ''), ']', '')", "','", 1) %}

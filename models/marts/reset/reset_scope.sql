@@ -1,7 +1,9 @@
--- What a reset of each due district touches, as counts per app table (never rows):
--- 'delete' for the student-data tables of SPEC §5, 'retain' for the others.
-{%- set deleted = reset_deleted_tables() %}
-{%- set retained = reset_retained_tables() %}
+-- What a reset of each due district touches, as counts per declared table (never rows):
+-- 'delete' for the tables the scope deletes, counted through each row's owners (a row
+-- several districts own counts for each), 'retain' for the others that carry the
+-- district's id in a column of their own.
+{%- set declared = eoy_reset_declared_tables() %}
+{%- set key = eoy_reset_role_key() %}
 
 with
 
@@ -14,28 +16,58 @@ due as (
 -- one pass per table, grouped by district, limited to the due districts
 counted as (
 
-    {% for table_name in deleted + retained %}
+    {%- set parts = [] %}
+    {%- for table in declared %}
+        {%- if table.decl.get('action') == 'delete' %}
+            {%- set owned = eoy_reset_owned_rows(table) %}
+        {%- else %}
+            {%- set column = key if table.decl.get('role') == 'districts' else 'district_id' %}
+            {%- set columns = adapter.get_columns_in_relation(table.relation) | map(attribute='name') | map('lower') | list %}
+            {%- if column | lower in columns %}
+                {%- set owned = 'select cast(' ~ column ~ ' as ' ~ dbt.type_string() ~ ') as district_id from ' ~ table.relation %}
+            {%- else %}
+                {%- set owned = none %}
+            {%- endif %}
+        {%- endif %}
+        {%- if owned is not none %}
+            {%- do parts.append((table.name, owned)) %}
+        {%- endif %}
+    {%- endfor %}
+    {%- for name, owned in parts %}
     select
-        district_id,
-        cast('{{ table_name }}' as {{ dbt.type_string() }}) as table_name,
+        owned.district_id,
+        cast('{{ name }}' as {{ dbt.type_string() }}) as table_name,
         count(*) as row_count
-    from {{ ref('stg_app__' ~ table_name) }}
-    where district_id in (select district_id from due)
-    group by district_id
+    from ({{ owned }}) as owned
+    where owned.district_id in (select district_id from due)
+    group by owned.district_id
     {% if not loop.last %}union all{% endif %}
-    {% endfor %}
+    {%- endfor %}
+    {%- if not parts %}
+    select
+        cast(null as {{ dbt.type_string() }}) as district_id,
+        cast(null as {{ dbt.type_string() }}) as table_name,
+        cast(0 as {{ dbt.type_bigint() }}) as row_count
+    where 1 = 0
+    {%- endif %}
 
 ),
 
-app_tables as (
+declared_tables as (
 
-    {% for table_name in deleted + retained %}
+    {%- for table in declared %}
     select
-        cast('{{ table_name }}' as {{ dbt.type_string() }}) as table_name,
-        cast('{{ "delete" if table_name in deleted else "retain" }}' as {{ dbt.type_string() }})
+        cast('{{ table.name }}' as {{ dbt.type_string() }}) as table_name,
+        cast('{{ "delete" if table.decl.get("action") == "delete" else "retain" }}' as {{ dbt.type_string() }})
             as action
     {% if not loop.last %}union all{% endif %}
-    {% endfor %}
+    {%- endfor %}
+    {%- if not declared %}
+    select
+        cast(null as {{ dbt.type_string() }}) as table_name,
+        cast(null as {{ dbt.type_string() }}) as action
+    where 1 = 0
+    {%- endif %}
 
 ),
 
@@ -44,14 +76,14 @@ final as (
     select
         due.district_id,
         due.school_year,
-        app_tables.table_name,
-        app_tables.action,
+        declared_tables.table_name,
+        declared_tables.action,
         cast(coalesce(counted.row_count, 0) as {{ dbt.type_bigint() }}) as row_count
     from due
-    cross join app_tables
+    cross join declared_tables
     left join counted
         on counted.district_id = due.district_id
-        and counted.table_name = app_tables.table_name
+        and counted.table_name = declared_tables.table_name
 
 )
 

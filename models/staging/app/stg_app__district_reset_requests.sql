@@ -1,8 +1,9 @@
+-- The table the scope declares role: requests (or eoy-reset's own in eoy_runner).
 with
 
 source as (
 
-    select * from {{ source('app', 'district_reset_requests') }}
+    select * from {{ eoy_reset_role_relation('requests') }}
 
 ),
 
@@ -11,7 +12,7 @@ renamed as (
     select
 
         -- ids
-        district_id,
+        cast(district_id as {{ dbt.type_string() }}) as district_id,
         -- numbers
         school_year,
         -- dates

@@ -1,8 +1,12 @@
+-- The districts table the scope declares (role: districts), its id as text.
+{%- set relation = eoy_reset_role_relation('districts') %}
+{%- set columns = adapter.get_columns_in_relation(relation) | map(attribute='name') | map('lower') | list if execute else [] %}
+
 with
 
 source as (
 
-    select * from {{ source('app', 'districts') }}
+    select * from {{ relation }}
 
 ),
 
@@ -11,10 +15,10 @@ renamed as (
     select
 
         -- ids
-        district_id,
-        -- attributes
-        name,
-        state
+        cast({{ eoy_reset_role_key() }} as {{ dbt.type_string() }}) as district_id,
+        -- attributes (a declared districts table may have neither)
+        {{ 'name' if 'name' in columns else 'cast(null as ' ~ dbt.type_string() ~ ')' }} as name,
+        {{ 'state' if 'state' in columns else 'cast(null as ' ~ dbt.type_string() ~ ')' }} as state
 
     from source
 

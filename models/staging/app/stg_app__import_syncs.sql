@@ -1,8 +1,9 @@
+-- The table the scope declares role: syncs (or eoy-reset's own in eoy_runner).
 with
 
 source as (
 
-    select * from {{ source('app', 'import_syncs') }}
+    select * from {{ eoy_reset_role_relation('syncs') }}
 
 ),
 
@@ -12,7 +13,7 @@ renamed as (
 
         -- ids
         sync_id,
-        district_id,
+        cast(district_id as {{ dbt.type_string() }}) as district_id,
         -- attributes
         provider,
         status,

@@ -1,8 +1,9 @@
+-- The table the scope declares role: rostering (or eoy-reset's own in eoy_runner).
 with
 
 source as (
 
-    select * from {{ source('app', 'rostering_runs') }}
+    select * from {{ eoy_reset_role_relation('rostering') }}
 
 ),
 
@@ -11,7 +12,7 @@ renamed as (
     select
 
         -- ids
-        district_id,
+        cast(district_id as {{ dbt.type_string() }}) as district_id,
         -- numbers
         school_year,
         -- dates

@@ -1,0 +1,56 @@
+{#-
+    eoy_reset_role_relation(role): where the rows of a role live. 'districts': the table
+    declared role: districts (a build without one stops with a sentence); 'syncs',
+    'requests', 'rostering': the table declared with that role, else eoy-reset's own table
+    of the same columns in schema eoy_runner.
+    eoy_reset_role_key(role): the declared district id column of the districts table.
+-#}
+{% macro eoy_reset_role_relation(role) %}
+    {%- for table in eoy_reset_declared_tables() -%}
+        {%- if table.decl.get('role') == role -%}
+            {{ return(table.relation) }}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- set own = {
+        'districts': 'districts',
+        'syncs': 'import_syncs',
+        'requests': 'district_reset_requests',
+        'rostering': 'rostering_runs',
+    } -%}
+    {%- if role == 'districts' and execute -%}
+        {{ exceptions.raise_compiler_error(
+            "no table of the project's sources declares meta.eoy_reset role: districts "
+            ~ "(the one row per district): declare it, with key: its district id column"
+        ) }}
+    {%- endif -%}
+    {{ return(api.Relation.create(database=target.database, schema='eoy_runner', identifier=own[role])) }}
+{% endmacro %}
+
+{% macro eoy_reset_role_key() %}
+    {%- for table in eoy_reset_declared_tables() -%}
+        {%- if table.decl.get('role') == 'districts' -%}
+            {%- set key = table.decl.get('key') -%}
+            {{ return(key if key is string else key[0]) }}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return('district_id') }}
+{% endmacro %}
+
+{#-
+    eoy_reset_retained_by_district(): the retained tables that carry the district's id in a
+    column of their own (the districts table's key, else district_id): name, relation,
+    column. A retained table without one is checked whole by the runner, not counted here.
+-#}
+{% macro eoy_reset_retained_by_district() %}
+    {%- set found = [] -%}
+    {%- for table in eoy_reset_declared_tables() -%}
+        {%- if table.decl.get('action') != 'delete' -%}
+            {%- set column = eoy_reset_role_key() if table.decl.get('role') == 'districts' else 'district_id' -%}
+            {%- set columns = adapter.get_columns_in_relation(table.relation) | map(attribute='name') | map('lower') | list -%}
+            {%- if column | lower in columns -%}
+                {%- do found.append({'name': table.name, 'relation': table.relation, 'column': column}) -%}
+            {%- endif -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(found) }}
+{% endmacro %}

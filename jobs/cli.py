@@ -216,6 +216,25 @@ def global_options(
         retention_days=retention_days,
         project_dir=project_dir,
     )
+    _vendor_scope(ctx, ctx.obj)
+
+
+# Commands that never read a scope's tables (they make the warehouse, keys or accounts).
+UNSCOPED = {"init", "generate", "demo", "keygen", "verify-certificate", "users", "approve"}
+
+
+def _vendor_scope(ctx: typer.Context, settings: Settings) -> None:
+    """In a vendor's project, the declared scope, loaded and checked before the command
+    reads a table (this repo's own is the demo's, which `plan` and `run` check themselves)."""
+    if not settings.is_vendor_project or ctx.invoked_subcommand in UNSCOPED:
+        return
+    if ctx.resilient_parsing or any(a in ("--help", "-h") for a in sys.argv[1:]):
+        return
+    from jobs.scope import load_scope
+    from jobs.warehouse.connection import connect
+
+    with connect(settings) as wh:
+        load_scope(settings, wh)
 
 
 # ---------------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ POLICY_SEED = PROJECT_DIR / "seeds" / "reset_policy.csv"
 RESET_SELECTION = ["reset_policy", "+fqn:eoy_reset.marts.reset"]
 # What `run` reads: who is due, why a named district is not, and the rows of each due district.
 RUN_SELECTION = ["reset_policy", "+due_districts", "+reset_scope"]
+# In a vendor's project: what a plan reads of the reset marts, without the demo's educators.
+VENDOR_SELECTION = [*RUN_SELECTION, "+closed_school_years"]
 # The audit views (schema eoy_audit). They read tables of the reset and CSM marts, which dbt
 # rebuilds as new tables: on PostgreSQL the old table's drop takes the views with it.
 AUDIT_MODELS = "fqn:eoy_reset.marts.audit"
@@ -184,6 +186,8 @@ def run_dbt(
         "--no-send-anonymous-usage-stats",
         "--no-version-check",
     ]
+    if args[0] == "deps":  # deps takes no target, nor target and log paths
+        command = [*args, "--project-dir", project, "--profiles-dir", project]
     if args[0] in _NO_JSON_ARTIFACTS:
         command.append("--no-write-json")
     if vars:
@@ -332,11 +336,13 @@ def build_reset_models(
     school_year: int | None,
     named_districts: list[str] | None = None,
     for_run: bool = False,
+    models: tuple[str, ...] = (),
 ) -> int:
     """Seed the policy and build the reset marts for a day; returns the school year used.
 
     named_districts: districts the operator named; a restored one among them is due again.
     for_run: only what `run` reads (RUN_SELECTION), not the plan's inactive educators.
+    models: the root project's models the scope's `rows:` declarations name, built with them.
     """
     from jobs.warehouse.connection import connect
 
@@ -350,7 +356,7 @@ def build_reset_models(
     # a clear "run eoy-reset init" beats dbt's missing-table error (and dbt creating a file)
     connect(settings).close()
     with phase(f"building the reset models as of {as_of.isoformat()}…"):
-        _build_reset(settings, as_of, year, named_districts, for_run)
+        _build_reset(settings, as_of, year, named_districts, for_run, models)
     return year
 
 
@@ -360,10 +366,14 @@ def _build_reset(
     year: int,
     named_districts: list[str] | None,
     for_run: bool,
+    models: tuple[str, ...] = (),
 ) -> None:
+    selection = RUN_SELECTION if for_run else RESET_SELECTION
+    if settings.is_vendor_project and not for_run:
+        selection = VENDOR_SELECTION
     build_models(
         settings,
-        [*(RUN_SELECTION if for_run else RESET_SELECTION)],
+        [*selection, *models],
         parameters={
             "EOY_AS_OF_DATE": as_of.isoformat(),
             "EOY_SCHOOL_YEAR": str(year),

@@ -59,7 +59,9 @@ def make_plan(
     """
     with connect(settings) as wh:  # a scope the reset cannot follow is refused first
         declared = load_scope(settings, wh)
-    year = build_reset_models(settings, as_of, school_year, named_districts=districts)
+    year = build_reset_models(
+        settings, as_of, school_year, named_districts=districts, models=declared.rows_models
+    )
     with connect(settings) as wh:
         plan = _read_plan(wh, as_of, year, districts, declared)
     if settings.target == "duckdb":  # the file by its full path: runs elsewhere compare it
@@ -125,12 +127,16 @@ def _read_plan(
         [year],
     ):
         scope.setdefault(district_id, {})[table] = int(n)
-    idle = {
+    idle = {  # the demo's educators: a vendor's project has no such model
         district_id: int(n)
-        for district_id, n in wh.query(
-            "select district_id, count(*) from eoy.inactive_educators "
-            "where school_year = %s group by district_id",
-            [year],
+        for district_id, n in (
+            wh.query(
+                "select district_id, count(*) from eoy.inactive_educators "
+                "where school_year = %s group by district_id",
+                [year],
+            )
+            if wh.relation_exists("eoy", "inactive_educators")
+            else []
         )
     }
 

@@ -295,12 +295,17 @@ def run_reset(
         plan, approval = load_approved_plan(settings, plan_path) if plan_path else ({}, None)
         # other runners rebuild the same marts: read them before letting the next one build
         with dbt_lock(settings), connect(settings) as wh:
-            load_scope(settings, wh)  # a scope the reset cannot follow is refused here
+            scope = load_scope(settings, wh)  # a scope the reset cannot follow is refused here
             if districts:
                 _known(wh, districts)
             began = time.perf_counter()
             year = build_reset_models(
-                settings, as_of, school_year, named_districts=districts, for_run=True
+                settings,
+                as_of,
+                school_year,
+                named_districts=districts,
+                for_run=True,
+                models=scope.rows_models,
             )
             built = time.perf_counter() - began
             candidates, not_due = _candidates(wh, year, as_of, districts)

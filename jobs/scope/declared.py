@@ -95,13 +95,18 @@ def _columns(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value)
 
 
+def _on(raw: Mapping[Any, Any]) -> Any:
+    """A step's `on:` (YAML 1.1, which dbt reads, takes a bare `on` key for true)."""
+    return raw.get("on", raw.get(True, raw.get("true")))
+
+
 def _step(raw: Any, schema: str, where: str, problems: list[str]) -> Step | None:
-    if not isinstance(raw, Mapping) or "table" not in raw or not isinstance(raw.get("on"), Mapping):
+    if not isinstance(raw, Mapping) or "table" not in raw or not isinstance(_on(raw), Mapping):
         problems.append(f"{where}: each step needs `table` and `on: {{COLUMN: ITS_COLUMN}}`")
         return None
     table = str(raw["table"])
     qualified = table if "." in table else f"{schema}.{table}"
-    return Step(qualified, tuple((str(a), str(b)) for a, b in raw["on"].items()))
+    return Step(qualified, tuple((str(a), str(b)) for a, b in _on(raw).items()))
 
 
 def _declared(

@@ -78,6 +78,11 @@ class Scope:
     schemas: tuple[str, ...]
     catalog: Catalog
 
+    @property
+    def rows_models(self) -> tuple[str, ...]:
+        """The root project's models that `rows:` declarations name (built with the plan)."""
+        return tuple(sorted({t.decl.rows for t in self.tables.values() if t.decl.rows}))
+
     def by_qualified(self, qualified: str) -> ScopedTable:
         return next(t for t in self.tables.values() if t.qualified == qualified)
 

@@ -103,7 +103,9 @@ class Warehouse:
         )
 
     def require_initialised(self) -> None:
-        missing = [s for s in REQUIRED_SCHEMAS if not self.schema_exists(s)]
+        # a vendor's project has its own schemas; eoy-reset made only eoy_runner there
+        required = REQUIRED_SCHEMAS[1:] if self.settings.is_vendor_project else REQUIRED_SCHEMAS
+        missing = [s for s in required if not self.schema_exists(s)]
         if missing:
             raise WarehouseError(
                 f"warehouse {self.settings.describe()} was never initialised "

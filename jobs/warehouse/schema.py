@@ -18,7 +18,17 @@ def indexed(table: Table, target: str) -> bool:
     return not (target == "duckdb" and table.deleted)
 
 
-def table_ddl(table: Table, target: str, name: str | None = None) -> str:
+# The demo tables whose columns eoy-reset's own tables of the optional roles share.
+ROLE_TABLES = ("import_syncs", "district_reset_requests", "rostering_runs")
+
+
+def table_ddl(
+    table: Table,
+    target: str,
+    name: str | None = None,
+    schema: str = "app",
+    with_keys: bool = True,
+) -> str:
     types = SQL_TYPES[target]
     cols = []
     for column, logical in table.columns:
@@ -28,13 +38,13 @@ def table_ddl(table: Table, target: str, name: str | None = None) -> str:
         cols.append(f"primary key ({', '.join(table.primary_key)})")
     # DuckDB checks foreign keys eagerly and cannot delete a referenced parent in the same
     # transaction, so the foreign keys live on PostgreSQL only (SPEC: "the ones that hold").
-    if target == "postgres":
+    if target == "postgres" and with_keys:
         for own, ref, theirs in table.foreign_keys:
             cols.append(
                 f"foreign key ({', '.join(own)}) references app.{ref} ({', '.join(theirs)})"
             )
     body = ",\n    ".join(cols)
-    return f"create table if not exists app.{name or table.name} (\n    {body}\n)"
+    return f"create table if not exists {schema}.{name or table.name} (\n    {body}\n)"
 
 
 def index_ddl(table: Table, target: str) -> list[str]:
@@ -58,11 +68,19 @@ def index_ddl(table: Table, target: str) -> list[str]:
 
 
 def init_warehouse(wh: Warehouse) -> list[str]:
-    """Create what is missing; return the statements run (for --json and tests)."""
-    statements = ["create schema if not exists app", "create schema if not exists eoy_runner"]
+    """Create what is missing; return the statements run (for --json and tests). In a
+    vendor's project (`--project-dir`), only eoy-reset's own schema eoy_runner, with its own
+    tables for the optional roles (syncs, requests, rostering) a project may not declare."""
+    vendor = wh.settings.is_vendor_project
+    statements = ["create schema if not exists eoy_runner"]
+    if not vendor:
+        statements.insert(0, "create schema if not exists app")
+        for table in APP_TABLES:
+            statements.append(table_ddl(table, wh.target))
+            statements.extend(index_ddl(table, wh.target))
     for table in APP_TABLES:
-        statements.append(table_ddl(table, wh.target))
-        statements.extend(index_ddl(table, wh.target))
+        if table.name in ROLE_TABLES:
+            statements.append(table_ddl(table, wh.target, schema="eoy_runner", with_keys=False))
     statements.extend(LEDGER_DDL[wh.target])
     statements.extend(CONSOLE_DDL[wh.target])
     statements.append(

@@ -19,7 +19,7 @@
         {%- for step in district.get('via') -%}
             {%- set alias = 't' ~ loop.index -%}
             {%- set conditions = [] -%}
-            {%- for own, theirs in step.on.items() -%}
+            {%- for own, theirs in eoy_reset_step_on(step).items() -%}
                 {%- do conditions.append(ns.left ~ '.' ~ own ~ ' = ' ~ alias ~ '.' ~ theirs) -%}
             {%- endfor -%}
             {%- set ns.sql = ns.sql ~ ' join ' ~ eoy_reset_table_relation(table, step.table) ~ ' as ' ~ alias ~ ' on ' ~ conditions | join(' and ') -%}
@@ -32,7 +32,7 @@
         {%- set parent = eoy_reset_declared_table(table, decl.of.table) -%}
         {%- set parent_columns = [] -%}
         {%- set conditions = [] -%}
-        {%- for own, theirs in decl.of.on.items() -%}
+        {%- for own, theirs in eoy_reset_step_on(decl.of).items() -%}
             {%- do parent_columns.append('t0.' ~ theirs) -%}
             {%- do conditions.append('t0.' ~ own ~ ' = p.' ~ theirs) -%}
         {%- endfor -%}
@@ -75,4 +75,9 @@
         {%- endif -%}
     {%- endfor -%}
     {{ exceptions.raise_compiler_error("rows: names model " ~ name ~ ", which the project does not have") }}
+{% endmacro %}
+
+{#- A step's `on:` (YAML 1.1, which dbt reads, takes a bare `on` key for true). -#}
+{% macro eoy_reset_step_on(step) %}
+    {{ return(step.get('on') or step.get(true) or step.get('true') or {}) }}
 {% endmacro %}

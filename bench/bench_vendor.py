@@ -38,10 +38,9 @@ from psycopg import sql
 from bench.bench_reset import Measured, measure
 from bench.common import postgres_server, write_section
 from jobs.config import Settings
-from jobs.warehouse.connection import connect
 from tests.conftest import with_dbname
 from tests.vendor import PROJECT, load
-from tests.vendor.helpers import AS_OF, YEAR, ready_project
+from tests.vendor.helpers import AS_OF, YEAR, ready_project, warehouse
 
 SECTION = "Second schema (sis), PostgreSQL"
 SEED = 1
@@ -161,7 +160,7 @@ def bench(server: str, districts: int) -> dict[str, Any]:
         tpl = settings(template, "unused")
         eoy(tpl, "init")
         began = time.perf_counter()
-        with connect(tpl) as wh:
+        with warehouse(tpl) as wh:
             data = load(wh, districts, seed=SEED, learners_per_district=LEARNERS)
         r.update(load=time.perf_counter() - began, rows_loaded=sum(data.rows.values()))
         print(f"  loaded {r['rows_loaded']:,} rows in {r['load']:.1f} s", flush=True)

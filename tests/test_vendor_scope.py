@@ -46,6 +46,7 @@ from tests.vendor.helpers import (
     snapshot_folder,
     snapshot_rows,
     start_eoy,
+    warehouse,
 )
 from tests.vendor.schema import BY_NAME, KEYS
 
@@ -63,7 +64,7 @@ def init_and_load(settings: Settings, project: Path) -> VendorData:
     """`init` in the vendor project (eoy-reset's own schema only), then schema sis filled."""
     done = eoy(settings, project, "init")
     assert done.returncode == 0, done.stderr
-    with connect(settings) as wh:
+    with warehouse(settings) as wh:
         return load(wh, DISTRICTS, seed=SEED, learners_per_district=LEARNERS)
 
 
@@ -89,7 +90,7 @@ def test_init_in_a_vendor_project_makes_eoy_runner_only(
     for settings in make_settings(target, tmp_path, request, own_place=True):
         done = eoy(settings, project, "init")
         assert done.returncode == 0, done.stderr
-        with connect(settings) as wh:
+        with warehouse(settings) as wh:
             assert wh.schema_exists("eoy_runner")
             assert not wh.schema_exists("app"), "init in a vendor's project made the demo's app"
 
@@ -156,7 +157,7 @@ def test_plan_run_some_then_the_rest_and_restore(vendor: Vendor) -> None:
     assert {t: unowned.get(t, 0) for t in DELETED} == data.unowned
     assert all(data.unowned[t] for t in ("learners", "sections", "attempt_items", "notes"))
 
-    with connect(settings) as wh:
+    with warehouse(settings) as wh:
         before = dump(wh)
 
     # org units 101 and 103: each shares a learner with 102 and 104, which stay
@@ -171,7 +172,7 @@ def test_plan_run_some_then_the_rest_and_restore(vendor: Vendor) -> None:
         assert {t: len(snaps[d][t]) for t in DELETED} == {
             t: data.owned[t].get(d, 0) for t in DELETED
         }
-    with connect(settings) as wh:
+    with warehouse(settings) as wh:
         after_first = dump(wh)
     assert {t: after_first[t] for t in RETAINED} == {t: before[t] for t in RETAINED}
     assert {t: after_first[t] for t in DELETED} == expected_left(before, snaps, first, data)
@@ -188,7 +189,7 @@ def test_plan_run_some_then_the_rest_and_restore(vendor: Vendor) -> None:
     assert {str(d["district_id"]) for d in rest["districts"]} == {str(d) for d in set(ids) - first}
     assert all(d["status"] == "completed" for d in rest["districts"])
     snaps.update({d: verified(settings, project, d) for d in set(ids) - first})
-    with connect(settings) as wh:
+    with warehouse(settings) as wh:
         after_all = dump(wh)
     assert {t: after_all[t] for t in RETAINED} == {t: before[t] for t in RETAINED}
     assert {t: len(after_all[t]) for t in DELETED} == data.unowned, "only unowned rows stay"
@@ -228,7 +229,7 @@ def test_plan_run_some_then_the_rest_and_restore(vendor: Vendor) -> None:
     # restore: every row of 101's snapshot back, parents first (PostgreSQL checks its keys)
     back = eoy(settings, project, "restore", "--district", str(ids[0]), "--school-year", "2023")
     assert back.returncode == 0, back.stderr
-    with connect(settings) as wh:
+    with warehouse(settings) as wh:
         restored = dump(wh)
     assert {t: restored[t] for t in RETAINED} == {t: before[t] for t in RETAINED}
     for table in DELETED:
@@ -388,7 +389,7 @@ def refusing(
         init_and_load(settings, project)
         sources = project / "models" / "staging" / "sis" / "_sis__sources.yml"
         made[target] = Refusing(settings, project, sources, sources.read_text())
-        with connect(settings) as wh:
+        with warehouse(settings) as wh:
             made[target].before = dump(wh)
         plan = eoy(settings, project, "plan", "--as-of", AS_OF, "--json")
         assert plan.returncode == 0, f"the vendor project as written is refused: {plan.stderr}"
@@ -413,14 +414,14 @@ def test_a_project_without_the_package_installed_gets_it(
 
 
 def nothing_changed(place: Refusing) -> None:
-    with connect(place.settings) as wh:
+    with warehouse(place.settings) as wh:
         assert dump(wh) == place.before
         assert wh.scalar("select count(*) from eoy_runner.reset_runs") == 0
         assert wh.scalar("select count(*) from eoy_runner.reset_events") == 0
 
 
 def execute(settings: Settings, statements: tuple[str, ...]) -> None:
-    with connect(settings) as wh, wh.transaction():
+    with warehouse(settings) as wh, wh.transaction():
         for sql in statements:
             wh.execute(sql)
 
@@ -459,7 +460,7 @@ CRASH_POINTS = ["export:*", "commit:delete", "after:commit"]
 
 
 def outcome(settings: Settings, project: Path, ids: list[int]) -> dict[str, Any]:
-    with connect(settings) as wh:
+    with warehouse(settings) as wh:
         data = dump(wh)
         runs = sorted(
             (str(d), s, int(n or 0))

@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from jobs.config import Settings
-from jobs.warehouse.connection import Warehouse
+from jobs.warehouse.connection import Warehouse, connect
 from tests.crash_helpers import cli_env
 from tests.fork_server import Forked, start
 from tests.in_process import close_dbt_duckdb, run_in_process
@@ -85,6 +85,12 @@ def start_eoy(settings: Settings, project: Path, *args: str, **extra: str) -> Fo
     close_dbt_duckdb()
     where = Path(settings.duckdb_path).resolve().parent
     return start(list(args), env(settings, project, **extra), where)
+
+
+def warehouse(settings: Settings) -> Warehouse:
+    """The vendor's warehouse as the tests read it: `init` there makes eoy_runner only, and
+    the demo's `app` never exists."""
+    return connect(settings, require_init=False)
 
 
 def one_line(stderr: str) -> str:

@@ -493,11 +493,15 @@ class PristineSis:
         source = self._settings(self.template, root / "template")
         if target == "postgres":
             self._admin(f"create database {self.template}")
-        self.data = init_and_load(source, project)
-        settings = self.copy()
-        done = eoy(settings, project, *RUN)
-        assert done.returncode == 0, done.stderr
-        self.reference = outcome(settings, project, self.data.districts)
+        try:
+            self.data = init_and_load(source, project)
+            settings = self.copy()
+            done = eoy(settings, project, *RUN)
+            assert done.returncode == 0, done.stderr
+            self.reference = outcome(settings, project, self.data.districts)
+        except BaseException:
+            self.close()  # no database of a failed start is left on the server
+            raise
 
     def _settings(self, dbname: str, folder: Path) -> Settings:
         folder.mkdir(parents=True, exist_ok=True)

@@ -4,14 +4,21 @@ districts (unowned rows counted and kept, shared rows kept until their last owne
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from jobs.config import Settings
 from jobs.scope import Scope, ScopeError, demo_scope, load_scope, scope_from_manifest
-from jobs.scope.sql import counts_sql, delete_sql, select_sql, unowned_sql
-from jobs.warehouse.connection import Warehouse
+from jobs.scope.current import forget_scope
+from jobs.scope.sql import counts_sql, delete_sql, select_sql, sweep_sql, unowned_sql
+from jobs.warehouse.connection import Warehouse, connect
+from tests.crash_helpers import cli_env
+from tests.in_process import run_in_process
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # A small school network nothing like the demo's: integer ids, no district column on the
 # student tables (a learner reaches its organisation through its site), a composite key, a
@@ -253,3 +260,96 @@ def test_the_demo_declaration_loads_from_the_project(settings: Settings, wh: War
     for label, table in scope.tables.items():
         assert demo.tables[label].columns == table.columns, label
         assert demo.tables[label].key == table.key, label
+
+
+VENDOR_SOURCES = """version: 2
+sources:
+  - name: sch
+    schema: sch
+    meta:
+      eoy_reset: {scope: true}
+    tables:
+      - name: org
+        meta: {eoy_reset: {role: districts, key: org_id}}
+      - name: site
+        meta: {eoy_reset: {action: retain}}
+      - name: learner
+        meta:
+          eoy_reset:
+            action: delete
+            district: {via: [{table: site, on: {site_id: site_id}}], column: org_id}
+      - name: score
+        meta:
+          eoy_reset: {action: delete, of: {table: learner, on: {learner_id: learner_id}}}
+"""
+
+
+def vendor_project(folder: Path) -> Path:
+    """A vendor's dbt project that installs eoy-reset as a package and declares `sch`."""
+    (folder / "models").mkdir(parents=True)
+    (folder / "dbt_project.yml").write_text(
+        'name: vendor\nversion: "1.0.0"\nconfig-version: 2\nprofile: vendor\n'
+        'model-paths: ["models"]\n'
+    )
+    (folder / "packages.yml").write_text(f"packages:\n  - local: {ROOT}\n")
+    (folder / "profiles.yml").write_text(
+        "vendor:\n  target: duckdb\n  outputs:\n    duckdb:\n      type: duckdb\n"
+        "      path: \"{{ env_var('EOY_DUCKDB_PATH') }}\"\n      schema: eoy\n      threads: 1\n"
+    )
+    (folder / "models" / "_sch__sources.yml").write_text(VENDOR_SOURCES)
+    return folder
+
+
+@pytest.mark.parametrize("target", ["duckdb"])
+def test_a_vendor_project_plans_runs_and_refuses_a_table_left_out(
+    settings: Settings, wh: Warehouse, tmp_path: Path
+) -> None:
+    """plan and run in a vendor's project (integer ids, a path, of:); a table added to its
+    schema and forgotten in the scope stops both, in one line, before anything changes."""
+    for sql in DDL:
+        if "badge" not in sql:
+            wh.execute(sql)
+    wh.close()
+    project = vendor_project(tmp_path / "vendor")
+    env = cli_env(settings, EOY_PROJECT_DIR=str(project))
+    try:
+        plan = run_in_process(["plan", "--as-of", "2023-08-01", "--json"], env, ROOT)
+        assert plan.returncode == 0, plan.stderr
+        doc = json.loads(plan.stdout)
+        assert doc["totals"]["rows_by_table"] == {"learner": 3, "score": 3}
+        assert doc["unowned"] == {"learner": 1, "score": 1}
+        assert doc["roles"]["syncs"] == "none declared; kept in eoy_runner.import_syncs"
+        with connect(settings) as again:
+            again.execute("create table sch.extra (x integer)")
+        for args in (["plan", "--as-of", "2023-08-01"], ["run", "--as-of", "2023-08-01", "--yes"]):
+            refused = run_in_process(args, env, ROOT)
+            assert refused.returncode != 0
+            line = refused.stderr.strip()
+            assert "\n" not in line and "table sch.extra is in schema sch" in line, line
+        with connect(settings) as again:
+            assert again.scalar("select count(*) from sch.learner") == 4
+    finally:
+        forget_scope()
+
+
+def test_two_batches_in_flight_leave_a_shared_row_the_end_of_the_run_takes(
+    school: Warehouse,
+) -> None:
+    scope = scope_from_manifest(school, manifest(DECLARED))
+    badge = scope.tables["badge"]
+    # each batch decides while the other's district is not yet completed: both keep badge 7
+    school.execute(delete_sql(scope, badge, ["1"], 2023))
+    school.execute(delete_sql(scope, badge, ["2"], 2023))
+    assert school.query("select badge_id from sch.badge") == [(7,)]
+    school.execute(
+        "insert into eoy_runner.reset_runs (district_id, school_year, status) "
+        "values ('1', 2023, 'completed')"
+    )
+    school.execute(sweep_sql(scope, badge, 2023))  # one owner still to go: it stays
+    assert school.query("select badge_id from sch.badge") == [(7,)]
+    school.execute(
+        "insert into eoy_runner.reset_runs (district_id, school_year, status) "
+        "values ('2', 2023, 'completed')"
+    )
+    school.execute(sweep_sql(scope, badge, 2023))
+    assert school.query("select badge_id from sch.badge") == []

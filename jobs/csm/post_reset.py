@@ -25,6 +25,8 @@ from jobs.config import Settings
 from jobs.csm.addresses import Recipient, Skipped
 from jobs.csm.mailer import Mailer
 from jobs.csm.message import long_day, render_html, render_text, write_eml
+from jobs.scope import current_scope
+from jobs.scope.sql import districts_select
 from jobs.snapshot.certificate import (
     DISPOSITION,
     Certificate,
@@ -74,7 +76,7 @@ def post_reset_notices(
     whose reset of the school year completed."""
     runs = wh.query_dicts(
         "select r.district_id, d.name, r.started_at, r.finished_at "
-        "from eoy_runner.reset_runs as r left join app.districts as d "
+        f"from eoy_runner.reset_runs as r left join ({districts_select(current_scope())}) as d "
         "on d.district_id = r.district_id "
         "where r.school_year = %s and r.status = 'completed' order by r.district_id",
         [year],

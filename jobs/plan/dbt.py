@@ -188,6 +188,7 @@ def run_dbt(
     ]
     if args[0] == "deps":  # deps takes no target, nor target and log paths
         command = [*args, "--project-dir", project, "--profiles-dir", project]
+        command += ["--log-level", "none", "--no-use-colors", "--no-send-anonymous-usage-stats"]
     if args[0] in _NO_JSON_ARTIFACTS:
         command.append("--no-write-json")
     if vars:

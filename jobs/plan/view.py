@@ -16,16 +16,21 @@ from rich.table import Table
 
 from jobs.tables import fits, grid, print_fitted
 
-SHORT_NAMES = {"classroom_enrollments": "enrollments", "usage_sessions": "sessions"}
-ABBREVIATIONS = {
-    "students": "stu",
-    "classrooms": "cls",
-    "classroom_enrollments": "enr",
-    "assessments": "asm",
-    "progress": "prg",
-    "pathways": "pth",
-    "usage_sessions": "ses",
-}
+
+def short_name(table: str) -> str:
+    """A long table name's last word (classroom_enrollments: enrollments), else the name."""
+    name = table.split(".")[-1]
+    return name.rsplit("_", 1)[-1] if len(name) > 12 and "_" in name else name
+
+
+class _ShortNames(dict[str, str]):
+    """short_name of any table, as a mapping (`SHORT_NAMES.get(table, table)`)."""
+
+    def get(self, table: str, default: str | None = None) -> str:  # type: ignore[override]
+        return short_name(table)
+
+
+SHORT_NAMES = _ShortNames()
 SOURCES = {"after_session_end": "after session"}
 
 
@@ -35,8 +40,16 @@ def deleted_tables(plan: dict[str, Any]) -> list[str]:
 
 
 def abbreviation(table: str) -> str:
-    """A short header for a table: the demo's own, or the name's first letters."""
-    return ABBREVIATIONS.get(table) or table.split(".")[-1][:5]
+    """A three-letter header for a table: the first letter of its short name and the next
+    two consonants (classrooms: cls, progress: prg)."""
+    name = short_name(table)
+    picked = name[:1]
+    for letter in [c for c in name[1:] if c not in "aeiou"] + list(name[1:]):
+        if len(picked) == 3:
+            break
+        if letter.isalnum() and letter not in picked:
+            picked += letter
+    return picked
 
 
 def _legend(console: Console, tables: list[str]) -> None:

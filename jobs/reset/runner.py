@@ -35,7 +35,8 @@ from jobs.reset.onepass import district_state, take_snapshot
 from jobs.reset.syncs import pause_syncs, pause_syncs_of, reset_status, resume_syncs
 from jobs.reset.view import RunProgress, render_status, render_summary
 from jobs.reset.workers import WorkerPool
-from jobs.scope import current_scope, load_scope
+from jobs.scope import Scope, current_scope, load_scope
+from jobs.scope.sql import shared, sweep_sql
 from jobs.snapshot.store import StoreError, is_object_root, open_store
 from jobs.snapshot.writer import MAIN, delta_number, settle_parts, settle_year
 from jobs.warehouse.connection import (
@@ -386,7 +387,21 @@ def run_reset(
             outcome.setdefault("rows", cand["rows"])
             outcome.setdefault("resumes", cand["resume"])
         result["districts"].extend(outcomes)
+        if any(o.get("status") == "completed" for o in outcomes):
+            _sweep_shared(settings, scope, year)
     return _finish(result, started)
+
+
+def _sweep_shared(settings: Settings, scope: Scope, year: int) -> None:
+    """Rows several districts own, whose owners have all completed now: gone at the run's
+    end, children first (a batch deletes a shared row only once its other owners are done,
+    and two batches in flight each see the other's owner still running)."""
+    shared_tables = [t for t in scope.delete_order if shared(scope, scope.tables[t])]
+    if not shared_tables:
+        return
+    with connect(settings) as wh, wh.transaction():
+        for table in shared_tables:
+            wh.execute(sweep_sql(scope, scope.tables[table], year))
 
 
 def _worker_pool(

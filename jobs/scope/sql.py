@@ -181,3 +181,34 @@ def district_name_sql(scope: Scope) -> str:
         column = f"cast({column} as text)"
     name = "name" if "name" in table.column_names else "cast(null as text)"
     return f"select {name} from {table.relation} where {column} = %s"
+
+
+def sweep_sql(scope: Scope, table: ScopedTable, school_year: int) -> str:
+    """The rows of a table several districts may own whose owners have all completed the
+    school year: two batches in flight each left a row its other owner's batch still held;
+    the end of the run takes them (each is in every owner's verified snapshot already)."""
+    keys = tuple((k, k) for k in table.key)
+    owned = owned_sql(scope, table)
+    return (
+        f"delete from {table.relation} as d where exists (select 1 from ({owned}) as o "
+        f"where {_on('o', 'd', keys)}) and not exists (select 1 from ({owned}) as o "
+        f"where {_on('o', 'd', keys)} and o.{OWNER} not in (select cast(r.district_id as text) "
+        f"from {LEDGER_RUNS} r where r.school_year = {int(school_year)} "
+        "and r.status = 'completed'))"
+    )
+
+
+def districts_select(scope: Scope) -> str:
+    """The districts table as (district_id text, name, state): null where it has neither."""
+    table = scope.districts
+    key = quote_ident(table.key[0])
+    if kind_of(table.column_type(table.key[0])) != "text":
+        key = f"cast({key} as text)"
+
+    def column(name: str) -> str:
+        return quote_ident(name) if name in table.column_names else "cast(null as text)"
+
+    return (
+        f"select {key} as district_id, {column('name')} as name, {column('state')} as state "
+        f"from {table.relation}"
+    )

@@ -24,9 +24,10 @@ from jobs.config import ConfigError, Settings, scrub
 from jobs.csm.requests import KEEP, RequestRefused, request_date
 from jobs.csm.view import SOURCES
 from jobs.errors import EoyError
+from jobs.scope import current_scope
 from jobs.snapshot.copy import FORMATS, export_for_district
 from jobs.warehouse.connection import Warehouse, WarehouseError, connect
-from jobs.warehouse.contract import CONSOLE_ROLES, DELETED_TABLES
+from jobs.warehouse.contract import CONSOLE_ROLES
 from jobs.warehouse.ledger import utcnow
 from jobs.web import pages
 from jobs.web.accounts import ROLE_NAMES, User, account_exists, signed_in
@@ -253,7 +254,9 @@ class Console(Site):
             context: dict[str, Any] = {
                 "year": year,
                 "years": pages.school_years(wh),
-                "total": int(wh.scalar("select count(*) from app.districts")),
+                "total": int(
+                    wh.scalar(f"select count(*) from {current_scope().districts.relation}")
+                ),
                 "built": pages.built(wh, pages.SCHEDULE),
                 "changes": pages.changes(wh, year, limit=20),
                 "roles": _roles(wh),
@@ -434,7 +437,7 @@ class Console(Site):
             "Plans",
             status,
             plans=views,
-            tables=DELETED_TABLES,
+            tables=current_scope().deleted,
             approved=approved if re.fullmatch(r"[0-9a-f]{12}", approved) else "",
             error=error,
         )

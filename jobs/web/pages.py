@@ -13,8 +13,9 @@ from typing import Any
 
 from jobs.plan.dbt import policy_years
 from jobs.plan.stored import stored_plans
+from jobs.scope import current_scope
+from jobs.scope.sql import district_count_sql, district_known_sql, districts_select
 from jobs.warehouse.connection import Warehouse
-from jobs.warehouse.contract import DELETED_TABLES, RETAINED_TABLES
 from jobs.warehouse.ledger import cycle_deletes
 
 # The marts the pages read; `serve` builds them when it starts.
@@ -203,11 +204,16 @@ def school_years(wh: Warehouse) -> list[int]:
     return sorted(policy_years() | ran, reverse=True)
 
 
+def _requests() -> str:
+    """The table of the scope's requests role."""
+    return current_scope().role_relation("requests")
+
+
 def default_school_year(wh: Warehouse, today: date) -> int:
     """The school year the pages show unless asked: the latest one anybody acted on (a
     request, a run, a plan), else the one under way by the calendar."""
     latest = wh.scalar(
-        "select max(school_year) from (select school_year from app.district_reset_requests "
+        f"select max(school_year) from (select school_year from {_requests()} "
         "union all select school_year from eoy_runner.reset_runs "
         "union all select school_year from eoy_runner.plans) as years"
     )
@@ -226,9 +232,7 @@ def built(wh: Warehouse, *models: str) -> bool:
 # districts
 # ---------------------------------------------------------------------------------------
 def district_exists(wh: Warehouse, district_id: str) -> bool:
-    return bool(
-        wh.scalar("select count(*) from app.districts where district_id = %s", [district_id])
-    )
+    return bool(wh.scalar(district_known_sql(current_scope()), [district_id]))
 
 
 def district_list(wh: Warehouse, year: int, filters: Filters) -> tuple[list[DistrictRow], int]:
@@ -245,7 +249,7 @@ def district_list(wh: Warehouse, year: int, filters: Filters) -> tuple[list[Dist
     rows = wh.query(
         f"select d.district_id, d.name, {columns}, r.status, "
         "case when r.status = 'completed' then r.finished_at end, n.sent "
-        f"from app.districts as d {join}"
+        f"from ({districts_select(current_scope())}) as d {join}"
         "left join eoy_runner.reset_runs as r on r.district_id = d.district_id "
         "and r.school_year = %s "
         "left join (select district_id, max(sent_at) as sent from eoy_runner.notices_sent "
@@ -266,7 +270,11 @@ def district_list(wh: Warehouse, year: int, filters: Filters) -> tuple[list[Dist
 
 def district_page(wh: Warehouse, district_id: str, year: int) -> DistrictPage | None:
     """Everything the district's page shows for the school year; None: no such district."""
-    found = wh.query("select name, state from app.districts where district_id = %s", [district_id])
+    found = wh.query(
+        f"select name, state from ({districts_select(current_scope())}) as d "
+        "where district_id = %s",
+        [district_id],
+    )
     if not found:
         return None
     dates = built(wh, SCHEDULE, WINDOWS)
@@ -305,21 +313,26 @@ def _schedule(wh: Warehouse, district_id: str, year: int) -> Schedule | None:
 def _tables(wh: Warehouse, district_id: str, year: int) -> list[TableRows]:
     """Rows per table in the warehouse now, and what the reset deleted (the ledger's count
     of the deletes of its current cycle)."""
-    tables = [(t, "delete") for t in DELETED_TABLES] + [(t, "retain") for t in RETAINED_TABLES]
+    scope = current_scope()
+    tables = [(t, "delete") for t in scope.deleted] + [(t, "retain") for t in scope.retained]
+
+    def count(table: str) -> str:
+        return district_count_sql(scope, scope.tables[table], district_id)
+
     counted = dict(
         wh.query(
             " union all ".join(
-                f"select '{t}' as table_name, count(*) as n from app.{t} where district_id = %s"
+                f"select '{t}' as table_name, ({count(t)}) as n"
                 for t, _ in tables
+                if scope.tables[t].deleted or scope.tables[t].district_column is not None
             ),
-            [district_id] * len(tables),
         )
     )
     deleted: dict[str, int] = {}
     for detail in cycle_deletes(wh, district_id, year):
         for table, n in (detail.get("rows") or {}).items():
             deleted[table] = deleted.get(table, 0) + int(n)
-    return [TableRows(t, action, int(counted[t]), deleted.get(t, 0)) for t, action in tables]
+    return [TableRows(t, action, int(counted.get(t, 0)), deleted.get(t, 0)) for t, action in tables]
 
 
 def _inactive(wh: Warehouse, district_id: str, year: int) -> list[Educator]:
@@ -383,7 +396,7 @@ def runs_of(
         "select r.district_id, d.name, r.school_year, r.status, r.effective_reset_date, "
         "r.started_at, r.finished_at, coalesce(r.rows_deleted, 0), r.error "
         "from eoy_runner.reset_runs as r "
-        "left join app.districts as d on d.district_id = r.district_id "
+        f"left join ({districts_select(current_scope())}) as d on d.district_id = r.district_id "
         + (f"where {' and '.join(where)} " if where else "")
         + "order by case when r.status = 'running' then 0 else 1 end, "
         "coalesce(r.finished_at, r.started_at) desc nulls last, r.district_id limit %s",

@@ -268,12 +268,12 @@ def test_a_connection_the_server_ended_is_replaced_before_the_next_district(
     with at_fault_point(monkeypatch, point, end_sessions):
         result = run(settings)
     assert ended, "no runner session was ended"
-    statuses = [(d["district_id"], d["status"]) for d in result["districts"]]
+    statuses = [(d.district_id, d.status) for d in result.districts]
     first, *later = statuses
     assert len(later) >= 2, statuses
-    assert all(status == "completed" for _, status in later), result["districts"]
+    assert all(status == "completed" for _, status in later), result.districts
     if when == "mid-pass":
-        assert first[1] == "failed", result["districts"][0]
+        assert first[1] == "failed", result.districts[0]
         with connect(settings) as wh:
             assert (
                 wh.scalar(
@@ -282,7 +282,7 @@ def test_a_connection_the_server_ended_is_replaced_before_the_next_district(
                 == "failed"
             )
         again = run(settings)
-        assert [d["status"] for d in again["districts"]] == ["completed"]
+        assert [d.status for d in again.districts] == ["completed"]
     else:
         assert first[1] == "completed"
     assert all(

@@ -203,15 +203,15 @@ def test_rostering_completed_after_the_run_chose_the_district_stops_it_in_the_de
     with at_fault_point(monkeypatch, "after:pause_syncs", rostering_completes):
         result = run(settings, districts=[district] if how == "alone" else None)
     assert rostered_now, "the run never reached the point after pause_syncs"
-    by_id = {d["district_id"]: d for d in result["districts"]}
-    assert by_id[district]["status"] != "completed"
-    assert "rostering for 2024 completed on 2023-08-20" in by_id[district]["error"]
+    by_id = {d.district_id: d for d in result.districts}
+    assert by_id[district].status != "completed"
+    assert "rostering for 2024 completed on 2023-08-20" in (by_id[district].error or "")
     assert next_year_student_present(wh)
     assert student_rows(wh, district) == rows + 1  # its rows and the 2024 student
     with connect(settings) as fresh:
         deleted = [e for e in events(fresh, district, YEAR, "delete") if e["status"] == "completed"]
     assert deleted == []
     if how == "batch":  # the others of the batch were reset
-        assert all(by_id[d]["status"] == "completed" for d in due[1:])
+        assert all(by_id[d].status == "completed" for d in due[1:])
     code, err, _ = rerun_named(settings, district)
     assert code == 1 and "school year 2023 is closed" in err

@@ -21,6 +21,8 @@ from jobs.warehouse.ledger import cycle_deletes
 
 # The marts the pages read; `serve` builds them when it starts.
 SCHEDULE, WINDOWS, INACTIVE = "reset_schedule", "reset_date_windows", "inactive_educators"
+# who the inactive educators are (a view of the demo's educators; empty in a vendor's project)
+CONTACTS = "educator_contacts"
 LIST_LIMIT = 500
 # The school year's reset is over by the autumn: from September on, the next one is current.
 NEW_SCHOOL_YEAR_MONTH = 9
@@ -302,7 +304,9 @@ def district_page(wh: Warehouse, district_id: str, year: int) -> DistrictPage | 
         schedule=_schedule(wh, district_id, year) if dates else None,
         run=runs[0] if runs else None,
         tables=_tables(wh, district_id, year),
-        inactive=_inactive(wh, district_id, year) if built(wh, INACTIVE) else [],
+        inactive=(
+            _inactive(wh, district_id, year) if built(wh, INACTIVE) and built(wh, CONTACTS) else []
+        ),
         notices=_notices(wh, district_id, year),
         changes=changes(wh, year, district_id),
         certificates=certificates_of(wh, district_id, year),
@@ -352,11 +356,10 @@ def _tables(wh: Warehouse, district_id: str, year: int) -> list[TableRows]:
 
 def _inactive(wh: Warehouse, district_id: str, year: int) -> list[Educator]:
     rows = wh.query(
-        "select i.educator_id, e.first_name, e.last_name, e.email, i.role, s.name, "
+        "select i.educator_id, e.first_name, e.last_name, e.email, i.role, e.school_name, "
         "i.last_login_at, i.days_inactive, i.reason "
         f"from eoy.{INACTIVE} as i "
-        "left join app.educators as e on e.educator_id = i.educator_id "
-        "left join app.schools as s on s.school_id = i.school_id "
+        f"left join eoy.{CONTACTS} as e on e.educator_id = i.educator_id "
         "where i.district_id = %s and i.school_year = %s "
         "order by i.reason, e.last_name, e.first_name, i.educator_id limit %s",
         [district_id, year, LIST_LIMIT],

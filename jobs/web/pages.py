@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
+from jobs.csm.notices import CONTACTS
 from jobs.plan.dbt import policy_years
 from jobs.plan.stored import stored_plans
 from jobs.scope import current_scope
@@ -21,8 +22,6 @@ from jobs.warehouse.ledger import cycle_deletes
 
 # The marts the pages read; `serve` builds them when it starts.
 SCHEDULE, WINDOWS, INACTIVE = "reset_schedule", "reset_date_windows", "inactive_educators"
-# who the inactive educators are (a view of the demo's educators; empty in a vendor's project)
-CONTACTS = "educator_contacts"
 LIST_LIMIT = 500
 # The school year's reset is over by the autumn: from September on, the next one is current.
 NEW_SCHOOL_YEAR_MONTH = 9

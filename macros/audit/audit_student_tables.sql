@@ -11,7 +11,9 @@
     root_key    the key column of the scope's first deleted table (the demo's students) when
                 this table carries it: a row without a date of its own is dated by that
                 row's date (the student's created_at); none otherwise
-  Empty while dbt parses (the warehouse's columns are read when the models are built).
+  Empty while dbt parses (the warehouse's columns are read when the models are built). A
+  table whose owners a `rows:` model gives is left out while that model is not built (a
+  plain `dbt build` may reach an audit view first; eoy-reset's plan builds it before).
 -#}
 {% macro audit_student_tables() -%}
     {%- set found = [] -%}
@@ -19,7 +21,7 @@
     {%- set declared = eoy_reset_declared_tables() -%}
     {%- set names = declared | map(attribute='name') | list -%}
     {%- set ns = namespace(root=none, root_key=none) -%}
-    {%- for table in declared if table.decl.get('action') == 'delete' -%}
+    {%- for table in declared if table.decl.get('action') == 'delete' and audit_owners_built(table) -%}
         {%- set columns = adapter.get_columns_in_relation(table.relation) -%}
         {%- set column_names = columns | map(attribute='name') | map('lower') | list -%}
         {%- set dated = [] -%}
@@ -76,4 +78,18 @@
         {%- set dated = own or 'cast(null as ' ~ dbt.type_timestamp() ~ ')' -%}
     {%- endif -%}
     {{ eoy_reset_owned_rows(table.table, [dated ~ ' as row_date']) }}
+{%- endmacro %}
+
+{#- Whether a table's owners can be read now: always, but for a `rows:` model not built yet
+    (the table's own, or its parent's when it belongs to the owners of its parent row). -#}
+{% macro audit_owners_built(table) -%}
+    {%- set decl = table.decl -%}
+    {%- if decl.get('of') -%}
+        {{ return(audit_owners_built(eoy_reset_declared_table(table, decl.get('of').table))) }}
+    {%- endif -%}
+    {%- if not decl.get('rows') -%}{{ return(true) }}{%- endif -%}
+    {%- set model = eoy_reset_model_relation(decl.get('rows')) -%}
+    {{ return(adapter.get_relation(
+        database=model.database, schema=model.schema, identifier=model.identifier
+    ) is not none) }}
 {%- endmacro %}

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
 from jobs import config
+from jobs.warehouse.contract import APP_TABLES, DELETED_TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
 JOBS = ROOT / "jobs"
@@ -116,3 +118,91 @@ def test_process_environment_puts_back_what_was_there(monkeypatch: pytest.Monkey
         assert os.environ["EOY_TARGET"] == "postgres"
     assert os.environ["EOY_TARGET"] == "duckdb"
     assert "EOY_SCHOOL_YEAR" not in os.environ
+
+
+# ---------------------------------------------------------------------------------------
+# The reset knows the warehouse only through the scope the project declares: no module of
+# jobs/ and no macro names a table of the demo schema `app`, except what builds or fills
+# that schema (the synthetic generator, init's demo DDL and the OneRoster loader). Syncs,
+# requests and rostering are reached through their declared roles, the student tables
+# through the declaration, and the demo's educators through the dbt view educator_contacts.
+# ---------------------------------------------------------------------------------------
+# What builds or fills the demo schema, and may name its tables.
+ALLOWED = (
+    "jobs/synthetic/",
+    "jobs/roster/",
+    "jobs/warehouse/contract.py",
+    "jobs/warehouse/schema.py",
+)
+DEMO_TABLES = tuple(t.name for t in APP_TABLES)
+# A table qualified by the demo's schema, a dbt source of it, or the staging of a demo-only
+# table (the role tables' staging reads the declared role, and stays).
+ROLE_STAGING = ("districts", "import_syncs", "district_reset_requests", "rostering_runs")
+PATTERNS = (
+    re.compile(rf"\bapp\.\"?({'|'.join(DEMO_TABLES)})\b"),
+    re.compile(r"\bsource\(\s*['\"]app['\"]"),
+    re.compile(rf"\bstg_app__({'|'.join(t for t in DEMO_TABLES if t not in ROLE_STAGING)})\b"),
+)
+JINJA_COMMENT = re.compile(r"\{#.*?#\}", re.S)
+
+
+def _places(root: Path) -> list[Path]:
+    files = [*sorted((root / "jobs").rglob("*")), *sorted((root / "macros").rglob("*.sql"))]
+    return [
+        p
+        for p in files
+        if p.is_file()
+        and p.suffix in (".py", ".sql", ".html")
+        and not p.relative_to(root).as_posix().startswith(ALLOWED)
+    ]
+
+
+def demo_names(root: Path) -> list[str]:
+    """Each place a file outside ALLOWED names a demo table: path:line: what."""
+    found = []
+    for path in _places(root):
+        text = path.read_text(encoding="utf-8")
+        where = path.relative_to(root).as_posix()
+        if path.suffix == ".sql":
+            text = JINJA_COMMENT.sub(lambda m: "\n" * m.group(0).count("\n"), text)
+        for number, line in enumerate(text.splitlines(), 1):
+            for pattern in PATTERNS:
+                for hit in pattern.finditer(line):
+                    found.append(f"{where}:{number}: {hit.group(0)}")
+        if path.suffix == ".py":
+            # a student table's name as a string of the code (not in a docstring's prose)
+            for node in ast.walk(ast.parse(text, where)):
+                if isinstance(node, ast.Constant) and node.value in DELETED_TABLES:
+                    found.append(f"{where}:{node.lineno}: {node.value!r}")
+    return found
+
+
+def test_no_module_or_macro_names_a_demo_table() -> None:
+    assert demo_names(ROOT) == []
+
+
+def test_the_check_finds_a_demo_table_named(tmp_path: Path) -> None:
+    (tmp_path / "jobs" / "csm").mkdir(parents=True)
+    (tmp_path / "jobs" / "synthetic").mkdir(parents=True)
+    (tmp_path / "macros").mkdir()
+    (tmp_path / "jobs" / "csm" / "x.py").write_text(
+        'SQL = "select email from app.educators"\nTABLES = ("students",)\n'
+        '"""students, in prose, are no table."""\n',
+        encoding="utf-8",
+    )
+    (tmp_path / "jobs" / "synthetic" / "rows.py").write_text(
+        'SQL = "insert into app.students"\n', encoding="utf-8"
+    )
+    (tmp_path / "macros" / "m.sql").write_text(
+        "{# source('app', 'students') in a comment #}\n"
+        "select * from {{ ref('stg_app__progress') }}\n"
+        "select * from {{ ref('stg_app__districts') }}\n"
+        "select * from {{ source('app', 'pathways') }}\n",
+        encoding="utf-8",
+    )
+    assert demo_names(tmp_path) == [
+        "jobs/csm/x.py:1: app.educators",
+        "jobs/csm/x.py:2: 'students'",
+        "macros/m.sql:2: stg_app__progress",
+        "macros/m.sql:4: source('app'",
+    ]

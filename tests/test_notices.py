@@ -96,11 +96,17 @@ def counts(settings: Settings, district_id: str) -> dict[str, int]:
                 wh.scalar(f"select count(*) from app.{table} where district_id = %s", [district_id])
             )
 
-        return {
-            "students": n("students"),
-            "classrooms": n("classrooms"),
-            "academic": n("assessments") + n("progress") + n("pathways") + n("usage_sessions"),
-        }
+        tables = (
+            "students",
+            "classrooms",
+            "classroom_enrollments",
+            "assessments",
+            "progress",
+            "pathways",
+            "usage_sessions",
+        )
+        found = {t: n(t) for t in tables}
+        return {**found, "all": sum(found.values())}
 
 
 # What each calendar case's notice says about its date (SPEC §4 worked examples).
@@ -195,11 +201,9 @@ def test_a_notice_for_every_calendar_case(districts: Settings, tmp_path: Path) -
         assert "<td>Educator accounts</td><td>Retained</td>" in html
         # what goes, counted
         n = counts(districts, district_id)
-        assert f"Student accounts {n['students']:,}" in flat(text)
-        assert f"Classrooms {n['classrooms']:,}" in flat(text)
-        assert f"Academic rows (assessments, progress, pathways, usage) {n['academic']:,}" in flat(
-            text
-        )
+        # per table the scope declares deleted, in its order (those with rows), and in all
+        listed = " ".join(f"{t} {rows:,}" for t, rows in n.items() if t != "all" and rows)
+        assert f"Data Rows {listed} All student data {n['all']:,}" in flat(text)
         # inactive educators: E F never logged in; C D (last login 2022-07-27) is idle for a
         # reset on 2023-07-28 but not for one on 2023-06-26
         mail = "" if district_id == UNREACHABLE_EXAMPLE else f" <{admin(district_id)}>"

@@ -3,10 +3,10 @@
 
 What a notice says comes from dbt (model reset_notices: the date and why, the window in which
 it may change, counts of what goes); the addresses and the names of inactive educators are
-read from app when the message is written. Counts only of students: no student name or
-username is ever read here. The ledger (eoy_runner.notices_sent) keeps the district, the
-reset date and status announced, how many administrators it went to and the Message-ID,
-never an address.
+read through the view educator_contacts when the message is written. Counts only of
+students: no student name or username is ever read here. The ledger
+(eoy_runner.notices_sent) keeps the district, the reset date and status announced, how many
+administrators it went to and the Message-ID, never an address.
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ from jobs.snapshot.store import is_object_root
 from jobs.warehouse import Warehouse, connect
 from jobs.warehouse.ledger import utcnow
 
-NOTICE_SELECTION = ["reset_policy", "+reset_notices"]
+# Educators' names and addresses (dbt view educator_contacts: the demo's educators; none in a
+# vendor's project, whose educators are no part of the declared scope)
+CONTACTS = "educator_contacts"
+NOTICE_SELECTION = ["reset_policy", "+reset_notices", CONTACTS]
 MAX_LISTED_EDUCATORS = 100
 
 # The procedure's table: what the reset deletes and what it keeps.
@@ -135,11 +138,19 @@ def _notice_entry(
         "status": status,
         "message_id": str(message["Message-ID"]),
         "path": path,
-        "rows": int(row["students"])
-        + int(row["classrooms"])
-        + int(row["classroom_enrollments"])
-        + int(row["academic_rows"]),
+        "rows": int(row["student_rows"]),
     }
+
+
+def _rows_by_table(row: dict[str, Any]) -> list[tuple[str, str]]:
+    """The rows the reset will delete per table the scope declares deleted, in the
+    declaration's order (reset_notices.rows_by_table: 'table=rows;…')."""
+    out = []
+    for part in (row["rows_by_table"] or "").split(";"):
+        table, _, rows = part.rpartition("=")
+        if table:
+            out.append((table, f"{int(rows):,}"))
+    return out
 
 
 def _document(
@@ -206,7 +217,7 @@ def administrators(wh: Warehouse) -> tuple[dict[str, list[Recipient]], list[Skip
     skipped: list[Skipped] = []
     seen: set[tuple[str, str]] = set()
     for district_id, educator_id, email, first, last in wh.query(
-        "select district_id, educator_id, email, first_name, last_name from app.educators "
+        f"select district_id, educator_id, email, first_name, last_name from eoy.{CONTACTS} "
         "where role = 'administrator' and email is not null and trim(email) <> '' "
         "order by district_id, educator_id"
     ):
@@ -225,7 +236,7 @@ def _inactive_educators(wh: Warehouse, year: int) -> dict[str, list[dict[str, An
     found: dict[str, list[dict[str, Any]]] = {}
     for row in wh.query_dicts(
         "select i.district_id, e.first_name, e.last_name, e.email, e.role, i.last_login_at "
-        "from eoy.inactive_educators as i join app.educators as e "
+        f"from eoy.inactive_educators as i join eoy.{CONTACTS} as e "
         "on e.educator_id = i.educator_id "
         "where i.school_year = %s order by i.district_id, e.last_name, e.first_name, "
         "i.educator_id",
@@ -401,13 +412,8 @@ def notice_blocks(
             "table",
             [
                 ("Data", "Rows"),
-                ("Student accounts", f"{int(row['students']):,}"),
-                ("Classrooms", f"{int(row['classrooms']):,}"),
-                ("Classroom enrollments", f"{int(row['classroom_enrollments']):,}"),
-                (
-                    "Academic rows (assessments, progress, pathways, usage)",
-                    f"{int(row['academic_rows']):,}",
-                ),
+                *_rows_by_table(row),
+                ("All student data", f"{int(row['student_rows']):,}"),
             ],
         ),
         ("h", "Educators recommended for removal"),

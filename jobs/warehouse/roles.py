@@ -1,13 +1,19 @@
 """`eoy-reset init --roles`: least-privilege PostgreSQL roles, so a bug in our code cannot
 delete what the reset must keep (issue: reliability and security).
 
-- eoy_dbt      builds the models: reads app and eoy_runner, owns schemas eoy and eoy_audit.
-- eoy_runner   runs the reset: reads app; DELETE (and INSERT, for restore) only on the seven
-               student-data tables; UPDATE only of the sync status columns; owns eoy_runner.
+The tables are the reset's declared scope (`Grants`, made from it by jobs/scope/grants.py;
+the demo's when none is given): its schemas and every table declared there, the tables it
+deletes, and where its syncs and requests are kept.
+
+- eoy_dbt      builds the models: reads the scope's tables and eoy_runner, owns schemas eoy
+               and eoy_audit.
+- eoy_runner   runs the reset: reads the scope's tables; DELETE (and INSERT, for restore)
+               only on the tables declared deleted; UPDATE only of the sync status columns
+               of the declared syncs table; owns eoy_runner.
                It builds the models before a run, so it is also a member of eoy_dbt.
-- eoy_analyst  reads the audit views of eoy_audit and nothing in app.
-- eoy_csm      the CSM's request-date and notices: INSERT and UPDATE only of
-               app.district_reset_requests; appends to the request history and the notices
+- eoy_analyst  reads the audit views of eoy_audit and nothing of the scope's tables.
+- eoy_csm      the CSM's request-date and notices: INSERT and UPDATE only of the requests
+               table; appends to the request history and the notices
                ledger; builds the models they read (a member of eoy_dbt), deletes nothing;
                reads the ledger's events and approvals and records the certificates its
                post-reset notices carry.
@@ -21,9 +27,12 @@ model has one owner, whichever role built it first.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from jobs.errors import EoyError
 from jobs.warehouse.connection import Warehouse
 from jobs.warehouse.contract import APP_TABLES, DELETED_TABLES
+from jobs.warehouse.schema import ROLE_TABLES
 
 ROLES = ("eoy_dbt", "eoy_runner", "eoy_analyst", "eoy_csm")
 SYNC_STATUS_COLUMNS = ("status", "paused_at", "resumed_at")
@@ -33,9 +42,36 @@ class RolesError(EoyError):
     pass
 
 
-def role_statements() -> list[str]:
-    app_tables = ", ".join(f"app.{t.name}" for t in APP_TABLES)
-    student_tables = ", ".join(f"app.{t}" for t in DELETED_TABLES)
+@dataclass(frozen=True)
+class Grants:
+    """What the roles are granted on, from the reset's scope: relations as SQL (schema.table,
+    quoted as needed)."""
+
+    schemas: tuple[str, ...]  # the in-scope schemas
+    tables: tuple[str, ...]  # every declared table: read
+    deleted: tuple[str, ...]  # the tables declared deleted: delete, insert (restore)
+    syncs: str | None  # the declared syncs table (None: eoy-reset's own, the runner's)
+    requests: str  # where the requests are kept: the CSM records them
+
+
+def demo_grants() -> Grants:
+    """The demo's: every table `init` creates in schema app."""
+    syncs, requests, _ = (f"app.{t}" for t in ROLE_TABLES)
+    return Grants(
+        schemas=("app",),
+        tables=tuple(f"app.{t.name}" for t in APP_TABLES),
+        deleted=tuple(f"app.{t}" for t in DELETED_TABLES),
+        syncs=syncs,
+        requests=requests,
+    )
+
+
+def role_statements(grants: Grants | None = None) -> list[str]:
+    grants = grants or demo_grants()
+    schemas = grants.schemas
+    read = ", ".join(grants.tables)
+    deleted = ", ".join(grants.deleted)
+    requests = grants.requests
     sql = [
         # roles are cluster-wide: create each only once
         *(
@@ -43,23 +79,27 @@ def role_statements() -> list[str]:
             f"then create role {r} login; end if; end $$"
             for r in ROLES
         ),
-        "revoke all on schema app from public",
-        "revoke all on all tables in schema app from public",
+        *(f"revoke all on schema {s} from public" for s in schemas),
+        *(f"revoke all on all tables in schema {s} from public" for s in schemas),
         # dbt: read the sources, own the schemas it builds into
-        "grant usage on schema app to eoy_dbt",
-        f"grant select on {app_tables} to eoy_dbt",
+        *(f"grant usage on schema {s} to eoy_dbt" for s in schemas),
+        f"grant select on {read} to eoy_dbt",
         "grant usage on schema eoy_runner to eoy_dbt",
         "grant select on all tables in schema eoy_runner to eoy_dbt",
         "create schema if not exists eoy authorization eoy_dbt",
         "create schema if not exists eoy_audit authorization eoy_dbt",
         "alter schema eoy owner to eoy_dbt",
         "alter schema eoy_audit owner to eoy_dbt",
-        # runner: read app, delete/insert student rows, flip sync status, own the ledger
+        # runner: read the scope, delete/insert student rows, flip sync status, own the ledger
         "grant eoy_dbt to eoy_runner",
-        "grant usage on schema app to eoy_runner",
-        f"grant select on {app_tables} to eoy_runner",
-        f"grant delete, insert on {student_tables} to eoy_runner",
-        f"grant update ({', '.join(SYNC_STATUS_COLUMNS)}) on app.import_syncs to eoy_runner",
+        *(f"grant usage on schema {s} to eoy_runner" for s in schemas),
+        f"grant select on {read} to eoy_runner",
+        *([f"grant delete, insert on {deleted} to eoy_runner"] if deleted else []),
+        *(
+            [f"grant update ({', '.join(SYNC_STATUS_COLUMNS)}) on {grants.syncs} to eoy_runner"]
+            if grants.syncs is not None
+            else []  # eoy-reset's own, in eoy_runner, which the runner owns
+        ),
         "alter schema eoy_runner owner to eoy_runner",
         "grant usage on schema eoy_runner to eoy_runner",
         # every ledger table and sequence, whatever `init` has added since
@@ -77,9 +117,9 @@ def role_statements() -> list[str]:
         "grant select on tables to eoy_runner",
         # csm: record requests, append to its two ledger tables, build what it reads
         "grant eoy_dbt to eoy_csm",
-        "grant usage on schema app to eoy_csm",
-        f"grant select on {app_tables} to eoy_csm",
-        "grant insert, update on app.district_reset_requests to eoy_csm",
+        *(f"grant usage on schema {s} to eoy_csm" for s in schemas),
+        f"grant select on {read} to eoy_csm",
+        f"grant insert, update on {requests} to eoy_csm",
         "grant usage on schema eoy_runner to eoy_csm",
         "grant select on eoy_runner.reset_runs to eoy_csm",
         "grant select, insert on eoy_runner.reset_request_changes, eoy_runner.notices_sent "
@@ -127,10 +167,11 @@ def roles_set_up(wh: Warehouse) -> bool:
     )
 
 
-def create_roles(wh: Warehouse) -> list[str]:
+def create_roles(wh: Warehouse, grants: Grants | None = None) -> list[str]:
+    """The roles, granted on the scope's tables (`grants`; the demo's when None)."""
     if wh.target != "postgres":
         raise RolesError("--roles needs --target postgres: DuckDB has no roles")
     with wh.transaction():
-        for sql in role_statements():
+        for sql in role_statements(grants):
             wh.execute(sql)
     return list(ROLES)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
+from jobs.csm.notices import CONTACTS
 from jobs.plan.dbt import policy_years
 from jobs.plan.stored import stored_plans
 from jobs.scope import current_scope
@@ -302,7 +303,9 @@ def district_page(wh: Warehouse, district_id: str, year: int) -> DistrictPage | 
         schedule=_schedule(wh, district_id, year) if dates else None,
         run=runs[0] if runs else None,
         tables=_tables(wh, district_id, year),
-        inactive=_inactive(wh, district_id, year) if built(wh, INACTIVE) else [],
+        inactive=(
+            _inactive(wh, district_id, year) if built(wh, INACTIVE) and built(wh, CONTACTS) else []
+        ),
         notices=_notices(wh, district_id, year),
         changes=changes(wh, year, district_id),
         certificates=certificates_of(wh, district_id, year),
@@ -352,11 +355,10 @@ def _tables(wh: Warehouse, district_id: str, year: int) -> list[TableRows]:
 
 def _inactive(wh: Warehouse, district_id: str, year: int) -> list[Educator]:
     rows = wh.query(
-        "select i.educator_id, e.first_name, e.last_name, e.email, i.role, s.name, "
+        "select i.educator_id, e.first_name, e.last_name, e.email, i.role, e.school_name, "
         "i.last_login_at, i.days_inactive, i.reason "
         f"from eoy.{INACTIVE} as i "
-        "left join app.educators as e on e.educator_id = i.educator_id "
-        "left join app.schools as s on s.school_id = i.school_id "
+        f"left join eoy.{CONTACTS} as e on e.educator_id = i.educator_id "
         "where i.district_id = %s and i.school_year = %s "
         "order by i.reason, e.last_name, e.first_name, i.educator_id limit %s",
         [district_id, year, LIST_LIMIT],

@@ -164,6 +164,16 @@ counts as (
 
     union all
 {%- endif %}
+{%- else %}
+
+    select
+        cast(null as {{ dbt.type_string() }}) as district_id,
+        cast(null as integer) as school_year,
+        cast(null as {{ dbt.type_string() }}) as table_name,
+        cast(null as {{ dbt.type_string() }}) as product,
+        cast(null as {{ dbt.type_bigint() }}) as rows_deleted,
+        cast(null as {{ dbt.type_timestamp() }}) as deleted_at
+    where 1 = 0
 {%- endfor %}
 
 ),

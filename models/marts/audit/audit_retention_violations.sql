@@ -1,8 +1,10 @@
-{#- What SPEC §5 promises after a district's latest completed reset, checked against app now.
+{#- What SPEC §5 promises after a district's latest completed reset, checked against the
+    declared scope's tables now.
     Empty when all is well; tests/dbt/assert_audit_no_retention_violations.sql fails otherwise.
     - student_rows_present: rows of a student-data table dated before the run started (last
-      year's data the reset should have removed; new-year rostering after it is fine). A row
-      without a date of its own is dated by its student's created_at; undated rows count.
+      year's data the reset should have removed; new-year rostering after it is fine), per
+      table the scope declares deleted. A row without a date of its own is dated by its root
+      row's (the demo's student's created_at, audit_student_tables); undated rows count.
     - retained_rows_missing: fewer rows in a retained table than the `check_retention` event
       recorded right after the delete: {"retained": {"educators": [14, <fingerprint>], ...}}
       (a bare count, {"educators": 14}, is read too). -#}
@@ -17,12 +19,6 @@ runs as (
 events as (
 
     select * from {{ ref('stg_eoy_runner__reset_events') }}
-
-),
-
-students as (
-
-    select * from {{ ref('stg_app__students') }}
 
 ),
 
@@ -64,29 +60,18 @@ retention_checks as (
 
 ),
 
-{% for table in audit_student_tables() %}
-{%- set has_student = table.name != 'students' and table.name != 'classrooms' %}
-{%- if table.dated_by is none %}
-    {%- set dated = 'students.created_at' %}
-{%- elif has_student %}
-    {%- set dated = 'coalesce(rows_.' ~ table.dated_by ~ ', students.created_at)' %}
-{%- else %}
-    {%- set dated = 'rows_.' ~ table.dated_by %}
-{%- endif %}
-present_{{ table.name }} as (
+{%- set tables = audit_student_tables() %}
+{% for table in tables %}
+present_{{ loop.index }} as (
 
     select
         rows_.district_id,
         count(*) as actual_rows
-    from {{ ref('stg_app__' ~ table.name) }} as rows_
+    from ({{ audit_dated_rows(table) }}) as rows_
     inner join latest_completed
         on latest_completed.district_id = rows_.district_id
-    {%- if has_student %}
-    left join students
-        on students.student_id = rows_.student_id
-    {%- endif %}
-    where {{ dated }} is null
-        or {{ dated }} < latest_completed.reset_at
+    where rows_.row_date is null
+        or rows_.row_date < latest_completed.reset_at
     group by rows_.district_id
 
 ),
@@ -103,9 +88,10 @@ kept_{{ table }} as (
 ),
 
 {% endfor -%}
+{%- set kept_tables = eoy_reset_retained_by_district() %}
 violations as (
 
-{%- for table in audit_student_tables() %}
+{%- for table in tables %}
 
     select
         latest_completed.district_id,
@@ -113,15 +99,15 @@ violations as (
         cast('{{ table.name }}' as {{ dbt.type_string() }}) as table_name,
         cast('student_rows_present' as {{ dbt.type_string() }}) as violation,
         cast(0 as {{ dbt.type_bigint() }}) as expected_rows,
-        cast(present_{{ table.name }}.actual_rows as {{ dbt.type_bigint() }}) as actual_rows,
+        cast(present_{{ loop.index }}.actual_rows as {{ dbt.type_bigint() }}) as actual_rows,
         latest_completed.reset_at
     from latest_completed
-    inner join present_{{ table.name }}
-        on present_{{ table.name }}.district_id = latest_completed.district_id
+    inner join present_{{ loop.index }}
+        on present_{{ loop.index }}.district_id = latest_completed.district_id
 
     union all
 {%- endfor %}
-{%- for kept in eoy_reset_retained_by_district() %}
+{%- for kept in kept_tables %}
 {%- set table = kept.name %}
 {#- the runner records [rows, fingerprint] per table; a bare row count is read as well #}
 {%- set recorded_text = json_get_text('retention_checks.detail', ['retained', table]) %}
@@ -150,6 +136,20 @@ violations as (
     union all
 {%- endif %}
 {%- endfor %}
+{%- if not kept_tables %}
+
+    {#- no retained table to count (nor, maybe, a deleted one): an empty part #}
+    select
+        cast(null as {{ dbt.type_string() }}) as district_id,
+        cast(null as integer) as school_year,
+        cast(null as {{ dbt.type_string() }}) as table_name,
+        cast(null as {{ dbt.type_string() }}) as violation,
+        cast(null as {{ dbt.type_bigint() }}) as expected_rows,
+        cast(null as {{ dbt.type_bigint() }}) as actual_rows,
+        cast(null as {{ dbt.type_timestamp() }}) as reset_at
+    from retention_checks
+    where 1 = 0
+{%- endif %}
 
 ),
 

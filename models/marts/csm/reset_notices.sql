@@ -1,6 +1,7 @@
 -- What each district's reset notice says (notices --as-of): one row per district of var
 -- school_year whose reset is not completed in the ledger. Dates, counts and organization
--- ids only: the notice's addresses and educator names are read from app when it is written.
+-- ids only: the notice's addresses and educator names are read from the demo's educators
+-- when it is written (a vendor's project has none).
 {%- set as_of = "cast('" ~ reset_as_of_date() ~ "' as date)" %}
 {%- set school_year = reset_school_year() %}
 {{ require_reset_policy(ref('reset_policy'), school_year) }}
@@ -28,21 +29,49 @@ districts as (
 
 ),
 
--- student rows the reset would delete, counted per district (never read row by row)
-{%- set counted = [
-    'students', 'classrooms', 'classroom_enrollments', 'assessments', 'progress', 'pathways',
-    'usage_sessions',
-] %}
-{%- for table_name in counted %}
+-- student rows the reset would delete, counted per district and declared table through each
+-- row's owners (never read row by row; a row two districts own counts for each)
+{%- set tables = audit_student_tables() %}
+counted as (
+{%- for table in tables %}
 
-{{ table_name }}_counted as (
+    select
+        owned.district_id,
+        cast('{{ table.name }}' as {{ dbt.type_string() }}) as table_name,
+        {{ loop.index }} as table_order,
+        count(*) as row_count
+    from ({{ eoy_reset_owned_rows(table.table) }}) as owned
+    group by owned.district_id
+{%- if not loop.last %}
 
-    select district_id, count(*) as row_count
-    from {{ ref('stg_app__' ~ table_name) }}
+    union all
+{%- endif %}
+{%- else %}
+
+    select
+        cast(null as {{ dbt.type_string() }}) as district_id,
+        cast(null as {{ dbt.type_string() }}) as table_name,
+        0 as table_order,
+        cast(0 as {{ dbt.type_bigint() }}) as row_count
+    where 1 = 0
+{%- endfor %}
+
+),
+
+student_rows as (
+
+    select
+        district_id,
+        sum(row_count) as row_count,
+        {{ dbt.listagg(
+            "table_name || '=' || cast(row_count as " ~ dbt.type_string() ~ ")",
+            "';'",
+            "order by table_order",
+        ) }} as rows_by_table
+    from counted
     group by district_id
 
 ),
-{%- endfor %}
 
 inactive as (
 
@@ -96,13 +125,8 @@ final as (
             else cast({{ dbt.dateadd('day', -1, 'windows.effective_reset_date') }} as date)
         end as change_deadline,
         -- numbers
-        coalesce(students_counted.row_count, 0) as students,
-        coalesce(classrooms_counted.row_count, 0) as classrooms,
-        coalesce(classroom_enrollments_counted.row_count, 0) as classroom_enrollments,
-        coalesce(assessments_counted.row_count, 0)
-            + coalesce(progress_counted.row_count, 0)
-            + coalesce(pathways_counted.row_count, 0)
-            + coalesce(usage_sessions_counted.row_count, 0) as academic_rows,
+        cast(coalesce(student_rows.row_count, 0) as {{ dbt.type_bigint() }}) as student_rows,
+        coalesce(student_rows.rows_by_table, '') as rows_by_table,
         coalesce(inactive.educators, 0) as inactive_educators,
         coalesce(administrators.administrators, 0) as administrators,
         coalesce(administrators.administrators_with_email, 0) as administrators_with_email,
@@ -115,10 +139,8 @@ final as (
         on districts.district_id = windows.district_id
     left join runs
         on runs.district_id = windows.district_id
-    {%- for table_name in counted %}
-    left join {{ table_name }}_counted
-        on {{ table_name }}_counted.district_id = windows.district_id
-    {%- endfor %}
+    left join student_rows
+        on student_rows.district_id = windows.district_id
     left join inactive
         on inactive.district_id = windows.district_id
     left join administrators

@@ -1,6 +1,11 @@
 -- The districts table the scope declares (role: districts), its id as text.
 {%- set relation = eoy_reset_role_relation('districts') %}
-{%- set columns = adapter.get_columns_in_relation(relation) | map(attribute='name') | map('lower') | list if execute else [] %}
+{%- set columns = [] %}
+{%- if execute %}
+    {%- set found = adapter.get_columns_in_relation(relation) %}
+    {%- set columns = found | map(attribute='name') | map('lower') | list %}
+{%- endif %}
+{%- set missing = 'cast(null as ' ~ dbt.type_string() ~ ')' %}
 
 with
 
@@ -17,8 +22,8 @@ renamed as (
         -- ids
         cast({{ eoy_reset_role_key() }} as {{ dbt.type_string() }}) as district_id,
         -- attributes (a declared districts table may have neither)
-        {{ 'name' if 'name' in columns else 'cast(null as ' ~ dbt.type_string() ~ ')' }} as name,
-        {{ 'state' if 'state' in columns else 'cast(null as ' ~ dbt.type_string() ~ ')' }} as state
+        {{ 'name' if 'name' in columns else missing }} as name,  -- noqa: RF04
+        {{ 'state' if 'state' in columns else missing }} as state  -- noqa: RF04
 
     from source
 

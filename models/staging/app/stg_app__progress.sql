@@ -1,3 +1,6 @@
+-- The demo's own table: disabled in a vendor's project (eoy_reset_demo).
+{{ config(enabled=eoy_reset_demo()) }}
+
 with
 
 source as (

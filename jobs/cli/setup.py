@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from jobs.cli.common import screen, settings_of
 from jobs.cli.options import JsonOpt
-from jobs.config import ConfigError
+from jobs.config import ConfigError, Settings
 from jobs.output import emit
+
+if TYPE_CHECKING:
+    from jobs.warehouse.connection import Warehouse
+    from jobs.warehouse.roles import Grants
 
 
 def init(
@@ -36,15 +40,26 @@ def init(
         statements = init_warehouse(wh)
         created_roles: list[str] = []
         if roles or roles_set_up(wh):  # again: what init added goes to its role
-            created_roles = create_roles(wh)
+            created_roles = create_roles(wh, _grants(settings, wh))
+    made = "schema eoy_runner" if settings.is_vendor_project else "schemas app and eoy_runner"
 
     def render() -> None:
-        screen.out.print(f"Initialised {settings.describe()}: schemas app and eoy_runner ready.")
+        screen.out.print(f"Initialised {settings.describe()}: {made} ready.")
         if created_roles:
             screen.out.print(f"Roles: {', '.join(created_roles)}")
 
     doc = {"warehouse": settings.describe(), "statements": len(statements), "roles": created_roles}
     emit(doc, as_json, render)
+
+
+def _grants(settings: Settings, wh: Warehouse) -> Grants | None:
+    """The roles' grants: on the tables a vendor's project declares, else the demo's."""
+    if not settings.is_vendor_project:
+        return None
+    from jobs.scope import load_scope
+    from jobs.scope.grants import grants_of
+
+    return grants_of(load_scope(settings, wh))
 
 
 def generate(

@@ -202,8 +202,8 @@ def district_state_parts(
     """SELECTs of [rows, fingerprint] of each retained table and, when asked, the rows left
     in each deleted table, of the districts' rows; `grouped`: one row per district (its id
     first; null for a table checked whole), districts without rows left out. With the
-    school year, a row left for another owner still to be reset is not counted as left:
-    it stays by design, and goes with its last owner."""
+    school year (a pass's check), a row another district owns too is not counted as left:
+    the delete kept it for that owner, and it goes with its last owner."""
     scope = current_scope()
     parts = []
     for table in scope.retained:
@@ -223,7 +223,8 @@ def district_state_parts(
         for table in scope.deleted:
             source, where, district = _state_from(table, districts, grouped)
             if school_year is not None and source.endswith(" as o"):
-                kept = kept_for_others_sql(scope, scope.tables[table], districts, school_year)
+                # any other owner: one completed since this pass's delete kept the row
+                kept = kept_for_others_sql(scope, scope.tables[table], districts, None)
                 if kept != "false":
                     where += f" and not {kept}"
             key = f"{district} as d, " if grouped else ""

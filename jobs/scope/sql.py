@@ -187,19 +187,30 @@ def delete_sql(
 
 
 def kept_for_others_sql(
-    scope: Scope, table: ScopedTable, districts: list[str], school_year: int, alias: str = "o"
+    scope: Scope,
+    table: ScopedTable,
+    districts: list[str],
+    school_year: int | None,
+    alias: str = "o",
 ) -> str:
     """A condition on an owned row (alias `alias`, from `owned_sql`): another owner, outside
-    `districts` and not yet completed for the school year, still holds it, so it stays. Always
-    false for a table whose rows have one owner."""
+    `districts` and not yet completed for the school year, still holds it, so it stays.
+    Without a school year: any owner outside `districts` (a batch in flight beside this one
+    may complete after this pass's delete kept the row for it; the run's sweep takes it).
+    Always false for a table whose rows have one owner."""
     if not shared(scope, table):
         return "false"
     keys = tuple((k, k) for k in table.key)
+    completed = (
+        f"and o2.{OWNER} not in (select cast(r.district_id as text) from {LEDGER_RUNS} r "
+        f"where r.school_year = {int(school_year)} and r.status = 'completed')"
+        if school_year is not None
+        else ""
+    )
     return (
         f"exists (select 1 from ({owned_sql(scope, table)}) as o2 "
         f"where {_on('o2', alias, keys)} and o2.{OWNER} not in ({literals(districts)}) "
-        f"and o2.{OWNER} not in (select cast(r.district_id as text) from {LEDGER_RUNS} r "
-        f"where r.school_year = {int(school_year)} and r.status = 'completed'))"
+        f"{completed})"
     )
 
 

@@ -18,6 +18,7 @@ from jobs.config import Settings
 from jobs.errors import EoyError
 from jobs.plan.dbt import build_reset_models
 from jobs.scope import Scope, load_scope
+from jobs.scope.built import built_parts, built_relation
 from jobs.scope.sql import unowned_sql
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.ledger import restored_runs
@@ -106,7 +107,7 @@ def _read_plan(
         row
         for row in wh.query_dicts(
             "select district_id, effective_reset_date, date_source, status, issues "
-            "from eoy.reset_schedule where school_year = %s order by district_id",
+            f"from {built_relation('reset_schedule')} where school_year = %s order by district_id",
             [year],
         )
         if wanted(row["district_id"])
@@ -115,14 +116,14 @@ def _read_plan(
         row
         for row in wh.query_dicts(
             "select district_id, effective_reset_date, date_source, issues "
-            "from eoy.due_districts where school_year = %s order by district_id",
+            f"from {built_relation('due_districts')} where school_year = %s order by district_id",
             [year],
         )
         if wanted(row["district_id"])
     ]
     scope: dict[str, dict[str, int]] = {}
     for district_id, table, n in wh.query(
-        "select district_id, table_name, row_count from eoy.reset_scope "
+        f"select district_id, table_name, row_count from {built_relation('reset_scope')} "
         "where school_year = %s and action = 'delete'",
         [year],
     ):
@@ -131,11 +132,11 @@ def _read_plan(
         district_id: int(n)
         for district_id, n in (
             wh.query(
-                "select district_id, count(*) from eoy.inactive_educators "
+                f"select district_id, count(*) from {built_relation('inactive_educators')} "
                 "where school_year = %s group by district_id",
                 [year],
             )
-            if wh.relation_exists("eoy", "inactive_educators")
+            if wh.relation_exists(*built_parts("inactive_educators"))
             else []
         )
     }
@@ -210,7 +211,7 @@ def closed_districts(wh: Warehouse, year: int, as_of: date) -> list[dict[str, An
     the year are not listed (nothing is left to do for them)."""
     rows = wh.query_dicts(
         "select c.district_id, s.effective_reset_date, c.rostering_completed_at "
-        "from eoy.closed_school_years c join eoy.reset_schedule s "
+        f"from {built_relation('closed_school_years')} c join {built_relation('reset_schedule')} s "
         "on s.district_id = c.district_id and s.school_year = c.school_year "
         "where c.school_year = %s and s.status = 'scheduled' and s.effective_reset_date <= %s "
         "and not exists (select 1 from eoy_runner.reset_runs r where r.district_id = "

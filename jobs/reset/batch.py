@@ -84,12 +84,17 @@ def districts_sql(districts: list[str]) -> str:
 
 
 def batch_state(
-    tx: Warehouse, districts: list[str], with_remaining: bool = False
+    tx: Warehouse,
+    districts: list[str],
+    with_remaining: bool = False,
+    school_year: int | None = None,
 ) -> dict[str, dict[str, list[int]]]:
     """district_state (`jobs.reset.onepass`) of every district of the batch, in one query."""
     districts_sql(districts)  # refuses a NUL
     scope = current_scope()
-    parts = district_state_parts(tx.target, with_remaining, districts, grouped=True)
+    parts = district_state_parts(
+        tx.target, with_remaining, districts, grouped=True, school_year=school_year
+    )
     tables = scope.retained + (scope.deleted if with_remaining else ())
     state = {d: {t: [0, 0] for t in tables} for d in districts}
     for district, table, rows, f in tx.query(" union all ".join(parts)):
@@ -400,7 +405,7 @@ def _batch_pass(
     fault_point("after:verify")
     phase.step = "delete"
     fault_point("before:delete")
-    after = batch_state(tx, districts, with_remaining=True)
+    after = batch_state(tx, districts, with_remaining=True, school_year=school_year)
     fault_point("after:delete")  # the rows are gone in this transaction, not committed
     fault_point("before:check_retention")
     for district in districts:

@@ -14,6 +14,7 @@ from jobs.config import plan_tolerance_set
 from jobs.errors import EoyError
 from jobs.plan.planner import DEFAULT_TOLERANCE
 from jobs.scope import current_scope
+from jobs.scope.built import built_relation
 from jobs.terminal import typed_confirmation
 from jobs.warehouse.connection import Warehouse, quote_ident
 from jobs.warehouse.ledger import get_run
@@ -43,7 +44,8 @@ def candidates(
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Due districts (or the named ones that can run) and, for named ones, why not."""
     due = wh.query_dicts(
-        "select district_id, effective_reset_date, date_source, issues from eoy.due_districts "
+        "select district_id, effective_reset_date, date_source, issues "
+        f"from {built_relation('due_districts')} "
         "where school_year = %s order by district_id",
         [school_year],
     )
@@ -59,7 +61,8 @@ def candidates(
             chosen.append(by_id[district])
             continue
         rows = wh.query_dicts(
-            "select effective_reset_date, date_source, status, issues from eoy.reset_schedule "
+            "select effective_reset_date, date_source, status, issues "
+            f"from {built_relation('reset_schedule')} "
             "where district_id = %s and school_year = %s",
             [district, school_year],
         )
@@ -111,7 +114,8 @@ def annotate(wh: Warehouse, school_year: int, candidates: list[dict[str, Any]]) 
     one grouped pass per table), its run's status, and rows deleted so far in this cycle."""
     live: dict[str, dict[str, int]] = {}
     for district, table, n in wh.query(
-        "select district_id, table_name, row_count from eoy.reset_scope "
+        "select district_id, table_name, row_count "
+        f"from {built_relation('reset_scope')} "
         "where school_year = %s and action = 'delete'",
         [school_year],
     ):

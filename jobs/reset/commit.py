@@ -25,6 +25,7 @@ from jobs.config import Settings
 from jobs.errors import EoyError, first_line
 from jobs.faults import fault_point
 from jobs.scope import current_scope
+from jobs.scope.sql import fixed_owners_names, fixed_owners_sql, owners_fixed
 from jobs.snapshot.store import Pending, SnapshotStore, open_store
 from jobs.snapshot.writer import DeleteError, VerifyError, WriteError, writing
 from jobs.warehouse.connection import DuckDBWarehouse, PostgresWarehouse, Warehouse, connect
@@ -129,7 +130,8 @@ def run_pass(
                         part,
                         committed=lambda shas: _committed_in(tx, school_year, shas),
                     )
-            details = work(tx, pendings, phase)
+            with _owners_fixed(tx, list(parts), delete):
+                details = work(tx, pendings, phase)
             # completion is recorded by events that commit with the delete: a kill here is a
             # kill before it
             fault_point("before:complete")
@@ -151,6 +153,25 @@ def run_pass(
         raise _as_failure(exc, phase.step, batch) from None
     fault_point("after:commit")
     return _publish(store, pendings, details)
+
+
+@contextmanager
+def _owners_fixed(tx: Warehouse, districts: list[str], delete: bool) -> Iterator[None]:
+    """The pass reads the owners of every `rows:` table as they were before its first
+    delete: a model that is a view may read tables the pass deletes from before it reaches
+    that table. One statement per table for the whole batch; the copies go with the pass."""
+    scope = current_scope()
+    statements = fixed_owners_sql(scope, districts, tx.target) if delete else []
+    if not statements:
+        yield
+        return
+    for statement in statements:
+        tx.execute(statement)
+    with owners_fixed(scope):
+        yield
+    if tx.target != "postgres":  # PostgreSQL drops them at the commit
+        for name in fixed_owners_names(scope):
+            tx.execute(f"drop table if exists {name}")
 
 
 def _lock(tx: Warehouse, districts: list[str], school_year: int, batch: bool) -> None:

@@ -382,7 +382,7 @@ def _finish_without_pass(
     wh: Warehouse, district: str, year: int, deletes: list[dict[str, Any]]
 ) -> DistrictOutcome:
     """Every row went in an earlier pass of this cycle: check and complete the district."""
-    state = district_state(wh, district, with_remaining=True)
+    state = district_state(wh, district, with_remaining=True, school_year=year)
     ledger = completed_without_pass(district, state, deletes)
     with wh.transaction():
         record_events(wh, district, year, ledger.steps)

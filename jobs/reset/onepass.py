@@ -30,7 +30,7 @@ from jobs.config import Settings
 from jobs.faults import fault_point
 from jobs.reset.commit import Phase, StepError, run_pass
 from jobs.scope import current_scope
-from jobs.scope.sql import OWNER, delete_sql, literals, owned_sql, shared
+from jobs.scope.sql import OWNER, delete_sql, kept_for_others_sql, literals, owned_sql, shared
 from jobs.snapshot.fingerprint import KEY_MOD
 from jobs.snapshot.source import columns_sql, pg_literal, select_sql
 from jobs.snapshot.store import Pending, open_store
@@ -193,11 +193,17 @@ def _state_from(table: str, districts: list[str], grouped: bool) -> tuple[str, s
 
 
 def district_state_parts(
-    target: str, with_remaining: bool, districts: list[str], grouped: bool = False
+    target: str,
+    with_remaining: bool,
+    districts: list[str],
+    grouped: bool = False,
+    school_year: int | None = None,
 ) -> list[str]:
     """SELECTs of [rows, fingerprint] of each retained table and, when asked, the rows left
     in each deleted table, of the districts' rows; `grouped`: one row per district (its id
-    first; null for a table checked whole), districts without rows left out."""
+    first; null for a table checked whole), districts without rows left out. With the
+    school year (a pass's check), a row another district owns too is not counted as left:
+    the delete kept it for that owner, and it goes with its last owner."""
     scope = current_scope()
     parts = []
     for table in scope.retained:
@@ -216,6 +222,11 @@ def district_state_parts(
     if with_remaining:
         for table in scope.deleted:
             source, where, district = _state_from(table, districts, grouped)
+            if school_year is not None and source.endswith(" as o"):
+                # any other owner: one completed since this pass's delete kept the row
+                kept = kept_for_others_sql(scope, scope.tables[table], districts, None)
+                if kept != "false":
+                    where += f" and not {kept}"
             key = f"{district} as d, " if grouped else ""
             group = f" group by {district}" if grouped else ""
             parts.append(
@@ -225,16 +236,19 @@ def district_state_parts(
     return parts
 
 
-def district_state_sql(target: str, with_remaining: bool, district_id: str) -> str:
+def district_state_sql(
+    target: str, with_remaining: bool, district_id: str, school_year: int | None = None
+) -> str:
     """One statement: [rows, fingerprint] of each retained table of a district and, when
-    asked, the rows left in each deleted table."""
-    return " union all ".join(district_state_parts(target, with_remaining, [district_id]))
+    asked, the rows left in each deleted table (see `district_state_parts`)."""
+    parts = district_state_parts(target, with_remaining, [district_id], school_year=school_year)
+    return " union all ".join(parts)
 
 
 def district_state(
-    wh: Warehouse, district_id: str, with_remaining: bool = False
+    wh: Warehouse, district_id: str, with_remaining: bool = False, school_year: int | None = None
 ) -> dict[str, list[int]]:
-    sql = district_state_sql(wh.target, with_remaining, district_id)
+    sql = district_state_sql(wh.target, with_remaining, district_id, school_year)
     return {str(t): [int(rows), int(f)] for t, rows, f in wh.query(sql)}
 
 
@@ -354,7 +368,7 @@ def _one_pass(
     phase.step = "delete"
     if delete:
         fault_point("before:delete")
-        after = district_state(tx, district_id, with_remaining=True)
+        after = district_state(tx, district_id, with_remaining=True, school_year=school_year)
         fault_point("after:delete")  # the rows are gone in this transaction, not committed
         fault_point("before:check_retention")
         changed = sorted(t for t in scope.retained if after[t] != before[t])

@@ -12,6 +12,7 @@ from typing import Any
 from jobs.config import Settings
 from jobs.output import count_by, totals
 from jobs.scope import current_scope
+from jobs.scope.built import built_parts, built_relation
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.ledger import (
     record_event,
@@ -256,9 +257,10 @@ def _attention(
         run = runs.get(district)
         if run is None or (run["status"] != "completed" and str(run["started_at"]) < str(at)):
             found[district] = {"district_id": district, "status": "refused", "why": why}
-    if wh.relation_exists("eoy", "reset_schedule"):
+    if wh.relation_exists(*built_parts("reset_schedule")):
         for row in wh.query_dicts(
-            "select district_id, effective_reset_date, status, issues from eoy.reset_schedule "
+            "select district_id, effective_reset_date, status, issues "
+            f"from {built_relation('reset_schedule')} "
             "where school_year = %s order by district_id",
             [school_year],
         ):

@@ -85,5 +85,8 @@ def _build_demo() -> Scope:
 def forget_scope() -> None:
     """Back to the demo's scope (a test that loaded another one, at its end)."""
     global _current
+    from jobs.scope.built import forget_built
+
+    forget_built()
     with _lock:
         _current = None

@@ -11,6 +11,7 @@ from typing import Any
 
 from jobs.config import Settings
 from jobs.scope.build import build_scope
+from jobs.scope.built import use_built
 from jobs.scope.catalog import read_catalog
 from jobs.scope.current import current_scope, loaded, use_scope
 from jobs.scope.declared import declaration_from_manifest
@@ -26,7 +27,8 @@ def scope_from_manifest(wh: Warehouse, manifest: Mapping[str, Any]) -> Scope:
 
 
 def _manifest_digest(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """What the scope needs of a manifest: the root's name, sources, models' relations."""
+    """What the scope needs of a manifest: the root's name, sources, models' relations
+    (eoy-reset's own among them: where the reset's marts were built)."""
     return {
         "metadata": {"project_name": (manifest.get("metadata") or {}).get("project_name")},
         "sources": {
@@ -47,7 +49,17 @@ def _manifest_digest(manifest: Mapping[str, Any]) -> dict[str, Any]:
             for k, v in (manifest.get("sources") or {}).items()
         },
         "nodes": {
-            k: {f: v.get(f) for f in ("resource_type", "name", "package_name", "relation_name")}
+            k: {
+                f: v.get(f)
+                for f in (
+                    "resource_type",
+                    "name",
+                    "package_name",
+                    "relation_name",
+                    "schema",
+                    "alias",
+                )
+            }
             for k, v in (manifest.get("nodes") or {}).items()
             if v.get("resource_type") == "model"
         },
@@ -76,7 +88,9 @@ def project_manifest(settings: Settings) -> dict[str, Any]:
 def load_scope(settings: Settings, wh: Warehouse) -> Scope:
     """The declared scope of the root project on this warehouse, checked: ScopeError (one
     line naming the table, column or foreign key) when the reset cannot follow it."""
-    return use_scope(scope_from_manifest(wh, project_manifest(settings)))
+    manifest = project_manifest(settings)
+    use_built(manifest)
+    return use_scope(scope_from_manifest(wh, manifest))
 
 
 def ensure_scope(settings: Settings, wh: Warehouse) -> Scope:

@@ -9,6 +9,9 @@ no owner: it is never selected, never deleted. A row may have several owners onl
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from jobs.scope.catalog import kind_of, relation
@@ -19,6 +22,58 @@ if TYPE_CHECKING:
 
 OWNER = "eoy_district"
 LEDGER_RUNS = "eoy_runner.reset_runs"
+
+# During a pass: where each `rows:` table's owners are read (qualified name -> relation), a
+# copy of its model's rows taken before the pass's first delete. A model that is a view
+# reads tables the same pass deletes from (children first), and would lose the owners of
+# the tables deleted after them.
+_FIXED: ContextVar[Mapping[str, str] | None] = ContextVar("fixed_owners", default=None)
+
+
+def fixed_owners_sql(scope: Scope, districts: list[str], target: str) -> list[str]:
+    """Statements copying, for every `rows:` table, its model's rows of every row a district
+    of the batch owns (each with all its owners) into a temporary table, one statement per
+    table; their names are `fixed_owners_names`."""
+    batch = literals(districts)
+    out = []
+    for (qualified, relation_), name in zip(
+        _rows_models(scope), fixed_owners_names(scope), strict=True
+    ):
+        keys = tuple((k, k) for k in scope.by_qualified(qualified).key)
+        create = f"create temporary table {name}"
+        if target == "postgres":
+            create += " on commit drop"
+        else:
+            create = f"create or replace temporary table {name}"
+        out.append(
+            f"{create} as select m.* from {relation_} as m where exists (select 1 from "
+            f"{relation_} as b where cast(b.district_id as text) in ({batch}) and "
+            f"{_on('b', 'm', keys)})"
+        )
+    return out
+
+
+def _rows_models(scope: Scope) -> list[tuple[str, str]]:
+    return [
+        (t.qualified, t.decl.rows_relation or "")
+        for t in scope.tables.values()
+        if t.decl.deleted and t.decl.rows
+    ]
+
+
+def fixed_owners_names(scope: Scope) -> list[str]:
+    return [f"eoy_fixed_owners_{i}" for i, _ in enumerate(_rows_models(scope))]
+
+
+@contextmanager
+def owners_fixed(scope: Scope) -> Iterator[None]:
+    """Read the `rows:` tables' owners from the copies `fixed_owners_sql` made."""
+    names = dict(zip((q for q, _ in _rows_models(scope)), fixed_owners_names(scope), strict=True))
+    token = _FIXED.set(names)
+    try:
+        yield
+    finally:
+        _FIXED.reset(token)
 
 
 def literals(districts: list[str], kind: str = "text") -> str:
@@ -66,7 +121,8 @@ def owned_sql(scope: Scope, table: ScopedTable) -> str:
     keys = tuple((k, k) for k in table.key)
     return (
         f"select {cols}, cast(m.district_id as text) as {OWNER} from {source} "
-        f"join {decl.rows_relation} as m on {_on('t0', 'm', keys)} where m.district_id is not null"
+        f"join {(_FIXED.get() or {}).get(decl.qualified, decl.rows_relation)} as m "
+        f"on {_on('t0', 'm', keys)} where m.district_id is not null"
     )
 
 
@@ -127,6 +183,34 @@ def delete_sql(
     return (
         f"delete from {target} where exists (select 1 from ({owned_sql(scope, table)}) as o "
         f"where o.{OWNER} in ({batch}) and {_on('o', target, keys)}{guard}){tail}"
+    )
+
+
+def kept_for_others_sql(
+    scope: Scope,
+    table: ScopedTable,
+    districts: list[str],
+    school_year: int | None,
+    alias: str = "o",
+) -> str:
+    """A condition on an owned row (alias `alias`, from `owned_sql`): another owner, outside
+    `districts` and not yet completed for the school year, still holds it, so it stays.
+    Without a school year: any owner outside `districts` (a batch in flight beside this one
+    may complete after this pass's delete kept the row for it; the run's sweep takes it).
+    Always false for a table whose rows have one owner."""
+    if not shared(scope, table):
+        return "false"
+    keys = tuple((k, k) for k in table.key)
+    completed = (
+        f"and o2.{OWNER} not in (select cast(r.district_id as text) from {LEDGER_RUNS} r "
+        f"where r.school_year = {int(school_year)} and r.status = 'completed')"
+        if school_year is not None
+        else ""
+    )
+    return (
+        f"exists (select 1 from ({owned_sql(scope, table)}) as o2 "
+        f"where {_on('o2', alias, keys)} and o2.{OWNER} not in ({literals(districts)}) "
+        f"{completed})"
     )
 
 

@@ -2,7 +2,8 @@
     eoy_reset_owned_rows(table): SQL of every owned row of a deleted table with its owning
     district (column district_id, text): its own column (district: COL), a path of joins
     (district: {via: [...], column: COL}), its parent's owners (of: {table, on}) or a dbt
-    model's rows (rows: MODEL, matched on the table's key). `table`: an item of
+    model's rows (rows: MODEL, matched on the model's columns other than district_id,
+    which are the table's key columns). `table`: an item of
     eoy_reset_declared_tables(). A row with a null on its way has no owner and no row here.
     The runner compiles the same joins (jobs/scope/sql.py); the plan's counts come from here.
 -#}
@@ -42,8 +43,19 @@
             on {{ conditions | join(' and ') }}
     {%- elif decl.get('rows') -%}
         {%- set model = eoy_reset_model_relation(decl.rows) -%}
-        {%- set key = decl.get('key') -%}
-        {%- set keys = [key] if key is string else key -%}
+        {#- the model's columns other than district_id are the table's key columns; before
+            the model is built (none yet), the declared key -#}
+        {%- set keys = [] -%}
+        {%- for column in adapter.get_columns_in_relation(model) -%}
+            {%- if column.name | lower != 'district_id' -%}{%- do keys.append(column.name) -%}{%- endif -%}
+        {%- endfor -%}
+        {%- if not keys -%}
+            {%- set key = decl.get('key') -%}
+            {%- set keys = ([key] if key is string else key) or [] -%}
+        {%- endif -%}
+        {%- if not keys -%}
+            {{ exceptions.raise_compiler_error("rows: model " ~ decl.rows ~ " of " ~ table.qualified ~ " is not built yet and the table declares no key") }}
+        {%- endif -%}
         {%- set conditions = [] -%}
         {%- for column in keys -%}
             {%- do conditions.append('t0.' ~ column ~ ' = m.' ~ column) -%}

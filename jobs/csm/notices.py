@@ -25,6 +25,7 @@ from jobs.csm.mailer import Mailer, NoticeError, SmtpServer
 from jobs.csm.message import long_day, render_html, render_text, write_eml
 from jobs.csm.post_reset import post_reset_notices
 from jobs.plan.dbt import PolicyError, build_models, policy_years
+from jobs.scope.built import built_relation
 from jobs.snapshot.store import is_object_root
 from jobs.warehouse import Warehouse, connect
 from jobs.warehouse.ledger import utcnow
@@ -74,7 +75,9 @@ def make_notices(
     build_notice_models(settings, as_of, year)
     with connect(settings) as wh:
         rows = wh.query_dicts(
-            "select * from eoy.reset_notices where school_year = %s order by district_id", [year]
+            f"select * from {built_relation('reset_notices')} "
+            "where school_year = %s order by district_id",
+            [year],
         )
         admins, skipped = administrators(wh)
         idle = _inactive_educators(wh, year)
@@ -217,7 +220,8 @@ def administrators(wh: Warehouse) -> tuple[dict[str, list[Recipient]], list[Skip
     skipped: list[Skipped] = []
     seen: set[tuple[str, str]] = set()
     for district_id, educator_id, email, first, last in wh.query(
-        f"select district_id, educator_id, email, first_name, last_name from eoy.{CONTACTS} "
+        "select district_id, educator_id, email, first_name, last_name "
+        f"from {built_relation(CONTACTS)} "
         "where role = 'administrator' and email is not null and trim(email) <> '' "
         "order by district_id, educator_id"
     ):
@@ -236,7 +240,7 @@ def _inactive_educators(wh: Warehouse, year: int) -> dict[str, list[dict[str, An
     found: dict[str, list[dict[str, Any]]] = {}
     for row in wh.query_dicts(
         "select i.district_id, e.first_name, e.last_name, e.email, e.role, i.last_login_at "
-        f"from eoy.inactive_educators as i join eoy.{CONTACTS} as e "
+        f"from {built_relation('inactive_educators')} as i join {built_relation(CONTACTS)} as e "
         "on e.educator_id = i.educator_id "
         "where i.school_year = %s order by i.district_id, e.last_name, e.first_name, "
         "i.educator_id",

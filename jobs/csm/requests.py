@@ -33,6 +33,7 @@ from jobs.plan.dbt import (
 )
 from jobs.plan.planner import REQUEST_ISSUES
 from jobs.scope import current_scope
+from jobs.scope.built import built_relation
 from jobs.scope.sql import district_known_sql
 from jobs.warehouse import Warehouse, connect
 from jobs.warehouse.ledger import utcnow
@@ -196,7 +197,8 @@ def _policy_is_seeded(wh: Warehouse) -> bool:
         return False
     try:
         rows = wh.query(
-            "select school_year, default_reset_date, earliest_reset_date from eoy.reset_policy"
+            "select school_year, default_reset_date, earliest_reset_date "
+            f"from {built_relation('reset_policy')}"
         )
     except Exception:  # e.g. a role that may not read it: the build comes first, as always
         return False

@@ -15,6 +15,7 @@ from jobs.csm.notices import CONTACTS
 from jobs.plan.dbt import policy_years
 from jobs.plan.stored import stored_plans
 from jobs.scope import current_scope
+from jobs.scope.built import built_relation
 from jobs.scope.sql import district_count_sql, district_known_sql, districts_select
 from jobs.snapshot.certificate import DISPOSITION, KINDS, TITLES, Certificate, latest_issued
 from jobs.warehouse.connection import Warehouse
@@ -257,7 +258,7 @@ def district_list(wh: Warehouse, year: int, filters: Filters) -> tuple[list[Dist
     if built(wh, SCHEDULE):
         columns = "s.effective_reset_date, s.date_source, s.status, s.issues"
         join = (
-            f"left join eoy.{SCHEDULE} as s on s.district_id = d.district_id "
+            f"left join {built_relation(SCHEDULE)} as s on s.district_id = d.district_id "
             "and s.school_year = %s "
         )
         params = [year]
@@ -317,7 +318,7 @@ def _schedule(wh: Warehouse, district_id: str, year: int) -> Schedule | None:
         "select s.effective_reset_date, s.date_source, s.status, s.issues, "
         "w.default_reset_date, w.earliest_reset_date, w.requested_reset_date, "
         "w.session_end_date, w.rostering_start_date, w.accepted_from, w.accepted_until "
-        f"from eoy.{SCHEDULE} as s left join eoy.{WINDOWS} as w "
+        f"from {built_relation(SCHEDULE)} as s left join {built_relation(WINDOWS)} as w "
         "on w.district_id = s.district_id and w.school_year = s.school_year "
         "where s.district_id = %s and s.school_year = %s",
         [district_id, year],
@@ -357,8 +358,8 @@ def _inactive(wh: Warehouse, district_id: str, year: int) -> list[Educator]:
     rows = wh.query(
         "select i.educator_id, e.first_name, e.last_name, e.email, i.role, e.school_name, "
         "i.last_login_at, i.days_inactive, i.reason "
-        f"from eoy.{INACTIVE} as i "
-        f"left join eoy.{CONTACTS} as e on e.educator_id = i.educator_id "
+        f"from {built_relation(INACTIVE)} as i "
+        f"left join {built_relation(CONTACTS)} as e on e.educator_id = i.educator_id "
         "where i.district_id = %s and i.school_year = %s "
         "order by i.reason, e.last_name, e.first_name, i.educator_id limit %s",
         [district_id, year, LIST_LIMIT],

@@ -1,4 +1,4 @@
-"""Settings shared by every command: which warehouse, where snapshots live (SPEC §2, §8),
+"""Settings shared by every command: which warehouse, where snapshots live,
 and every other setting the environment gives: no other module reads os.environ.
 """
 

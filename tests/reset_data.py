@@ -1,5 +1,5 @@
-"""Small hand-made districts for the reset models: the worked examples of SPEC §4, ledger
-cases, and a few rows of every app table. Shared by test_schedule.py and test_plan.py.
+"""Small hand-made districts for the reset models: the worked examples of the reset-date rules,
+ledger cases, and a few rows of every app table. Shared by test_schedule.py and test_plan.py.
 
 School year 2023 (D 2023-07-28, E 2023-06-19), planned as of 2023-07-28.
 """

@@ -1,4 +1,5 @@
-"""Helpers of the runner tests: an independent oracle of SPEC §4, table dumps, small districts."""
+"""Helpers of the runner tests: an independent oracle of the reset-date rules, table dumps,
+small districts."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def policy(school_year: int) -> tuple[date, date]:
 
 
 def expected_schedule(school_year: int, request: tuple[Any, ...] | None) -> tuple[date, str]:
-    """SPEC §4 rules 1-4 written out plainly: (effective date, status)."""
+    """The reset-date rules 1-4 written out plainly: (effective date, status)."""
     default, earliest = policy(school_year)
     if request is None:
         requested = year_end = summer_end = rostering = None

@@ -1,4 +1,4 @@
-"""`eoy-reset approve` and `run --plan` (SPEC §6, §8): a plan runs only once someone approved
+"""`eoy-reset approve` and `run --plan`: a plan runs only once someone approved
 exactly that plan in the ledger, and, with EOY_REQUIRE_SECOND_PERSON=1, only when someone
 other than the person running it approved it. Through the command line, on both targets.
 """

@@ -1,4 +1,4 @@
-"""The web console over HTTP (SPEC §8b, issue: the people around the reset get a web console),
+"""The web console over HTTP (issue: the people around the reset get a web console),
 on both targets: `eoy-reset serve` runs as a process of its own on 127.0.0.1, and the tests
 talk to it as a browser would, the sign-in form first.
 

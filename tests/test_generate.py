@@ -1,4 +1,4 @@
-"""`eoy-reset generate`: deterministic, shaped like a customer base, every SPEC §4 calendar
+"""`eoy-reset generate`: deterministic, shaped like a customer base, every calendar
 case present, foreign keys consistent, loaded the same on both targets."""
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def contents(wh: Warehouse) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
-# -- SPEC §4, written again independently of the generator and of dbt ------------------
+# -- the reset-date rules, written again independently of the generator and of dbt --------
 def schedule(row: dict[str, Any] | None) -> tuple[date, str, str, tuple[str, ...]]:
     d, e = POLICY.default_reset_date, POLICY.earliest_reset_date
     r = row and row["requested_reset_date"]
@@ -76,7 +76,8 @@ def schedule(row: dict[str, Any] | None) -> tuple[date, str, str, tuple[str, ...
     return effective, source, status, tuple(issues)
 
 
-EXAMPLES = [  # the worked examples of SPEC §4: R, school end, summer end, S, has row, expected
+# the worked examples of the reset-date rules: R, school end, summer end, S, has row, expected
+EXAMPLES = [
     (None, None, None, None, False, "2023-07-28", "default", "scheduled", ()),
     (
         "2023-06-26",

@@ -1,4 +1,4 @@
-"""`eoy-reset init` builds the contract of SPEC §3 and §6 on both targets, idempotently."""
+"""`eoy-reset init` builds the demo schema and the runner's ledger on both targets, idempotently."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_ledger_tables_exist(wh: Warehouse) -> None:
 
 
 def test_plan_approvals_table_is_added_to_an_existing_warehouse(wh: Warehouse) -> None:
-    """SPEC §6: plan_approvals; a warehouse initialised before it existed gains it on init."""
+    """The ledger's plan_approvals: a warehouse initialised before it existed gains it on init."""
     assert columns_of(wh, "eoy_runner", "plan_approvals") == [
         "plan_sha256",
         "approved_by",

@@ -1,6 +1,6 @@
 """`eoy-reset notices` (issue 14): one RFC 5322 notice per district with a reset in the school
-year, to its administrators, for every calendar case of SPEC §4; `--send` delivers them to a
-real SMTP server on 127.0.0.1 once per reset date and records each in the ledger (never an
+year, to its administrators, for every calendar case of the reset-date rules; `--send` delivers
+them to a real SMTP server on 127.0.0.1 once per reset date and records each in the ledger (never an
 address); a district with no administrator email is unreachable; audit_notices tells who was
 notified and whose date changed since.
 
@@ -109,7 +109,7 @@ def counts(settings: Settings, district_id: str) -> dict[str, int]:
         return {**found, "all": sum(found.values())}
 
 
-# What each calendar case's notice says about its date (SPEC §4 worked examples).
+# What each calendar case's notice says about its date (worked examples).
 WHY = {
     "ex1": (
         "is on Friday, July 28, 2023",

@@ -1,4 +1,4 @@
-"""`import-oneroster` (SPEC §8): a district's OneRoster 1.1 bulk export becomes its roster of
+"""`import-oneroster`: a district's OneRoster 1.1 bulk export becomes its roster of
 the new school year, only once last year's student data is gone, never over another
 district's ids, all or nothing; then `resume-syncs` turns its syncs back on.
 """

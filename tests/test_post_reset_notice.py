@@ -1,4 +1,4 @@
-"""The post-reset notice (issue 31, SPEC §8 `notices`): after a district's reset completed, one
+"""The post-reset notice (`notices`): after a district's reset completed, one
 message per administrator, with the district's certificate of disposition attached, sent once
 over a real SMTP server on 127.0.0.1 and recorded without an address; never before the reset
 completed, never without a certificate; with a bucket root, the link to the shared copy.

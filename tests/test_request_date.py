@@ -70,7 +70,7 @@ def schedule_row(settings: Settings, district_id: str) -> dict[str, Any]:
 
 
 def test_each_rule_gives_the_date_the_plan_uses(csm: Settings) -> None:
-    """SPEC §4 rules 1-4 through request-date: the date printed is reset_schedule's, and the
+    """the reset-date rules 1-4 through request-date: the date printed is reset_schedule's, and the
     plan made next shows the same date, source and issues."""
     cases = {
         # rule 2: a valid request is the date

@@ -1,6 +1,6 @@
 """Random calendars and as-of dates over several runs, checked against an independent oracle.
 
-After every run: the districts reset so far (by the plain rules of SPEC §4, written again in
+After every run: the districts reset so far (by the reset-date rules, written again in
 tests/runner_helpers.py) have no student row left and a snapshot holding exactly their rows;
 every other row is as it was, import_syncs and rostering_runs included (only the active syncs
 of the districts reset have been paused); the ledger says completed for exactly those districts.

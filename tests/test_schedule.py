@@ -1,4 +1,4 @@
-"""The dbt models that decide who is due (SPEC §4, §5), on both targets.
+"""The dbt models that decide who is due, on both targets.
 
 One warehouse per target is loaded with hand-made districts and built once; the tests
 read the marts it produced.

@@ -1,5 +1,5 @@
-"""Property: reset_schedule agrees with an independent Python reading of SPEC §4 on random
-calendars. Each example is a batch of districts loaded at once and built with one dbt run.
+"""Property: reset_schedule agrees with an independent Python reading of the reset-date rules on
+random calendars. Each example is a batch of districts loaded at once and built with one dbt run.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class Calendar:
 
 
 def oracle(default: date, earliest: date, cal: Calendar | None) -> tuple[date, str, str, str]:
-    """SPEC §4 rules 1-4: (effective_reset_date, date_source, status, issues)."""
+    """the reset-date rules 1-4: (effective_reset_date, date_source, status, issues)."""
     issues: list[str] = []
     r = cal.requested if cal is not None else None
     s = cal.rostering_start if cal is not None else None
@@ -177,7 +177,7 @@ def test_reset_schedule_matches_the_oracle_on_postgres(
 
 
 def test_oracle_agrees_with_the_worked_examples() -> None:
-    """The oracle itself, against the worked examples of SPEC §4."""
+    """The oracle itself, against the worked examples of the reset-date rules."""
     from tests.reset_data import read_examples
 
     default, earliest = POLICY[2023]

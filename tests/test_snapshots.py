@@ -1,4 +1,4 @@
-"""Snapshots (SPEC §7): exact round trips, fingerprints, consistent views, safe paths,
+"""Snapshots: exact round trips, fingerprints, consistent views, safe paths,
 permissions, atomic replacement, purge and legal holds, on both targets."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The post-reset notice (SPEC §8 `notices`): once a district's reset has completed, each of
+"""The post-reset notice (`notices`): once a district's reset has completed, each of
 its administrators gets one message saying what was deleted, with the district's certificate
 of disposition attached (certificate.html to read, certificate.json and its detached
 signature certificate.json.sig to check) and, where snapshots are in a bucket and the CSM

@@ -1,5 +1,5 @@
 """Who is due and what goes: the dbt invocation, the plan file, its checks before a run and its
-approval (SPEC §4, §5, §8)."""
+approval."""
 
 from jobs.plan.approval import approve_plan, load_approved_plan
 from jobs.plan.dbt import run_dbt

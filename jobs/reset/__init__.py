@@ -1,4 +1,4 @@
-"""The reset of one district and of a run (SPEC §6): the one verified pass that snapshots and
+"""The reset of one district and of a run: the one verified pass that snapshots and
 deletes, the runner and its view, the import syncs around it, and restore."""
 
 from jobs.reset.onepass import take_snapshot

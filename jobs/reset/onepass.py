@@ -13,8 +13,9 @@ does it commit. A failure or a kill before the commit leaves every row in place 
 snapshot where a snapshot belongs; after the commit the staging folder is renamed into
 place, and a rerun finishes a rename that a kill interrupted (`settle_year`, `settle_parts`).
 
-A snapshot part is `main` (the district's folder of SPEC §7) or `delta-<n>`, a sibling folder
-`<district folder>~delta-<n>` for rows that arrived after the main snapshot was deleted.
+A snapshot part is `main` (the district's folder in the snapshot layout) or `delta-<n>`, a
+sibling folder `<district folder>~delta-<n>` for rows that arrived after the main snapshot was
+deleted.
 """
 
 from __future__ import annotations

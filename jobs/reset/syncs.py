@@ -1,4 +1,4 @@
-"""Import syncs around a reset (SPEC §6: pause_syncs, resume_syncs) and the run status.
+"""Import syncs around a reset (pause_syncs, resume_syncs) and the run status.
 
 Syncs are paused on the reset date, so no import brings last year's roster back, and resumed
 once rostering of the new school year has completed.
@@ -56,7 +56,7 @@ def resume_syncs(settings: Settings) -> dict[str, Any]:
     """Syncs back on for districts whose latest reset completed and whose next school year
     has been rostered; every other district with paused syncs is listed as waiting, with why.
 
-    Only the latest reset of a district counts (SPEC §6): a completed reset of an earlier
+    Only the latest reset of a district counts: a completed reset of an earlier
     year never lets a later reset's pause go while that reset is running, failed or restored.
     """
     districts: list[dict[str, Any]] = []  # each paused one: resumed, or still paused and why

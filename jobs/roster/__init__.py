@@ -1,5 +1,5 @@
 """The new school year's rostering: a OneRoster CSV export read, checked and loaded into schema
-app (SPEC §6, §8)."""
+app."""
 
 from jobs.roster.check import read_roster
 from jobs.roster.load import import_oneroster

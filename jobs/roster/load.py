@@ -1,4 +1,4 @@
-"""`eoy-reset import-oneroster`: the new school year's rostering (SPEC §6, §8).
+"""`eoy-reset import-oneroster`: the new school year's rostering.
 
 A district's OneRoster 1.1 CSV bulk export (what districts drop on the `oneroster_sftp`
 sync) is checked whole, then loaded into schema `app` in one transaction that ends by
@@ -135,7 +135,7 @@ def _holds_student_data(wh: Warehouse, district_id: str) -> bool:
 
 
 def _check_ledger(wh: Warehouse, district_id: str, school_year: int) -> None:
-    """The reset of the previous school year must come first (SPEC §6), and no later one."""
+    """The reset of the previous school year must come first, and no later one."""
     if not wh.scalar("select count(*) from app.districts where district_id = %s", [district_id]):
         raise RosterError(
             f"district {district_id} is not in app.districts: rostering fills a district "

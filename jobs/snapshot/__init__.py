@@ -1,4 +1,4 @@
-"""Snapshots (SPEC §7): their layout and manifests, the store that keeps them (a folder or an
+"""Snapshots: their layout and manifests, the store that keeps them (a folder or an
 S3 bucket), fingerprints, writing and verifying, the district's copy and its link, retention
 and holds."""
 

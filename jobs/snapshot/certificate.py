@@ -1,4 +1,4 @@
-"""Certificates a district can keep (SPEC §8 `certificate`): a signed statement that its
+"""Certificates a district can keep (`certificate`): a signed statement that its
 student data of a school year was disposed of (`disposition`), and that the snapshot kept
 before the delete was destroyed later (`copy_destroyed`).
 

@@ -1,4 +1,4 @@
-"""Order-independent fingerprints of a set of rows (SPEC §7), the same from every source.
+"""Order-independent fingerprints of a set of rows, the same from every source.
 
 content-xxh64-mix64-v2 (every column): each field becomes one unsigned 64-bit word:
     text       XXH64 of its UTF-8 bytes, seed 0

@@ -1,4 +1,4 @@
-"""Where snapshots live (SPEC §7): safe paths, manifests, and which snapshots are complete.
+"""Where snapshots live: safe paths, manifests, and which snapshots are complete.
 
 A snapshot is `<root>/<school_year>/<safe_segment(district_id)>/` holding one Parquet file per
 deleted table and `manifest.json`, written last. No manifest means incomplete.

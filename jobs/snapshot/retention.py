@@ -1,4 +1,4 @@
-"""How long snapshots stay (SPEC §7): purge after the retention window, legal holds that stop it,
+"""How long snapshots stay: purge after the retention window, legal holds that stop it,
 and the ledger events that say when a snapshot went."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """`eoy-reset share`: the district's copy next to its snapshot in the object store, and a
-presigned link to download it that expires (SPEC §8). The ledger records who shared what and
+presigned link to download it that expires. The ledger records who shared what and
 until when, never the link itself: whoever holds a link can download the copy."""
 
 from __future__ import annotations

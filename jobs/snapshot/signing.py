@@ -1,4 +1,4 @@
-"""Ed25519 keys and detached signatures for certificates (SPEC §8: `keygen`, `certificate`,
+"""Ed25519 keys and detached signatures for certificates (`keygen`, `certificate`,
 `verify-certificate`), with the `cryptography` library.
 
 Keys are PEM files: `signing.key` (PKCS#8, unencrypted, mode 0600: its file mode is its

@@ -1,4 +1,4 @@
-"""`eoy-reset verify-snapshot`: re-read every file of a snapshot and check it (SPEC §7).
+"""`eoy-reset verify-snapshot`: re-read every file of a snapshot and check it.
 
 Checks, each reported as "<table>: <reason>": the manifest is there, parses and was not
 edited (its digest); no file is missing or extra; every file's sha256, columns, row count,

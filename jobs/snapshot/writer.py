@@ -1,4 +1,4 @@
-"""Writing a snapshot (SPEC §7): each table's rows streamed into its Parquet file and its
+"""Writing a snapshot: each table's rows streamed into its Parquet file and its
 fingerprints, the files made durable and read back, the manifest last; the part goes in place
 once the district's transaction has committed. Where the files go, and how a part goes in
 place (a folder renamed, or a manifest object written last), is the store's

@@ -62,8 +62,8 @@ ARROW_TYPES = {
 DAY_US = 86_400_000_000
 EPOCH = datetime(1970, 1, 1)
 
-# SPEC §4 calendar cases -> share of districts; the first N districts take one case each,
-# in this order, so every rule is exercised whenever there are at least this many.
+# the calendar cases of the reset-date rules -> share of districts; the first N districts take
+# one case each, in this order, so every rule is exercised whenever there are at least this many.
 CALENDAR_CASES: dict[str, float] = {
     "valid_request": 0.20,
     "no_response": 0.40,
@@ -116,7 +116,7 @@ def chunk_bounds(sizes: np.ndarray) -> list[tuple[int, int]]:
 
 
 def calendar_cases(districts: int, seed: int) -> list[str]:
-    """Which SPEC §4 case each district's reset request plays."""
+    """Which case of the reset-date rules each district's reset request plays."""
     names = list(CALENDAR_CASES)
     drawn = _rng(seed, 1).choice(len(names), size=districts, p=list(CALENDAR_CASES.values()))
     fixed = min(districts, len(names))

@@ -1,4 +1,4 @@
-"""One way to reach either warehouse (SPEC §2): embedded DuckDB or PostgreSQL.
+"""One way to reach either warehouse: embedded DuckDB or PostgreSQL.
 
 SQL passed here uses `%s` placeholders (DB-API "format" style) on both targets; the DuckDB
 side rewrites them to `?`. Errors that an operator can act on become `WarehouseError`,

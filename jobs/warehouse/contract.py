@@ -1,4 +1,4 @@
-"""The source contract of SPEC §3 and the ledger of SPEC §6, as data.
+"""The source contract of the demo schema and the runner's ledger, as data.
 
 Everything that touches `app` (init, the generator, the export, the delete, the retention
 checks) reads table and column names from here, so the contract is written once.
@@ -40,7 +40,7 @@ class Table:
     name: str
     columns: tuple[tuple[str, str], ...]  # (name, logical type), primary key first
     primary_key: tuple[str, ...]
-    deleted: bool  # SPEC §5: snapshotted then deleted for a due district
+    deleted: bool  # snapshotted then deleted for a due district
     not_null: tuple[str, ...] = ()
     foreign_keys: tuple[tuple[tuple[str, ...], str, tuple[str, ...]], ...] = ()
 
@@ -178,7 +178,7 @@ APP_TABLES: tuple[Table, ...] = (
 
 TABLES = {t.name: t for t in APP_TABLES}
 
-# The seven student-data tables of SPEC §5, in the order the export writes them.
+# The seven deleted student-data tables, in the order the export writes them.
 DELETED_TABLES: tuple[str, ...] = tuple(t.name for t in APP_TABLES if t.deleted)
 # Children first, so no foreign key ever points at a row already gone.
 DELETE_ORDER: tuple[str, ...] = (
@@ -217,7 +217,7 @@ SYNC_STATUSES = ("active", "paused")
 EDUCATOR_ROLES = ("teacher", "administrator")
 
 # ---------------------------------------------------------------------------------------
-# Ledger, schema eoy_runner (SPEC §6)
+# Ledger, schema eoy_runner
 # ---------------------------------------------------------------------------------------
 RUN_STATUSES = ("running", "completed", "failed", "restored")
 STEPS = ("pause_syncs", "export", "verify", "delete", "check_retention", "complete")

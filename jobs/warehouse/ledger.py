@@ -1,4 +1,4 @@
-"""The runner's ledger, schema eoy_runner (SPEC §6): one run row per district and school year,
+"""The runner's ledger, schema eoy_runner: one run row per district and school year,
 and an append-only log of steps. Ids, counts, paths and hashes only: never student PII.
 """
 

@@ -1,4 +1,4 @@
-"""`eoy-reset init`: create schemas `app` and `eoy_runner` (SPEC §3, §6), and the web
+"""`eoy-reset init`: create schemas `app` and `eoy_runner`, and the web
 console's accounts in `eoy_console`, idempotently."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def table_ddl(
     if indexed(table, target):
         cols.append(f"primary key ({', '.join(table.primary_key)})")
     # DuckDB checks foreign keys eagerly and cannot delete a referenced parent in the same
-    # transaction, so the foreign keys live on PostgreSQL only (SPEC: "the ones that hold").
+    # transaction, so the foreign keys live on PostgreSQL only.
     if target == "postgres" and with_keys:
         for own, ref, theirs in table.foreign_keys:
             cols.append(

@@ -1,2 +1,2 @@
 """The web console (`eoy-reset serve`): district self-service, the CSM's desk, the reviewer's
-approval and the operator's runs, with accounts, sessions and CSRF tokens (SPEC §8b)."""
+approval and the operator's runs, with accounts, sessions and CSRF tokens."""

@@ -1,4 +1,4 @@
-"""The console's pages (SPEC §8b): sign-in, the districts, the reset date a district asks
+"""The console's pages: sign-in, the districts, the reset date a district asks
 for, its copy, the plans to approve and the runs. Server-rendered (Jinja2, autoescaped), no
 script: the operator's page refreshes itself with a meta tag. How each request is served and
 checked is `site.py`.

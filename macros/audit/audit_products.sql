@@ -1,4 +1,4 @@
-{#- The products of the math suite (SPEC §3). -#}
+{#- The products of the math suite. -#}
 {% macro audit_products() -%}
     {{ return(['imagine_math', 'imagine_math_facts']) }}
 {%- endmacro %}

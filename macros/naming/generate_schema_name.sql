@@ -1,7 +1,7 @@
 {#-
   Schema names: `eoy` for everything, `eoy_<custom>` for folders with a custom schema
   (marts/audit builds into `eoy_audit`). This is dbt's default behaviour, written out so
-  the names of SPEC §2 do not depend on it.
+  the schema names eoy and eoy_audit do not depend on it.
 -#}
 {% macro generate_schema_name(custom_schema_name, node) -%}
     {%- if custom_schema_name is none -%}

@@ -1,6 +1,6 @@
 {#
     require_reset_policy(policy_relation, school_year): stop the build when the seed
-    reset_policy has no row for the school year (SPEC §4.5).
+    reset_policy has no row for the school year.
 
     Arguments: the seed's relation (pass ref('reset_policy') from the model so dbt sees
     the dependency at parse time) and the school year. Runs a query at execution time

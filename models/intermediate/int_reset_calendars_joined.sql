@@ -1,5 +1,5 @@
 -- One row per district and school year of the policy seed, with the CSM's request
--- row (if any) beside the policy dates: the inputs of SPEC §4, not yet judged.
+-- row (if any) beside the policy dates: the inputs of the reset-date rules, not yet judged.
 with
 
 districts as (

@@ -1,4 +1,4 @@
--- SPEC §4, rules 1-4, in order: judge the request, pick the candidate date, move it past
+-- the reset-date rules 1-4, in order: judge the request, pick the candidate date, move it past
 -- the last session day, then block it if it reaches the new year's rostering.
 with
 

@@ -1,4 +1,4 @@
-{#- The recommendation list of SPEC §5 for the audited school year: educators who never
+{#- The list of inactive educators for the audited school year: educators who never
     logged in, or not for more than var inactive_educator_days before their district's reset
     date. Ids only: no names or emails. -#}
 {%- set school_year = reset_school_year() %}

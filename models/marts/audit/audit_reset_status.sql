@@ -118,12 +118,12 @@ joined as (
         audited.district_id,
         districts.name as district_name,
         audited.school_year,
-        -- schedule (SPEC §4)
+        -- schedule
         schedule.effective_reset_date,
         schedule.date_source,
         schedule.status as schedule_status,
         coalesce(schedule.issues, '') as schedule_issues,
-        -- ledger (SPEC §6)
+        -- ledger
         case
             when runs.status is not null then runs.status
             when schedule.status = 'blocked' then 'blocked'

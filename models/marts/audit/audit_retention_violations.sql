@@ -1,4 +1,4 @@
-{#- What SPEC §5 promises after a district's latest completed reset, checked against the
+{#- What the reset promises after a district's latest completed reset, checked against the
     declared scope's tables now.
     Empty when all is well; tests/dbt/assert_audit_no_retention_violations.sql fails otherwise.
     - student_rows_present: rows of a student-data table dated before the run started (last

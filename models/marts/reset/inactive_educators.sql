@@ -1,4 +1,4 @@
--- Educators "no longer with the organization or using the program" (SPEC §5): never
+-- Educators "no longer with the organization or using the program": never
 -- logged in, or idle more than var inactive_educator_days before the district's reset
 -- date. A recommendation only; nobody is deleted. No names or emails.
 {%- set idle_days = var('inactive_educator_days', 365) | int %}

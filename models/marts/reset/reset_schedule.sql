@@ -1,4 +1,4 @@
--- The reset date of every district for every school year of the policy (SPEC §4).
+-- The reset date of every district for every school year of the policy.
 with
 
 resolved as (

@@ -49,7 +49,7 @@ from bench.common import postgres_server, write_section
 from jobs.config import Settings
 from jobs.warehouse.contract import DELETE_ORDER
 from tests.conftest import with_dbname
-from tests.crash_helpers import cli_env
+from tests.support.crash_helpers import cli_env
 
 SEED = 1
 AS_OF = "2023-07-28"  # the 2023 default reset date: most districts are due

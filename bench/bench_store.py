@@ -37,8 +37,8 @@ from bench.common import postgres_server, write_section
 from jobs.config import PROJECT_DIR, Settings
 from jobs.snapshot.store import open_store
 from tests.conftest import with_dbname
-from tests.crash_helpers import cli_env
-from tests.s3_server import ThrowawayS3, aws_env
+from tests.support.crash_helpers import cli_env
+from tests.support.s3_server import ThrowawayS3, aws_env
 
 SECTION = "Snapshot store: folder against S3"
 ROWS = int(os.environ.get("EOY_BENCH_STORE_ROWS", "2000000"))

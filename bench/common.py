@@ -26,7 +26,7 @@ def postgres_server() -> Iterator[str]:
     if base:
         yield base
         return
-    from tests.throwaway_pg import ThrowawayPostgres
+    from tests.support.throwaway_pg import ThrowawayPostgres
 
     server = ThrowawayPostgres().start()
     try:

@@ -30,12 +30,12 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from jobs.config import Settings
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.schema import init_warehouse
-from tests.chromium import install_in_background
-from tests.in_process import close_dbt_duckdb
-from tests.locks import file_lock
-from tests.s3_server import ThrowawayS3, aws_env, checking_credentials
 from tests.support.built import Template, Templates, initialised, with_dbname
-from tests.throwaway_pg import ThrowawayPostgres
+from tests.support.chromium import install_in_background
+from tests.support.in_process import close_dbt_duckdb
+from tests.support.locks import file_lock
+from tests.support.s3_server import ThrowawayS3, aws_env, checking_credentials
+from tests.support.throwaway_pg import ThrowawayPostgres
 
 # Hypothesis keeps its example database and its cache of source constants (which name the
 # files they came from) outside the checkout.

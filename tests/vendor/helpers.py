@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 
 from jobs.config import Settings
 from jobs.warehouse.connection import Warehouse, connect
-from tests.crash_helpers import cli_env
-from tests.fork_server import Forked, start
-from tests.in_process import close_dbt_duckdb, run_in_process
-from tests.locks import file_lock
+from tests.support.crash_helpers import cli_env
+from tests.support.fork_server import Forked, start
+from tests.support.in_process import close_dbt_duckdb, run_in_process
+from tests.support.locks import file_lock
 from tests.vendor.schema import DELETED, PROJECT, RETAINED, SCHEMA, TABLES
 
 REPO = PROJECT.parent.parent.parent

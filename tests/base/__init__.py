@@ -1,0 +1,1 @@
+"""Tests of the base modules: settings, errors, faults, tables."""

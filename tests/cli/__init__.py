@@ -1,0 +1,1 @@
+"""Tests of the commands as the operator meets them."""

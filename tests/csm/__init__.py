@@ -1,0 +1,1 @@
+"""Tests of jobs/csm (see the folder's modules)."""

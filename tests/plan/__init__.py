@@ -1,0 +1,1 @@
+"""Tests of jobs/plan (see the folder's modules)."""

@@ -1,0 +1,1 @@
+"""Tests of jobs/report (see the folder's modules)."""

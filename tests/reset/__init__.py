@@ -1,0 +1,1 @@
+"""Tests of jobs/reset (see the folder's modules)."""

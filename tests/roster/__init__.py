@@ -1,0 +1,1 @@
+"""Tests of jobs/roster (see the folder's modules)."""

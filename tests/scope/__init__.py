@@ -1,0 +1,1 @@
+"""Tests of jobs/scope (see the folder's modules)."""

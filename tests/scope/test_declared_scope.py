@@ -1,0 +1,355 @@
+"""The declared scope: read from the sources' meta.eoy_reset, checked against the warehouse's
+catalog, refused in one line naming what is wrong, followed through keys to each row's
+districts (unowned rows counted and kept, shared rows kept until their last owner)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobs.config import Settings
+from jobs.scope import Scope, ScopeError, demo_scope, load_scope, scope_from_manifest
+from jobs.scope.current import forget_scope
+from jobs.scope.sql import counts_sql, delete_sql, select_sql, sweep_sql, unowned_sql
+from jobs.warehouse.connection import Warehouse, connect
+from tests.support.crash_helpers import cli_env
+from tests.support.in_process import run_in_process
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# A small school network nothing like the demo's: integer ids, no district column on the
+# student tables (a learner reaches its organisation through its site), a composite key, a
+# child declared through its parent (`of:`), and badges whose owners only a model can say.
+DDL = [
+    "create schema sch",
+    "create schema sch_m",
+    "create table sch.org (org_id integer primary key, name text)",
+    "create table sch.site (site_id integer primary key, org_id integer)",
+    "create table sch.learner (learner_id integer primary key, site_id integer, nick text)",
+    "create table sch.score (learner_id integer, n integer, pts double precision, "
+    "primary key (learner_id, n), foreign key (learner_id) references sch.learner (learner_id))",
+    "create table sch.badge (badge_id integer primary key, label text)",
+    "create table sch_m.badge_owners (badge_id integer, district_id integer)",
+    "insert into sch.org values (1, 'one'), (2, 'two'), (3, 'three')",
+    "insert into sch.site values (10, 1), (20, 2), (30, null)",
+    "insert into sch.learner values (100, 10, 'a'), (101, 10, 'b'), (200, 20, 'c'), (300, 30, 'd')",
+    "insert into sch.score values (100, 1, 1.5), (100, 2, 2.5), (200, 1, 3.0), (300, 1, 4.0)",
+    "insert into sch.badge values (7, 'shared'), (8, 'only two')",
+    "insert into sch_m.badge_owners values (7, 1), (7, 2), (8, 2)",
+]
+
+DECLARED: dict[str, Any] = {
+    "org": {"role": "districts", "key": "org_id"},
+    "site": {"action": "retain"},
+    "learner": {
+        "action": "delete",
+        "district": {"via": [{"table": "site", "on": {"site_id": "site_id"}}], "column": "org_id"},
+    },
+    "score": {"action": "delete", "of": {"table": "learner", "on": {"learner_id": "learner_id"}}},
+    "badge": {"action": "delete", "rows": "badge_owners"},
+}
+
+
+def manifest(tables: dict[str, Any], models: dict[str, str] | None = None) -> dict[str, Any]:
+    """The part of dbt's manifest.json the scope reads, for source `sch` in scope."""
+    models = {"badge_owners": "sch_m.badge_owners"} if models is None else models
+    return {
+        "metadata": {"project_name": "vendor"},
+        "sources": {
+            f"source.vendor.sch.{name}": {
+                "package_name": "vendor",
+                "source_name": "sch",
+                "schema": "sch",
+                "name": name,
+                "identifier": name,
+                "source_meta": {"eoy_reset": {"scope": True}},
+                "meta": {} if meta is None else {"eoy_reset": meta},
+            }
+            for name, meta in tables.items()
+        },
+        "nodes": {
+            f"model.vendor.{name}": {
+                "resource_type": "model",
+                "name": name,
+                "package_name": "vendor",
+                "relation_name": relation,
+            }
+            for name, relation in models.items()
+        },
+    }
+
+
+@pytest.fixture
+def school(wh: Warehouse) -> Warehouse:
+    for sql in DDL:
+        wh.execute(sql)
+    return wh
+
+
+def refusal(wh: Warehouse, tables: dict[str, Any], **kw: Any) -> str:
+    with pytest.raises(ScopeError) as caught:
+        scope_from_manifest(wh, manifest(tables, **kw))
+    line = str(caught.value)
+    assert "\n" not in line
+    return line
+
+
+def test_the_scope_loads_with_its_order(school: Warehouse) -> None:
+    scope = scope_from_manifest(school, manifest(DECLARED))
+    assert scope.deleted == ("learner", "score", "badge")
+    assert scope.retained == ("org", "site")
+    assert scope.districts.key == ("org_id",)
+    # the composite key comes from the warehouse; the child goes before its parent
+    assert scope.tables["score"].key == ("learner_id", "n")
+    assert scope.delete_order.index("score") < scope.delete_order.index("learner")
+    assert scope.insert_order.index("learner") < scope.insert_order.index("score")
+    assert scope.roles_said()["syncs"] == "none declared; kept in eoy_runner.import_syncs"
+
+
+def owners(wh: Warehouse, scope: Scope, table: str) -> dict[str, int]:
+    return {str(d): int(n) for d, n in wh.query(counts_sql(scope, scope.tables[table]))}
+
+
+def test_rows_reach_their_districts_through_keys(school: Warehouse) -> None:
+    scope = scope_from_manifest(school, manifest(DECLARED))
+    assert owners(school, scope, "learner") == {"1": 2, "2": 1}
+    assert owners(school, scope, "score") == {"1": 2, "2": 1}
+    assert owners(school, scope, "badge") == {"1": 1, "2": 2}
+    # the learner of the site with no district, and its score, belong to no one
+    assert school.scalar(unowned_sql(scope, scope.tables["learner"])) == 1
+    assert school.scalar(unowned_sql(scope, scope.tables["score"])) == 1
+    assert school.scalar(unowned_sql(scope, scope.tables["badge"])) == 0
+    rows = school.query(select_sql(scope, scope.tables["score"], ["1"], "o.learner_id, o.n"))
+    assert sorted(rows) == [(100, 1, "1"), (100, 2, "1")]
+
+
+def test_a_delete_takes_owned_rows_only_and_shared_ones_with_their_last_owner(
+    school: Warehouse,
+) -> None:
+    scope = scope_from_manifest(school, manifest(DECLARED))
+    for table in scope.delete_order:
+        school.execute(delete_sql(scope, scope.tables[table], ["1"], 2023))
+    assert school.query("select learner_id from sch.learner order by 1") == [(200,), (300,)]
+    assert school.query("select learner_id, n from sch.score order by 1, 2") == [(200, 1), (300, 1)]
+    # badge 7 is district 2's too, and district 2 is not reset yet: it stays
+    assert school.query("select badge_id from sch.badge order by 1") == [(7,), (8,)]
+    school.execute(
+        "insert into eoy_runner.reset_runs (district_id, school_year, status) "
+        "values ('1', 2023, 'completed')"
+    )
+    for table in scope.delete_order:
+        school.execute(delete_sql(scope, scope.tables[table], ["2"], 2023))
+    assert school.query("select badge_id from sch.badge") == []
+    # what no district owns is never deleted
+    assert school.query("select learner_id from sch.learner") == [(300,)]
+    assert school.query("select learner_id from sch.score") == [(300,)]
+
+
+def test_two_owners_in_one_batch_take_the_shared_row(school: Warehouse) -> None:
+    scope = scope_from_manifest(school, manifest(DECLARED))
+    school.execute(delete_sql(scope, scope.tables["badge"], ["1", "2"], 2023))
+    assert school.query("select badge_id from sch.badge") == []
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"ddl": "create table sch.extra (x integer)"}, "table sch.extra is in schema sch"),
+        ({"site": None}, "table sch.site has no meta.eoy_reset declaration"),
+        ({"learner": {**DECLARED["learner"], "key": ["nope"]}}, "key column sch.learner.nope"),
+        (
+            {"learner": {"action": "delete", "district": "org_id"}},
+            "district column sch.learner.org_id does not exist",
+        ),
+        (
+            {
+                "learner": {
+                    "action": "delete",
+                    "district": {
+                        "via": [{"table": "campus", "on": {"site_id": "id"}}],
+                        "column": "x",
+                    },
+                }
+            },
+            "joins table sch.campus, which does not exist",
+        ),
+        (
+            {
+                "learner": {
+                    **DECLARED["learner"],
+                    "district": {**DECLARED["learner"]["district"], "column": "org"},
+                }
+            },
+            "district column sch.site.org does not exist",
+        ),
+        ({"badge": {"action": "delete", "rows": "no_such_model"}}, "model no_such_model"),
+        (
+            {
+                "org2": {"role": "districts", "key": "org_id"},
+                "ddl": "create table sch.org2 (org_id integer)",
+            },
+            "two districts tables",
+        ),
+        (
+            {
+                "learner": {
+                    "action": "delete",
+                    "of": {"table": "score", "on": {"learner_id": "learner_id"}},
+                },
+            },
+            "a cycle of deletes: sch.learner → sch.score → sch.learner",
+        ),
+        ({"score": {"action": "retain"}}, "foreign key"),
+        (
+            {"badge": {"action": "delete"}},
+            "table sch.badge: a deleted table says how a row reaches",
+        ),
+    ],
+)
+def test_each_refusal_is_one_line_naming_what_is_wrong(
+    school: Warehouse, change: dict[str, Any], said: str
+) -> None:
+    change = dict(change)
+    if "ddl" in change:
+        school.execute(change.pop("ddl"))
+    tables = {**DECLARED, **change}
+    line = refusal(school, tables)
+    assert said in line, line
+
+
+def test_a_foreign_key_into_a_deleted_table_names_the_key(school: Warehouse) -> None:
+    school.execute("create schema other")
+    school.execute(
+        "create table other.certificate (id integer primary key, learner_id integer "
+        "references sch.learner (learner_id))"
+    ) if school.target == "postgres" else school.execute(
+        "create table sch.certificate (id integer primary key, learner_id integer "
+        "references sch.learner (learner_id))"
+    )
+    tables = dict(DECLARED)
+    if school.target == "duckdb":
+        tables["certificate"] = {"action": "retain"}
+    line = refusal(school, tables)
+    assert "foreign key" in line and "certificate" in line and "sch.learner" in line, line
+    assert "is not declared delete" in line
+
+
+@pytest.mark.parametrize("target", ["duckdb"])
+def test_the_demo_declaration_loads_from_the_project(settings: Settings, wh: Warehouse) -> None:
+    scope = load_scope(settings, wh)
+    assert scope.deleted == (
+        "students",
+        "classrooms",
+        "classroom_enrollments",
+        "assessments",
+        "progress",
+        "pathways",
+        "usage_sessions",
+    )
+    assert scope.delete_order[-1] == "students"
+    assert scope.districts.qualified == "app.districts"
+    assert scope.role_relation("syncs") == "app.import_syncs"
+    assert scope.tables["classroom_enrollments"].key == ("classroom_id", "student_id")
+    # the scope a function sees before a command loaded one is the same
+    demo = demo_scope()
+    assert (demo.deleted, demo.retained) == (scope.deleted, scope.retained)
+    assert (demo.delete_order, demo.insert_order) == (scope.delete_order, scope.insert_order)
+    for label, table in scope.tables.items():
+        assert demo.tables[label].columns == table.columns, label
+        assert demo.tables[label].key == table.key, label
+
+
+VENDOR_SOURCES = """version: 2
+sources:
+  - name: sch
+    schema: sch
+    meta:
+      eoy_reset: {scope: true}
+    tables:
+      - name: org
+        meta: {eoy_reset: {role: districts, key: org_id}}
+      - name: site
+        meta: {eoy_reset: {action: retain}}
+      - name: learner
+        meta:
+          eoy_reset:
+            action: delete
+            district: {via: [{table: site, on: {site_id: site_id}}], column: org_id}
+      - name: score
+        meta:
+          eoy_reset: {action: delete, of: {table: learner, on: {learner_id: learner_id}}}
+"""
+
+
+def vendor_project(folder: Path) -> Path:
+    """A vendor's dbt project that installs eoy-reset as a package and declares `sch`."""
+    (folder / "models").mkdir(parents=True)
+    (folder / "dbt_project.yml").write_text(
+        'name: vendor\nversion: "1.0.0"\nconfig-version: 2\nprofile: vendor\n'
+        'model-paths: ["models"]\n'
+    )
+    (folder / "packages.yml").write_text(f"packages:\n  - local: {ROOT}\n")
+    (folder / "profiles.yml").write_text(
+        "vendor:\n  target: duckdb\n  outputs:\n    duckdb:\n      type: duckdb\n"
+        "      path: \"{{ env_var('EOY_DUCKDB_PATH') }}\"\n      schema: eoy\n      threads: 1\n"
+    )
+    (folder / "models" / "_sch__sources.yml").write_text(VENDOR_SOURCES)
+    return folder
+
+
+@pytest.mark.parametrize("target", ["duckdb"])
+def test_a_vendor_project_plans_runs_and_refuses_a_table_left_out(
+    settings: Settings, wh: Warehouse, tmp_path: Path
+) -> None:
+    """plan and run in a vendor's project (integer ids, a path, of:); a table added to its
+    schema and forgotten in the scope stops both, in one line, before anything changes."""
+    for sql in DDL:
+        if "badge" not in sql:
+            wh.execute(sql)
+    wh.close()
+    project = vendor_project(tmp_path / "vendor")
+    env = cli_env(settings, EOY_PROJECT_DIR=str(project))
+    try:
+        plan = run_in_process(["plan", "--as-of", "2023-08-01", "--json"], env, ROOT)
+        assert plan.returncode == 0, plan.stderr
+        doc = json.loads(plan.stdout)
+        assert doc["totals"]["rows_by_table"] == {"learner": 3, "score": 3}
+        assert doc["unowned"] == {"learner": 1, "score": 1}
+        assert doc["roles"]["syncs"] == "none declared; kept in eoy_runner.import_syncs"
+        with connect(settings) as again:
+            again.execute("create table sch.extra (x integer)")
+        for args in (["plan", "--as-of", "2023-08-01"], ["run", "--as-of", "2023-08-01", "--yes"]):
+            refused = run_in_process(args, env, ROOT)
+            assert refused.returncode != 0
+            line = refused.stderr.strip()
+            assert "\n" not in line and "table sch.extra is in schema sch" in line, line
+        with connect(settings) as again:
+            assert again.scalar("select count(*) from sch.learner") == 4
+    finally:
+        forget_scope()
+
+
+def test_two_batches_in_flight_leave_a_shared_row_the_end_of_the_run_takes(
+    school: Warehouse,
+) -> None:
+    scope = scope_from_manifest(school, manifest(DECLARED))
+    badge = scope.tables["badge"]
+    # each batch decides while the other's district is not yet completed: both keep badge 7
+    school.execute(delete_sql(scope, badge, ["1"], 2023))
+    school.execute(delete_sql(scope, badge, ["2"], 2023))
+    assert school.query("select badge_id from sch.badge") == [(7,)]
+    school.execute(
+        "insert into eoy_runner.reset_runs (district_id, school_year, status) "
+        "values ('1', 2023, 'completed')"
+    )
+    school.execute(sweep_sql(scope, badge, 2023))  # one owner still to go: it stays
+    assert school.query("select badge_id from sch.badge") == [(7,)]
+    school.execute(
+        "insert into eoy_runner.reset_runs (district_id, school_year, status) "
+        "values ('2', 2023, 'completed')"
+    )
+    school.execute(sweep_sql(scope, badge, 2023))
+    assert school.query("select badge_id from sch.badge") == []

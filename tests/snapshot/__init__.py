@@ -1,0 +1,1 @@
+"""Tests of jobs/snapshot (see the folder's modules)."""

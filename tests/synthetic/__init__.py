@@ -1,0 +1,1 @@
+"""Tests of jobs/synthetic (see the folder's modules)."""

@@ -1,0 +1,1 @@
+"""Tests of jobs/warehouse (see the folder's modules)."""

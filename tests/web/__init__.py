@@ -1,0 +1,1 @@
+"""Tests of jobs/web (see the folder's modules)."""

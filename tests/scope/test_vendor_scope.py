@@ -141,6 +141,40 @@ def verified(settings: Settings, project: Path, district: int) -> Rows:
     return snapshot_rows(folder)
 
 
+def test_the_next_years_rostering_closes_the_year_in_eoy_runners_own_table(
+    vendor: Vendor,
+) -> None:
+    """A project that declares no rostering: eoy-reset keeps it in eoy_runner.rostering_runs
+    and says so; a 2024 rostering there closes 2023 for that org unit like a declared one."""
+    settings, project, data = vendor.settings, vendor.project, vendor.data
+    closed, other = data.districts[0], data.districts[1]
+    with warehouse(settings) as wh:
+        wh.execute(
+            "insert into eoy_runner.rostering_runs (district_id, school_year, completed_at) "
+            "values (%s, 2024, timestamp '2023-07-20 09:00:00')",
+            [str(closed)],
+        )
+        before = dump(wh)
+
+    plan = eoy_json(settings, project, "plan", "--as-of", AS_OF)
+    assert plan["roles"]["rostering"] == "none declared; kept in eoy_runner.rostering_runs"
+    (shut,) = plan["closed"]
+    assert str(shut["district_id"]) == str(closed)
+    assert "rostering for 2024 completed on 2023-07-20" in shut["reason"]
+    assert str(closed) not in {str(d["district_id"]) for d in plan["due"]}
+
+    named = eoy(settings, project, *RUN, "--district", str(closed))
+    assert named.returncode == 1
+    assert "school year 2023 is closed" in named.stderr and len(named.stderr.splitlines()) == 1
+    with warehouse(settings) as wh:
+        assert dump(wh) == before, "a closed year's run changed the warehouse"
+
+    done = eoy_json(settings, project, *RUN, "--district", str(other))
+    assert [(str(d["district_id"]), d["status"]) for d in done["districts"]] == [
+        (str(other), "completed")
+    ]
+
+
 # ---------------------------------------------------------------------------------------
 # the whole life
 # ---------------------------------------------------------------------------------------

@@ -118,10 +118,11 @@ def run_batch(
         alone += held
     finally:
         release_district_locks(session, [c["district_id"] for c in held], year)
+        seconds = round(time.perf_counter() - began, 2)  # the batch's, the same for each
         for cand in held:
             district = cand["district_id"]
             if district in outcomes:
-                outcomes[district].seconds = round(time.perf_counter() - began, 2)
+                outcomes[district].seconds = seconds
                 progress.district_done(district)
             else:  # it goes on alone, below
                 progress.district_dropped(district)

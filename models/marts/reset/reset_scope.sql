@@ -22,7 +22,8 @@ counted as (
             {%- set owned = eoy_reset_owned_rows(table) %}
         {%- else %}
             {%- set column = key if table.decl.get('role') == 'districts' else 'district_id' %}
-            {%- set columns = adapter.get_columns_in_relation(table.relation) | map(attribute='name') | map('lower') | list %}
+            {%- set found = adapter.get_columns_in_relation(table.relation) %}
+            {%- set columns = found | map(attribute='name') | map('lower') | list %}
             {%- if column | lower in columns %}
                 {%- set owned = 'select cast(' ~ column ~ ' as ' ~ dbt.type_string() ~ ') as district_id from ' ~ table.relation %}
             {%- else %}
@@ -35,12 +36,12 @@ counted as (
     {%- endfor %}
     {%- for name, owned in parts %}
     select
-        owned.district_id,
+        owned_rows.district_id,
         cast('{{ name }}' as {{ dbt.type_string() }}) as table_name,
         count(*) as row_count
-    from ({{ owned }}) as owned
-    where owned.district_id in (select district_id from due)
-    group by owned.district_id
+    from ({{ owned }}) as owned_rows
+    where owned_rows.district_id in (select district_id from due)
+    group by owned_rows.district_id
     {% if not loop.last %}union all{% endif %}
     {%- endfor %}
     {%- if not parts %}
@@ -58,8 +59,8 @@ declared_tables as (
     {%- for table in declared %}
     select
         cast('{{ table.name }}' as {{ dbt.type_string() }}) as table_name,
-        cast('{{ "delete" if table.decl.get("action") == "delete" else "retain" }}' as {{ dbt.type_string() }})
-            as action
+        {%- set action = "delete" if table.decl.get("action") == "delete" else "retain" %}
+        cast('{{ action }}' as {{ dbt.type_string() }}) as action
     {% if not loop.last %}union all{% endif %}
     {%- endfor %}
     {%- if not declared %}

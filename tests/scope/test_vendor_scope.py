@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
-import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pyarrow.parquet as pq
 import pytest
 
@@ -30,8 +27,8 @@ from tests.conftest import (
     create_pg_database,
     drop_pg_database,
     make_settings,
-    with_dbname,
 )
+from tests.support.crash_helpers import Pristine
 from tests.vendor import DELETED, RETAINED, VendorData, load
 from tests.vendor.helpers import (
     AS_OF,
@@ -515,57 +512,22 @@ def outcome(settings: Settings, project: Path, ids: list[int]) -> dict[str, Any]
     return {"data": data, "runs": runs, "deletes": deletes, "snapshots": snapshots}
 
 
-class PristineSis:
+class PristineSis(Pristine):
     """Schema sis loaded once per target, copied afresh for each case at the same place (so
     dbt's parse stays warm); the outcome of an uninterrupted run on it."""
 
+    PREFIX = "eoy_sis"
+
     def __init__(self, target: str, root: Path, project: Path, base_dsn: str | None):
-        self.target, self.root, self.project, self.base = target, root, project, base_dsn
-        tag = uuid.uuid4().hex[:10]
-        self.template, self.case = f"eoy_sis_tpl_{tag}", f"eoy_sis_case_{tag}"
-        self.settings = self._settings(self.case, root / "case")
-        source = self._settings(self.template, root / "template")
-        if target == "postgres":
-            self._admin(f"create database {self.template}")
-        try:
-            self.data = init_and_load(source, project)
-            settings = self.copy()
-            done = eoy(settings, project, *RUN)
-            assert done.returncode == 0, done.stderr
-            self.reference = outcome(settings, project, self.data.districts)
-        except BaseException:
-            self.close()  # no database of a failed start is left on the server
-            raise
+        self.project = project
+        super().__init__(target, root, base_dsn)
 
-    def _settings(self, dbname: str, folder: Path) -> Settings:
-        folder.mkdir(parents=True, exist_ok=True)
-        dsn = with_dbname(self.base, dbname) if self.base else None
-        return Settings(
-            target=self.target,
-            duckdb_path=folder / "warehouse.duckdb",
-            snapshot_root=folder / "snapshots",
-            pg_dsn=dsn,
-        )
-
-    def _admin(self, sql: str) -> None:
-        with psycopg.connect(self.base or "", autocommit=True) as con:
-            con.execute(sql)
-
-    def copy(self) -> Settings:
-        shutil.rmtree(self.settings.snapshot_root, ignore_errors=True)
-        if self.target == "postgres":
-            self._admin(f"drop database if exists {self.case} with (force)")
-            self._admin(f"create database {self.case} template {self.template}")
-            return self.settings
-        path = Path(self.settings.duckdb_path)
-        path.with_name(path.name + ".wal").unlink(missing_ok=True)
-        shutil.copyfile(self.root / "template" / "warehouse.duckdb", path)
-        return self.settings
-
-    def close(self) -> None:
-        if self.target == "postgres":
-            for name in (self.case, self.template):
-                self._admin(f"drop database if exists {name} with (force)")
+    def _fill(self, source: Settings) -> None:
+        self.data = init_and_load(source, self.project)
+        settings = self.copy()
+        done = eoy(settings, self.project, *RUN)
+        assert done.returncode == 0, done.stderr
+        self.reference = outcome(settings, self.project, self.data.districts)
 
 
 @pytest.fixture(scope="module")

@@ -166,14 +166,24 @@ def reference_outcome(root: Path) -> dict[str, Any]:
 class Pristine:
     """The generated warehouse of one target, copied afresh for each case."""
 
+    PREFIX = "eoy"
+
     def __init__(self, target: str, root: Path, base_dsn: str | None = None):
         self.target, self.root, self.base_dsn = target, root, base_dsn
         tag = uuid.uuid4().hex[:10]
-        self.template, self.case = f"eoy_tpl_{tag}", f"eoy_case_{tag}"
+        self.template, self.case = f"{self.PREFIX}_tpl_{tag}", f"{self.PREFIX}_case_{tag}"
         self.settings = self._settings(self.case, root / "case")
         source = self._settings(self.template, root / "template")
         if target == "postgres":
             self._admin(f"create database {self.template}")
+        try:
+            self._fill(source)
+        except BaseException:
+            self.close()  # no database of a failed start is left on the server
+            raise
+
+    def _fill(self, source: Settings) -> None:
+        """The template's data: generated districts."""
         fresh(source)
 
     def _settings(self, dbname: str, folder: Path) -> Settings:

@@ -2,7 +2,7 @@
 
 It refuses to start without EOY_WEB_SECRET (the key of its sessions and CSRF tokens), and
 builds the reset-date marts its pages read once at start: reset_schedule, the request
-windows and the inactive educators, none of which depends on a plan's day.
+windows, the inactive educators and their contacts, none of which depends on a plan's day.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import socket
 from collections.abc import Callable
 
 from jobs.config import WEB_SECRET_ENV, Settings, forwarded_allow_ips, web_secret_setting
+from jobs.csm.notices import CONTACTS
 from jobs.errors import EoyError
 from jobs.plan.dbt import build_models, release_duckdb
 from jobs.warehouse.connection import connect
@@ -18,7 +19,13 @@ from jobs.web.accounts import require_accounts
 
 # The marts of the district pages; not due_districts or reset_scope, which a plan builds for
 # its own day and reads right after (a build here in between would change its day).
-CONSOLE_SELECTION = ["reset_policy", "+reset_date_windows", "+reset_schedule", "inactive_educators"]
+CONSOLE_SELECTION = [
+    "reset_policy",
+    "+reset_date_windows",
+    "+reset_schedule",
+    "inactive_educators",
+    CONTACTS,
+]
 SHORT_SECRET = 32
 
 

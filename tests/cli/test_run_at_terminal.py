@@ -12,6 +12,7 @@ from rich.console import Console
 
 from jobs.config import Settings
 from jobs.plan.view import SHORT_NAMES
+from jobs.reset.result import DistrictOutcome
 from jobs.reset.view import RunProgress
 from jobs.synthetic.generate import generate_districts
 from jobs.warehouse.connection import connect
@@ -98,7 +99,7 @@ def test_progress_lines_are_never_cut_at_80_columns() -> None:
         progress._bar.refresh()
         drawn = [ln for ln in re.split(r"[\r\n]+", out.getvalue()) if ln.strip()]
         progress.district_done("d" * 40)
-        progress.finish([{"district_id": "d" * 40, "status": "completed"}])
+        progress.finish([DistrictOutcome("d" * 40, "completed")])
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
     lines = [ln.rstrip() for ln in re.split(r"[\r\n]+", text) if ln.strip()]
     assert drawn and all(len(ln) <= 80 for ln in lines), lines

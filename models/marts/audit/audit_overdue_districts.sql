@@ -6,41 +6,18 @@
 {%- set school_year = reset_school_year() %}
 with
 
-schedule as (
+district_years as (
 
-    select * from {{ ref('reset_schedule') }}
-
-),
-
-runs as (
-
-    select * from {{ ref('stg_eoy_runner__reset_runs') }}
-
-),
-
-districts as (
-
-    select * from {{ ref('stg_app__districts') }}
+    select * from {{ ref('int_audit_district_years') }}
 
 ),
 
 open_resets as (
 
-    select
-        schedule.district_id,
-        schedule.school_year,
-        schedule.effective_reset_date,
-        schedule.date_source,
-        schedule.status as schedule_status,
-        coalesce(schedule.issues, '') as schedule_issues,
-        runs.status as run_status,
-        runs.error as run_error
-    from schedule
-    left join runs
-        on runs.district_id = schedule.district_id
-        and runs.school_year = schedule.school_year
-    where schedule.school_year = {{ school_year }}
-        and coalesce(runs.status, '') <> 'completed'
+    select * from district_years
+    where school_year = {{ school_year }}
+        and is_scheduled
+        and coalesce(run_status, '') <> 'completed'
 
 ),
 
@@ -49,7 +26,7 @@ final as (
     select
         -- ids
         open_resets.district_id,
-        districts.name as district_name,
+        open_resets.district_name,
         open_resets.school_year,
         -- schedule
         open_resets.effective_reset_date,
@@ -73,8 +50,6 @@ final as (
             as days_past_reset_date
 
     from open_resets
-    left join districts
-        on districts.district_id = open_resets.district_id
     where open_resets.schedule_status = 'blocked'
         or (
             open_resets.schedule_status = 'scheduled'

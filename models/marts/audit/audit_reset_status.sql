@@ -3,27 +3,15 @@
 {%- set school_year = reset_school_year() %}
 with
 
-schedule as (
+district_years as (
 
-    select * from {{ ref('reset_schedule') }}
-
-),
-
-runs as (
-
-    select * from {{ ref('stg_eoy_runner__reset_runs') }}
+    select * from {{ ref('int_audit_district_years') }}
 
 ),
 
 events as (
 
     select * from {{ ref('stg_eoy_runner__reset_events') }}
-
-),
-
-districts as (
-
-    select * from {{ ref('stg_app__districts') }}
 
 ),
 
@@ -41,14 +29,9 @@ import_syncs as (
 
 audited as (
 
-    select district_id, school_year
-    from schedule
-    where school_year = {{ school_year }}
-
-    union
-
-    select district_id, school_year
-    from runs
+    select * from district_years
+    where (is_scheduled and school_year = {{ school_year }})
+        or has_run
 
 ),
 
@@ -93,7 +76,8 @@ purges as (
 latest_run_years as (
 
     select district_id, max(school_year) as school_year
-    from runs
+    from district_years
+    where has_run
     group by district_id
 
 ),
@@ -116,33 +100,33 @@ joined as (
     select
         -- ids
         audited.district_id,
-        districts.name as district_name,
+        audited.district_name,
         audited.school_year,
         -- schedule
-        schedule.effective_reset_date,
-        schedule.date_source,
-        schedule.status as schedule_status,
-        coalesce(schedule.issues, '') as schedule_issues,
+        audited.effective_reset_date,
+        audited.date_source,
+        audited.schedule_status,
+        audited.schedule_issues,
         -- ledger
         case
-            when runs.status is not null then runs.status
-            when schedule.status = 'blocked' then 'blocked'
+            when audited.run_status is not null then audited.run_status
+            when audited.schedule_status = 'blocked' then 'blocked'
             else 'not_started'
         end as status,
         -- due as the build saw it, and not completed since (a run's build comes before its resets)
-        due_districts.district_id is not null and coalesce(runs.status, '') <> 'completed'
+        due_districts.district_id is not null and coalesce(audited.run_status, '') <> 'completed'
             as is_due,
-        runs.started_at as run_started_at,
-        runs.finished_at as run_finished_at,
-        runs.rows_deleted,
-        runs.snapshot_path,
-        runs.manifest_sha256,
+        audited.run_started_at,
+        audited.run_finished_at,
+        audited.rows_deleted,
+        audited.snapshot_path,
+        audited.manifest_sha256,
         -- a snapshot taken again after a purge is there
         case
-            when runs.started_at is null or purges.purged_at >= runs.started_at
+            when audited.run_started_at is null or purges.purged_at >= audited.run_started_at
                 then purges.purged_at
         end as snapshot_purged_at,
-        runs.error as run_error,
+        audited.run_error,
         last_events.step as last_step,
         last_events.status as last_step_status,
         last_events."at" as last_step_at,
@@ -163,14 +147,6 @@ joined as (
         coalesce(current_syncs.syncs_paused_now, 0) as syncs_paused_now
 
     from audited
-    left join schedule
-        on schedule.district_id = audited.district_id
-        and schedule.school_year = audited.school_year
-    left join runs
-        on runs.district_id = audited.district_id
-        and runs.school_year = audited.school_year
-    left join districts
-        on districts.district_id = audited.district_id
     left join due_districts
         on due_districts.district_id = audited.district_id
         and due_districts.school_year = audited.school_year

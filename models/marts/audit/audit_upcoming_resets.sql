@@ -7,21 +7,9 @@
 {%- endif -%}
 with
 
-schedule as (
+district_years as (
 
-    select * from {{ ref('reset_schedule') }}
-
-),
-
-runs as (
-
-    select * from {{ ref('stg_eoy_runner__reset_runs') }}
-
-),
-
-districts as (
-
-    select * from {{ ref('stg_app__districts') }}
+    select * from {{ ref('int_audit_district_years') }}
 
 ),
 
@@ -46,30 +34,25 @@ final as (
 
     select
         -- ids
-        schedule.district_id,
-        districts.name as district_name,
-        schedule.school_year,
+        district_years.district_id,
+        district_years.district_name,
+        district_years.school_year,
         -- schedule
-        schedule.effective_reset_date,
-        schedule.date_source,
-        coalesce(schedule.issues, '') as schedule_issues,
+        district_years.effective_reset_date,
+        district_years.date_source,
+        district_years.schedule_issues,
         -- numbers
-        {{ dbt.datediff(as_of, 'schedule.effective_reset_date', 'day') }}
+        {{ dbt.datediff(as_of, 'district_years.effective_reset_date', 'day') }}
             as days_until_reset,
         coalesce(syncs.syncs_active, 0) as syncs_to_pause
 
-    from schedule
-    left join runs
-        on runs.district_id = schedule.district_id
-        and runs.school_year = schedule.school_year
-    left join districts
-        on districts.district_id = schedule.district_id
+    from district_years
     left join syncs
-        on syncs.district_id = schedule.district_id
-    where schedule.status = 'scheduled'
-        and coalesce(runs.status, '') <> 'completed'
-        and schedule.effective_reset_date > {{ as_of }}
-        and schedule.effective_reset_date
+        on syncs.district_id = district_years.district_id
+    where district_years.schedule_status = 'scheduled'
+        and coalesce(district_years.run_status, '') <> 'completed'
+        and district_years.effective_reset_date > {{ as_of }}
+        and district_years.effective_reset_date
             <= cast({{ dbt.dateadd('day', upcoming_days, as_of) }} as date)
 
 )

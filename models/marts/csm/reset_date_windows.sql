@@ -7,33 +7,7 @@ resolved as (
 
     select * from {{ ref('int_reset_dates_resolved') }}
 
-),
-
-final as (
-
-    select
-
-        -- ids
-        district_id,
-        school_year,
-        -- inputs
-        has_request_row,
-        default_reset_date,
-        earliest_reset_date,
-        requested_reset_date,
-        session_end_date,
-        rostering_start_date,
-        -- what a request may ask for
-        accepted_from,
-        accepted_until,
-        -- outcome, as in reset_schedule
-        effective_reset_date,
-        date_source,
-        status,
-        issues
-
-    from resolved
-
 )
 
-select * from final
+-- the rules' columns as they give them: ids, inputs, what a request may ask for, the outcome
+select * from resolved

@@ -84,14 +84,7 @@ inactive as (
 
 administrators as (
 
-    select
-        district_id,
-        count(*) as administrators,
-        sum(case when coalesce(trim(email), '') <> '' then 1 else 0 end)
-            as administrators_with_email
-    from {{ ref('stg_app__educators') }}
-    where role = 'administrator'
-    group by district_id
+    select * from {{ ref('int_district_administrators') }}
 
 ),
 

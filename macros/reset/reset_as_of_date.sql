@@ -7,14 +7,10 @@
     stops the build with a sentence saying so. Same on every adapter (pure Jinja).
 #}
 {% macro reset_as_of_date() %}
-    {%- set raw = var('as_of_date', none) -%}
-    {%- if raw is none or (raw | string | trim) == '' -%}
-        {%- set raw = env_var('EOY_AS_OF_DATE', '') -%}
-    {%- endif -%}
-    {%- if (raw | string | trim) == '' -%}
+    {%- set text = reset_parameter(var('as_of_date', none), 'EOY_AS_OF_DATE') -%}
+    {%- if text == '' -%}
         {{ return(modules.datetime.date.today().isoformat()) }}
     {%- endif -%}
-    {%- set text = raw | string | trim -%}
     {%- if not modules.re.match('^[0-9]{4}-[0-9]{2}-[0-9]{2}$', text) -%}
         {{ exceptions.raise_compiler_error("var as_of_date " ~ text ~ " is not a date: use YYYY-MM-DD") }}
     {%- endif -%}

@@ -6,14 +6,10 @@
     named by the year they end in). Pure Jinja, every adapter.
 #}
 {% macro reset_school_year() %}
-    {%- set raw = var('school_year', none) -%}
-    {%- if raw is none or (raw | string | trim) == '' -%}
-        {%- set raw = env_var('EOY_SCHOOL_YEAR', '') -%}
-    {%- endif -%}
-    {%- if (raw | string | trim) == '' -%}
+    {%- set text = reset_parameter(var('school_year', none), 'EOY_SCHOOL_YEAR') -%}
+    {%- if text == '' -%}
         {{ return(reset_as_of_date()[:4] | int) }}
     {%- endif -%}
-    {%- set text = raw | string | trim -%}
     {%- if not modules.re.match('^[0-9]{4}$', text) -%}
         {{ exceptions.raise_compiler_error("var school_year " ~ text ~ " is not a year: use e.g. 2023 for 2022-23") }}
     {%- endif -%}

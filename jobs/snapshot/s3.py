@@ -20,7 +20,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -425,21 +425,14 @@ class S3Store(SnapshotStore):
         return self._get(bucket_of(location), f"{_key(location)}/{MANIFEST}")
 
     def snapshots(self) -> list[str]:
-        base = f"{self.prefix}/" if self.prefix else ""
-        found = []
-        with self.calls(f"listing {self.root}"):
-            for obj in self._list(self.bucket, base):
-                rest = obj.get("Key", "")[len(base) :].split("/")
-                if (
-                    len(rest) == 3
-                    and rest[0].isdigit()
-                    and not rest[1].startswith(".")
-                    and rest[2] == MANIFEST
-                ):
-                    found.append(self._url(f"{base}{rest[0]}/{rest[1]}"))
-        return sorted(found)
+        return self._district_folders(lambda _folder, name: name == MANIFEST)
 
     def copies(self) -> list[str]:
+        return self._district_folders(lambda folder, _name: split_part_name(folder)[1] == COPY)
+
+    def _district_folders(self, holds: Callable[[str, str], bool]) -> list[str]:
+        """The year/district folders under the root with an object `holds` picks, by the
+        folder's name and the object's."""
         base = f"{self.prefix}/" if self.prefix else ""
         found = set()
         with self.calls(f"listing {self.root}"):
@@ -449,7 +442,7 @@ class S3Store(SnapshotStore):
                     len(rest) == 3
                     and rest[0].isdigit()
                     and not rest[1].startswith(".")
-                    and split_part_name(rest[1])[1] == COPY
+                    and holds(rest[1], rest[2])
                 ):
                     found.add(self._url(f"{base}{rest[0]}/{rest[1]}"))
         return sorted(found)

@@ -55,8 +55,14 @@ class Warehouse:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        raise NotImplementedError
-        yield  # pragma: no cover
+        """begin, the block, commit; rolled back when the block raises."""
+        self.begin()
+        try:
+            yield
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
 
     # one transaction step by step, for a caller that must tell a failed COMMIT apart
     def begin(self) -> None:
@@ -185,13 +191,8 @@ class DuckDBWarehouse(Warehouse):
         if self._in_tx:
             yield
             return
-        self.begin()
-        try:
+        with super().transaction():
             yield
-        except BaseException:
-            self.rollback()
-            raise
-        self.commit()
 
     def begin(self) -> None:
         self.con.execute("begin transaction")
@@ -401,16 +402,6 @@ class AdbcSession(Warehouse):
             )
             cur.execute(sql)
             yield from cur.fetch_record_batch()
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        self.begin()
-        try:
-            yield
-        except BaseException:
-            self.rollback()
-            raise
-        self.commit()
 
     def begin(self) -> None:
         return None  # ADBC begins a transaction with the first statement after a commit

@@ -235,6 +235,21 @@ class Console(Site):
     def nowhere(self, call: Call) -> Response:
         raise NotFound
 
+    def _record(
+        self,
+        user: User,
+        action: str,
+        outcome: str,
+        district_id: str | None = None,
+        school_year: int | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """The user's action in the ledger, on a connection of its own."""
+        with connect(self.settings) as wh:
+            record_action(
+                wh, user.name, user.role, action, outcome, district_id, school_year, detail
+            )
+
     # -- districts ------------------------------------------------------------------------
     def _may_see(self, wh: Warehouse, user: User, district_id: str) -> None:
         """404 for a district that is not the district administrator's own, or none at all."""
@@ -370,36 +385,26 @@ class Console(Site):
         except EoyError as exc:
             refused = isinstance(exc, RequestRefused)
             said = scrub(str(exc)).replace(CLI_HINT, FORM_HINT.get(user.role, ""))
-            with connect(self.settings) as wh:
-                record_action(
-                    wh,
-                    user.name,
-                    user.role,
-                    "request_date",
-                    "refused" if refused else "failed",
-                    district_id,
-                    day.year,
-                    {**detail, "reason": said},
-                )
+            outcome = "refused" if refused else "failed"
+            self._record(
+                user, "request_date", outcome, district_id, day.year, {**detail, "reason": said}
+            )
             return self._district_page(
                 call, district_id, day.year, 422 if refused else 400, error=said
             )
-        with connect(self.settings) as wh:
-            record_action(
-                wh,
-                user.name,
-                user.role,
-                "request_date",
-                "ok",
-                district_id,
-                doc["school_year"],
-                {
-                    **detail,
-                    "anyway": doc["anyway"],
-                    "effective_reset_date": doc["effective_reset_date"],
-                    "status": doc["status"],
-                },
-            )
+        self._record(
+            user,
+            "request_date",
+            "ok",
+            district_id,
+            doc["school_year"],
+            {
+                **detail,
+                "anyway": doc["anyway"],
+                "effective_reset_date": doc["effective_reset_date"],
+                "status": doc["status"],
+            },
+        )
         return RedirectResponse(
             f"/districts/{path_segment(district_id)}?school_year={doc['school_year']}&recorded=1",
             303,
@@ -421,21 +426,11 @@ class Console(Site):
             shutil.rmtree(folder, ignore_errors=True)
             if not isinstance(exc, EoyError) or isinstance(exc, WarehouseError):
                 raise
-            with connect(self.settings) as wh:
-                record_action(wh, user.name, user.role, "copy", "failed", district_id, year)
+            self._record(user, "copy", "failed", district_id, year)
             return self.message(409, "No copy", scrub(str(exc)), user, call.token)
         rows = sum(int(t["rows"]) for t in doc["tables"].values())
-        with connect(self.settings) as wh:
-            record_action(
-                wh,
-                user.name,
-                user.role,
-                "copy",
-                "ok",
-                district_id,
-                year,
-                {"format": fmt, "source": doc["source"], "rows": rows},
-            )
+        detail = {"format": fmt, "source": doc["source"], "rows": rows}
+        self._record(user, "copy", "ok", district_id, year, detail)
         path = Path(doc["path"])
         return FileResponse(
             path,
@@ -501,27 +496,21 @@ class Console(Site):
             doc = approve_as(self.settings, sha, user.name)
         except EoyError as exc:
             said = scrub(str(exc))
-            with connect(self.settings) as wh:
-                record_action(
-                    wh, user.name, user.role, "approve_plan", "failed", detail={"reason": said}
-                )
+            self._record(user, "approve_plan", "failed", detail={"reason": said})
             return self.plans(call, 409, said)
         if doc is None:
             raise NotFound
-        with connect(self.settings) as wh:
-            record_action(
-                wh,
-                user.name,
-                user.role,
-                "approve_plan",
-                "ok",
-                school_year=int(doc["school_year"]),
-                detail={
-                    "plan_sha256": sha,
-                    "districts": len(doc["districts"]),
-                    "rows_total": doc["rows_total"],
-                },
-            )
+        self._record(
+            user,
+            "approve_plan",
+            "ok",
+            school_year=int(doc["school_year"]),
+            detail={
+                "plan_sha256": sha,
+                "districts": len(doc["districts"]),
+                "rows_total": doc["rows_total"],
+            },
+        )
         return RedirectResponse(f"/plans?approved={sha[:12]}", 303)
 
     def runs(self, call: Call) -> Response:

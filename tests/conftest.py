@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -240,6 +241,38 @@ def make_settings(
             if target == "duckdb":
                 close_dbt_duckdb()
             _PLACES_IN_USE.discard((target, place))
+
+
+def made_once(
+    target: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    name: str,
+    make: Callable[[Settings], None],
+) -> Iterator[Settings]:
+    """A warehouse and its snapshots as `make` left them (e.g. a reset run), made once per
+    session and target and copied for each test.
+
+    The ledger names each snapshot by its path, so the copies keep the template's snapshot
+    root: one folder per shape and target in this process's base temp, filled afresh with
+    the template's snapshots for each test (a process runs one test at a time)."""
+    base = request.getfixturevalue("tmp_path_factory").getbasetemp()
+    root = base / "made-once" / f"{name}-{target}" / "snapshots"
+    saved = root.parent / "saved"
+
+    def made(settings: Settings) -> None:
+        shutil.rmtree(root, ignore_errors=True)
+        make(replace(settings, snapshot_root=root))
+        shutil.rmtree(saved, ignore_errors=True)
+        if root.exists():
+            root.rename(saved)
+
+    template = template_of(request, name, target, made)
+    for settings in make_settings(target, tmp_path, request, template=template):
+        shutil.rmtree(root, ignore_errors=True)
+        if saved.exists():
+            shutil.copytree(saved, root, symlinks=True)
+        yield replace(settings, snapshot_root=root)
 
 
 @pytest.fixture(params=TARGETS)

@@ -5,6 +5,7 @@ compiled analysis."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -15,19 +16,24 @@ import pytest
 
 from jobs.config import Settings
 from jobs.report.query import analyses, analysis_vars, compiled_path
+from tests.conftest import made_once
 from tests.support import operator_data as od
 from tests.support.operator_data import eoy, one_line
 
 VARS = ["--var", "as_of_date=2023-07-28", "--var", "school_year=2023"]
 
 
-@pytest.fixture
-def reset(settings: Settings) -> Settings:
-    """Early reset on 2023-07-28; default due and not reset; blocked and later not due."""
+def early_reset(settings: Settings) -> None:
     od.fresh(settings)
     done = eoy(settings, ["run", "--as-of", "2023-07-28", "--district", "early", "--yes"])
     assert done.returncode == 0, done.stderr
-    return settings
+
+
+@pytest.fixture
+def reset(target: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """Early reset on 2023-07-28; default due and not reset; blocked and later not due (made
+    once, copied)."""
+    yield from made_once(target, tmp_path, request, "query_reset", early_reset)
 
 
 def answer(settings: Settings, name: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -38,6 +39,7 @@ from jobs.snapshot.store import open_store
 from jobs.warehouse.connection import connect
 from jobs.warehouse.contract import DELETED_TABLES, STEPS
 from jobs.warehouse.ledger import events, get_run
+from tests.conftest import made_once
 from tests.report.test_report import ARTIFACTS, render
 from tests.support import operator_data as od
 from tests.support.chromium import CHROMIUM, installed
@@ -61,11 +63,9 @@ def keys(tmp_path: Path) -> KeyPair:
     return generate_keypair(tmp_path / "keys")
 
 
-@pytest.fixture
-def approved_reset(settings: Settings, tmp_path: Path) -> Settings:
-    """`early` and `default` reset by a plan a reviewer approved."""
+def reset_by_an_approved_plan(settings: Settings) -> None:
     od.fresh(settings)
-    plan = tmp_path / "plan.json"
+    plan = Path(settings.snapshot_root).parent / "plan.json"
     for args in (
         ["plan", "--as-of", "2023-07-28", "--out", str(plan)],
         ["approve", str(plan), "--by", "reviewer"],
@@ -73,7 +73,14 @@ def approved_reset(settings: Settings, tmp_path: Path) -> Settings:
     ):
         done = eoy(settings, args)
         assert done.returncode == 0, (args, done.stderr)
-    return settings
+
+
+@pytest.fixture
+def approved_reset(
+    target: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Settings]:
+    """`early` and `default` reset by a plan a reviewer approved (made once, copied)."""
+    yield from made_once(target, tmp_path, request, "approved_reset", reset_by_an_approved_plan)
 
 
 def certify(settings: Settings, keys: KeyPair, district: str, out: Path, *more: str) -> Any:

@@ -6,6 +6,7 @@ another process on the district (issue 28, point 5)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from jobs.config import Settings
 from jobs.snapshot.layout import district_dir
 from jobs.snapshot.store import COPY, open_store
 from jobs.warehouse.connection import connect
+from tests.conftest import made_once
 from tests.support import operator_data as od
 from tests.support.operator_data import eoy, one_line
 from tests.support.runner_helpers import small_district
@@ -26,13 +28,17 @@ from tests.support.s3_server import ThrowawayS3
 RESET = ("default", "early")
 
 
-@pytest.fixture
-def reset(settings: Settings) -> Settings:
-    """Districts early and default reset on 2023-07-28, their snapshots on disk."""
+def early_and_default_reset(settings: Settings) -> None:
     od.fresh(settings)
     done = eoy(settings, ["run", "--as-of", "2023-07-28", "--yes"])
     assert done.returncode == 0, done.stderr
-    return settings
+
+
+@pytest.fixture
+def reset(target: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """Districts early and default reset on 2023-07-28, their snapshots on disk (made once,
+    copied)."""
+    yield from made_once(target, tmp_path, request, "purge_reset", early_and_default_reset)
 
 
 def snapshots_left(settings: Settings) -> list[str]:

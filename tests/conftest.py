@@ -363,6 +363,7 @@ def pg_server_wide(run_root: Path) -> Iterator[None]:
 # by file name, whichever folder of tests/ the module sits in.
 MODULE_WAREHOUSES = (
     "test_audit.py",
+    "test_crash_matrix.py",
     "test_console.py",
     "test_console_browser.py",
     "test_plan.py",
@@ -372,13 +373,28 @@ MODULE_WAREHOUSES = (
 )
 
 
+# Tests whose cases copy a warehouse a module-scoped fixture makes on first use (a loaded
+# schema, a reference run): the cases of one test and target go to one worker, so it is
+# made once per target, not once per worker. By file name, then test name.
+SHARED_CASES = {
+    "test_vendor_scope.py": {
+        "test_each_refusal_is_one_line_and_changes_nothing",
+        "test_a_killed_run_is_finished_by_running_again",
+    },
+}
+
+
 def work_unit(nodeid: str) -> str:
-    """The xdist work unit of a test: its module and target for MODULE_WAREHOUSES, else itself."""
+    """The xdist work unit of a test: its module and target for MODULE_WAREHOUSES, its test
+    and target for SHARED_CASES, else itself."""
     module, _, rest = nodeid.partition("::")
-    if module.rpartition("/")[2] not in MODULE_WAREHOUSES:
-        return nodeid
-    params = rest.partition("[")[2]
+    name, _, params = rest.partition("[")
     targets = [t for t in ("duckdb", "postgres") if t in params.replace("]", "-").split("-")]
+    file = module.rpartition("/")[2]
+    if name in SHARED_CASES.get(file, ()):
+        return f"{module}::{name}::{','.join(targets)}"
+    if file not in MODULE_WAREHOUSES:
+        return nodeid
     return f"{module}::{','.join(targets)}"
 
 

@@ -53,3 +53,13 @@ def test_a_module_warehouse_is_one_work_unit_in_any_folder() -> None:
     assert work_unit("tests/reset/test_runner.py::test_a[duckdb]") == (
         "tests/reset/test_runner.py::test_a[duckdb]"
     )
+
+
+def test_the_cases_of_a_shared_case_test_are_one_work_unit_per_target() -> None:
+    module = "tests/scope/test_vendor_scope.py"
+    test = "test_each_refusal_is_one_line_and_changes_nothing"
+    assert work_unit(f"{module}::{test}[a-case-postgres]") == f"{module}::{test}::postgres"
+    assert work_unit(f"{module}::{test}[another-case-postgres]") == f"{module}::{test}::postgres"
+    assert work_unit(f"{module}::{test}[a-case-duckdb]") == f"{module}::{test}::duckdb"
+    other = f"{module}::test_plan_run_some_then_the_rest_and_restore[duckdb]"
+    assert work_unit(other) == other

@@ -13,7 +13,7 @@ from rich.console import Console
 from jobs.config import Settings
 from jobs.plan.view import SHORT_NAMES
 from jobs.reset.result import DistrictOutcome
-from jobs.reset.view import RunProgress
+from jobs.reset.view import NOTE_WIDTH, RunProgress, rate_note
 from jobs.synthetic.generate import generate_districts
 from jobs.warehouse.connection import connect
 from jobs.warehouse.contract import DELETED_TABLES
@@ -106,6 +106,18 @@ def test_progress_lines_are_never_cut_at_80_columns() -> None:
     assert any("99,999,999/123,000,000" in ln and "enrollments" in ln for ln in lines), lines
     assert any("verify, commit" in ln for ln in lines), lines
     assert lines[-1].startswith("rows") and lines[-1].endswith("123,000,000/123,000,000"), lines
+
+
+def test_the_rate_note_fits_its_column_at_any_speed() -> None:
+    """A burst of a million rows a second, or hours left: the note is never cut."""
+    for speed in (0.4, 1, 999_999, 999_999.6, 1_369_368, 123_456_789_012):
+        for left in (None, 0, 59, 3599, 35_999, 360_000):
+            note = rate_note(speed, left)
+            assert len(note) <= NOTE_WIDTH and note.endswith(("rows/s", "left")), note
+    assert rate_note(1_369_368, 1) == "1.4M rows/s, 0:01 left"
+    assert rate_note(12_345, 62) == "12,345 rows/s, 1:02 left"
+    assert rate_note(999_999, 36_000) == "999,999 rows/s"
+    assert rate_note(0, 5) == rate_note(None, None) == ""
 
 
 def test_ctrl_c_during_the_delete_rolls_back_says_so_and_exits_130(settings: Settings) -> None:

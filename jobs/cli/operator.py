@@ -161,9 +161,16 @@ def restore(
 
     def render() -> None:
         which = "" if school_year is not None else ", its latest reset in the ledger"
+        kept = sum(doc["rows_kept_for_other_owners"].values())
+        beside = (
+            f" {kept:,} rows of its snapshot were still there, kept for another district that"
+            " owns them too: they stay as that district has them."
+            if kept
+            else ""
+        )
         screen.out.print(
             f"Restored {doc['rows_restored']:,} rows of district {district} for school year "
-            f"{year}{which}. Its import syncs stay paused; {doc['advice']}.",
+            f"{year}{which}.{beside} Its import syncs stay paused; {doc['advice']}.",
             highlight=False,
             markup=False,
             soft_wrap=True,

@@ -269,6 +269,67 @@ def test_plan_run_some_then_the_rest_and_restore(vendor: Vendor) -> None:
         assert set(restored[table]) <= set(before[table])
 
 
+def test_a_restore_beside_an_owner_not_yet_reset_leaves_the_rows_kept_for_it(
+    vendor: Vendor,
+) -> None:
+    """101 is reset while 102, which shares a learner with it, is not: the learner and the
+    rows reached through it stay for 102. Restoring 101 puts back every other row of its
+    snapshot and leaves those as 102 has them now, a value changed since included; a row
+    of 101's own written again since stops the restore, with nothing changed."""
+    settings, project, data = vendor.settings, vendor.project, vendor.data
+    first = data.districts[0]
+    (learner,) = next(key for key, owners in shared_learners(data).items() if first in owners)
+
+    with warehouse(settings) as wh:
+        before = dump(wh)
+    done = eoy_json(settings, project, *RUN, "--district", str(first))
+    assert [d["status"] for d in done["districts"]] == ["completed"]
+    snap = verified(settings, project, first)
+    with warehouse(settings) as wh:
+        wh.execute(
+            "update sis.learners set given_name = 'renamed' where learner_id = %s", [learner]
+        )
+        live = dump(wh)
+    # the snapshot's rows still there are those another org unit owns too
+    kept = {
+        t: [r for r in snap[t] if key_of(t, r) in {key_of(t, x) for x in live[t]}] for t in DELETED
+    }
+    for table in DELETED:
+        assert {key_of(table, r) for r in kept[table]} == {
+            key for key in data.shared[table] if first in data.shared[table][key]
+        }, table
+    assert kept["learners"]
+
+    # one of 101's own learners written again by hand: refused, one line, nothing changed
+    own = next(r for r in snap["learners"] if r not in kept["learners"])
+    columns = ", ".join(["%s"] * len(own))
+    with warehouse(settings) as wh:
+        wh.execute(f"insert into sis.learners values ({columns})", list(own))
+    refused = eoy(settings, project, "restore", "--district", str(first), "--school-year", "2023")
+    assert refused.returncode != 0
+    assert "rows of sis.learners" in refused.stderr and "exist already" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    with warehouse(settings) as wh:
+        now = dump(wh)
+        assert {t: now[t] for t in now if t != "learners"} == {
+            t: live[t] for t in now if t != "learners"
+        }
+        assert set(now["learners"]) == {*live["learners"], own}
+        wh.execute("delete from sis.learners where learner_id = %s", [key_of("learners", own)[0]])
+
+    back = eoy_json(settings, project, "restore", "--district", str(first), "--school-year", "2023")
+    assert back["rows_kept_for_other_owners"] == {t: len(r) for t, r in kept.items() if r}
+    assert back["rows_restored"] == sum(len(snap[t]) - len(kept[t]) for t in DELETED)
+    with warehouse(settings) as wh:
+        restored = dump(wh)
+    for table in DELETED + RETAINED:
+        gone = set(snap.get(table, [])) - set(kept.get(table, []))
+        assert set(restored[table]) == set(live[table]) | gone, table
+        assert len(restored[table]) == len(before[table]), table
+    renamed = next(r for r in restored["learners"] if key_of("learners", r) == (learner,))
+    assert renamed[1] == "renamed", "the restore put back the snapshot's values over 102's"
+
+
 # ---------------------------------------------------------------------------------------
 # refusals, one line each, nothing changed
 # ---------------------------------------------------------------------------------------

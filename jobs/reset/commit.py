@@ -130,7 +130,7 @@ def run_pass(
                         part,
                         committed=lambda shas: _committed_in(tx, school_year, shas),
                     )
-            with _owners_fixed(tx, list(parts), delete):
+            with _owners_fixed(tx, list(parts), school_year, delete):
                 details = work(tx, pendings, phase)
             # completion is recorded by events that commit with the delete: a kill here is a
             # kill before it
@@ -156,12 +156,16 @@ def run_pass(
 
 
 @contextmanager
-def _owners_fixed(tx: Warehouse, districts: list[str], delete: bool) -> Iterator[None]:
-    """The pass reads the owners of every `rows:` table as they were before its first
-    delete: a model that is a view may read tables the pass deletes from before it reaches
-    that table. One statement per table for the whole batch; the copies go with the pass."""
+def _owners_fixed(
+    tx: Warehouse, districts: list[str], school_year: int, delete: bool
+) -> Iterator[None]:
+    """The pass reads the owners of every `rows:` table, and the districts completed for the
+    school year, as they were before its first delete: a model that is a view may read
+    tables the pass deletes from before it reaches that table, and a batch beside it may
+    complete between two of its deletes. One statement per table for the whole batch; the
+    copies go with the pass."""
     scope = current_scope()
-    statements = fixed_owners_sql(scope, districts, tx.target) if delete else []
+    statements = fixed_owners_sql(scope, districts, tx.target, school_year) if delete else []
     if not statements:
         yield
         return

@@ -28,29 +28,54 @@ LEDGER_RUNS = "eoy_runner.reset_runs"
 # reads tables the same pass deletes from (children first), and would lose the owners of
 # the tables deleted after them.
 _FIXED: ContextVar[Mapping[str, str] | None] = ContextVar("fixed_owners", default=None)
+# ... and the districts that had completed the school year when the pass began: each of its
+# statements decides on a shared row with the same ones. Read afresh by each statement, a
+# batch beside it committing between the delete of a child and of its parent would have the
+# child kept and the parent deleted.
+COMPLETED = "eoy_fixed_completed"
 
 
-def fixed_owners_sql(scope: Scope, districts: list[str], target: str) -> list[str]:
+def fixed_owners_sql(
+    scope: Scope, districts: list[str], target: str, school_year: int
+) -> list[str]:
     """Statements copying, for every `rows:` table, its model's rows of every row a district
     of the batch owns (each with all its owners) into a temporary table, one statement per
-    table; their names are `fixed_owners_names`."""
+    table, then the districts completed for the school year; their names are
+    `fixed_owners_names`. None when no table has a `rows:` model (no row is shared)."""
     batch = literals(districts)
     out = []
+
+    def create(name: str) -> str:
+        if target == "postgres":
+            return f"create temporary table {name} on commit drop"
+        return f"create or replace temporary table {name}"
+
     for (qualified, relation_), name in zip(
-        _rows_models(scope), fixed_owners_names(scope), strict=True
+        _rows_models(scope), fixed_owners_names(scope), strict=False
     ):
         keys = tuple((k, k) for k in scope.by_qualified(qualified).key)
-        create = f"create temporary table {name}"
-        if target == "postgres":
-            create += " on commit drop"
-        else:
-            create = f"create or replace temporary table {name}"
         out.append(
-            f"{create} as select m.* from {relation_} as m where exists (select 1 from "
+            f"{create(name)} as select m.* from {relation_} as m where exists (select 1 from "
             f"{relation_} as b where cast(b.district_id as text) in ({batch}) and "
             f"{_on('b', 'm', keys)})"
         )
+    if out:
+        out.append(
+            f"{create(COMPLETED)} as select cast(r.district_id as text) as district_id "
+            f"from {LEDGER_RUNS} r where r.school_year = {int(school_year)} "
+            "and r.status = 'completed'"
+        )
     return out
+
+
+def _completed(school_year: int) -> str:
+    """The districts completed for the school year: as the pass began, within one."""
+    if _FIXED.get() is not None:
+        return f"select district_id from {COMPLETED}"
+    return (
+        f"select cast(r.district_id as text) from {LEDGER_RUNS} r "
+        f"where r.school_year = {int(school_year)} and r.status = 'completed'"
+    )
 
 
 def _rows_models(scope: Scope) -> list[tuple[str, str]]:
@@ -62,13 +87,14 @@ def _rows_models(scope: Scope) -> list[tuple[str, str]]:
 
 
 def fixed_owners_names(scope: Scope) -> list[str]:
-    return [f"eoy_fixed_owners_{i}" for i, _ in enumerate(_rows_models(scope))]
+    names = [f"eoy_fixed_owners_{i}" for i, _ in enumerate(_rows_models(scope))]
+    return [*names, COMPLETED] if names else []
 
 
 @contextmanager
 def owners_fixed(scope: Scope) -> Iterator[None]:
     """Read the `rows:` tables' owners from the copies `fixed_owners_sql` made."""
-    names = dict(zip((q for q, _ in _rows_models(scope)), fixed_owners_names(scope), strict=True))
+    names = dict(zip((q for q, _ in _rows_models(scope)), fixed_owners_names(scope), strict=False))
     token = _FIXED.set(names)
     try:
         yield
@@ -177,8 +203,7 @@ def delete_sql(
         guard = (
             f" and not exists (select 1 from ({owned_sql(scope, table)}) as o2 "
             f"where {_on('o2', 'o', keys)} and o2.{OWNER} not in ({batch}) "
-            f"and o2.{OWNER} not in (select cast(r.district_id as text) from {LEDGER_RUNS} r "
-            f"where r.school_year = {int(school_year)} and r.status = 'completed'))"
+            f"and o2.{OWNER} not in ({_completed(school_year)}))"
         )
     return (
         f"delete from {target} where exists (select 1 from ({owned_sql(scope, table)}) as o "
@@ -202,10 +227,7 @@ def kept_for_others_sql(
         return "false"
     keys = tuple((k, k) for k in table.key)
     completed = (
-        f"and o2.{OWNER} not in (select cast(r.district_id as text) from {LEDGER_RUNS} r "
-        f"where r.school_year = {int(school_year)} and r.status = 'completed')"
-        if school_year is not None
-        else ""
+        f"and o2.{OWNER} not in ({_completed(school_year)})" if school_year is not None else ""
     )
     return (
         f"exists (select 1 from ({owned_sql(scope, table)}) as o2 "

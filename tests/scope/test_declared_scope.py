@@ -13,7 +13,15 @@ import pytest
 from jobs.config import Settings
 from jobs.scope import Scope, ScopeError, demo_scope, load_scope, scope_from_manifest
 from jobs.scope.current import forget_scope
-from jobs.scope.sql import counts_sql, delete_sql, select_sql, sweep_sql, unowned_sql
+from jobs.scope.sql import (
+    counts_sql,
+    delete_sql,
+    fixed_owners_sql,
+    owners_fixed,
+    select_sql,
+    sweep_sql,
+    unowned_sql,
+)
 from jobs.warehouse.connection import Warehouse, connect
 from tests.support.crash_helpers import cli_env
 from tests.support.in_process import run_in_process
@@ -353,3 +361,47 @@ def test_two_batches_in_flight_leave_a_shared_row_the_end_of_the_run_takes(
     )
     school.execute(sweep_sql(scope, badge, 2023))
     assert school.query("select badge_id from sch.badge") == []
+
+
+def test_a_pass_decides_on_a_shared_row_once_though_its_other_owner_completes_meanwhile(
+    school: Warehouse,
+) -> None:
+    """Badge 7 is district 1's and district 2's; its note reaches it through the badge
+    (`of:`, no foreign key to stop a wrong delete). District 1's pass deletes the note's
+    table first and keeps badge 7's note for district 2; district 2's batch then commits
+    beside it, before the pass reaches the badges. The pass keeps badge 7 too, as it
+    decided for its child: the end of the run takes both. Deciding again with the ledger
+    as it is now, it would delete the badge and leave its note to no owner, for ever."""
+    school.execute("create table sch.badge_note (badge_id integer, n integer, txt text)")
+    school.execute("insert into sch.badge_note values (7, 1, 'of both'), (8, 1, 'of two')")
+    declared = {
+        **DECLARED,
+        "badge_note": {
+            "action": "delete",
+            "key": ["badge_id", "n"],
+            "of": {"table": "badge", "on": {"badge_id": "badge_id"}},
+        },
+    }
+    scope = scope_from_manifest(school, manifest(declared))
+    assert scope.delete_order.index("badge_note") < scope.delete_order.index("badge")
+    with school.transaction():
+        for statement in fixed_owners_sql(scope, ["1"], school.target, 2023):
+            school.execute(statement)
+        with owners_fixed(scope):
+            school.execute(delete_sql(scope, scope.tables["badge_note"], ["1"], 2023))
+            school.execute(
+                "insert into eoy_runner.reset_runs (district_id, school_year, status) "
+                "values ('2', 2023, 'completed')"
+            )
+            school.execute(delete_sql(scope, scope.tables["badge"], ["1"], 2023))
+        assert school.query("select badge_id from sch.badge order by 1") == [(7,), (8,)]
+        assert school.query("select badge_id from sch.badge_note order by 1") == [(7,), (8,)]
+    school.execute(
+        "insert into eoy_runner.reset_runs (district_id, school_year, status) "
+        "values ('1', 2023, 'completed')"
+    )
+    for table in ("badge_note", "badge"):  # children first
+        school.execute(sweep_sql(scope, scope.tables[table], 2023))
+    # every owner completed (badge 8, district 2's alone, stood for its batch's delete)
+    assert school.query("select badge_id from sch.badge") == []
+    assert school.query("select badge_id from sch.badge_note") == []

@@ -39,7 +39,7 @@ from jobs.faults import fault_point
 from jobs.reset.commit import Phase, RetryAlone, StepError, run_pass
 from jobs.reset.onepass import district_state_parts, pass_detail
 from jobs.scope import current_scope
-from jobs.scope.sql import OWNER, delete_sql, select_sql, shared
+from jobs.scope.sql import OWNER, delete_owned_sql, delete_sql, select_sql, shared
 from jobs.snapshot.fingerprint import (
     CONTENT_MOD,
     KEY_MOD,
@@ -131,10 +131,16 @@ def _rows(tx: Warehouse, table: str, districts: list[str], school_year: int) -> 
     added = owner_column(table) == OWNER
     if added:
         schema = schema.append(pa.field(OWNER, pa.large_string()))
-    if scoped.district_column is not None and isinstance(tx, AdbcSession):
+    if isinstance(tx, AdbcSession) and not shared(scope, scoped):
         # the rows come out of the statement that deletes them
-        owner = f", cast({quote_ident(scoped.district_column)} as text) as {OWNER}" if added else ""
-        statement = delete_sql(scope, scoped, districts, school_year, f"{cols}{owner}")
+        if scoped.district_column is not None:
+            owner = (
+                f", cast({quote_ident(scoped.district_column)} as text) as {OWNER}" if added else ""
+            )
+            statement = delete_sql(scope, scoped, districts, school_year, f"{cols}{owner}")
+        else:
+            owned = columns_sql(table, tx.target, of="d")
+            statement = delete_owned_sql(scope, scoped, districts, owned)
         batches = list(tx.statement_rows(statement))
         return pa.Table.from_batches(list(_shaped_owned(batches, table, added)), schema=schema)
     if scoped.district_column is not None:

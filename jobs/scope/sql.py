@@ -211,6 +211,21 @@ def delete_sql(
     )
 
 
+def delete_owned_sql(scope: Scope, table: ScopedTable, districts: list[str], columns: str) -> str:
+    """PostgreSQL: one statement deleting the batch's rows of a table whose rows reach their
+    district through keys and have one owner each, handing them back: `columns` (over alias
+    d) and `eoy_district`. The rows come out of the statement that deletes them, as from a
+    table with its own district column."""
+    if shared(scope, table):
+        raise ValueError(f"{table.qualified}: a row may have several owners")
+    keys = tuple((k, k) for k in table.key)
+    return (
+        f"delete from {relation(table.qualified)} as d using ({owned_sql(scope, table)}) as o "
+        f"where o.{OWNER} in ({literals(districts)}) and {_on('o', 'd', keys)} "
+        f"returning {columns}, o.{OWNER}"
+    )
+
+
 def kept_for_others_sql(
     scope: Scope,
     table: ScopedTable,

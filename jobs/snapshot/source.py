@@ -38,11 +38,13 @@ class ExportError(SnapshotError):
 # ---------------------------------------------------------------------------------------
 # the rows, as they leave the warehouse
 # ---------------------------------------------------------------------------------------
-def columns_sql(table: str, target: str) -> str:
-    """The table's columns in its order, cast to their logical kinds' types."""
+def columns_sql(table: str, target: str, of: str = "") -> str:
+    """The table's columns in its order, cast to their logical kinds' types (columns of the
+    alias `of` when given)."""
     types = SQL_TYPES[target]
+    prefix = f"{of}." if of else ""
     return ", ".join(
-        f"cast({quote_ident(c)} as {types[kind]}) as {quote_ident(c)}"
+        f"cast({prefix}{quote_ident(c)} as {types[kind]}) as {quote_ident(c)}"
         for c, kind in current_scope().tables[table].columns
     )
 

@@ -10,7 +10,9 @@ from typing import Any
 
 from jobs.warehouse.connection import Warehouse, quote_ident
 
-# Logical kinds of the snapshot's Parquet columns, by the warehouse's type name.
+# Logical kinds of the snapshot's Parquet columns, by the warehouse's type name. An exact
+# number (numeric, decimal) is kept as its text, digit for digit: a double would round any
+# value of more than 15 significant digits, and the restore would put back another number.
 _KINDS = (
     ("timestamp", "timestamp"),
     ("date", "date"),
@@ -20,8 +22,8 @@ _KINDS = (
     ("double", "float"),
     ("real", "float"),
     ("float", "float"),
-    ("numeric", "float"),
-    ("decimal", "float"),
+    ("numeric", "text"),
+    ("decimal", "text"),
     ("bool", "bool"),
 )
 

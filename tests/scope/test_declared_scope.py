@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
 from jobs.config import Settings
@@ -336,6 +337,40 @@ def test_a_vendor_project_plans_runs_and_refuses_a_table_left_out(
             assert "\n" not in line and "table sch.extra is in schema sch" in line, line
         with connect(settings) as again:
             assert again.scalar("select count(*) from sch.learner") == 4
+    finally:
+        forget_scope()
+
+
+@pytest.mark.parametrize("target", ["duckdb"])
+def test_an_exact_number_goes_to_the_snapshot_and_back_digit_for_digit(
+    settings: Settings, wh: Warehouse, tmp_path: Path
+) -> None:
+    """A vendor's numeric column holds more significant digits than a double: the snapshot
+    keeps its text, and the restore puts back the very number."""
+    exact = "12345678901234567.891"
+    score = ", foreign key (learner_id) references sch.learner (learner_id)"
+    for sql in DDL:  # DuckDB cannot delete a parent in the transaction that deleted its child
+        if "badge" not in sql:
+            wh.execute(sql.replace("pts double precision", "pts numeric(20, 3)").replace(score, ""))
+    wh.execute(f"update sch.score set pts = {exact} where learner_id = 100 and n = 2")
+    wh.close()
+    project = vendor_project(tmp_path / "vendor")
+    env = cli_env(settings, EOY_PROJECT_DIR=str(project))
+    try:
+        done = run_in_process(["run", "--as-of", "2023-08-01", "--yes", "--json"], env, ROOT)
+        assert done.returncode == 0, done.stderr
+        folder = Path(settings.snapshot_root) / "2023" / "1"
+        kept = pq.read_table(folder / "score.parquet").to_pylist()
+        assert {"learner_id": 100, "n": 2, "pts": exact} in kept
+        verified = run_in_process(["verify-snapshot", str(folder)], env, ROOT)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        back = run_in_process(["restore", "--district", "1", "--school-year", "2023"], env, ROOT)
+        assert back.returncode == 0, back.stderr
+        with connect(settings) as again:
+            got = again.scalar(
+                "select cast(pts as text) from sch.score where learner_id = 100 and n = 2"
+            )
+            assert got == exact
     finally:
         forget_scope()
 

@@ -25,8 +25,9 @@ PYTEST := $(BIN)/pytest -q -n $(PYTEST_WORKERS)
 # Every test, the default suite and the long crash matrix (marker `slow`) in one run, the
 # crash matrix scheduled first so that no worker is left alone with it at the end.
 # pytest exits 5 when it collects nothing; make fails on it like on any other non-zero code.
+# The twenty slowest steps are listed at the end: where the suite's time goes.
 test: setup
-	$(PYTEST)
+	$(PYTEST) --durations=20
 
 # Before a commit: lint, then the default suite (the crash matrix is left to `make test`).
 check: lint

@@ -358,15 +358,16 @@ def pg_server_wide(run_root: Path) -> Iterator[None]:
         yield
 
 
-# Modules whose tests share a module-scoped warehouse per target, built once: under xdist each
-# (module, target) goes to one worker whole, so it is built once, not once per worker. Named
-# by file name, whichever folder of tests/ the module sits in.
+# Modules whose tests share a module-scoped warehouse per target, or a scenario of made_once,
+# built once: under xdist each (module, target) goes to one worker whole, so it is built once,
+# not once per worker. Named by file name, whichever folder of tests/ the module sits in.
 MODULE_WAREHOUSES = (
     "test_audit.py",
     "test_crash_matrix.py",
     "test_console.py",
     "test_console_browser.py",
     "test_plan.py",
+    "test_query.py",
     "test_runner_property.py",
     "test_schedule.py",
     "test_schedule_property.py",

@@ -384,16 +384,29 @@ SHARED_CASES = {
     },
 }
 
+# Tests of one module that copy the same scenario made once (made_once, or one of its own):
+# those of one target go to one worker, which makes it once. By file name, then test name,
+# then the scenario's name.
+SHARED_SCENARIOS = {
+    "test_s3_snapshots.py": {
+        "test_a_locked_snapshot_outlives_purge_and_a_direct_delete": "s3_reset",
+        "test_share_prints_a_link_that_downloads_the_copy": "s3_reset",
+    },
+}
+
 
 def work_unit(nodeid: str) -> str:
     """The xdist work unit of a test: its module and target for MODULE_WAREHOUSES, its test
-    and target for SHARED_CASES, else itself."""
+    and target for SHARED_CASES, its scenario and target for SHARED_SCENARIOS, else itself."""
     module, _, rest = nodeid.partition("::")
     name, _, params = rest.partition("[")
     targets = [t for t in ("duckdb", "postgres") if t in params.replace("]", "-").split("-")]
     file = module.rpartition("/")[2]
     if name in SHARED_CASES.get(file, ()):
         return f"{module}::{name}::{','.join(targets)}"
+    scenario = SHARED_SCENARIOS.get(file, {}).get(name)
+    if scenario:
+        return f"{module}::{scenario}::{','.join(targets)}"
     if file not in MODULE_WAREHOUSES:
         return nodeid
     return f"{module}::{','.join(targets)}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import boto3
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.s3.models import s3_backends
 from moto.server import ThreadedMotoServer
 
 # moto takes any key pair; these stand for the operator's
@@ -60,6 +63,17 @@ class ThrowawayS3:
         name = f"eoy-{uuid.uuid4().hex[:16]}"
         self.client().create_bucket(Bucket=name, ObjectLockEnabledForBucket=object_lock)
         return name
+
+    # The server runs in this process: a bucket's whole state (its objects, their versions,
+    # locks and holds) can be kept and put back, which no S3 API allows once objects are
+    # locked. A scenario made once in a bucket is so given afresh to each test.
+    def saved_bucket(self, name: str) -> bytes:
+        """The bucket as it is now, every object and version with its lock and hold."""
+        return pickle.dumps(s3_backends[DEFAULT_ACCOUNT_ID]["aws"].buckets[name])
+
+    def restore_bucket(self, name: str, saved: bytes) -> None:
+        """The bucket back as saved_bucket kept it, whatever a test did to it since."""
+        s3_backends[DEFAULT_ACCOUNT_ID]["aws"].buckets[name] = pickle.loads(saved)
 
 
 @contextmanager

@@ -66,8 +66,9 @@ from jobs.warehouse.connection import AdbcSession, DuckDBWarehouse, Warehouse, q
 
 # a batch: up to this many districts, and up to this many rows (each table's rows of the
 # batch are held in memory at once: about 60 MB of Arrow at the largest); a district with
-# more rows passes alone, streaming
-BATCH_DISTRICTS = 32
+# more rows passes alone, streaming. Where rows reach their district through keys, each
+# statement joins whole tables once per batch: small districts want large batches.
+BATCH_DISTRICTS = 128
 BATCH_ROWS = 300_000
 
 # (district, table, rows taken so far)

@@ -392,6 +392,27 @@ SHARED_SCENARIOS = {
         "test_a_locked_snapshot_outlives_purge_and_a_direct_delete": "s3_reset",
         "test_share_prints_a_link_that_downloads_the_copy": "s3_reset",
     },
+    "test_certificates.py": {
+        name: "approved_reset"
+        for name in (
+            "test_a_certificate_states_the_ledger_and_the_manifests_and_verifies",
+            "test_a_changed_byte_another_key_or_another_districts_certificate_fail_in_one_line",
+            "test_restore_then_certificate_refuses_and_voids_the_earlier_one",
+            "test_a_purge_issues_the_copy_destroyed_certificate",
+            "test_the_html_report_links_each_completed_districts_certificate",
+        )
+    },
+    "test_purge.py": {
+        name: "purge_reset"
+        for name in (
+            "test_a_hold_placed_while_the_purge_waits_at_the_prompt_is_kept",
+            "test_a_wrong_answer_at_the_terminal_purges_nothing",
+            "test_dry_run_lists_and_keeps",
+            "test_purge_leaves_a_district_another_process_holds",
+            "test_purge_without_yes_or_terminal_is_refused",
+            "test_purged_snapshots_are_named_by_status_export_and_report",
+        )
+    },
 }
 
 

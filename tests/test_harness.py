@@ -63,3 +63,22 @@ def test_the_cases_of_a_shared_case_test_are_one_work_unit_per_target() -> None:
     assert work_unit(f"{module}::{test}[a-case-duckdb]") == f"{module}::{test}::duckdb"
     other = f"{module}::test_plan_run_some_then_the_rest_and_restore[duckdb]"
     assert work_unit(other) == other
+
+
+def test_every_test_named_for_a_shared_unit_exists() -> None:
+    """A test renamed or gone leaves no stale name behind in SHARED_CASES or SHARED_SCENARIOS
+    (its cases would silently go back to any worker, each making the scenario again)."""
+    import ast
+    from pathlib import Path
+
+    from tests.conftest import SHARED_CASES, SHARED_SCENARIOS
+
+    here = Path(__file__).parent
+    for file, names in [*SHARED_CASES.items(), *SHARED_SCENARIOS.items()]:
+        (path,) = here.rglob(file)
+        defined = {
+            node.name
+            for node in ast.parse(path.read_text()).body
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+        }
+        assert set(names) <= defined, f"{file}: {sorted(set(names) - defined)}"

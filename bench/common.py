@@ -49,15 +49,28 @@ def postgres_database() -> Iterator[str]:
                 con.execute(f"drop database if exists {name} with (force)")
 
 
+# In a section of RESULTS.md, what follows this line is written by hand (what the figures
+# mean, what was tried): a bench run replaces the figures above it and keeps the rest.
+KEPT_NOTES = "<!-- written by hand: make bench keeps what follows -->"
+
+
 def write_section(heading: str, note: str, table: str) -> None:
-    """Replace (or add) one `## heading` section of RESULTS.md, keeping the others."""
-    section = f"## {heading}\n\n{note}\n\n{table}"
+    """Replace (or add, at the end) one `## heading` section of RESULTS.md in its place,
+    keeping the others and the section's own notes below KEPT_NOTES."""
+    section = f"## {heading}\n\n{note}\n\n{table}".rstrip("\n")
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     parts = text.split("\n## ")
-    kept = [parts[0].rstrip("\n")] + [
-        "## " + p.rstrip("\n") for p in parts[1:] if not p.startswith(heading)
-    ]
-    RESULTS.write_text("\n\n".join([*kept, section.rstrip("\n")]) + "\n")
+    out, placed = [parts[0].rstrip("\n")], False
+    for part in parts[1:]:
+        if part.split("\n", 1)[0].strip() != heading:
+            out.append("## " + part.rstrip("\n"))
+            continue
+        notes = part[part.index(KEPT_NOTES) :].rstrip("\n") if KEPT_NOTES in part else ""
+        out.append(f"{section}\n\n{notes}" if notes else section)
+        placed = True
+    if not placed:
+        out.append(section)
+    RESULTS.write_text("\n\n".join(out) + "\n")
 
 
 def on_both_targets(

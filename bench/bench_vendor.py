@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -196,6 +197,7 @@ def bench(server: str, districts: int) -> dict[str, Any]:
     finally:
         for name in (case, template):
             admin(f"drop database if exists {name} with (force)")
+        shutil.rmtree(scratch, ignore_errors=True)  # the three copies' snapshots
     return r
 
 

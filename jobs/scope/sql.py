@@ -41,7 +41,8 @@ def fixed_owners_sql(
     """Statements copying, for every `rows:` table, its model's rows of every row a district
     of the batch owns (each with all its owners) into a temporary table, one statement per
     table, then the districts completed for the school year; their names are
-    `fixed_owners_names`. None when no table has a `rows:` model (no row is shared)."""
+    `fixed_owners_names`. No statement at all when no table has a `rows:` model (no row is
+    shared)."""
     batch = literals(districts)
     out = []
 

@@ -51,9 +51,7 @@ def fixed_owners_sql(
             return f"create temporary table {name} on commit drop"
         return f"create or replace temporary table {name}"
 
-    for (qualified, relation_), name in zip(
-        _rows_models(scope), fixed_owners_names(scope), strict=False
-    ):
+    for (qualified, relation_), name in zip(_rows_models(scope), _owner_copies(scope), strict=True):
         keys = tuple((k, k) for k in scope.by_qualified(qualified).key)
         out.append(
             f"{create(name)} as select m.* from {relation_} as m where exists (select 1 from "
@@ -87,15 +85,22 @@ def _rows_models(scope: Scope) -> list[tuple[str, str]]:
     ]
 
 
+def _owner_copies(scope: Scope) -> list[str]:
+    """The temporary tables holding each `rows:` table's owners during a pass."""
+    return [f"eoy_fixed_owners_{i}" for i, _ in enumerate(_rows_models(scope))]
+
+
 def fixed_owners_names(scope: Scope) -> list[str]:
-    names = [f"eoy_fixed_owners_{i}" for i, _ in enumerate(_rows_models(scope))]
+    """Every temporary table `fixed_owners_sql` makes (the owners' copies, then the
+    completed districts), for a target that does not drop them at the commit."""
+    names = _owner_copies(scope)
     return [*names, COMPLETED] if names else []
 
 
 @contextmanager
 def owners_fixed(scope: Scope) -> Iterator[None]:
     """Read the `rows:` tables' owners from the copies `fixed_owners_sql` made."""
-    names = dict(zip((q for q, _ in _rows_models(scope)), fixed_owners_names(scope), strict=False))
+    names = dict(zip((q for q, _ in _rows_models(scope)), _owner_copies(scope), strict=True))
     token = _FIXED.set(names)
     try:
         yield

@@ -29,6 +29,7 @@ import pytest
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from jobs.config import Settings
+from jobs.scope.current import forget_scope
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.schema import init_warehouse
 from tests.support.built import Template, Templates, initialised, with_dbname
@@ -116,6 +117,14 @@ def drop_pg_database(base_dsn: str, dsn: str) -> None:
         con.execute(f"drop database if exists {name} with (force)")
 
 
+@pytest.fixture(autouse=True)
+def _scope_of_one_test() -> Iterator[None]:
+    """A scope a test's commands loaded (a vendor's, run in this process) ends with the test,
+    as it ends with a command's own process: the next test starts from the demo's."""
+    yield
+    forget_scope()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _clean_env() -> Iterator[None]:
     """The user's own EOY_* settings must not leak into what the tests build."""
@@ -160,8 +169,10 @@ def _still_open(path: Path) -> bool:
 
 
 def _empty_but_dbt_parse(folder: Path) -> None:
-    """Remove everything in folder except dbt's parse cache of each warehouse."""
-    keep = {p.resolve() for p in folder.glob("dbt/*/target/partial_parse.msgpack")}
+    """Remove everything in folder except dbt's parse cache of each warehouse, and the digest
+    of the manifest the scope is read from (kept under the project's digest)."""
+    kept = [*folder.glob("dbt/*/target/partial_parse.msgpack"), *folder.glob("dbt/*/scope/*.json")]
+    keep = {p.resolve() for p in kept}
     for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
         if path.resolve() in keep:
             continue

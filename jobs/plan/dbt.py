@@ -4,13 +4,16 @@ eoy-reset as a dbt package), on the warehouse the settings name."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gc
 import hashlib
 import importlib
 import json
+import pickle
 import re
 import sys
 import threading
+from collections import OrderedDict
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date
@@ -22,6 +25,7 @@ from jobs.config import (
     Settings,
     dbt_role_set,
     dsn_parts,
+    environment_now,
     process_environment,
     scrub,
 )
@@ -42,7 +46,8 @@ AUDIT_FOLDER = PROJECT_DIR / "models" / "marts" / "audit"
 # The role dbt builds as once `init --roles` gave it the schemas (jobs/warehouse/roles.py).
 DBT_ROLE = "eoy_dbt"
 # The reset's parameters reach the models as environment variables, not --vars: a change of
-# --vars makes dbt parse the whole project again (seconds), a changed variable does not.
+# --vars makes dbt parse the whole project again (seconds), a changed variable does not (the
+# models read them only when dbt executes: macros/reset/reset_parameter.sql).
 PARAMETERS = ("EOY_AS_OF_DATE", "EOY_SCHOOL_YEAR", "EOY_NAMED_DISTRICTS")
 
 # What dbt compiles from: every change of these must reach what is kept of a compile.
@@ -58,6 +63,14 @@ _PARAMETER_OF_VAR = {"as_of_date": "EOY_AS_OF_DATE", "school_year": "EOY_SCHOOL_
 _NO_JSON_ARTIFACTS = {"build", "compile", "run", "seed"}
 # dbt's in-process runner and os.environ are process-wide: one invocation at a time.
 _LOCK = threading.Lock()
+# The commands that run on a manifest this process parsed already (the same project files,
+# vars and profile): dbt's own check that nothing changed reads its whole parse back from disk
+# on every invocation. `docs generate` parses for itself: manifest.json is part of its output.
+_ON_PARSED = {"build", "compile", "run", "seed", "test"}
+# Parsed manifests of this process (pickled as parsed), newest last, by manifest_key; a few
+# (a console serves several warehouses).
+_MANIFESTS: OrderedDict[str, bytes] = OrderedDict()
+_MANIFESTS_KEPT = 4
 # Whether this process has moved what dbt imports out of the garbage collector's way.
 _settled = False
 # Lines of a dbt error that only say where it happened, not what went wrong.
@@ -118,7 +131,9 @@ class PolicyError(EoyError):
 
 def dbt_work_dir(settings: Settings) -> Path:
     """Where dbt keeps target/ and logs/ for this warehouse (and root project), so warehouses
-    and projects never share them."""
+    and projects never share them. On PostgreSQL each user has its own: dbt parses the whole
+    project again when the profile's user differs from its last parse's, and the runner, the
+    CSM and the analyst take turns on one warehouse."""
     base = Path(settings.duckdb_path).resolve().parent / "dbt"
     if settings.is_vendor_project:
         tag = hashlib.sha256(str(Path(settings.project_dir).resolve()).encode()).hexdigest()[:8]
@@ -130,6 +145,7 @@ def dbt_work_dir(settings: Settings) -> Path:
         parts.get("host") or "localhost",
         parts.get("port") or "5432",
         parts.get("dbname") or parts.get("user") or "",
+        parts.get("user") or "",
     ]
     key = "pg-" + "-".join(where)
     return base / re.sub(r"[^A-Za-z0-9_.-]+", "_", key)
@@ -148,8 +164,6 @@ def run_dbt(
     `parameters`: the reset's parameters (PARAMETERS) for the models; unset ones are cleared
     so that nothing of an earlier invocation in this process leaks into this one. `build`:
     postgres_build of the warehouse, when the caller has it already."""
-    from dbt.cli.main import dbtRunner
-
     if settings.target == "postgres" and build is None:
         build = postgres_build(settings)
     _settle(settings.target)
@@ -193,7 +207,7 @@ def run_dbt(
         env["EOY_DBT_ROLE"] = build.role
     with _LOCK, process_environment(env):
         try:
-            result = dbtRunner().invoke(command)
+            result = _invoke(command, manifest_key(settings, vars))
         except Exception as exc:  # dbt raises for bad projects or profiles
             said = scrub(_first_error(str(exc)), settings.pg_dsn)
             raise DbtError(f"dbt {args[0]} failed: {said}") from None
@@ -207,6 +221,61 @@ def run_dbt(
             "init --roles` (run it again as the warehouse's owner)"
         )
     raise DbtError(f"dbt {args[0]} failed: {said}")
+
+
+def manifest_key(settings: Settings, vars: dict[str, Any] | None) -> str:
+    """What a parse of the project depends on: its files and vars (project_key) and the
+    process's environment as dbt sees it now (the profile, any env_var() of the models), but
+    not the reset's parameters, which the models read only when dbt executes."""
+    env = {k: v for k, v in sorted(environment_now().items()) if k not in PARAMETERS}
+    return project_key(settings, "manifest", vars or {}, env)
+
+
+def _invoke(command: list[str], key: str) -> Any:
+    """dbt's runner for one command: on a fresh copy of the manifest this process parsed
+    under key when it has one, else on a parse made now and kept (a command that needs a
+    manifest), else (docs, deps) as dbt runs it. A copy, because running a command changes
+    its manifest (compiled SQL, ephemeral models marked as injected). The caller holds
+    _LOCK."""
+    from dbt.cli.main import dbtRunner
+
+    name = command[0]
+    kept = _MANIFESTS.get(key)
+    if kept is None and name in _ON_PARSED:
+        flags = [f for f in command[command.index("--project-dir") :] if f != "--no-write-json"]
+        parsed = dbtRunner().invoke(["parse", *flags, "--no-write-json"])
+        if not parsed.success:
+            return parsed
+        kept = _frozen(parsed.result)
+    if name == "parse":
+        result = dbtRunner().invoke(command)
+        kept = _frozen(result.result) if result.success else None
+    elif name in _ON_PARSED:
+        result = dbtRunner(manifest=_thawed(kept)).invoke(command)
+    else:
+        result = dbtRunner().invoke(command)
+    if kept is not None:
+        _MANIFESTS[key] = kept
+        _MANIFESTS.move_to_end(key)
+        while len(_MANIFESTS) > _MANIFESTS_KEPT:
+            _MANIFESTS.popitem(last=False)
+    return result
+
+
+def _frozen(manifest: Any) -> bytes:
+    """A parsed manifest as bytes: its fields, without the lookups dbt builds from them on
+    first use (dbt's own pickling of a Manifest misplaces those in 1.11)."""
+    fields = {f.name: getattr(manifest, f.name) for f in dataclasses.fields(manifest)}
+    return pickle.dumps({k: v for k, v in fields.items() if not k.startswith("_")})
+
+
+def _thawed(frozen: bytes | None) -> Any:
+    """A new Manifest from _frozen's bytes (None: none kept, dbt parses)."""
+    if frozen is None:
+        return None
+    from dbt.contracts.graph.manifest import Manifest
+
+    return Manifest(**pickle.loads(frozen))  # bytes this process made (_frozen)
 
 
 def ensure_package(settings: Settings) -> None:

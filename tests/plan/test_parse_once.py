@@ -1,0 +1,55 @@
+"""A process parses the dbt project once while nothing a parse reads changes: the reset's
+parameters (the day, the school year, the named districts) reach the models when dbt executes,
+so a plan of another day runs on the same parse; new vars, a changed environment or a new
+warehouse parse again, and every build reads the parameters it was given."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import jobs.plan.dbt as dbt
+from jobs.config import Settings
+from jobs.warehouse.connection import connect
+from tests.support import operator_data as od
+
+
+@pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The parses this process makes from here on (one kept manifest each)."""
+    made: list[str] = []
+    frozen = dbt._frozen
+
+    def counted(manifest: Any) -> bytes:
+        made.append(manifest.metadata.project_name or "")
+        return frozen(manifest)
+
+    monkeypatch.setattr(dbt, "_frozen", counted)
+    monkeypatch.setattr(dbt, "_MANIFESTS", type(dbt._MANIFESTS)())
+    return made
+
+
+def as_of_in_due_districts(settings: Settings, day: str) -> str:
+    """Build the run's models as of day; the as-of date due_districts was built for."""
+    parameters = {"EOY_AS_OF_DATE": day, "EOY_SCHOOL_YEAR": "2023"}
+    dbt.build_models(settings, ["reset_policy", "+due_districts"], parameters=parameters)
+    with connect(settings) as wh:
+        return str(wh.scalar("select max(as_of_date) from eoy.due_districts"))
+
+
+@pytest.mark.parametrize("target", ["duckdb"])
+def test_a_plan_of_another_day_runs_on_the_same_parse(
+    settings: Settings, parses: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    od.fresh(settings)
+    assert as_of_in_due_districts(settings, "2023-07-28") == "2023-07-28"
+    assert as_of_in_due_districts(settings, "2023-08-16") == "2023-08-16"
+    assert len(parses) == 1, parses
+    # vars are read while dbt parses (a model's config may use one): a new parse
+    dbt.build_models(settings, ["reset_policy"], vars={"upcoming_days": 7})
+    assert len(parses) == 2, parses
+    # so is the environment (the profile, a vendor model's env_var)
+    monkeypatch.setenv("EOY_TEST_PARSE_ONCE", "1")
+    assert as_of_in_due_districts(settings, "2023-07-31") == "2023-07-31"
+    assert len(parses) == 3, parses

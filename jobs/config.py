@@ -329,12 +329,6 @@ def aws_environment(with_home: bool = False) -> tuple[tuple[str, str], ...]:
     )
 
 
-def environment_now() -> dict[str, str]:
-    """The whole environment of this process as it is now: what dbt may read while it
-    parses the project (the profile, and any env_var() of a vendor's models)."""
-    return dict(os.environ)
-
-
 @contextlib.contextmanager
 def process_environment(values: dict[str, str]) -> Iterator[None]:
     """The process's environment with these variables set for a while (dbt's in-process

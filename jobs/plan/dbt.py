@@ -25,7 +25,6 @@ from jobs.config import (
     Settings,
     dbt_role_set,
     dsn_parts,
-    environment_now,
     process_environment,
     scrub,
 )
@@ -207,7 +206,7 @@ def run_dbt(
         env["EOY_DBT_ROLE"] = build.role
     with _LOCK, process_environment(env):
         try:
-            result = _invoke(command, manifest_key(settings, vars))
+            result = _invoke(command, manifest_key(settings, vars, env))
         except Exception as exc:  # dbt raises for bad projects or profiles
             said = scrub(_first_error(str(exc)), settings.pg_dsn)
             raise DbtError(f"dbt {args[0]} failed: {said}") from None
@@ -223,12 +222,13 @@ def run_dbt(
     raise DbtError(f"dbt {args[0]} failed: {said}")
 
 
-def manifest_key(settings: Settings, vars: dict[str, Any] | None) -> str:
+def manifest_key(settings: Settings, vars: dict[str, Any] | None, env: dict[str, str]) -> str:
     """What a parse of the project depends on: its files and vars (project_key) and the
-    process's environment as dbt sees it now (the profile, any env_var() of the models), but
-    not the reset's parameters, which the models read only when dbt executes."""
-    env = {k: v for k, v in sorted(environment_now().items()) if k not in PARAMETERS}
-    return project_key(settings, "manifest", vars or {}, env)
+    variables this command sets for dbt (the profile's), but not the reset's parameters,
+    which the models read only when dbt executes. The rest of the environment is the
+    process's own, the same for its whole life."""
+    profile = {k: v for k, v in sorted(env.items()) if k not in PARAMETERS}
+    return project_key(settings, "manifest", vars or {}, profile)
 
 
 def _invoke(command: list[str], key: str) -> Any:

@@ -169,9 +169,14 @@ def _still_open(path: Path) -> bool:
 
 
 def _empty_but_dbt_parse(folder: Path) -> None:
-    """Remove everything in folder except dbt's parse cache of each warehouse, and the digest
-    of the manifest the scope is read from (kept under the project's digest)."""
-    kept = [*folder.glob("dbt/*/target/partial_parse.msgpack"), *folder.glob("dbt/*/scope/*.json")]
+    """Remove everything in folder except dbt's parse of each warehouse (its own partial
+    parse, and the manifests the commands keep), and the digest of the manifest the scope is
+    read from (each kept under the project's digest)."""
+    kept = [
+        *folder.glob("dbt/*/target/partial_parse.msgpack"),
+        *folder.glob("dbt/*/manifests/*.pickle"),
+        *folder.glob("dbt/*/scope/*.json"),
+    ]
     keep = {p.resolve() for p in kept}
     for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
         if path.resolve() in keep:

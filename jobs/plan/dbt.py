@@ -9,6 +9,7 @@ import gc
 import hashlib
 import importlib
 import json
+import os
 import pickle
 import re
 import sys
@@ -49,9 +50,22 @@ DBT_ROLE = "eoy_dbt"
 # models read them only when dbt executes: macros/reset/reset_parameter.sql).
 PARAMETERS = ("EOY_AS_OF_DATE", "EOY_SCHOOL_YEAR", "EOY_NAMED_DISTRICTS")
 
-# What dbt compiles from: every change of these must reach what is kept of a compile.
-PROJECT_FILES = ("dbt_project.yml", "profiles.yml")
-PROJECT_FOLDERS = ("models", "macros", "seeds", "analyses")
+# What dbt compiles from: every change of these must reach what is kept of a compile. The
+# folders are the project's own (its dbt_project.yml's paths; dbt's defaults where it names
+# none), and every package it installed besides eoy-reset.
+PROJECT_FILES = ("dbt_project.yml", "profiles.yml", "packages.yml")
+PROJECT_PATHS = {
+    "model-paths": ["models"],
+    "macro-paths": ["macros"],
+    "seed-paths": ["seeds"],
+    "analysis-paths": ["analyses"],
+    "test-paths": ["tests"],
+    "snapshot-paths": ["snapshots"],
+}
+# The files of those folders dbt reads (models, schema YAML, docs, seeds).
+PROJECT_SUFFIXES = {".sql", ".py", ".yml", ".yaml", ".md", ".csv"}
+# An environment variable a project file reads by name: its value is part of a parse.
+_ENV_VAR = re.compile(rb"""env_var\(\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]""")
 
 # The vars the models read through a parameter (macros reset_as_of_date, reset_school_year).
 _PARAMETER_OF_VAR = {"as_of_date": "EOY_AS_OF_DATE", "school_year": "EOY_SCHOOL_YEAR"}
@@ -67,9 +81,15 @@ _LOCK = threading.Lock()
 # on every invocation. `docs generate` parses for itself: manifest.json is part of its output.
 _ON_PARSED = {"build", "compile", "run", "seed", "test"}
 # Parsed manifests of this process (pickled as parsed), newest last, by manifest_key; a few
-# (a console serves several warehouses).
+# (a console serves several warehouses). The same bytes are kept on disk, in the warehouse's
+# dbt folder (`manifests/`), for the next process: dbt's own partial parse reads its whole
+# parse back and checks every file (a second or more), and cannot read it back at all when a
+# source's meta has a key YAML reads as a boolean, as `on:` of SPEC's `of: {table, on}` is
+# ("bool is not allowed for map key"): every command in such a project parsed it whole.
 _MANIFESTS: OrderedDict[str, bytes] = OrderedDict()
 _MANIFESTS_KEPT = 4
+# The last digest of the project's files, by the roots and every file's size and mtime.
+_DIGESTS: dict[tuple[str, ...], tuple[tuple[Any, ...], str, frozenset[str]]] = {}
 # Whether this process has moved what dbt imports out of the garbage collector's way.
 _settled = False
 # Lines of a dbt error that only say where it happened, not what went wrong.
@@ -206,7 +226,7 @@ def run_dbt(
         env["EOY_DBT_ROLE"] = build.role
     with _LOCK, process_environment(env):
         try:
-            result = _invoke(command, manifest_key(settings, vars, env))
+            result = _invoke(command, manifest_key(settings, vars, env), work / "manifests")
         except Exception as exc:  # dbt raises for bad projects or profiles
             said = scrub(_first_error(str(exc)), settings.pg_dsn)
             raise DbtError(f"dbt {args[0]} failed: {said}") from None
@@ -223,35 +243,49 @@ def run_dbt(
 
 
 def manifest_key(settings: Settings, vars: dict[str, Any] | None, env: dict[str, str]) -> str:
-    """What a parse of the project depends on: its files and vars (project_key) and the
-    variables this command sets for dbt (the profile's), but not the reset's parameters,
-    which the models read only when dbt executes. The rest of the environment is the
-    process's own, the same for its whole life."""
+    """What a parse of the project depends on: its files and vars (project_key), the
+    variables this command sets for dbt (the profile's) and the value of every environment
+    variable a project file reads by name, but not the reset's parameters, which the models
+    read only when dbt executes."""
+    _, names = _project_files(settings)
     profile = {k: v for k, v in sorted(env.items()) if k not in PARAMETERS}
-    return project_key(settings, "manifest", vars or {}, profile)
+    read = {name: os.environ.get(name) for name in sorted(names) if name not in PARAMETERS}
+    return project_key(settings, "manifest", vars or {}, profile, read)
 
 
-def _invoke(command: list[str], key: str) -> Any:
-    """dbt's runner for one command: on a fresh copy of the manifest this process parsed
-    under key when it has one, else on a parse made now and kept (a command that needs a
-    manifest), else (docs, deps) as dbt runs it. A copy, because running a command changes
-    its manifest (compiled SQL, ephemeral models marked as injected). The caller holds
-    _LOCK."""
+def _invoke(command: list[str], key: str, folder: Path) -> Any:
+    """dbt's runner for one command: on a fresh copy of the manifest parsed under key (by
+    this process, or by an earlier one and kept in folder) when there is one, else on a parse
+    made now and kept (a command that needs a manifest), else (docs, deps) as dbt runs it. A
+    copy, because running a command changes its manifest (compiled SQL, ephemeral models
+    marked as injected). The caller holds _LOCK."""
     from dbt.cli.main import dbtRunner
 
     name = command[0]
     kept = _MANIFESTS.get(key)
+    if kept is None and name in _ON_PARSED:
+        kept = _read_kept(folder, key)
+    manifest = None
+    if kept is not None and name in _ON_PARSED:
+        try:
+            manifest = _thawed(kept)
+        except Exception:  # kept by another version of dbt or of this package: parse again
+            kept = None
     if kept is None and name in _ON_PARSED:
         flags = [f for f in command[command.index("--project-dir") :] if f != "--no-write-json"]
         parsed = dbtRunner().invoke(["parse", *flags, "--no-write-json"])
         if not parsed.success:
             return parsed
         kept = _frozen(parsed.result)
+        manifest = _thawed(kept)
+        _write_kept(folder, key, kept)
     if name == "parse":
         result = dbtRunner().invoke(command)
         kept = _frozen(result.result) if result.success else None
+        if kept is not None:
+            _write_kept(folder, key, kept)
     elif name in _ON_PARSED:
-        result = dbtRunner(manifest=_thawed(kept)).invoke(command)
+        result = dbtRunner(manifest=manifest).invoke(command)
     else:
         result = dbtRunner().invoke(command)
     if kept is not None:
@@ -260,6 +294,32 @@ def _invoke(command: list[str], key: str) -> Any:
         while len(_MANIFESTS) > _MANIFESTS_KEPT:
             _MANIFESTS.popitem(last=False)
     return result
+
+
+def _read_kept(folder: Path, key: str) -> bytes | None:
+    """The manifest an earlier process parsed under key, if it kept one in folder."""
+    try:
+        return (folder / f"{key}.pickle").read_bytes()
+    except OSError:
+        return None
+
+
+def _write_kept(folder: Path, key: str, frozen: bytes) -> None:
+    """Keep a parsed manifest in folder for the next process (whole or not at all: written
+    aside, then renamed), with the few most recent others. Only this user may read it: it is
+    unpickled as this process's own."""
+    with suppress(OSError):  # a folder that will not take it: the next process parses
+        folder.mkdir(parents=True, exist_ok=True)
+        aside = folder / f".{key}.{os.getpid()}.{threading.get_ident()}"
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, frozen)
+        finally:
+            os.close(fd)
+        os.replace(aside, folder / f"{key}.pickle")
+        older = sorted(folder.glob("*.pickle"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for path in older[_MANIFESTS_KEPT:]:
+            path.unlink(missing_ok=True)
 
 
 def _frozen(manifest: Any) -> bytes:
@@ -290,26 +350,74 @@ def ensure_package(settings: Settings) -> None:
 
 def project_key(settings: Settings, *inputs: Any) -> str:
     """A digest of what dbt compiles from for this warehouse: dbt's version, the target, the
-    warehouse's dbt folder (one per warehouse), every file of the project, and `inputs` (the
-    vars and parameters of an invocation), so SQL dbt compiled can be kept under it."""
+    warehouse's dbt folder (one per warehouse), every file of the project and of the packages
+    it installed, and `inputs` (the vars and parameters of an invocation), so SQL dbt compiled
+    can be kept under it."""
     from dbt.version import __version__ as dbt_version
 
     digest = hashlib.sha256()
     digest.update(f"{dbt_version}\0{settings.target}\0{dbt_work_dir(settings)}\0".encode())
     digest.update(json.dumps(inputs, sort_keys=True, default=str).encode())
-    roots = [PROJECT_DIR]
-    if settings.is_vendor_project:
-        roots.append(Path(settings.project_dir).resolve())
-    for root in roots:
-        paths = [
-            root / name for name in (*PROJECT_FILES, "packages.yml") if (root / name).is_file()
-        ]
-        for folder in PROJECT_FOLDERS:
-            paths += sorted(p for p in (root / folder).rglob("*") if p.is_file())
-        for path in paths:
-            digest.update(f"\0{root}\0{path.relative_to(root)}\0".encode())
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    digest.update(_project_files(settings)[0].encode())
     return digest.hexdigest()
+
+
+def _project_roots(settings: Settings) -> list[Path]:
+    """eoy-reset's project, and a vendor's with each package it installed but eoy-reset."""
+    roots = [PROJECT_DIR.resolve()]
+    if settings.is_vendor_project:
+        vendor = Path(settings.project_dir).resolve()
+        roots.append(vendor)
+        installed = vendor / str(_declared(vendor).get("packages-install-path", "dbt_packages"))
+        if installed.is_dir():
+            roots += sorted({p.resolve() for p in installed.iterdir() if p.is_dir()} - {roots[0]})
+    return roots
+
+
+def _declared(root: Path) -> dict[str, Any]:
+    """A project's dbt_project.yml as YAML reads it ({} where it does not)."""
+    import yaml  # type: ignore[import-untyped]
+
+    try:
+        found = yaml.safe_load((root / "dbt_project.yml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _files(root: Path) -> list[Path]:
+    """A project's files that dbt parses: its project files and its paths' files."""
+    declared = _declared(root)
+    folders = set()
+    for key, default in PROJECT_PATHS.items():
+        named = declared.get(key, default)
+        folders |= {str(f) for f in (named if isinstance(named, list) else default)}
+    paths = [root / name for name in PROJECT_FILES if (root / name).is_file()]
+    for folder in sorted(folders):
+        found = (root / folder).rglob("*")
+        paths += sorted(p for p in found if p.suffix in PROJECT_SUFFIXES and p.is_file())
+    return paths
+
+
+def _project_files(settings: Settings) -> tuple[str, frozenset[str]]:
+    """The digest of every file a parse of the project reads, and the environment
+    variables they read by name. Read again only when a file's size or mtime changed, or a
+    file came or went."""
+    roots = _project_roots(settings)
+    files = [(root, path) for root in roots for path in _files(root)]
+    stats = tuple((str(path), path.stat().st_mtime_ns, path.stat().st_size) for _, path in files)
+    key = tuple(str(root) for root in roots)
+    known = _DIGESTS.get(key)
+    if known is not None and known[0] == stats:
+        return known[1], known[2]
+    digest, names = hashlib.sha256(), set()
+    for root, path in files:
+        data = path.read_bytes()
+        digest.update(f"\0{root}\0{path.relative_to(root)}\0".encode())
+        digest.update(hashlib.sha256(data).digest())
+        names |= {m.decode() for m in _ENV_VAR.findall(data)}
+    _DIGESTS[key] = (stats, digest.hexdigest(), frozenset(names))
+    return digest.hexdigest(), frozenset(names)
 
 
 def _settle(target: str) -> None:

@@ -1,10 +1,12 @@
-"""A process parses the dbt project once while nothing a parse reads changes: the reset's
-parameters (the day, the school year, the named districts) reach the models when dbt executes,
-so a plan of another day runs on the same parse; new vars or another warehouse (another
-profile) parse again, and every build reads the parameters it was given."""
+"""A process parses the dbt project once while nothing a parse reads changes, and keeps the
+parse for the next process: the reset's parameters (the day, the school year, the named
+districts) reach the models when dbt executes, so a plan of another day runs on the same
+parse; new vars, another warehouse (another profile) or a variable a project file reads
+parse again, and every build reads the parameters it was given."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,8 +20,11 @@ from tests.support import operator_data as od
 
 
 @pytest.fixture
-def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The parses this process makes from here on (one kept manifest each)."""
+def parses(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The parses this process makes from here on (one kept manifest each), none kept by an
+    earlier test at this warehouse's place."""
+    for kept in (Path(settings.duckdb_path).parent / "dbt").glob("*/manifests"):
+        shutil.rmtree(kept)
     made: list[str] = []
     frozen = dbt._frozen
 
@@ -56,3 +61,20 @@ def test_a_plan_of_another_day_runs_on_the_same_parse(
     od.fresh(other)
     assert as_of_in_due_districts(other, "2023-07-31") == "2023-07-31"
     assert len(parses) == 3, parses
+
+
+@pytest.mark.parametrize("target", ["duckdb"])
+def test_a_new_process_runs_on_the_parse_an_earlier_one_kept(
+    settings: Settings, parses: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    od.fresh(settings)
+    assert as_of_in_due_districts(settings, "2023-07-28") == "2023-07-28"
+    assert len(parses) == 1, parses
+    monkeypatch.setattr(dbt, "_MANIFESTS", type(dbt._MANIFESTS)())  # as a new process has it
+    assert as_of_in_due_districts(settings, "2023-08-16") == "2023-08-16"
+    assert len(parses) == 1, "a new process parsed again"
+    # a variable a project file reads by name (the profile's sslmode) is part of the parse
+    monkeypatch.setattr(dbt, "_MANIFESTS", type(dbt._MANIFESTS)())
+    monkeypatch.setenv("EOY_PG_SSLMODE", "require")
+    assert as_of_in_due_districts(settings, "2023-08-17") == "2023-08-17"
+    assert len(parses) == 2, parses

@@ -172,6 +172,37 @@ def test_the_next_years_rostering_closes_the_year_in_eoy_runners_own_table(
     ]
 
 
+@pytest.mark.parametrize("target", ["duckdb"])
+def test_a_command_runs_on_the_parse_an_earlier_command_kept(
+    vendor: Vendor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dbt's own partial parse cannot read back the parse of a project whose sources' meta
+    has `on:` (YAML reads it as a boolean key): the parse the first command kept serves the
+    next process, which parses nothing."""
+    import jobs.plan.dbt as dbt
+
+    settings = vendor.settings
+    project = copy_project(Path(settings.duckdb_path).parent / "project")  # one it may change
+    first = eoy_json(settings, project, "plan", "--as-of", AS_OF)
+    parses: list[str] = []
+    frozen = dbt._frozen
+
+    def counted(manifest: Any) -> bytes:
+        parses.append(manifest.metadata.project_name or "")
+        return frozen(manifest)
+
+    monkeypatch.setattr(dbt, "_frozen", counted)
+    monkeypatch.setattr(dbt, "_MANIFESTS", type(dbt._MANIFESTS)())  # as a new process has it
+    assert eoy_json(settings, project, "plan", "--as-of", AS_OF)["due"] == first["due"]
+    assert parses == []
+    # a file of the project changed: parsed again, and kept again
+    model = project / "models" / "ownership" / "learner_districts.sql"
+    model.write_text(model.read_text() + "\n-- changed\n")
+    monkeypatch.setattr(dbt, "_MANIFESTS", type(dbt._MANIFESTS)())
+    assert eoy_json(settings, project, "plan", "--as-of", AS_OF)["due"] == first["due"]
+    assert parses == ["sis_vendor"]
+
+
 # ---------------------------------------------------------------------------------------
 # the whole life
 # ---------------------------------------------------------------------------------------

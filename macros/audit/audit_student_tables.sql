@@ -11,6 +11,7 @@
     root_key    the key column of the scope's first deleted table (the demo's students) when
                 this table carries it: a row without a date of its own is dated by that
                 row's date (the student's created_at); none otherwise
+    root        that first deleted table: {table, dated_by}
   Empty while dbt parses (the warehouse's columns are read when the models are built). A
   table whose owners a `rows:` model gives is left out while that model is not built (a
   plain `dbt build` may reach an audit view first; eoy-reset's plan builds it before).
@@ -21,12 +22,17 @@
     {%- set declared = eoy_reset_declared_tables() -%}
     {%- set names = declared | map(attribute='name') | list -%}
     {%- set ns = namespace(root=none, root_key=none) -%}
+    {%- set deleted = [] -%}
     {%- for table in declared if table.decl.get('action') == 'delete' and audit_owners_built(table) -%}
-        {%- set columns = adapter.get_columns_in_relation(table.relation) -%}
+        {%- do deleted.append(table) -%}
+    {%- endfor -%}
+    {%- set columns_of = eoy_reset_columns(deleted) -%}
+    {%- for table in deleted -%}
+        {%- set columns = columns_of[table.qualified] -%}
         {%- set column_names = columns | map(attribute='name') | map('lower') | list -%}
         {%- set dated = [] -%}
         {%- for column in columns -%}
-            {%- set type = (column.dtype or column.data_type or '') | lower -%}
+            {%- set type = (column.type or '') | lower -%}
             {%- if type.startswith('timestamp') or type == 'date' -%}
                 {%- do dated.append(column.name | lower) -%}
             {%- endif -%}
@@ -48,28 +54,19 @@
             'has_product': 'product' in column_names,
             'dated_by': dated_by,
             'root_key': root_key,
+            'root': ns.root,
         }) -%}
     {%- endfor -%}
     {{ return(found) }}
 {%- endmacro %}
 
 {#-
-  audit_student_root(): the scope's first deleted table and its date column, whose rows
-  date the rows of other tables that carry its key (audit_student_tables' root_key).
--#}
-{% macro audit_student_root() -%}
-    {%- for table in audit_student_tables() -%}
-        {{ return(table) }}
-    {%- endfor -%}
-    {{ return(none) }}
-{%- endmacro %}
-
-{#-
   audit_dated_rows(table): SQL of a student table's rows, one per (row, owning district):
   district_id (text) and row_date (the row's own date, else its root row's, else null).
+  table: an item of audit_student_tables(), which names its root.
 -#}
 {% macro audit_dated_rows(table) -%}
-    {%- set root = audit_student_root() -%}
+    {%- set root = table.root -%}
     {%- set own = 't0.' ~ table.dated_by if table.dated_by else none -%}
     {%- if table.root_key -%}
         {%- set root_date = '(select r.' ~ root.dated_by ~ ' from ' ~ root.table.relation ~ ' as r where r.' ~ table.root_key ~ ' = t0.' ~ table.root_key ~ ')' -%}

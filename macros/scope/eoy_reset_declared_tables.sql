@@ -29,3 +29,37 @@
     {%- endif -%}
     {{ return(found) }}
 {% endmacro %}
+
+{#-
+    eoy_reset_columns(tables): the columns of each declared table, read from the warehouse's
+    catalog in one query (a catalog query per table, for each table of each model, took
+    seconds of a build on DuckDB): a mapping of each table's `qualified` name to its columns
+    in order, each {name, type} as the catalog has them. Empty while dbt parses.
+-#}
+{% macro eoy_reset_columns(tables) %}
+    {%- set found = {} -%}
+    {%- if not execute or not tables -%}{{ return(found) }}{%- endif -%}
+    {%- set wanted = [] -%}
+    {%- for table in tables -%}
+        {%- do found.update({table.qualified: []}) -%}
+        {%- set parts = [table.relation.database or '', table.relation.schema, table.relation.identifier] -%}
+        {%- set quoted = [] -%}
+        {%- for part in parts -%}
+            {%- do quoted.append("'" ~ (part | lower | replace("'", "''")) ~ "'") -%}
+        {%- endfor -%}
+        {%- do wanted.append('(' ~ quoted | join(', ') ~ ')') -%}
+    {%- endfor -%}
+    {%- set rows = run_query(
+        'select lower(table_catalog), lower(table_schema), lower(table_name), column_name, data_type'
+        ~ ' from information_schema.columns'
+        ~ ' where (lower(table_catalog), lower(table_schema), lower(table_name)) in (' ~ wanted | join(', ') ~ ')'
+        ~ ' order by 1, 2, 3, ordinal_position'
+    ) -%}
+    {%- for table in tables -%}
+        {%- set here = [(table.relation.database or '') | lower, table.relation.schema | lower, table.relation.identifier | lower] -%}
+        {%- for row in rows.rows if [row[0], row[1], row[2]] == here -%}
+            {%- do found[table.qualified].append({'name': row[3], 'type': row[4]}) -%}
+        {%- endfor -%}
+    {%- endfor -%}
+    {{ return(found) }}
+{% endmacro %}

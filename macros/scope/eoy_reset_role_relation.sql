@@ -43,13 +43,16 @@
 -#}
 {% macro eoy_reset_retained_by_district() %}
     {%- set found = [] -%}
-    {%- for table in eoy_reset_declared_tables() -%}
-        {%- if table.decl.get('action') != 'delete' -%}
-            {%- set column = eoy_reset_role_key() if table.decl.get('role') == 'districts' else 'district_id' -%}
-            {%- set columns = adapter.get_columns_in_relation(table.relation) | map(attribute='name') | map('lower') | list -%}
-            {%- if column | lower in columns -%}
-                {%- do found.append({'name': table.name, 'relation': table.relation, 'column': column}) -%}
-            {%- endif -%}
+    {%- set retained = [] -%}
+    {%- for table in eoy_reset_declared_tables() if table.decl.get('action') != 'delete' -%}
+        {%- do retained.append(table) -%}
+    {%- endfor -%}
+    {%- set columns_of = eoy_reset_columns(retained) -%}
+    {%- for table in retained -%}
+        {%- set column = eoy_reset_role_key() if table.decl.get('role') == 'districts' else 'district_id' -%}
+        {%- set columns = columns_of[table.qualified] | map(attribute='name') | map('lower') | list -%}
+        {%- if column | lower in columns -%}
+            {%- do found.append({'name': table.name, 'relation': table.relation, 'column': column}) -%}
         {%- endif -%}
     {%- endfor -%}
     {{ return(found) }}

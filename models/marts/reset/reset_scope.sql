@@ -4,6 +4,11 @@
 -- district's id in a column of their own.
 {%- set declared = eoy_reset_declared_tables() %}
 {%- set key = eoy_reset_role_key() %}
+{%- set retained = [] %}
+{%- for table in declared if table.decl.get('action') != 'delete' %}
+    {%- do retained.append(table) %}
+{%- endfor %}
+{%- set columns_of = eoy_reset_columns(retained) %}
 
 with
 
@@ -22,7 +27,7 @@ counted as (
             {%- set owned = eoy_reset_owned_rows(table) %}
         {%- else %}
             {%- set column = key if table.decl.get('role') == 'districts' else 'district_id' %}
-            {%- set found = adapter.get_columns_in_relation(table.relation) %}
+            {%- set found = columns_of[table.qualified] %}
             {%- set columns = found | map(attribute='name') | map('lower') | list %}
             {%- if column | lower in columns %}
                 {%- set owned = 'select cast(' ~ column ~ ' as ' ~ dbt.type_string() ~ ') as district_id from ' ~ table.relation %}

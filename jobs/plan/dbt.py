@@ -250,7 +250,8 @@ def manifest_key(settings: Settings, vars: dict[str, Any] | None, env: dict[str,
     _, names = _project_files(settings)
     profile = {k: v for k, v in sorted(env.items()) if k not in PARAMETERS}
     read = {name: os.environ.get(name) for name in sorted(names) if name not in PARAMETERS}
-    return project_key(settings, "manifest", vars or {}, profile, read)
+    python = list(sys.version_info[:2])  # a kept parse is pickled
+    return project_key(settings, "manifest", vars or {}, profile, read, python)
 
 
 def _invoke(command: list[str], key: str, folder: Path) -> Any:
@@ -297,9 +298,14 @@ def _invoke(command: list[str], key: str, folder: Path) -> Any:
 
 
 def _read_kept(folder: Path, key: str) -> bytes | None:
-    """The manifest an earlier process parsed under key, if it kept one in folder."""
+    """The manifest an earlier process parsed under key, if it kept one in folder: only a
+    file of this user that no one else may read or write (it is unpickled)."""
     try:
-        return (folder / f"{key}.pickle").read_bytes()
+        with open(folder / f"{key}.pickle", "rb") as fh:
+            found = os.fstat(fh.fileno())
+            if found.st_uid != os.getuid() or found.st_mode & 0o077:
+                return None
+            return fh.read()
     except OSError:
         return None
 

@@ -78,3 +78,9 @@ def test_a_new_process_runs_on_the_parse_an_earlier_one_kept(
     monkeypatch.setenv("EOY_PG_SSLMODE", "require")
     assert as_of_in_due_districts(settings, "2023-08-17") == "2023-08-17"
     assert len(parses) == 2, parses
+    # a kept parse others may read or write is not unpickled: parsed again
+    for kept in (Path(settings.duckdb_path).parent / "dbt").glob("*/manifests/*.pickle"):
+        kept.chmod(0o664)
+    monkeypatch.setattr(dbt, "_MANIFESTS", type(dbt._MANIFESTS)())
+    assert as_of_in_due_districts(settings, "2023-08-18") == "2023-08-18"
+    assert len(parses) == 3, parses

@@ -9,7 +9,6 @@ from __future__ import annotations
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,6 +16,7 @@ import jobs.plan.dbt as dbt
 from jobs.config import Settings
 from jobs.warehouse.connection import connect
 from tests.support import operator_data as od
+from tests.support.in_process import counted_parses
 
 
 @pytest.fixture
@@ -25,16 +25,7 @@ def parses(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     earlier test at this warehouse's place."""
     for kept in (Path(settings.duckdb_path).parent / "dbt").glob("*/manifests"):
         shutil.rmtree(kept)
-    made: list[str] = []
-    frozen = dbt._frozen
-
-    def counted(manifest: Any) -> bytes:
-        made.append(manifest.metadata.project_name or "")
-        return frozen(manifest)
-
-    monkeypatch.setattr(dbt, "_frozen", counted)
-    monkeypatch.setattr(dbt, "_MANIFESTS", type(dbt._MANIFESTS)())
-    return made
+    return counted_parses(monkeypatch)
 
 
 def as_of_in_due_districts(settings: Settings, day: str) -> str:

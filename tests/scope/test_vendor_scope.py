@@ -29,6 +29,7 @@ from tests.conftest import (
     make_settings,
 )
 from tests.support.crash_helpers import Pristine
+from tests.support.in_process import counted_parses
 from tests.vendor import DELETED, RETAINED, VendorData, load
 from tests.vendor.helpers import (
     AS_OF,
@@ -184,18 +185,10 @@ def test_a_command_runs_on_the_parse_an_earlier_command_kept(
     settings = vendor.settings
     project = copy_project(Path(settings.duckdb_path).parent / "project")  # one it may change
     first = eoy_json(settings, project, "plan", "--as-of", AS_OF)
-    parses: list[str] = []
-    frozen = dbt._frozen
-
-    def counted(manifest: Any) -> bytes:
-        parses.append(manifest.metadata.project_name or "")
-        return frozen(manifest)
-
-    monkeypatch.setattr(dbt, "_frozen", counted)
-    monkeypatch.setattr(dbt, "_MANIFESTS", type(dbt._MANIFESTS)())  # as a new process has it
+    parses = counted_parses(monkeypatch)  # from here on, as a new process
     assert eoy_json(settings, project, "plan", "--as-of", AS_OF)["due"] == first["due"]
     assert parses == []
-    # a file of the project changed: parsed again, and kept again
+    # a file of the project changed: parsed again
     model = project / "models" / "ownership" / "learner_districts.sql"
     model.write_text(model.read_text() + "\n-- changed\n")
     monkeypatch.setattr(dbt, "_MANIFESTS", type(dbt._MANIFESTS)())

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 class _Output(io.StringIO):
@@ -81,3 +82,20 @@ def run_in_process(
             os.chdir(here)
             close_dbt_duckdb()
     return subprocess.CompletedProcess(["eoy-reset", *args], code, out.getvalue(), err.getvalue())
+
+
+def counted_parses(monkeypatch: Any) -> list[str]:
+    """The parses of a dbt project this process makes from here on (the project's name for
+    each), with no parse kept in memory yet: as a new process starts."""
+    import jobs.plan.dbt as dbt
+
+    made: list[str] = []
+    frozen = dbt._frozen
+
+    def counted(manifest: Any) -> bytes:
+        made.append(manifest.metadata.project_name or "")
+        return frozen(manifest)
+
+    monkeypatch.setattr(dbt, "_frozen", counted)
+    monkeypatch.setattr(dbt, "_MANIFESTS", type(dbt._MANIFESTS)())
+    return made

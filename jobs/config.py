@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -327,6 +327,12 @@ def aws_environment(with_home: bool = False) -> tuple[tuple[str, str], ...]:
             if k.startswith("AWS_") or (with_home and k == "HOME")
         )
     )
+
+
+def project_variables(names: Iterable[str]) -> dict[str, str | None]:
+    """The values of the environment variables a dbt project reads by name (env_var() in
+    its files; unset: None), which a parse of it depends on."""
+    return {name: os.environ.get(name) for name in sorted(names)}
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ from jobs.config import (
     dbt_role_set,
     dsn_parts,
     process_environment,
+    project_variables,
     scrub,
 )
 from jobs.errors import EoyError
@@ -249,7 +250,7 @@ def manifest_key(settings: Settings, vars: dict[str, Any] | None, env: dict[str,
     read only when dbt executes."""
     _, names = _project_files(settings)
     profile = {k: v for k, v in sorted(env.items()) if k not in PARAMETERS}
-    read = {name: os.environ.get(name) for name in sorted(names) if name not in PARAMETERS}
+    read = project_variables(n for n in names if n not in PARAMETERS)
     python = list(sys.version_info[:2])  # a kept parse is pickled
     return project_key(settings, "manifest", vars or {}, profile, read, python)
 

@@ -412,7 +412,8 @@ def _project_files(settings: Settings) -> tuple[str, frozenset[str]]:
     file came or went."""
     roots = _project_roots(settings)
     files = [(root, path) for root in roots for path in _files(root)]
-    stats = tuple((str(path), path.stat().st_mtime_ns, path.stat().st_size) for _, path in files)
+    found = ((path, path.stat()) for _, path in files)
+    stats = tuple((str(path), st.st_mtime_ns, st.st_size) for path, st in found)
     key = tuple(str(root) for root in roots)
     known = _DIGESTS.get(key)
     if known is not None and known[0] == stats:

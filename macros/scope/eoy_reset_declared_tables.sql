@@ -42,9 +42,8 @@
     {%- set wanted = [] -%}
     {%- for table in tables -%}
         {%- do found.update({table.qualified: []}) -%}
-        {%- set parts = [table.relation.database or '', table.relation.schema, table.relation.identifier] -%}
         {%- set quoted = [] -%}
-        {%- for part in parts -%}
+        {%- for part in [table.relation.schema, table.relation.identifier] -%}
             {%- do quoted.append("'" ~ (part | lower | replace("'", "''")) ~ "'") -%}
         {%- endfor -%}
         {%- do wanted.append('(' ~ quoted | join(', ') ~ ')') -%}
@@ -52,12 +51,13 @@
     {%- set rows = run_query(
         'select lower(table_catalog), lower(table_schema), lower(table_name), column_name, data_type'
         ~ ' from information_schema.columns'
-        ~ ' where (lower(table_catalog), lower(table_schema), lower(table_name)) in (' ~ wanted | join(', ') ~ ')'
+        ~ ' where (lower(table_schema), lower(table_name)) in (' ~ wanted | join(', ') ~ ')'
         ~ ' order by 1, 2, 3, ordinal_position'
     ) -%}
     {%- for table in tables -%}
-        {%- set here = [(table.relation.database or '') | lower, table.relation.schema | lower, table.relation.identifier | lower] -%}
-        {%- for row in rows.rows if [row[0], row[1], row[2]] == here -%}
+        {%- set database = (table.relation.database or '') | lower -%}
+        {%- set here = [table.relation.schema | lower, table.relation.identifier | lower] -%}
+        {%- for row in rows.rows if [row[1], row[2]] == here and (not database or row[0] == database) -%}
             {%- do found[table.qualified].append({'name': row[3], 'type': row[4]}) -%}
         {%- endfor -%}
     {%- endfor -%}

@@ -74,13 +74,13 @@ _PARAMETER_OF_VAR = {"as_of_date": "EOY_AS_OF_DATE", "school_year": "EOY_SCHOOL_
 # What the commands run: none of them reads manifest.json or run_results.json, which dbt
 # would otherwise serialise (the whole manifest) on every invocation. `docs generate` keeps
 # them: they are its output.
-_NO_JSON_ARTIFACTS = {"build", "compile", "run", "seed"}
 # dbt's in-process runner and os.environ are process-wide: one invocation at a time.
 _LOCK = threading.Lock()
 # The commands that run on a manifest this process parsed already (the same project files,
 # vars and profile): dbt's own check that nothing changed reads its whole parse back from disk
 # on every invocation. `docs generate` parses for itself: manifest.json is part of its output.
 _ON_PARSED = {"build", "compile", "run", "seed", "test"}
+_NO_JSON_ARTIFACTS = _ON_PARSED - {"test"}
 # Parsed manifests of this process (pickled as parsed), newest last, by manifest_key; a few
 # (a console serves several warehouses). The same bytes are kept on disk, in the warehouse's
 # dbt folder (`manifests/`), for the next process: dbt's own partial parse reads its whole
@@ -264,16 +264,21 @@ def _invoke(command: list[str], key: str, folder: Path) -> Any:
     from dbt.cli.main import dbtRunner
 
     name = command[0]
-    kept = _MANIFESTS.get(key)
-    if kept is None and name in _ON_PARSED:
-        kept = _read_kept(folder, key)
+    if name == "parse":
+        result = dbtRunner().invoke(command)
+        if result.success:
+            _keep(key, _frozen(result.result), folder)
+        return result
+    if name not in _ON_PARSED:
+        return dbtRunner().invoke(command)
+    kept = _MANIFESTS.get(key) or _read_kept(folder, key)
     manifest = None
-    if kept is not None and name in _ON_PARSED:
+    if kept is not None:
         try:
             manifest = _thawed(kept)
         except Exception:  # kept by another version of dbt or of this package: parse again
             kept = None
-    if kept is None and name in _ON_PARSED:
+    if kept is None:
         flags = [f for f in command[command.index("--project-dir") :] if f != "--no-write-json"]
         parsed = dbtRunner().invoke(["parse", *flags, "--no-write-json"])
         if not parsed.success:
@@ -281,21 +286,18 @@ def _invoke(command: list[str], key: str, folder: Path) -> Any:
         kept = _frozen(parsed.result)
         manifest = _thawed(kept)
         _write_kept(folder, key, kept)
-    if name == "parse":
-        result = dbtRunner().invoke(command)
-        kept = _frozen(result.result) if result.success else None
-        if kept is not None:
-            _write_kept(folder, key, kept)
-    elif name in _ON_PARSED:
-        result = dbtRunner(manifest=manifest).invoke(command)
-    else:
-        result = dbtRunner().invoke(command)
-    if kept is not None:
-        _MANIFESTS[key] = kept
-        _MANIFESTS.move_to_end(key)
-        while len(_MANIFESTS) > _MANIFESTS_KEPT:
-            _MANIFESTS.popitem(last=False)
-    return result
+    _keep(key, kept)
+    return dbtRunner(manifest=manifest).invoke(command)
+
+
+def _keep(key: str, kept: bytes, folder: Path | None = None) -> None:
+    """A parsed manifest kept in this process (the few newest), and in folder when given."""
+    if folder is not None:
+        _write_kept(folder, key, kept)
+    _MANIFESTS[key] = kept
+    _MANIFESTS.move_to_end(key)
+    while len(_MANIFESTS) > _MANIFESTS_KEPT:
+        _MANIFESTS.popitem(last=False)
 
 
 def _read_kept(folder: Path, key: str) -> bytes | None:

@@ -3,11 +3,17 @@ the command needs (dbt and its adapters, polars, pyarrow, DuckDB, psycopg, ADBC,
 
 A command that is killed, raced against another runner or paused must run in a process of
 its own; a new interpreter spends seconds importing before the command's first line. The
-server (one per test process, `python -m tests.fork_server`) pays that once, with one dbt
+server (one per test process, `python -c "…serve()"`) pays that once, with one dbt
 build that leaves dbt's first-invocation set-up done (`warm_up`), and forks a child per
 command: the child is a real process (its own pid, DuckDB file lock, PostgreSQL
 connections), killed with SIGKILL like any other, and runs the entry point of
 `python -m jobs` (`jobs.cli.main`) with the command's argv, environment and working folder.
+
+The server is started with `-c`, not `-m`, and so a child ends as the `eoy-reset` script
+does: with the code of its SystemExit. Under `-m`, CPython ends the process by SIGINT instead
+once any KeyboardInterrupt has left an `exec` of a string, however it was caught later: a
+Ctrl-C that landed in a library's generated code made the command's exit 130 a death by
+SIGINT, one time in forty.
 
 `start(args, env, cwd)` returns a `Forked`, which answers like `subprocess.Popen` (`pid`,
 `poll`, `wait`, `kill`, `terminate`, `communicate`, `returncode`).
@@ -159,7 +165,7 @@ class _Server:
     def __init__(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("EOY_")}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.fork_server"],
+            [sys.executable, "-c", "from tests.support.fork_server import serve; serve()"],
             cwd=Path(__file__).resolve().parents[2],
             env=env,
             stdin=subprocess.PIPE,

@@ -70,6 +70,9 @@ from jobs.warehouse.connection import AdbcSession, DuckDBWarehouse, Warehouse, q
 # statement joins whole tables once per batch: small districts want large batches.
 BATCH_DISTRICTS = 128
 BATCH_ROWS = 300_000
+# A district's file of a table whose rows take up to this much memory is encoded in memory and
+# written in one call; a larger one is streamed into its file.
+WRITE_IN_MEMORY = 32 * 1024 * 1024
 
 # (district, table, rows taken so far)
 BatchProgress = Callable[[str, str, int], None]
@@ -320,6 +323,11 @@ def checker() -> ThreadPoolExecutor:
 
 def _write(pending: Pending, table: str, rows: pa.Table) -> None:
     with writing(pending.store):
+        if rows.nbytes <= WRITE_IN_MEMORY:  # most of a batch's files: a few hundred rows
+            encoded = pa.BufferOutputStream()
+            pq.write_table(rows, encoded, **parquet_options(rows.num_rows))
+            pending.write_file(f"{table}.parquet", encoded.getvalue())
+            return
         sink = pending.open_output(f"{table}.parquet")
         try:
             pq.write_table(rows, sink, **parquet_options(rows.num_rows))

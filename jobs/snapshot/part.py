@@ -107,6 +107,14 @@ class Pending(ABC):
     def open_output(self, name: str) -> Any:
         """A writable pyarrow stream for one file of the part (closing it completes it)."""
 
+    def write_file(self, name: str, data: Any) -> None:
+        """One whole file of the part from memory (bytes or a pyarrow buffer)."""
+        sink = self.open_output(name)
+        try:
+            sink.write(data)
+        finally:
+            sink.close()  # on an object store: the upload completes here
+
     @abstractmethod
     def open_input(self, name: str) -> Any:
         """A random-access pyarrow file of what was written."""

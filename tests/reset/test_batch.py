@@ -266,6 +266,28 @@ def test_a_file_compares_with_the_rows_as_their_fingerprint_takes_them() -> None
     assert batch.same_rows(rows(1.0, 2.0).slice(1), rows(2.0))
 
 
+def test_a_file_in_memory_and_a_file_streamed_are_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A district's file is encoded in memory and written in one call, or streamed when its
+    rows are large: the same bytes either way, and only the owner may read them."""
+    settings = Settings(target="duckdb", snapshot_root=tmp_path / "snapshots")
+    pending = open_store(settings).begin(YEAR, "d00001", MAIN)
+    table = pa.table({"n": pa.array(range(5000), pa.int64()), "s": pa.array(["x"] * 5000)})
+    try:
+        written = {}
+        for how, limit in (("memory", batch.WRITE_IN_MEMORY), ("stream", 0)):
+            monkeypatch.setattr(batch, "WRITE_IN_MEMORY", limit)
+            batch._write(pending, f"progress_{how}", table)
+            path = Path(pending.folder) / f"progress_{how}.parquet"
+            assert path.stat().st_mode & 0o777 == 0o600
+            assert pq.read_table(path).equals(table)
+            written[how] = path.read_bytes()
+        assert written["memory"] == written["stream"]
+    finally:
+        pending.discard()
+
+
 def test_a_small_file_is_written_with_lz4_and_a_larger_one_with_zstd(tmp_path: Path) -> None:
     """zstd's context for each column costs more than it saves on a small file."""
     settings = Settings(target="duckdb", snapshot_root=tmp_path / "snapshots")
@@ -273,8 +295,8 @@ def test_a_small_file_is_written_with_lz4_and_a_larger_one_with_zstd(tmp_path: P
     try:
         for rows, codec in ((SMALL_FILE_ROWS - 1, "LZ4"), (SMALL_FILE_ROWS, "ZSTD")):
             table = pa.table({"n": pa.array(range(rows), pa.int64())})
-            batch._write(pending, "progress", table)
-            stored = pq.ParquetFile(Path(pending.folder) / "progress.parquet")
+            batch._write(pending, f"progress_{codec}", table)  # a new file each: as a pass
+            stored = pq.ParquetFile(Path(pending.folder) / f"progress_{codec}.parquet")
             assert stored.metadata.row_group(0).column(0).compression == codec
             assert stored.read().equals(table)
     finally:

@@ -89,6 +89,8 @@ _NO_JSON_ARTIFACTS = _ON_PARSED - {"test"}
 # ("bool is not allowed for map key"): every command in such a project parsed it whole.
 _MANIFESTS: OrderedDict[str, bytes] = OrderedDict()
 _MANIFESTS_KEPT = 4
+# Each project's dbt_project.yml as read: (its mtime and size, what it declares).
+_DECLARED: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}
 # The last digest of the project's files, by the roots and every file's size and mtime.
 _DIGESTS: dict[tuple[str, ...], tuple[tuple[Any, ...], str, frozenset[str]]] = {}
 # Whether this process has moved what dbt imports out of the garbage collector's way.
@@ -384,14 +386,23 @@ def _project_roots(settings: Settings) -> list[Path]:
 
 
 def _declared(root: Path) -> dict[str, Any]:
-    """A project's dbt_project.yml as YAML reads it ({} where it does not)."""
+    """A project's dbt_project.yml as YAML reads it ({} where it does not); read again only
+    when its size or mtime changed (the caller reads, never changes, what it gets)."""
     import yaml  # type: ignore[import-untyped]
 
+    path = root / "dbt_project.yml"
     try:
-        found = yaml.safe_load((root / "dbt_project.yml").read_text(encoding="utf-8"))
+        st = path.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+        known = _DECLARED.get(path)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        found = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError):
         return {}
-    return found if isinstance(found, dict) else {}
+    declared = found if isinstance(found, dict) else {}
+    _DECLARED[path] = (stamp, declared)
+    return declared
 
 
 def _files(root: Path) -> list[Path]:

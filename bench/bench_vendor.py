@@ -186,13 +186,21 @@ def bench(server: str, districts: int) -> dict[str, Any]:
             district_phase=phases.get("districts"),
             ours_rss=ours.rss,
         )
-        print(f"  ours {ours.seconds:.1f} s ({r['rows']:,} rows, phases {phases}) busy {ours.busy:.2f}", flush=True)
+        print(
+            f"  ours {ours.seconds:.1f} s ({r['rows']:,} rows, phases {phases}),"
+            f" {ours.busy or 0:.2f} cores busy",
+            flush=True,
+        )
 
         floor_case = copy("floor")
         eoy(floor_case, "plan", "--as-of", AS_OF)
         base = measure(floor_case, "bench.bench_vendor", "--child")
         r.update(floor=base.seconds, floor_rows=base.doc["rows"], floor_due=base.doc["due"])
-        print(f"  floor {base.seconds:.1f} s ({base.doc['rows']:,} rows) busy {base.busy:.2f}", flush=True)
+        print(
+            f"  floor {base.seconds:.1f} s ({base.doc['rows']:,} rows),"
+            f" {base.busy or 0:.2f} cores busy",
+            flush=True,
+        )
         r["ratio"] = r["ours"] / (r["plan"] + r["floor"])
     finally:
         for name in (case, template):

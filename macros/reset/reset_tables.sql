@@ -5,21 +5,9 @@
     (eoy_reset_declared_tables): empty at parse time, so no ref may depend on them.
 #}
 {% macro reset_deleted_tables() %}
-    {%- set names = [] -%}
-    {%- for table in eoy_reset_declared_tables() -%}
-        {%- if table.decl.get('action') == 'delete' -%}
-            {%- do names.append(table.name) -%}
-        {%- endif -%}
-    {%- endfor -%}
-    {{ return(names) }}
+    {{ return(eoy_reset_declared_tables('delete') | map(attribute='name') | list) }}
 {% endmacro %}
 
 {% macro reset_retained_tables() %}
-    {%- set names = [] -%}
-    {%- for table in eoy_reset_declared_tables() -%}
-        {%- if table.decl.get('action') != 'delete' -%}
-            {%- do names.append(table.name) -%}
-        {%- endif -%}
-    {%- endfor -%}
-    {{ return(names) }}
+    {{ return(eoy_reset_declared_tables('retain') | map(attribute='name') | list) }}
 {% endmacro %}

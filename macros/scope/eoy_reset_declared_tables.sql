@@ -5,8 +5,10 @@
     Each: name, schema, qualified ('schema.name'), relation (made from the source node, so
     no parse-time dependency: graph is empty until execution, when this returns them) and
     decl (the table's declaration). A package's own sources (the demo's) never count.
+    action: 'delete' for the tables the reset deletes, 'retain' for the others (the
+    districts table among them), none for all.
 -#}
-{% macro eoy_reset_declared_tables() %}
+{% macro eoy_reset_declared_tables(action=none) %}
     {%- set found = [] -%}
     {%- if execute -%}
         {%- for node in graph.sources.values() -%}
@@ -14,6 +16,8 @@
             {%- if node.package_name == project_name and source_meta is mapping and source_meta.get('scope') -%}
                 {%- set config_meta = (node.get('config') or {}).get('meta') or {} -%}
                 {%- set decl = (node.get('meta') or {}).get('eoy_reset') or config_meta.get('eoy_reset') or {} -%}
+                {%- set deleted = decl.get('action') == 'delete' -%}
+                {%- if action is none or (action == 'delete') == deleted -%}
                 {%- set name = node.identifier or node.name -%}
                 {%- do found.append({
                     'name': name,
@@ -24,6 +28,7 @@
                     ),
                     'decl': decl,
                 }) -%}
+                {%- endif -%}
             {%- endif -%}
         {%- endfor -%}
     {%- endif -%}

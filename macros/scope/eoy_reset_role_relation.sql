@@ -38,21 +38,22 @@
 
 {#-
     eoy_reset_retained_by_district(): the retained tables that carry the district's id in a
-    column of their own (the districts table's key, else district_id): name, relation,
-    column. A retained table without one is checked whole by the runner, not counted here.
+    column of their own (the districts table's key, else district_id): name, qualified,
+    relation, column. A retained table without one is checked whole by the runner, not
+    counted here.
 -#}
 {% macro eoy_reset_retained_by_district() %}
     {%- set found = [] -%}
-    {%- set retained = [] -%}
-    {%- for table in eoy_reset_declared_tables() if table.decl.get('action') != 'delete' -%}
-        {%- do retained.append(table) -%}
-    {%- endfor -%}
+    {%- set retained = eoy_reset_declared_tables('retain') -%}
     {%- set columns_of = eoy_reset_columns(retained) -%}
     {%- for table in retained -%}
         {%- set column = eoy_reset_role_key() if table.decl.get('role') == 'districts' else 'district_id' -%}
         {%- set columns = columns_of[table.qualified] | map(attribute='name') | map('lower') | list -%}
         {%- if column | lower in columns -%}
-            {%- do found.append({'name': table.name, 'relation': table.relation, 'column': column}) -%}
+            {%- do found.append({
+                'name': table.name, 'qualified': table.qualified,
+                'relation': table.relation, 'column': column,
+            }) -%}
         {%- endif -%}
     {%- endfor -%}
     {{ return(found) }}

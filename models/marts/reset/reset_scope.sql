@@ -3,12 +3,10 @@
 -- several districts own counts for each), 'retain' for the others that carry the
 -- district's id in a column of their own.
 {%- set declared = eoy_reset_declared_tables() %}
-{%- set key = eoy_reset_role_key() %}
-{%- set retained = [] %}
-{%- for table in declared if table.decl.get('action') != 'delete' %}
-    {%- do retained.append(table) %}
+{%- set kept = {} %}
+{%- for table in eoy_reset_retained_by_district() %}
+    {%- do kept.update({table.qualified: table}) %}
 {%- endfor %}
-{%- set columns_of = eoy_reset_columns(retained) %}
 
 with
 
@@ -25,15 +23,11 @@ counted as (
     {%- for table in declared %}
         {%- if table.decl.get('action') == 'delete' %}
             {%- set owned = eoy_reset_owned_rows(table) %}
+        {%- elif table.qualified in kept %}
+            {%- set column = kept[table.qualified].column %}
+            {%- set owned = 'select cast(' ~ column ~ ' as ' ~ dbt.type_string() ~ ') as district_id from ' ~ table.relation %}
         {%- else %}
-            {%- set column = key if table.decl.get('role') == 'districts' else 'district_id' %}
-            {%- set found = columns_of[table.qualified] %}
-            {%- set columns = found | map(attribute='name') | map('lower') | list %}
-            {%- if column | lower in columns %}
-                {%- set owned = 'select cast(' ~ column ~ ' as ' ~ dbt.type_string() ~ ') as district_id from ' ~ table.relation %}
-            {%- else %}
-                {%- set owned = none %}
-            {%- endif %}
+            {%- set owned = none %}
         {%- endif %}
         {%- if owned is not none %}
             {%- do parts.append((table.name, owned)) %}

@@ -77,9 +77,10 @@ present_{{ loop.index }} as (
 ),
 
 {% endfor %}
-{%- for kept in eoy_reset_retained_by_district() %}
-{%- set table = kept.name %}
-kept_{{ table }} as (
+{%- set kept_tables = eoy_reset_retained_by_district() %}
+{#- numbered, as present_N: two declared schemas may hold a retained table of one name #}
+{%- for kept in kept_tables %}
+kept_{{ loop.index }} as (
 
     select cast({{ kept.column }} as {{ dbt.type_string() }}) as district_id, count(*) as actual_rows
     from {{ kept.relation }}
@@ -88,7 +89,6 @@ kept_{{ table }} as (
 ),
 
 {% endfor -%}
-{%- set kept_tables = eoy_reset_retained_by_district() %}
 violations as (
 
 {%- for table in tables %}
@@ -121,16 +121,18 @@ violations as (
         cast('{{ table }}' as {{ dbt.type_string() }}) as table_name,
         cast('retained_rows_missing' as {{ dbt.type_string() }}) as violation,
         {{ recorded }} as expected_rows,
-        cast(coalesce(kept_{{ table }}.actual_rows, 0) as {{ dbt.type_bigint() }}) as actual_rows,
+        cast(
+            coalesce(kept_{{ loop.index }}.actual_rows, 0) as {{ dbt.type_bigint() }}
+        ) as actual_rows,
         latest_completed.reset_at
     from latest_completed
     inner join retention_checks
         on retention_checks.district_id = latest_completed.district_id
         and retention_checks.school_year = latest_completed.school_year
         and retention_checks.recency = 1
-    left join kept_{{ table }}
-        on kept_{{ table }}.district_id = latest_completed.district_id
-    where coalesce(kept_{{ table }}.actual_rows, 0) < {{ recorded }}
+    left join kept_{{ loop.index }}
+        on kept_{{ loop.index }}.district_id = latest_completed.district_id
+    where coalesce(kept_{{ loop.index }}.actual_rows, 0) < {{ recorded }}
 {%- if not loop.last %}
 
     union all

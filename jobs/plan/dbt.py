@@ -71,15 +71,15 @@ _ENV_VAR = re.compile(rb"""env_var\(\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]""")
 # The vars the models read through a parameter (macros reset_as_of_date, reset_school_year).
 _PARAMETER_OF_VAR = {"as_of_date": "EOY_AS_OF_DATE", "school_year": "EOY_SCHOOL_YEAR"}
 
-# What the commands run: none of them reads manifest.json or run_results.json, which dbt
-# would otherwise serialise (the whole manifest) on every invocation. `docs generate` keeps
-# them: they are its output.
 # dbt's in-process runner and os.environ are process-wide: one invocation at a time.
 _LOCK = threading.Lock()
 # The commands that run on a manifest this process parsed already (the same project files,
 # vars and profile): dbt's own check that nothing changed reads its whole parse back from disk
 # on every invocation. `docs generate` parses for itself: manifest.json is part of its output.
 _ON_PARSED = {"build", "compile", "run", "seed", "test"}
+# What the commands run: none of them reads manifest.json or run_results.json, which dbt
+# would otherwise serialise (the whole manifest) on every invocation. `docs generate` keeps
+# them: they are its output.
 _NO_JSON_ARTIFACTS = _ON_PARSED - {"test"}
 # Parsed manifests of this process (pickled as parsed), newest last, by manifest_key; a few
 # (a console serves several warehouses). The same bytes are kept on disk, in the warehouse's

@@ -23,7 +23,7 @@
     {%- set names = declared | map(attribute='name') | list -%}
     {%- set ns = namespace(root=none, root_key=none) -%}
     {%- set deleted = [] -%}
-    {%- for table in eoy_reset_declared_tables('delete') if audit_owners_built(table) -%}
+    {%- for table in declared if table.decl.get('action') == 'delete' and audit_owners_built(table) -%}
         {%- do deleted.append(table) -%}
     {%- endfor -%}
     {%- set columns_of = eoy_reset_columns(deleted) -%}

@@ -18,16 +18,16 @@
                 {%- set decl = (node.get('meta') or {}).get('eoy_reset') or config_meta.get('eoy_reset') or {} -%}
                 {%- set deleted = decl.get('action') == 'delete' -%}
                 {%- if action is none or (action == 'delete') == deleted -%}
-                {%- set name = node.identifier or node.name -%}
-                {%- do found.append({
-                    'name': name,
-                    'schema': node.schema,
-                    'qualified': node.schema ~ '.' ~ name,
-                    'relation': api.Relation.create(
-                        database=node.database, schema=node.schema, identifier=name
-                    ),
-                    'decl': decl,
-                }) -%}
+                    {%- set name = node.identifier or node.name -%}
+                    {%- do found.append({
+                        'name': name,
+                        'schema': node.schema,
+                        'qualified': node.schema ~ '.' ~ name,
+                        'relation': api.Relation.create(
+                            database=node.database, schema=node.schema, identifier=name
+                        ),
+                        'decl': decl,
+                    }) -%}
                 {%- endif -%}
             {%- endif -%}
         {%- endfor -%}

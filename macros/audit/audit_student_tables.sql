@@ -20,7 +20,6 @@
     {%- set found = [] -%}
     {%- if not execute -%}{{ return(found) }}{%- endif -%}
     {%- set declared = eoy_reset_declared_tables() -%}
-    {%- set names = declared | map(attribute='name') | list -%}
     {%- set ns = namespace(root=none, root_key=none) -%}
     {%- set deleted = [] -%}
     {%- for table in declared if table.decl.get('action') == 'delete' and audit_owners_built(table) -%}
@@ -49,7 +48,7 @@
             and ns.root.table.qualified != table.qualified and ns.root.dated_by is not none
         ) else none -%}
         {%- do found.append({
-            'name': table.name if names.count(table.name) == 1 else table.qualified,
+            'name': table.label,
             'table': table,
             'has_product': 'product' in column_names,
             'dated_by': dated_by,

@@ -38,8 +38,8 @@
 
 {#-
     eoy_reset_retained_by_district(): the retained tables that carry the district's id in a
-    column of their own (the districts table's key, else district_id): name, qualified,
-    relation, column. A retained table without one is checked whole by the runner, not
+    column of their own (the districts table's key, else district_id): name (the table's
+    label), qualified, relation, column. A retained table without one is checked whole by the runner, not
     counted here.
 -#}
 {% macro eoy_reset_retained_by_district() %}
@@ -51,10 +51,28 @@
         {%- set columns = columns_of[table.qualified] | map(attribute='name') | map('lower') | list -%}
         {%- if column | lower in columns -%}
             {%- do found.append({
-                'name': table.name, 'qualified': table.qualified,
+                'name': table.label, 'qualified': table.qualified,
                 'relation': table.relation, 'column': column,
             }) -%}
         {%- endif -%}
+    {%- endfor -%}
+    {{ return(found) }}
+{% endmacro %}
+
+{#-
+    eoy_reset_retained_checks(): every retained table as the runner checks it unchanged after
+    a pass: name (the table's label), relation, and column: the column holding the district
+    (the districts table's key, or a `district:` the table declares), none for a table the
+    runner checks whole (its count is the whole table's).
+-#}
+{% macro eoy_reset_retained_checks() %}
+    {%- set found = [] -%}
+    {%- for table in eoy_reset_declared_tables('retain') -%}
+        {%- set column = eoy_reset_role_key() if table.decl.get('role') == 'districts' else table.decl.get('district') -%}
+        {%- do found.append({
+            'name': table.label, 'relation': table.relation,
+            'column': column if column is string else none,
+        }) -%}
     {%- endfor -%}
     {{ return(found) }}
 {% endmacro %}

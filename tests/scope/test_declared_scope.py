@@ -293,19 +293,37 @@ sources:
 """
 
 
-def vendor_project(folder: Path) -> Path:
-    """A vendor's dbt project that installs eoy-reset as a package and declares `sch`."""
+VENDOR_PROFILES = """vendor:
+  target: "{{ env_var('EOY_TARGET') }}"
+  outputs:
+    duckdb:
+      type: duckdb
+      path: "{{ env_var('EOY_DUCKDB_PATH') }}"
+      schema: eoy
+      threads: 1
+    postgres:
+      type: postgres
+      host: "{{ env_var('EOY_PG_HOST', 'localhost') }}"
+      port: "{{ env_var('EOY_PG_PORT', '5432') | int }}"
+      user: "{{ env_var('EOY_PG_USER', 'postgres') }}"
+      password: "{{ env_var('EOY_PG_PASSWORD', '') }}"
+      dbname: "{{ env_var('EOY_PG_DBNAME', 'postgres') }}"
+      schema: eoy
+      threads: 1
+"""
+
+
+def vendor_project(folder: Path, sources: str = VENDOR_SOURCES) -> Path:
+    """A vendor's dbt project that installs eoy-reset as a package and declares `sources`
+    (`sch` unless given)."""
     (folder / "models").mkdir(parents=True)
     (folder / "dbt_project.yml").write_text(
         'name: vendor\nversion: "1.0.0"\nconfig-version: 2\nprofile: vendor\n'
         'model-paths: ["models"]\n'
     )
     (folder / "packages.yml").write_text(f"packages:\n  - local: {ROOT}\n")
-    (folder / "profiles.yml").write_text(
-        "vendor:\n  target: duckdb\n  outputs:\n    duckdb:\n      type: duckdb\n"
-        "      path: \"{{ env_var('EOY_DUCKDB_PATH') }}\"\n      schema: eoy\n      threads: 1\n"
-    )
-    (folder / "models" / "_sch__sources.yml").write_text(VENDOR_SOURCES)
+    (folder / "profiles.yml").write_text(VENDOR_PROFILES)
+    (folder / "models" / "_sources.yml").write_text(sources)
     return folder
 
 
@@ -337,6 +355,101 @@ def test_a_vendor_project_plans_runs_and_refuses_a_table_left_out(
             assert "\n" not in line and "table sch.extra is in schema sch" in line, line
         with connect(settings) as again:
             assert again.scalar("select count(*) from sch.learner") == 4
+    finally:
+        forget_scope()
+
+
+# Two declared schemas, each with a table `note` (kept: sch's checked whole, sch2's by its
+# district column) and a table `learner` (deleted).
+TWO_SCHEMAS_DDL = [
+    "create schema sch",
+    "create schema sch2",
+    "create table sch.org (org_id integer primary key, name text)",
+    "create table sch.note (note_id integer primary key, district_id integer)",
+    "create table sch2.note (note_id integer primary key, district_id integer)",
+    "create table sch.learner (learner_id integer primary key, org_id integer)",
+    "create table sch2.learner (learner_id integer primary key, org_id integer)",
+    "insert into sch.org values (1, 'one'), (2, 'two')",
+    "insert into sch.note values (1, 1), (2, 2)",
+    "insert into sch2.note values (1, 1), (2, 1), (3, 2)",
+    "insert into sch.learner values (10, 1), (20, 2)",
+    "insert into sch2.learner values (11, 1), (12, 1), (13, 1), (21, 2)",
+]
+
+TWO_SCHEMAS_SOURCES = """version: 2
+sources:
+  - name: sch
+    schema: sch
+    meta: {eoy_reset: {scope: true}}
+    tables:
+      - name: org
+        meta: {eoy_reset: {role: districts, key: org_id}}
+      - name: note
+        meta: {eoy_reset: {action: retain}}
+      - name: learner
+        meta: {eoy_reset: {action: delete, district: org_id}}
+  - name: sch2
+    schema: sch2
+    meta: {eoy_reset: {scope: true}}
+    tables:
+      - name: note
+        meta: {eoy_reset: {action: retain, district: district_id}}
+      - name: learner
+        meta: {eoy_reset: {action: delete, district: org_id}}
+"""
+
+
+def test_two_schemas_tables_of_one_name_are_counted_and_checked_apart(
+    settings: Settings, wh: Warehouse, tmp_path: Path
+) -> None:
+    """A table name two declared schemas share is `schema.table` everywhere: in the plan's
+    counts, the ledger's, and the audit marts' (a retained row lost from one of them is a
+    violation named by its schema, of its district when the table has a district column, of
+    every district when the runner checks it whole)."""
+    for sql in TWO_SCHEMAS_DDL:
+        wh.execute(sql)
+    wh.close()
+    project = vendor_project(tmp_path / "vendor", TWO_SCHEMAS_SOURCES)
+    env = cli_env(settings, EOY_PROJECT_DIR=str(project))
+    try:
+        plan = run_in_process(["plan", "--as-of", "2023-08-01", "--json"], env, ROOT)
+        assert plan.returncode == 0, plan.stderr
+        doc = json.loads(plan.stdout)
+        assert doc["totals"]["rows_by_table"] == {"sch.learner": 2, "sch2.learner": 4}
+        done = run_in_process(["run", "--as-of", "2023-08-01", "--yes", "--json"], env, ROOT)
+        assert done.returncode == 0, done.stderr
+        with connect(settings) as again:
+            again.execute("delete from sch2.note where note_id = 2")
+            again.execute("delete from sch.note where note_id = 2")
+        report = tmp_path / "report.html"
+        shown = run_in_process(
+            ["report", "--html", str(report), "--school-year", "2023", "--json"], env, ROOT
+        )
+        assert shown.returncode == 0, shown.stderr
+        with connect(settings) as again:
+            marts = again.scalar(
+                "select table_schema from information_schema.tables "
+                "where table_name = 'audit_retention_violations'"
+            )
+            violations = again.query(
+                "select district_id, table_name, expected_rows, actual_rows "
+                f"from {marts}.audit_retention_violations order by 1, 2"
+            )
+            deleted = again.query(
+                "select district_id, table_name, sum(rows_deleted) "
+                f"from {marts}.audit_deleted_rows group by 1, 2 order by 1, 2"
+            )
+        assert violations == [
+            ("1", "sch.note", 2, 1),
+            ("1", "sch2.note", 2, 1),
+            ("2", "sch.note", 2, 1),
+        ]
+        assert deleted == [
+            ("1", "sch.learner", 1),
+            ("1", "sch2.learner", 3),
+            ("2", "sch.learner", 1),
+            ("2", "sch2.learner", 1),
+        ]
     finally:
         forget_scope()
 

@@ -7,7 +7,9 @@
       row's (the demo's student's created_at, audit_student_tables); undated rows count.
     - retained_rows_missing: fewer rows in a retained table than the `check_retention` event
       recorded right after the delete: {"retained": {"educators": [14, <fingerprint>], ...}}
-      (a bare count, {"educators": 14}, is read too). -#}
+      (a bare count, {"educators": 14}, is read too), counted as the runner counts them: the
+      district's rows of a table with a district column (the districts table's key, or a
+      declared `district:`), the whole table's rows otherwise. -#}
 with
 
 runs as (
@@ -77,14 +79,22 @@ present_{{ loop.index }} as (
 ),
 
 {% endfor %}
-{%- set kept_tables = eoy_reset_retained_by_district() %}
+{%- set kept_tables = eoy_reset_retained_checks() %}
 {#- numbered, as present_N: two declared schemas may hold a retained table of one name #}
 {%- for kept in kept_tables %}
 kept_{{ loop.index }} as (
 
-    select cast({{ kept.column }} as {{ dbt.type_string() }}) as district_id, count(*) as actual_rows
+    {%- if kept.column %}
+    select
+        cast({{ kept.column }} as {{ dbt.type_string() }}) as district_id,
+        count(*) as actual_rows
     from {{ kept.relation }}
     group by {{ kept.column }}
+    {%- else %}
+    {#- checked whole: one row, the same count for every district #}
+    select count(*) as actual_rows
+    from {{ kept.relation }}
+    {%- endif %}
 
 ),
 
@@ -130,8 +140,12 @@ violations as (
         on retention_checks.district_id = latest_completed.district_id
         and retention_checks.school_year = latest_completed.school_year
         and retention_checks.recency = 1
+    {%- if kept.column %}
     left join kept_{{ loop.index }}
         on kept_{{ loop.index }}.district_id = latest_completed.district_id
+    {%- else %}
+    cross join kept_{{ loop.index }}
+    {%- endif %}
     where coalesce(kept_{{ loop.index }}.actual_rows, 0) < {{ recorded }}
 {%- if not loop.last %}
 

@@ -30,7 +30,7 @@ counted as (
             {%- set owned = none %}
         {%- endif %}
         {%- if owned is not none %}
-            {%- do parts.append((table.name, owned)) %}
+            {%- do parts.append((table.label, owned)) %}
         {%- endif %}
     {%- endfor %}
     {%- for name, owned in parts %}
@@ -57,7 +57,7 @@ declared_tables as (
 
     {%- for table in declared %}
     select
-        cast('{{ table.name }}' as {{ dbt.type_string() }}) as table_name,
+        cast('{{ table.label }}' as {{ dbt.type_string() }}) as table_name,
         {%- set action = "delete" if table.decl.get("action") == "delete" else "retain" %}
         cast('{{ action }}' as {{ dbt.type_string() }}) as action
     {% if not loop.last %}union all{% endif %}

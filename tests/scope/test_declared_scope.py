@@ -327,22 +327,38 @@ def vendor_project(folder: Path, sources: str = VENDOR_SOURCES) -> Path:
     return folder
 
 
+def vendor_env(
+    settings: Settings,
+    wh: Warehouse,
+    tmp_path: Path,
+    ddl: list[str],
+    sources: str = VENDOR_SOURCES,
+) -> dict[str, str]:
+    """The warehouse made by ddl (then closed: the commands open it), a vendor project that
+    declares sources, and the environment of a command run in it."""
+    for sql in ddl:
+        wh.execute(sql)
+    wh.close()
+    project = vendor_project(tmp_path / "vendor", sources)
+    return cli_env(settings, EOY_PROJECT_DIR=str(project))
+
+
+def planned(env: dict[str, str]) -> dict[str, Any]:
+    """`plan --as-of 2023-08-01 --json` in that environment, passed."""
+    plan = run_in_process(["plan", "--as-of", "2023-08-01", "--json"], env, ROOT)
+    assert plan.returncode == 0, plan.stderr
+    return dict(json.loads(plan.stdout))
+
+
 @pytest.mark.parametrize("target", ["duckdb"])
 def test_a_vendor_project_plans_runs_and_refuses_a_table_left_out(
     settings: Settings, wh: Warehouse, tmp_path: Path
 ) -> None:
     """plan and run in a vendor's project (integer ids, a path, of:); a table added to its
     schema and forgotten in the scope stops both, in one line, before anything changes."""
-    for sql in DDL:
-        if "badge" not in sql:
-            wh.execute(sql)
-    wh.close()
-    project = vendor_project(tmp_path / "vendor")
-    env = cli_env(settings, EOY_PROJECT_DIR=str(project))
+    env = vendor_env(settings, wh, tmp_path, [sql for sql in DDL if "badge" not in sql])
     try:
-        plan = run_in_process(["plan", "--as-of", "2023-08-01", "--json"], env, ROOT)
-        assert plan.returncode == 0, plan.stderr
-        doc = json.loads(plan.stdout)
+        doc = planned(env)
         assert doc["totals"]["rows_by_table"] == {"learner": 3, "score": 3}
         assert doc["unowned"] == {"learner": 1, "score": 1}
         assert doc["roles"]["syncs"] == "none declared; kept in eoy_runner.import_syncs"
@@ -376,27 +392,37 @@ TWO_SCHEMAS_DDL = [
     "insert into sch2.learner values (11, 1), (12, 1), (13, 1), (21, 2)",
 ]
 
-TWO_SCHEMAS_SOURCES = """version: 2
-sources:
-  - name: sch
-    schema: sch
-    meta: {eoy_reset: {scope: true}}
-    tables:
-      - name: org
-        meta: {eoy_reset: {role: districts, key: org_id}}
-      - name: note
-        meta: {eoy_reset: {action: retain}}
-      - name: learner
-        meta: {eoy_reset: {action: delete, district: org_id}}
-  - name: sch2
-    schema: sch2
-    meta: {eoy_reset: {scope: true}}
-    tables:
-      - name: note
-        meta: {eoy_reset: {action: retain, district: district_id}}
-      - name: learner
-        meta: {eoy_reset: {action: delete, district: org_id}}
-"""
+
+def in_scope(name: str, tables: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A source of schema `name` in the reset's scope, declaring tables (JSON is YAML)."""
+    return {
+        "name": name,
+        "schema": name,
+        "meta": {"eoy_reset": {"scope": True}},
+        "tables": [{"name": t, "meta": {"eoy_reset": meta}} for t, meta in tables.items()],
+    }
+
+
+LEARNER = {"action": "delete", "district": "org_id"}
+TWO_SCHEMAS_SOURCES = json.dumps(
+    {
+        "version": 2,
+        "sources": [
+            in_scope(
+                "sch",
+                {
+                    "org": {"role": "districts", "key": "org_id"},
+                    "note": {"action": "retain"},
+                    "learner": LEARNER,
+                },
+            ),
+            in_scope(
+                "sch2",
+                {"note": {"action": "retain", "district": "district_id"}, "learner": LEARNER},
+            ),
+        ],
+    }
+)
 
 
 def test_two_schemas_tables_of_one_name_are_counted_and_checked_apart(
@@ -406,15 +432,9 @@ def test_two_schemas_tables_of_one_name_are_counted_and_checked_apart(
     counts, the ledger's, and the audit marts' (a retained row lost from one of them is a
     violation named by its schema, of its district when the table has a district column, of
     every district when the runner checks it whole)."""
-    for sql in TWO_SCHEMAS_DDL:
-        wh.execute(sql)
-    wh.close()
-    project = vendor_project(tmp_path / "vendor", TWO_SCHEMAS_SOURCES)
-    env = cli_env(settings, EOY_PROJECT_DIR=str(project))
+    env = vendor_env(settings, wh, tmp_path, TWO_SCHEMAS_DDL, TWO_SCHEMAS_SOURCES)
     try:
-        plan = run_in_process(["plan", "--as-of", "2023-08-01", "--json"], env, ROOT)
-        assert plan.returncode == 0, plan.stderr
-        doc = json.loads(plan.stdout)
+        doc = planned(env)
         assert doc["totals"]["rows_by_table"] == {"sch.learner": 2, "sch2.learner": 4}
         done = run_in_process(["run", "--as-of", "2023-08-01", "--yes", "--json"], env, ROOT)
         assert done.returncode == 0, done.stderr

@@ -6,7 +6,8 @@
     ledger and the audit marts, as the runner labels it: its name, or its qualified name
     when two declared schemas hold a table of that name), relation (made from the source
     node, so no parse-time dependency: graph is empty until execution, when this returns
-    them) and decl (the table's declaration). A package's own sources (the demo's) never count.
+    them) and decl (the table's declaration). A package's own sources (the demo's) never
+    count.
     action: 'delete' for the tables the reset deletes, 'retain' for the others (the
     districts table among them), none for all.
 -#}

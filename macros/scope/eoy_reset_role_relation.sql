@@ -39,8 +39,8 @@
 {#-
     eoy_reset_retained_by_district(): the retained tables that carry the district's id in a
     column of their own (the districts table's key, else district_id): name (the table's
-    label), qualified, relation, column. A retained table without one is checked whole by the runner, not
-    counted here.
+    label), qualified, relation, column. What stays of a district, as reset_scope counts it;
+    the audit counts retained tables as the runner checks them (eoy_reset_retained_checks).
 -#}
 {% macro eoy_reset_retained_by_district() %}
     {%- set found = [] -%}

@@ -38,16 +38,17 @@
 
 {#-
     eoy_reset_retained_by_district(): the retained tables that carry the district's id in a
-    column of their own (the districts table's key, else district_id): name (the table's
-    label), qualified, relation, column. What stays of a district, as reset_scope counts it;
-    the audit counts retained tables as the runner checks them (eoy_reset_retained_checks).
+    column of their own (the districts table's key, a declared `district:`, else
+    district_id): name (the table's label), qualified, relation, column. What stays of a
+    district, as reset_scope counts it; the audit counts retained tables as the runner checks
+    them (eoy_reset_retained_checks).
 -#}
 {% macro eoy_reset_retained_by_district() %}
     {%- set found = [] -%}
     {%- set retained = eoy_reset_declared_tables('retain') -%}
     {%- set columns_of = eoy_reset_columns(retained) -%}
     {%- for table in retained -%}
-        {%- set column = eoy_reset_role_key() if table.decl.get('role') == 'districts' else 'district_id' -%}
+        {%- set column = eoy_reset_retained_column(table) or 'district_id' -%}
         {%- set columns = columns_of[table.qualified] | map(attribute='name') | map('lower') | list -%}
         {%- if column | lower in columns -%}
             {%- do found.append({
@@ -68,11 +69,23 @@
 {% macro eoy_reset_retained_checks() %}
     {%- set found = [] -%}
     {%- for table in eoy_reset_declared_tables('retain') -%}
-        {%- set column = eoy_reset_role_key() if table.decl.get('role') == 'districts' else table.decl.get('district') -%}
         {%- do found.append({
             'name': table.label, 'relation': table.relation,
-            'column': column if column is string else none,
+            'column': eoy_reset_retained_column(table),
         }) -%}
     {%- endfor -%}
     {{ return(found) }}
+{% endmacro %}
+
+{#-
+    eoy_reset_retained_column(table): the column of a retained table that holds its
+    district, as the runner reads the declaration: the districts table's key, or the
+    table's own `district:`; none when it declares none.
+-#}
+{% macro eoy_reset_retained_column(table) %}
+    {%- if table.decl.get('role') == 'districts' -%}
+        {{ return(eoy_reset_role_key()) }}
+    {%- endif -%}
+    {%- set column = table.decl.get('district') -%}
+    {{ return(column if column is string else none) }}
 {% endmacro %}

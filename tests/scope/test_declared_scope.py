@@ -382,7 +382,7 @@ TWO_SCHEMAS_DDL = [
     "create schema sch2",
     "create table sch.org (org_id integer primary key, name text)",
     "create table sch.note (note_id integer primary key, district_id integer)",
-    "create table sch2.note (note_id integer primary key, district_id integer)",
+    "create table sch2.note (note_id integer primary key, org_ref integer)",
     "create table sch.learner (learner_id integer primary key, org_id integer)",
     "create table sch2.learner (learner_id integer primary key, org_id integer)",
     "insert into sch.org values (1, 'one'), (2, 'two')",
@@ -418,7 +418,7 @@ TWO_SCHEMAS_SOURCES = json.dumps(
             ),
             in_scope(
                 "sch2",
-                {"note": {"action": "retain", "district": "district_id"}, "learner": LEARNER},
+                {"note": {"action": "retain", "district": "org_ref"}, "learner": LEARNER},
             ),
         ],
     }

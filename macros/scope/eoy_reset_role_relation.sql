@@ -29,62 +29,51 @@
 {% macro eoy_reset_role_key() %}
     {%- for table in eoy_reset_declared_tables() -%}
         {%- if table.decl.get('role') == 'districts' -%}
-            {%- set key = table.decl.get('key') -%}
-            {{ return(key if key is string else key[0]) }}
+            {{ return(eoy_reset_retained_column(table)) }}
         {%- endif -%}
     {%- endfor -%}
     {{ return('district_id') }}
 {% endmacro %}
 
 {#-
-    eoy_reset_retained_by_district(): the retained tables that carry the district's id in a
-    column of their own (the districts table's key, a declared `district:`, else
-    district_id): name (the table's label), qualified, relation, column. What stays of a
-    district, as reset_scope counts it; the audit counts retained tables as the runner checks
-    them (eoy_reset_retained_checks).
+    eoy_reset_retained_tables(declared, counted): the retained tables among `declared` (an
+    eoy_reset_declared_tables() list; every declared table when none), in order, each: name
+    (its label), qualified, relation, and column: the column holding its district as the
+    runner checks it unchanged after a pass (eoy_reset_retained_column; none for a table
+    checked whole, its count the whole table's). counted=true adds `counted`: the column
+    reset_scope counts what stays of a district by (`column`, else district_id), none when
+    the catalog shows no such column (one catalog query).
 -#}
-{% macro eoy_reset_retained_by_district() %}
+{% macro eoy_reset_retained_tables(declared=none, counted=false) %}
     {%- set found = [] -%}
-    {%- set retained = eoy_reset_declared_tables('retain') -%}
-    {%- set columns_of = eoy_reset_columns(retained) -%}
-    {%- for table in retained -%}
-        {%- set column = eoy_reset_retained_column(table) or 'district_id' -%}
-        {%- set columns = columns_of[table.qualified] | map(attribute='name') | map('lower') | list -%}
-        {%- if column | lower in columns -%}
+    {%- for table in (eoy_reset_declared_tables() if declared is none else declared) -%}
+        {%- if table.decl.get('action') != 'delete' -%}
             {%- do found.append({
                 'name': table.label, 'qualified': table.qualified,
-                'relation': table.relation, 'column': column,
+                'relation': table.relation, 'column': eoy_reset_retained_column(table),
             }) -%}
         {%- endif -%}
     {%- endfor -%}
-    {{ return(found) }}
-{% endmacro %}
-
-{#-
-    eoy_reset_retained_checks(): every retained table as the runner checks it unchanged after
-    a pass: name (the table's label), relation, and column: the column holding the district
-    (the districts table's key, or a `district:` the table declares), none for a table the
-    runner checks whole (its count is the whole table's).
--#}
-{% macro eoy_reset_retained_checks() %}
-    {%- set found = [] -%}
-    {%- for table in eoy_reset_declared_tables('retain') -%}
-        {%- do found.append({
-            'name': table.label, 'relation': table.relation,
-            'column': eoy_reset_retained_column(table),
-        }) -%}
-    {%- endfor -%}
+    {%- if counted -%}
+        {%- set columns_of = eoy_reset_columns(found) -%}
+        {%- for table in found -%}
+            {%- set column = table.column or 'district_id' -%}
+            {%- set names = columns_of[table.qualified] | map(attribute='name') | map('lower') | list -%}
+            {%- do table.update({'counted': column if column | lower in names else none}) -%}
+        {%- endfor -%}
+    {%- endif -%}
     {{ return(found) }}
 {% endmacro %}
 
 {#-
     eoy_reset_retained_column(table): the column of a retained table that holds its
-    district, as the runner reads the declaration: the districts table's key, or the
-    table's own `district:`; none when it declares none.
+    district, as the runner reads the declaration: the districts table's key (its first
+    column when a list), or the table's own `district:`; none when it declares none.
 -#}
 {% macro eoy_reset_retained_column(table) %}
     {%- if table.decl.get('role') == 'districts' -%}
-        {{ return(eoy_reset_role_key()) }}
+        {%- set key = table.decl.get('key') -%}
+        {{ return(key if key is string else key[0]) }}
     {%- endif -%}
     {%- set column = table.decl.get('district') -%}
     {{ return(column if column is string else none) }}

@@ -79,7 +79,7 @@ present_{{ loop.index }} as (
 ),
 
 {% endfor %}
-{%- set kept_tables = eoy_reset_retained_checks() %}
+{%- set kept_tables = eoy_reset_retained_tables() %}
 {#- numbered, as present_N: two declared schemas may hold a retained table of one name #}
 {%- for kept in kept_tables %}
 kept_{{ loop.index }} as (

@@ -4,8 +4,8 @@
 -- district's id in a column of their own.
 {%- set declared = eoy_reset_declared_tables() %}
 {%- set kept = {} %}
-{%- for table in eoy_reset_retained_by_district() %}
-    {%- do kept.update({table.qualified: table}) %}
+{%- for table in eoy_reset_retained_tables(declared, counted=true) if table.counted %}
+    {%- do kept.update({table.qualified: table.counted}) %}
 {%- endfor %}
 
 with
@@ -24,7 +24,7 @@ counted as (
         {%- if table.decl.get('action') == 'delete' %}
             {%- set owned = eoy_reset_owned_rows(table) %}
         {%- elif table.qualified in kept %}
-            {%- set column = kept[table.qualified].column %}
+            {%- set column = kept[table.qualified] %}
             {%- set owned = 'select cast(' ~ column ~ ' as ' ~ dbt.type_string() ~ ') as district_id from ' ~ table.relation %}
         {%- else %}
             {%- set owned = none %}

@@ -31,6 +31,7 @@ from jobs.config import (
     scrub,
 )
 from jobs.errors import EoyError
+from jobs.plan.flags import name_flag_sources_from_frames
 
 POLICY_SEED = PROJECT_DIR / "seeds" / "reset_policy.csv"
 # The policy seed and the reset marts with the staging views they read; no audit models, no tests.
@@ -451,6 +452,7 @@ def _settle(target: str) -> None:
     if _settled:
         return
     importlib.import_module(f"dbt.adapters.{target}")
+    name_flag_sources_from_frames()
     gc.freeze()
     _settled = True
 

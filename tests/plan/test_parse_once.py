@@ -14,6 +14,7 @@ import pytest
 
 import jobs.plan.dbt as dbt
 from jobs.config import Settings
+from jobs.plan.flags import name_flag_sources_from_frames
 from jobs.warehouse.connection import connect
 from tests.support import operator_data as od
 from tests.support.in_process import counted_parses
@@ -75,3 +76,26 @@ def test_a_new_process_runs_on_the_parse_an_earlier_one_kept(
     monkeypatch.setattr(dbt, "_MANIFESTS", type(dbt._MANIFESTS)())
     assert as_of_in_due_districts(settings, "2023-08-18") == "2023-08-18"
     assert len(parses) == 3, parses
+
+
+def test_a_behaviour_flag_is_made_without_reading_the_stacks_source(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each dbt invocation makes its adapter's behaviour flags; each flag that does not name
+    its module looked it up with `inspect.stack()` (the source lines of every frame). Once
+    the process settled for dbt, a flag gets the same name from the frames alone."""
+    import inspect
+
+    from dbt_common.behavior_flags import BehaviorFlagRendered
+
+    flag = {"name": "a_flag", "default": True, "description": "a flag"}
+    before = BehaviorFlagRendered(flag, {})  # type: ignore[arg-type]
+    name_flag_sources_from_frames()
+
+    def no_stack(context: int = 1) -> list[inspect.FrameInfo]:
+        raise AssertionError("inspect.stack() called")
+
+    monkeypatch.setattr(inspect, "stack", no_stack)
+    after = BehaviorFlagRendered(flag, {})  # type: ignore[arg-type]
+    assert after._behavior_change_event.flag_source == __name__
+    assert after._behavior_change_event.flag_source == before._behavior_change_event.flag_source

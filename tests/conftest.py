@@ -428,6 +428,13 @@ SHARED_SCENARIOS = {
             "test_purge_without_yes_or_terminal_is_refused",
             "test_purged_snapshots_are_named_by_status_export_and_report",
         )
+    }
+    | {
+        name: "purge_shared"
+        for name in (
+            "test_purge_removes_encoded_districts_copies_and_holds_reach_them",
+            "test_a_copy_uploaded_after_its_snapshot_was_purged_is_purged_next_time",
+        )
     },
 }
 

@@ -19,11 +19,11 @@ from jobs.config import Settings
 from jobs.snapshot.layout import district_dir
 from jobs.snapshot.store import COPY, open_store
 from jobs.warehouse.connection import connect
-from tests.conftest import made_once
+from tests.conftest import made_once, make_settings, template_of
 from tests.support import operator_data as od
 from tests.support.operator_data import eoy, one_line
 from tests.support.runner_helpers import small_district
-from tests.support.s3_server import ThrowawayS3
+from tests.support.s3_server import ThrowawayS3, aws_env
 
 RESET = ("default", "early")
 
@@ -121,20 +121,39 @@ def versions_under(server: ThrowawayS3, location: str) -> list[str]:
     return sorted(v["Key"] for v in listed.get("Versions", []) + listed.get("DeleteMarkers", []))
 
 
+# the bucket of each target's shared scenario in this process, and its state once made
+_SHARED_BUCKETS: dict[str, tuple[str, bytes]] = {}
+
+
 @pytest.fixture
-def shared(settings: Settings, s3_root: str) -> Settings:
+def shared(
+    target: str, tmp_path: Path, request: pytest.FixtureRequest, s3_server: ThrowawayS3
+) -> Iterator[Settings]:
     """`early`, `default` and ODD reset into a bucket (no Object Lock retention: only holds
-    keep a snapshot), `early`'s and ODD's copies shared."""
-    s3 = replace(settings, snapshot_root=s3_root, retention_days=0)
-    od.fresh(s3)
-    with connect(s3) as wh:
-        small_district(wh, ODD)
-    done = eoy(s3, ["run", "--as-of", "2023-07-28", "--yes"], EOY_RETENTION_DAYS="0")
-    assert done.returncode == 0, done.stderr
-    for district in ("early", ODD):
-        share = ["share", "--district", district, "--school-year", "2023"]
-        assert eoy(s3, share).returncode == 0
-    return s3
+    keep a snapshot), `early`'s and ODD's copies shared: made once per session and target,
+    then copied for each test (the warehouse by template; the bucket, which the ledger names,
+    put back as the scenario left it)."""
+
+    def made(settings: Settings) -> None:
+        bucket = s3_server.make_bucket(object_lock=True)
+        s3 = replace(settings, snapshot_root=f"s3://{bucket}/snapshots", retention_days=0)
+        with aws_env(s3_server.env()):
+            od.fresh(s3)
+            with connect(s3) as wh:
+                small_district(wh, ODD)
+            done = eoy(s3, ["run", "--as-of", "2023-07-28", "--yes"], EOY_RETENTION_DAYS="0")
+            assert done.returncode == 0, done.stderr
+            for district in ("early", ODD):
+                share = ["share", "--district", district, "--school-year", "2023"]
+                assert eoy(s3, share).returncode == 0
+        _SHARED_BUCKETS[target] = (bucket, s3_server.saved_bucket(bucket))
+
+    template = template_of(request, "purge_shared", target, made)
+    for settings in make_settings(target, tmp_path, request, template=template):
+        bucket, saved = _SHARED_BUCKETS[target]
+        s3_server.restore_bucket(bucket, saved)
+        with aws_env(s3_server.env()):
+            yield replace(settings, snapshot_root=f"s3://{bucket}/snapshots", retention_days=0)
 
 
 @pytest.mark.s3

@@ -17,9 +17,10 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/eoy-reset demo
 
-# Test processes (pytest-xdist workers; three keep two cores busy while tests wait on
-# PostgreSQL, file syncs and paused runners): `make test PYTEST_WORKERS=4`, or 0 for one process.
-PYTEST_WORKERS ?= 3
+# Test processes (pytest-xdist workers; four keep two cores busy while tests wait on
+# PostgreSQL, file syncs, paused runners and the S3 server): `make test PYTEST_WORKERS=3`, or 0
+# for one process.
+PYTEST_WORKERS ?= 4
 PYTEST := $(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
 # Every test, the default suite and the long crash matrix (marker `slow`) in one run, the

@@ -291,6 +291,40 @@ def made_once(
         yield replace(settings, snapshot_root=root)
 
 
+# the bucket of each scenario made by made_once_in_bucket in this process, and its state once
+# made, by (scenario, target)
+_BUCKETS: dict[tuple[str, str], tuple[str, bytes]] = {}
+
+
+def made_once_in_bucket(
+    target: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    name: str,
+    make: Callable[[Settings], None],
+    **changes: Any,
+) -> Iterator[Settings]:
+    """A warehouse and its snapshots in an Object Lock bucket as `make` left them (it gets
+    the settings with the bucket as their root, and `changes`, the AWS variables set), made
+    once per session and target, then copied for each test: the warehouse by template; the
+    bucket, which the ledger names, put back as `make` left it (moto's server runs in this
+    process: ThrowawayS3.saved_bucket)."""
+    server: ThrowawayS3 = request.getfixturevalue("s3_server")
+
+    def made(settings: Settings) -> None:
+        bucket = server.make_bucket(object_lock=True)
+        with aws_env(server.env()):
+            make(replace(settings, snapshot_root=f"s3://{bucket}/snapshots", **changes))
+        _BUCKETS[(name, target)] = (bucket, server.saved_bucket(bucket))
+
+    template = template_of(request, name, target, made)
+    for settings in make_settings(target, tmp_path, request, template=template):
+        bucket, saved = _BUCKETS[(name, target)]
+        server.restore_bucket(bucket, saved)
+        with aws_env(server.env()):
+            yield replace(settings, snapshot_root=f"s3://{bucket}/snapshots", **changes)
+
+
 @pytest.fixture(params=TARGETS)
 def target(request: pytest.FixtureRequest) -> str:
     return str(request.param)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,11 @@ from jobs.config import Settings
 from jobs.snapshot.layout import district_dir
 from jobs.snapshot.store import COPY, open_store
 from jobs.warehouse.connection import connect
-from tests.conftest import made_once, make_settings, template_of
+from tests.conftest import made_once, made_once_in_bucket
 from tests.support import operator_data as od
 from tests.support.operator_data import eoy, one_line
 from tests.support.runner_helpers import small_district
-from tests.support.s3_server import ThrowawayS3, aws_env
+from tests.support.s3_server import ThrowawayS3
 
 RESET = ("default", "early")
 
@@ -121,39 +120,24 @@ def versions_under(server: ThrowawayS3, location: str) -> list[str]:
     return sorted(v["Key"] for v in listed.get("Versions", []) + listed.get("DeleteMarkers", []))
 
 
-# the bucket of each target's shared scenario in this process, and its state once made
-_SHARED_BUCKETS: dict[str, tuple[str, bytes]] = {}
+def odd_reset_and_shared(s3: Settings) -> None:
+    od.fresh(s3)
+    with connect(s3) as wh:
+        small_district(wh, ODD)
+    done = eoy(s3, ["run", "--as-of", "2023-07-28", "--yes"], EOY_RETENTION_DAYS="0")
+    assert done.returncode == 0, done.stderr
+    for district in ("early", ODD):
+        share = ["share", "--district", district, "--school-year", "2023"]
+        assert eoy(s3, share).returncode == 0
 
 
 @pytest.fixture
-def shared(
-    target: str, tmp_path: Path, request: pytest.FixtureRequest, s3_server: ThrowawayS3
-) -> Iterator[Settings]:
+def shared(target: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Settings]:
     """`early`, `default` and ODD reset into a bucket (no Object Lock retention: only holds
-    keep a snapshot), `early`'s and ODD's copies shared: made once per session and target,
-    then copied for each test (the warehouse by template; the bucket, which the ledger names,
-    put back as the scenario left it)."""
-
-    def made(settings: Settings) -> None:
-        bucket = s3_server.make_bucket(object_lock=True)
-        s3 = replace(settings, snapshot_root=f"s3://{bucket}/snapshots", retention_days=0)
-        with aws_env(s3_server.env()):
-            od.fresh(s3)
-            with connect(s3) as wh:
-                small_district(wh, ODD)
-            done = eoy(s3, ["run", "--as-of", "2023-07-28", "--yes"], EOY_RETENTION_DAYS="0")
-            assert done.returncode == 0, done.stderr
-            for district in ("early", ODD):
-                share = ["share", "--district", district, "--school-year", "2023"]
-                assert eoy(s3, share).returncode == 0
-        _SHARED_BUCKETS[target] = (bucket, s3_server.saved_bucket(bucket))
-
-    template = template_of(request, "purge_shared", target, made)
-    for settings in make_settings(target, tmp_path, request, template=template):
-        bucket, saved = _SHARED_BUCKETS[target]
-        s3_server.restore_bucket(bucket, saved)
-        with aws_env(s3_server.env()):
-            yield replace(settings, snapshot_root=f"s3://{bucket}/snapshots", retention_days=0)
+    keep a snapshot), `early`'s and ODD's copies shared (made once, copied)."""
+    yield from made_once_in_bucket(
+        target, tmp_path, request, "purge_shared", odd_reset_and_shared, retention_days=0
+    )
 
 
 @pytest.mark.s3

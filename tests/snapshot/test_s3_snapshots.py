@@ -25,7 +25,7 @@ from jobs.snapshot.verify import verify_snapshot
 from jobs.synthetic.generate import generate_districts
 from jobs.warehouse.connection import Warehouse, connect
 from jobs.warehouse.contract import DELETED_TABLES, STEPS
-from tests.conftest import make_settings, template_of
+from tests.conftest import made_once_in_bucket
 from tests.support import fork_server
 from tests.support import operator_data as od
 from tests.support.crash_helpers import RUN, cli_env
@@ -45,32 +45,17 @@ def s3(settings: Settings, s3_root: str) -> Settings:
     return replace(settings, snapshot_root=s3_root)
 
 
-# the bucket of each target's reset scenario in this process, and its state once made
-_RESET_BUCKETS: dict[str, tuple[str, bytes]] = {}
+def early_and_default_reset(s3: Settings) -> None:
+    od.fresh(s3)
+    done = eoy(s3, RUN_DAY)
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.fixture
-def reset(
-    target: str, tmp_path: Path, request: pytest.FixtureRequest, s3_server: ThrowawayS3
-) -> Iterator[Settings]:
+def reset(target: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Settings]:
     """The operator's districts, `early` and `default` reset, their snapshots in an Object
-    Lock bucket: made once per session and target, then copied for each test (the warehouse
-    by template; the bucket, which the ledger names, put back as the reset left it)."""
-
-    def made(settings: Settings) -> None:
-        bucket = s3_server.make_bucket(object_lock=True)
-        with aws_env(s3_server.env()):
-            od.fresh(settings)
-            done = eoy(replace(settings, snapshot_root=f"s3://{bucket}/snapshots"), RUN_DAY)
-        assert done.returncode == 0, done.stderr
-        _RESET_BUCKETS[target] = (bucket, s3_server.saved_bucket(bucket))
-
-    template = template_of(request, "s3_reset", target, made)
-    for settings in make_settings(target, tmp_path, request, template=template):
-        bucket, saved = _RESET_BUCKETS[target]
-        s3_server.restore_bucket(bucket, saved)
-        with aws_env(s3_server.env()):
-            yield replace(settings, snapshot_root=f"s3://{bucket}/snapshots")
+    Lock bucket (made once, copied)."""
+    yield from made_once_in_bucket(target, tmp_path, request, "s3_reset", early_and_default_reset)
 
 
 def bucket_of(settings: Settings) -> str:

@@ -27,17 +27,11 @@ from tests.support.s3_server import ThrowawayS3
 RESET = ("default", "early")
 
 
-def early_and_default_reset(settings: Settings) -> None:
-    od.fresh(settings)
-    done = eoy(settings, ["run", "--as-of", "2023-07-28", "--yes"])
-    assert done.returncode == 0, done.stderr
-
-
 @pytest.fixture
 def reset(target: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Settings]:
     """Districts early and default reset on 2023-07-28, their snapshots on disk (made once,
     copied)."""
-    yield from made_once(target, tmp_path, request, "purge_reset", early_and_default_reset)
+    yield from made_once(target, tmp_path, request, "purge_reset", od.reset_early_and_default)
 
 
 def snapshots_left(settings: Settings) -> list[str]:

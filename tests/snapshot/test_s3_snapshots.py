@@ -45,17 +45,13 @@ def s3(settings: Settings, s3_root: str) -> Settings:
     return replace(settings, snapshot_root=s3_root)
 
 
-def early_and_default_reset(s3: Settings) -> None:
-    od.fresh(s3)
-    done = eoy(s3, RUN_DAY)
-    assert done.returncode == 0, done.stderr
-
-
 @pytest.fixture
 def reset(target: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Settings]:
     """The operator's districts, `early` and `default` reset, their snapshots in an Object
     Lock bucket (made once, copied)."""
-    yield from made_once_in_bucket(target, tmp_path, request, "s3_reset", early_and_default_reset)
+    yield from made_once_in_bucket(
+        target, tmp_path, request, "s3_reset", od.reset_early_and_default
+    )
 
 
 def bucket_of(settings: Settings) -> str:

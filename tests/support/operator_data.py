@@ -49,6 +49,14 @@ def fresh(settings: Settings) -> None:
         load(wh)
 
 
+def reset_early_and_default(settings: Settings) -> None:
+    """`fresh`, then a run on 2023-07-28: `early` and `default` reset (a scenario of several
+    snapshot tests, made once)."""
+    fresh(settings)
+    done = eoy(settings, ["run", "--as-of", "2023-07-28", "--yes"])
+    assert done.returncode == 0, done.stderr
+
+
 def eoy(
     settings: Settings,
     args: list[str],

@@ -123,13 +123,12 @@ def run_pass(
                 _lock(tx, list(parts), school_year, batch)
                 _year_open(tx, list(parts), school_year, batch)
             with writing(store):
-                for district, part in parts.items():
-                    pendings[district] = store.begin(
-                        school_year,
-                        district,
-                        part,
-                        committed=lambda shas: _committed_in(tx, school_year, shas),
-                    )
+                store.begin_all(
+                    school_year,
+                    parts,
+                    lambda shas: _committed_in(tx, school_year, shas),
+                    pendings,
+                )
             with _owners_fixed(tx, list(parts), school_year, delete):
                 details = work(tx, pendings, phase)
             # completion is recorded by events that commit with the delete: a kill here is a

@@ -25,6 +25,7 @@ from jobs.snapshot.layout import (
 )
 from jobs.snapshot.part import (
     COPY,
+    LEFTOVER,
     MAIN,
     STAGING,
     Committed,
@@ -87,18 +88,33 @@ def _swap_in(staging: Path, final: Path) -> None:
         return
 
 
-def _leftovers(year_dir: Path, final_name: str) -> list[str]:
-    """The names in the year's folder that a snapshot of this part left behind. The folder
-    holds every district's part: a name is matched only when it starts as theirs do (a
-    batch begins a hundred parts; a path and a match for each of a thousand names, for each
-    part, took seconds)."""
-    pattern, start = leftover_pattern(final_name), f".{final_name}."
+# the parts' leftovers in a year's folder, by the name of the part they were left by
+Found = dict[str, list[str]]
+
+
+def _leftovers(year_dir: Path, final_name: str, found: Found | None = None) -> list[str]:
+    """The names in the year's folder that a snapshot of this part left behind (from
+    `found`, the folder's leftovers as one listing found them, when given)."""
+    pattern = leftover_pattern(final_name)
+    if found is None:
+        found = _found(year_dir, f".{final_name}.")
+    return [name for name in found.get(final_name, []) if pattern.fullmatch(name)]
+
+
+def _found(year_dir: Path, start: str = ".") -> Found:
+    """The leftovers of the year's folder whose names begin with `start`, by the part that
+    left them. The folder holds every district's part: a batch begins a hundred parts, and a
+    listing for each took seconds at a thousand districts; one listing serves the batch."""
     try:
         with os.scandir(year_dir) as entries:
             names = [e.name for e in entries if e.name.startswith(start)]
     except (FileNotFoundError, NotADirectoryError):
-        return []
-    return [name for name in names if pattern.fullmatch(name)]
+        return {}
+    found: Found = {}
+    for name in names:
+        if match := LEFTOVER.fullmatch(name):
+            found.setdefault(match["name"], []).append(name)
+    return found
 
 
 class FolderPending(Pending):
@@ -176,25 +192,46 @@ class FolderStore(SnapshotStore):
         return str(main if part == MAIN else main.with_name(part_name(main.name, part)))
 
     def begin(
-        self, school_year: int, district_id: str, part: str = MAIN, committed: Committed = None
+        self,
+        school_year: int,
+        district_id: str,
+        part: str = MAIN,
+        committed: Committed = None,
+        found: Found | None = None,
     ) -> Pending:
         final = Path(self.location(school_year, district_id, part))
         root_existed = self.path.exists()
         year_dir = ensure_dir(final.parent)
         if not root_existed:
             os.chmod(year_dir.parent, DIR_MODE)
-        self._settle_committed(year_dir, final, committed)
-        self.clean_leftovers(year_dir, final.name)
+        leftovers = _leftovers(year_dir, final.name, found)
+        self._settle_committed(year_dir, final, committed, leftovers)
+        for name in leftovers:
+            shutil.rmtree(year_dir / name, ignore_errors=True)
         staging = year_dir / staging_name(final.name)
         staging.mkdir(mode=DIR_MODE)
         os.chmod(staging, DIR_MODE)
         return FolderPending(self, staging, final)
 
-    def _settle_committed(self, year_dir: Path, final: Path, committed: Committed) -> None:
+    def begin_all(
+        self,
+        school_year: int,
+        parts: dict[str, str],
+        committed: Committed,
+        pendings: dict[str, Pending],
+    ) -> None:
+        """`begin` for each part, the year's folder listed once for all."""
+        found = _found(self.path / str(int(school_year)))
+        for district, part in parts.items():
+            pendings[district] = self.begin(school_year, district, part, committed, found)
+
+    def _settle_committed(
+        self, year_dir: Path, final: Path, committed: Committed, leftovers: list[str]
+    ) -> None:
         """A staging of this part whose delete committed goes in place, and begin refuses."""
         waiting = {
             sha: name
-            for name in _leftovers(year_dir, final.name)
+            for name in leftovers
             if STAGING.fullmatch(name) and (sha := self.manifest_sha(str(year_dir / name)))
         }
         refuse_committed(self, str(final), waiting, committed)

@@ -72,6 +72,7 @@ def leftover_pattern(final_name: str) -> re.Pattern[str]:
 
 
 STAGING = re.compile(r"\.(?P<name>.+)\.tmp-\d+-[0-9a-f]{8}")
+LEFTOVER = re.compile(r"\.(?P<name>.+)\.(?:tmp-\d+-[0-9a-f]{8}|old-[0-9a-f]{8})")
 
 
 def retain_until(manifest: dict[str, Any], days: int) -> datetime:
@@ -157,6 +158,18 @@ class SnapshotStore(ABC):
         (the caller must not write the part again). Called only by the holder of the
         district's lock, in the transaction that holds it, so a pass that left staging is
         over: its lock is free, and its delete either committed or never will."""
+
+    def begin_all(
+        self,
+        school_year: int,
+        parts: dict[str, str],
+        committed: Committed,
+        pendings: dict[str, Pending],
+    ) -> None:
+        """`begin` for each district's part (district -> part), each put in `pendings` as it
+        is made: a failure part-way leaves the caller every staging to discard."""
+        for district, part in parts.items():
+            pendings[district] = self.begin(school_year, district, part, committed)
 
     @abstractmethod
     def settle(self, location: str, staging: str, manifest_sha256: str) -> bool:

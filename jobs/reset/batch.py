@@ -40,6 +40,7 @@ from jobs.reset.commit import Phase, RetryAlone, StepError, run_pass
 from jobs.reset.onepass import district_state_parts, pass_detail
 from jobs.scope import current_scope
 from jobs.scope.sql import OWNER, delete_owned_sql, delete_sql, select_sql, shared
+from jobs.snapshot.filework import Runs, Written, file_processes, part_of, same_rows
 from jobs.snapshot.fingerprint import (
     CONTENT_MOD,
     KEY_MOD,
@@ -49,8 +50,9 @@ from jobs.snapshot.fingerprint import (
     key_row_sql,
     scratch_duckdb,
 )
+from jobs.snapshot.folder import FolderPending
 from jobs.snapshot.source import columns_sql, shaped
-from jobs.snapshot.store import Pending, thread_pool
+from jobs.snapshot.store import Pending, SnapshotStore, thread_pool
 from jobs.snapshot.writer import (
     MAIN,
     Taken,
@@ -70,6 +72,10 @@ from jobs.warehouse.connection import AdbcSession, DuckDBWarehouse, Warehouse, q
 # statement joins whole tables once per batch: small districts want large batches.
 BATCH_DISTRICTS = 128
 BATCH_ROWS = 300_000
+# Processes that write and check a batch's files (jobs/snapshot/filework.py), when they go
+# to a folder; 0: on this process's threads, as a bucket's always are. Two: measured at 1,000
+# districts against threads, a tenth off the districts phase; one, about half of that.
+FILE_PROCESSES = 2
 # A district's file of a table whose rows take up to this much memory is encoded in memory and
 # written in one call; a larger one is streamed into its file.
 WRITE_IN_MEMORY = 32 * 1024 * 1024
@@ -193,10 +199,6 @@ def _shaped_owned(
             )
 
 
-# a district's rows in a table of the batch: the (offset, length) runs that hold them
-Runs = list[tuple[int, int]]
-
-
 def _runs(rows: pa.Table, table: str, districts: list[str]) -> dict[str, Runs]:
     """Where each district's rows are. A table loaded district by district gives each
     district in one run or a few (DuckDB's threads hand back row groups in any order):
@@ -215,13 +217,6 @@ def _runs(rows: pa.Table, table: str, districts: list[str]) -> dict[str, Runs]:
         out[district].append((start, end - start))
         start = end
     return out
-
-
-def part_of(rows: pa.Table, runs: Runs) -> pa.Table:
-    """A district's rows, in the order the table gave them (slices: nothing copied)."""
-    if len(runs) == 1:
-        return rows.slice(*runs[0])
-    return pa.concat_tables([rows.slice(start, n) for start, n in runs] or [rows.slice(0, 0)])
 
 
 def _content_sums(rows: pa.Table, table: str, runs: list[Runs]) -> list[int]:
@@ -265,27 +260,10 @@ def _taken(rows: pa.Table, table: str, runs: dict[str, Runs]) -> dict[str, Taken
     return out
 
 
-def _bits(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Doubles as their IEEE-754 bits (as the content fingerprint takes them: -0.0 is not
-    0.0, a NaN is itself); every other type as it is."""
-    if not pa.types.is_floating(column.type):
-        return column
-    return pa.chunked_array([c.view(pa.int64()) for c in column.chunks], pa.int64())
-
-
-def same_rows(stored: pa.Table, written: pa.Table) -> bool:
-    """The same rows in the same order, value for value (nulls where nulls are)."""
-    if stored.num_rows != written.num_rows or stored.column_names != written.column_names:
-        return False
-    return all(
-        _bits(a).equals(_bits(b)) for a, b in zip(stored.columns, written.columns, strict=True)
-    )
-
-
-def _write_and_check(pending: Pending, district: str, table: str, rows: pa.Table) -> str:
-    """Write a district's rows of a table to its file, re-read the file as stored and compare
-    it with the rows, value for value: the rows whose fingerprint the manifest records. The
-    file's sha256; VerifyError when it differs."""
+def _write_and_check(pending: Pending, table: str, rows: pa.Table) -> tuple[str, str | None]:
+    """Write a district's rows of a table to its file on this process's threads (a bucket's
+    files), re-read the file as stored and compare it with the rows, value for value: (the
+    file's sha256, the problem in one line or None)."""
     _write(pending, table, rows)
     stored, sha, problem = read_stored(
         pending, f"{table}.parquet", table, lambda parquet: parquet.read(use_threads=False)
@@ -294,24 +272,78 @@ def _write_and_check(pending: Pending, district: str, table: str, rows: pa.Table
         if stored.schema != rows.schema:
             stored = stored.cast(rows.schema)
         if same_rows(stored, rows):
-            return sha
+            return sha, None
         what = "rows" if stored.num_rows != rows.num_rows else "values"
         problem = f"{table}: the file re-reads with other {what} than were written into it"
-    raise VerifyError(f"snapshot of {district!r} did not verify: {problem}; nothing was deleted")
+    return sha, problem
+
+
+def _submit_files(
+    pendings: dict[str, Pending], table: str, rows: pa.Table, runs: dict[str, Runs]
+) -> list[Future[Written]]:
+    """Each district's file of the table, written and checked: by the file processes when
+    the parts are folders (the districts shared out between them), else on this process's
+    threads."""
+    body = table_rows(rows)
+    folders = {d: p.folder for d in runs if isinstance(p := pendings[d], FolderPending)}
+    if not FILE_PROCESSES or len(folders) < len(runs):
+        return [
+            file_pool().submit(
+                lambda d, part: {d: _write_and_check(pendings[d], table, part)},
+                d,
+                part_of(body, where),
+            )
+            for d, where in runs.items()
+        ]
+    columns = current_scope().tables[table].column_names
+    parts = [
+        (d, str(folders[d] / f"{table}.parquet"), where, parquet_options(sum(n for _, n in where)))
+        for d, where in runs.items()
+    ]
+    processes = file_processes(FILE_PROCESSES)
+    share = -(-len(parts) // len(processes))
+    return [
+        process.submit(table, *_sent(body, parts[i * share : (i + 1) * share]), columns)
+        for i, process in enumerate(processes)
+        if parts[i * share : (i + 1) * share]
+    ]
+
+
+def _sent(body: pa.Table, parts: list[tuple[Any, ...]]) -> tuple[pa.Table, list[tuple[Any, ...]]]:
+    """The rows of these districts' parts only, and where each district's are in them."""
+    pieces, rebased, at = [], [], 0
+    for district, path, where, options in parts:
+        mine = []
+        for start, n in where:
+            pieces.append(body.slice(start, n))
+            mine.append((at, n))
+            at += n
+        rebased.append((district, path, mine, options))
+    return (pa.concat_tables(pieces) if pieces else body.slice(0, 0)), rebased
 
 
 def _check_table(
     rows: pa.Table,
     table: str,
     runs: dict[str, Runs],
-    files: dict[str, Future[str]],
+    files: list[Future[Written]],
+    store: SnapshotStore,
 ) -> dict[str, tuple[Taken, str]]:
     """A table of the batch, beside the next table's statement and its files: fingerprint
     the rows taken, and wait for their files to be written and checked. Each district's (what
     its file holds, the file's sha256)."""
     taken = _taken(rows, table, runs)
-    wait(files.values())  # every file done before any failure is raised: none left writing
-    shas = {district: done.result() for district, done in files.items()}
+    wait(files)  # every file done before any failure is raised: none left writing
+    shas: dict[str, str] = {}
+    for done in files:
+        with writing(store):
+            written = done.result()
+        for district, (sha, problem) in written.items():
+            if problem is not None:
+                raise VerifyError(
+                    f"snapshot of {district!r} did not verify: {problem}; nothing was deleted"
+                )
+            shas[district] = sha
     fault_point(f"export:{table}")  # the table's rows taken and deleted, its files checked
     return {district: (taken[district], shas[district]) for district in runs}
 
@@ -379,6 +411,8 @@ def _batch_pass(
     retained rows checked unchanged. The delete's detail of each district."""
     created_at = datetime.now(UTC)
     scope = current_scope()
+    if FILE_PROCESSES and all(isinstance(p, FolderPending) for p in pendings.values()):
+        file_processes(FILE_PROCESSES)  # started now, ready by the first table's rows
     before = batch_state(tx, districts)
     checks: dict[str, Future[dict[str, tuple[Taken, str]]]] = {}
     try:
@@ -388,13 +422,9 @@ def _batch_pass(
                     progress(district, table, 0)
             rows = _rows(tx, table, districts, school_year)
             runs = _runs(rows, table, districts)
-            files = {
-                d: file_pool().submit(
-                    _write_and_check, pendings[d], d, table, part_of(table_rows(rows), where)
-                )
-                for d, where in runs.items()
-            }
-            checks[table] = checker().submit(_check_table, rows, table, runs, files)
+            files = _submit_files(pendings, table, rows, runs)
+            store = next(iter(pendings.values())).store
+            checks[table] = checker().submit(_check_table, rows, table, runs, files, store)
             if progress is not None:
                 for district, where in runs.items():
                     progress(district, table, sum(n for _, n in where))

@@ -24,6 +24,7 @@ import pytest
 import jobs.reset.batch as batch
 import jobs.reset.district as district_pass
 import jobs.reset.runner as runner
+import jobs.snapshot.filework as filework
 import jobs.snapshot.writer as writer
 from jobs.config import Settings
 from jobs.snapshot.store import open_store
@@ -174,6 +175,7 @@ def test_a_batch_that_rolls_back_over_one_districts_rows_goes_district_by_distri
             data = data.set_column(at, "score", pa.array(scores, pa.float64()))
             pq.write_table(data, path, compression="zstd")
 
+    monkeypatch.setattr(batch, "FILE_PROCESSES", 0)  # the files on this process's threads
     monkeypatch.setattr(batch, "_write", write_then_change_a_score)
     done = run_cli(settings)
     assert done.returncode == 0, done.stderr
@@ -181,6 +183,35 @@ def test_a_batch_that_rolls_back_over_one_districts_rows_goes_district_by_distri
     # each district alone, after the batch rolled back whole: deleted once, snapshots whole
     assert_same_end_state(outcome(settings), reference)
     assert leftovers(settings) == []  # the rolled-back batch's files are gone
+
+
+@pytest.mark.parametrize("target", TARGETS, indirect=True)
+def test_a_file_process_killed_mid_batch_costs_the_batch_a_retry_and_nothing_else(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process writing a batch's files is killed while it writes them: the batch rolls
+    back and its districts are taken alone; the next batch has a new process; the run ends
+    as an uninterrupted one, and leaves nothing in staging."""
+    reference = reference_outcome(tmp_path_factory.mktemp("reference"))
+    fresh(settings)
+    killed: list[int] = []
+    real_submit = batch._submit_files
+
+    def submit_then_kill(*args: Any) -> Any:
+        files = real_submit(*args)
+        if not killed:  # the first table of the first batch, its files being written
+            process = filework.file_processes(batch.FILE_PROCESSES)[0]
+            process.proc.kill()
+            killed.append(process.proc.wait())
+        return files
+
+    monkeypatch.setattr(batch, "_submit_files", submit_then_kill)
+    done = run_cli(settings)
+    assert done.returncode == 0, done.stderr
+    assert killed == [-9], "no file process was killed: the test proves nothing"
+    assert {d["status"] for d in json.loads(done.stdout)["districts"]} == {"completed"}
+    assert_same_end_state(outcome(settings), reference)
+    assert leftovers(settings) == []
 
 
 @pytest.mark.parametrize("target", TARGETS, indirect=True)
@@ -206,6 +237,7 @@ def test_a_batch_that_fails_is_taken_district_by_district_in_the_same_run(
         real_rows(*args, **kwargs)
         raise duckdb.ConversionException("Conversion Error: could not convert string")
 
+    monkeypatch.setattr(batch, "FILE_PROCESSES", 0)  # the files on this process's threads
     monkeypatch.setattr(batch, "_rows" if failure == "database" else "_write", refused)
     done = run_cli(settings)
     assert done.returncode == 0, done.stderr
@@ -227,7 +259,8 @@ def test_a_failure_of_every_district_fails_each_and_deletes_nothing(
     def disk_full(*args: Any, **kwargs: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    # the batch's writer and a district's own alike
+    # the batch's writer (on this process's threads) and a district's own alike
+    monkeypatch.setattr(batch, "FILE_PROCESSES", 0)
     monkeypatch.setattr(batch.pq, "write_table", disk_full)
     monkeypatch.setattr(writer.pq, "ParquetWriter", disk_full)
     failed = run_cli(settings)

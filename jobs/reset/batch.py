@@ -74,7 +74,7 @@ BATCH_DISTRICTS = 128
 BATCH_ROWS = 300_000
 # Processes that write and check a batch's files (jobs/snapshot/filework.py), when they go
 # to a folder; 0: on this process's threads, as a bucket's always are. Two: measured at 1,000
-# districts against threads, a tenth off the districts phase; one, about half of that.
+# small districts against threads, a tenth off the districts phase; one gained less.
 FILE_PROCESSES = 2
 # A district's file of a table whose rows take up to this much memory is encoded in memory and
 # written in one call; a larger one is streamed into its file.
@@ -302,11 +302,15 @@ def _submit_files(
     ]
     processes = file_processes(FILE_PROCESSES)
     share = -(-len(parts) // len(processes))
-    return [
-        process.submit(table, *_sent(body, parts[i * share : (i + 1) * share]), columns)
-        for i, process in enumerate(processes)
-        if parts[i * share : (i + 1) * share]
-    ]
+    files: list[Future[Written]] = []
+    try:
+        for i, process in enumerate(processes):
+            if mine := parts[i * share : (i + 1) * share]:
+                files.append(process.submit(table, *_sent(body, mine), columns))
+    except BaseException:
+        wait(files)  # a process that could not be asked: none of the others left writing
+        raise
+    return files
 
 
 def _sent(body: pa.Table, parts: list[tuple[Any, ...]]) -> tuple[pa.Table, list[tuple[Any, ...]]]:

@@ -24,6 +24,7 @@ import itertools
 import os
 import pickle
 import queue
+import signal
 import struct
 import subprocess
 import sys
@@ -163,19 +164,28 @@ def _read_requests(stream: BinaryIO, todo: queue.Queue[Any]) -> None:
 
 
 def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # it ends when the runner does
     source, answers = sys.stdin.buffer, sys.stdout.buffer
     todo: queue.Queue[Any] = queue.Queue()
     threading.Thread(target=_read_requests, args=(source, todo), daemon=True).start()
     while (item := todo.get()) is not None:
         request, payload = item
         try:
-            rows = pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
-            send(answers, {"id": request["id"], "files": serve(request, rows)})
-        except OSError as exc:
-            send(answers, {"id": request["id"], "oserror": (exc.errno, exc.strerror)})
-        except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            send(answers, {"id": request["id"], "error": f"{type(exc).__name__}: {first}"})
+            send(answers, {"id": request["id"], **_served(request, payload)})
+        except BrokenPipeError:
+            return  # the runner is gone: nobody is waiting for the answer
+
+
+def _served(request: dict[str, Any], payload: bytes) -> dict[str, Any]:
+    """The answer to a request: each district's file, or why none could be made."""
+    try:
+        rows = pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
+        return {"files": serve(request, rows)}
+    except OSError as exc:
+        return {"oserror": (exc.errno, exc.strerror)}
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return {"error": f"{type(exc).__name__}: {first}"}
 
 
 # ---------------------------------------------------------------------------------------
@@ -191,11 +201,13 @@ class FileProcess:
     def __init__(self) -> None:
         # -P: the script's folder stays off the import path (its modules' names are common);
         # its input unbuffered: a forked copy of the runner has nothing of it to flush
+        # a group of its own: a Ctrl-C at the terminal is the runner's to act on
         self.proc = subprocess.Popen(
             [sys.executable, "-P", os.path.abspath(__file__)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             bufsize=0,
+            process_group=0,
         )
         self._lock = threading.Lock()
         self._ids = itertools.count()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -97,14 +98,18 @@ def test_a_file_that_re_reads_otherwise_is_said_in_one_line(
 
 
 def test_a_file_process_ends_with_its_runner(tmp_path: Path) -> None:
-    """A runner killed outright: its file processes see their input close, and end."""
+    """A runner killed outright: its file processes see their input close, and end (a
+    Ctrl-C does not end them: it is the runner's)."""
     runner = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import sys, time; from jobs.snapshot import filework; "
-            "p = filework.file_processes(2); print(*(x.proc.pid for x in p), flush=True); "
-            "time.sleep(600)",
+            "import sys, time, pyarrow as pa; from jobs.snapshot import filework; "
+            "p = filework.file_processes(2); rows = pa.table({'id': [1]}); "
+            # each answers once first: both are past their start
+            f"[x.submit('t', rows, [(str(i), '{tmp_path}/%d.parquet' % i, [(0, 1)], {{}})], "
+            "['id']).result() for i, x in enumerate(p)]; "
+            "print(*(x.proc.pid for x in p), flush=True); time.sleep(600)",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -112,6 +117,10 @@ def test_a_file_process_ends_with_its_runner(tmp_path: Path) -> None:
     assert runner.stdout is not None
     pids = [int(pid) for pid in runner.stdout.readline().split()]
     assert len(pids) == 2
+    for pid in pids:  # a Ctrl-C at the terminal is the runner's to act on
+        os.kill(pid, signal.SIGINT)
+    time.sleep(0.5)
+    assert not any(_zombie(pid) for pid in pids), "a file process ended on a Ctrl-C"
     runner.kill()
     runner.wait()
     for pid in pids:

@@ -35,7 +35,7 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-FILE_MODE = 0o600
+FILE_MODE = 0o600  # the snapshot's files' (jobs/snapshot/layout.py; this script imports no jobs)
 HEADER = struct.Struct("<Q")
 
 # a district's rows in a table of the batch: the (offset, length) runs that hold them

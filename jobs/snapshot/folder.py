@@ -15,6 +15,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from jobs.snapshot.filework import write_new
 from jobs.snapshot.layout import (
     DIR_MODE,
     FILE_MODE,
@@ -137,13 +138,7 @@ class FolderPending(Pending):
         """A new file of the staging folder, created with the snapshot's mode (a umask can
         only take rights away) and written in one call: three system calls, where a stream
         makes twice as many (each a turn of the GIL on a busy runner)."""
-        fd = os.open(self.folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
+        write_new(str(self.folder / name), data)
 
     def open_input(self, name: str) -> Any:
         import pyarrow as pa
@@ -197,14 +192,14 @@ class FolderStore(SnapshotStore):
         district_id: str,
         part: str = MAIN,
         committed: Committed = None,
-        found: Found | None = None,
+        listed: Found | None = None,
     ) -> Pending:
         final = Path(self.location(school_year, district_id, part))
         root_existed = self.path.exists()
         year_dir = ensure_dir(final.parent)
         if not root_existed:
             os.chmod(year_dir.parent, DIR_MODE)
-        leftovers = _leftovers(year_dir, final.name, found)
+        leftovers = _leftovers(year_dir, final.name, listed)
         self._settle_committed(year_dir, final, committed, leftovers)
         for name in leftovers:
             shutil.rmtree(year_dir / name, ignore_errors=True)
@@ -213,17 +208,9 @@ class FolderStore(SnapshotStore):
         os.chmod(staging, DIR_MODE)
         return FolderPending(self, staging, final)
 
-    def begin_all(
-        self,
-        school_year: int,
-        parts: dict[str, str],
-        committed: Committed,
-        pendings: dict[str, Pending],
-    ) -> None:
-        """`begin` for each part, the year's folder listed once for all."""
-        found = _found(self.path / str(int(school_year)))
-        for district, part in parts.items():
-            pendings[district] = self.begin(school_year, district, part, committed, found)
+    def listing(self, school_year: int) -> Found:
+        """The year's folder listed once for every part a pass begins."""
+        return _found(self.path / str(int(school_year)))
 
     def _settle_committed(
         self, year_dir: Path, final: Path, committed: Committed, leftovers: list[str]

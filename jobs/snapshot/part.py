@@ -150,14 +150,24 @@ class SnapshotStore(ABC):
 
     @abstractmethod
     def begin(
-        self, school_year: int, district_id: str, part: str = MAIN, committed: Committed = None
+        self,
+        school_year: int,
+        district_id: str,
+        part: str = MAIN,
+        committed: Committed = None,
+        listed: Any = None,
     ) -> Pending:
         """A new staging for the part. What earlier passes of the part left in staging is
         removed, unless `committed` (given the sha256 of each waiting manifest) says that
         pass's delete committed: that part is put in place instead, and StoreError raised
         (the caller must not write the part again). Called only by the holder of the
         district's lock, in the transaction that holds it, so a pass that left staging is
-        over: its lock is free, and its delete either committed or never will."""
+        over: its lock is free, and its delete either committed or never will. `listed`:
+        what `listing` found for the pass, when the pass began its parts together."""
+
+    def listing(self, school_year: int) -> Any:
+        """What `begin` may reuse for every part a pass begins (None: nothing)."""
+        return None
 
     def begin_all(
         self,
@@ -168,8 +178,9 @@ class SnapshotStore(ABC):
     ) -> None:
         """`begin` for each district's part (district -> part), each put in `pendings` as it
         is made: a failure part-way leaves the caller every staging to discard."""
+        listed = self.listing(school_year)
         for district, part in parts.items():
-            pendings[district] = self.begin(school_year, district, part, committed)
+            pendings[district] = self.begin(school_year, district, part, committed, listed)
 
     @abstractmethod
     def settle(self, location: str, staging: str, manifest_sha256: str) -> bool:

@@ -330,7 +330,12 @@ class S3Store(SnapshotStore):
 
     # -- writing ----------------------------------------------------------------------
     def begin(
-        self, school_year: int, district_id: str, part: str = MAIN, committed: Committed = None
+        self,
+        school_year: int,
+        district_id: str,
+        part: str = MAIN,
+        committed: Committed = None,
+        listed: Any = None,
     ) -> Pending:
         location = self.location(school_year, district_id, part)
         key = _key(location)

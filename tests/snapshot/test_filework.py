@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs.snapshot import filework
+from jobs.snapshot.layout import FILE_MODE
 from jobs.snapshot.writer import parquet_options
 
 COLUMNS = ["id", "score", "note"]
@@ -59,6 +60,11 @@ def test_a_file_process_writes_each_districts_rows_and_answers_their_sha256(
         assert filework.same_rows(stored, filework.part_of(rows(), where))
     process.proc.stdin.close()  # type: ignore[union-attr]
     assert process.proc.wait(timeout=30) == 0
+
+
+def test_a_file_process_gives_its_files_the_snapshots_mode() -> None:
+    """The process imports nothing of eoy-reset: its mode is written twice, and must agree."""
+    assert filework.FILE_MODE == FILE_MODE
 
 
 def test_a_file_process_never_writes_over_a_file(tmp_path: Path) -> None:

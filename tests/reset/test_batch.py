@@ -194,7 +194,7 @@ def test_a_file_process_killed_mid_batch_costs_the_batch_a_retry_and_nothing_els
     as an uninterrupted one, and leaves nothing in staging."""
     reference = reference_outcome(tmp_path_factory.mktemp("reference"))
     fresh(settings)
-    killed: list[int] = []
+    killed: list[Any] = []
     real_submit = batch._submit_files
 
     def submit_then_kill(*args: Any) -> Any:
@@ -202,13 +202,16 @@ def test_a_file_process_killed_mid_batch_costs_the_batch_a_retry_and_nothing_els
         if not killed:  # the first table of the first batch, its files being written
             process = filework.file_processes(batch.FILE_PROCESSES)[0]
             process.proc.kill()
-            killed.append(process.proc.wait())
+            killed.extend([process.proc.wait(), files[0].exception(timeout=60)])
         return files
 
     monkeypatch.setattr(batch, "_submit_files", submit_then_kill)
     done = run_cli(settings)
     assert done.returncode == 0, done.stderr
-    assert killed == [-9], "no file process was killed: the test proves nothing"
+    assert killed, "no file process was killed: the test proves nothing"
+    assert killed[0] == -9
+    # its request failed (the files unanswered): the batch rolled back and went alone
+    assert isinstance(killed[1], OSError) and filework.ENDED in str(killed[1]), killed
     assert {d["status"] for d in json.loads(done.stdout)["districts"]} == {"completed"}
     assert_same_end_state(outcome(settings), reference)
     assert leftovers(settings) == []

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -40,7 +40,14 @@ from jobs.reset.commit import Phase, RetryAlone, StepError, run_pass
 from jobs.reset.onepass import district_state_parts, pass_detail
 from jobs.scope import current_scope
 from jobs.scope.sql import OWNER, delete_owned_sql, delete_sql, select_sql, shared
-from jobs.snapshot.filework import Runs, Written, file_processes, part_of, same_rows
+from jobs.snapshot.filework import (
+    FileProcess,
+    Runs,
+    Written,
+    compared,
+    file_processes,
+    part_of,
+)
 from jobs.snapshot.fingerprint import (
     CONTENT_MOD,
     KEY_MOD,
@@ -268,25 +275,28 @@ def _write_and_check(pending: Pending, table: str, rows: pa.Table) -> tuple[str,
     stored, sha, problem = read_stored(
         pending, f"{table}.parquet", table, lambda parquet: parquet.read(use_threads=False)
     )
-    if problem is None:
-        if stored.schema != rows.schema:
-            stored = stored.cast(rows.schema)
-        if same_rows(stored, rows):
-            return sha, None
-        what = "rows" if stored.num_rows != rows.num_rows else "values"
-        problem = f"{table}: the file re-reads with other {what} than were written into it"
-    return sha, problem
+    return sha, problem or compared(stored, rows, table)
+
+
+def _file_processes(pendings: dict[str, Pending]) -> list[FileProcess]:
+    """The file processes for this batch's files when they go to folders (started now,
+    ready by the first table's rows), else none: they go on this process's threads."""
+    if FILE_PROCESSES and all(isinstance(p, FolderPending) for p in pendings.values()):
+        return file_processes(FILE_PROCESSES)
+    return []
 
 
 def _submit_files(
-    pendings: dict[str, Pending], table: str, rows: pa.Table, runs: dict[str, Runs]
+    processes: list[FileProcess],
+    pendings: dict[str, Pending],
+    table: str,
+    rows: pa.Table,
+    runs: dict[str, Runs],
 ) -> list[Future[Written]]:
-    """Each district's file of the table, written and checked: by the file processes when
-    the parts are folders (the districts shared out between them), else on this process's
-    threads."""
+    """Each district's file of the table, written and checked: by the file processes (the
+    districts shared out between them), or, with none, on this process's threads."""
     body = table_rows(rows)
-    folders = {d: p.folder for d in runs if isinstance(p := pendings[d], FolderPending)}
-    if not FILE_PROCESSES or len(folders) < len(runs):
+    if not processes:
         return [
             file_pool().submit(
                 lambda d, part: {d: _write_and_check(pendings[d], table, part)},
@@ -297,10 +307,14 @@ def _submit_files(
         ]
     columns = current_scope().tables[table].column_names
     parts = [
-        (d, str(folders[d] / f"{table}.parquet"), where, parquet_options(sum(n for _, n in where)))
+        (
+            d,
+            str(cast(FolderPending, pendings[d]).folder / f"{table}.parquet"),
+            where,
+            parquet_options(sum(n for _, n in where)),
+        )
         for d, where in runs.items()
     ]
-    processes = file_processes(FILE_PROCESSES)
     share = -(-len(parts) // len(processes))
     files: list[Future[Written]] = []
     try:
@@ -415,8 +429,8 @@ def _batch_pass(
     retained rows checked unchanged. The delete's detail of each district."""
     created_at = datetime.now(UTC)
     scope = current_scope()
-    if FILE_PROCESSES and all(isinstance(p, FolderPending) for p in pendings.values()):
-        file_processes(FILE_PROCESSES)  # started now, ready by the first table's rows
+    processes = _file_processes(pendings)
+    store = next(iter(pendings.values())).store
     before = batch_state(tx, districts)
     checks: dict[str, Future[dict[str, tuple[Taken, str]]]] = {}
     try:
@@ -426,8 +440,7 @@ def _batch_pass(
                     progress(district, table, 0)
             rows = _rows(tx, table, districts, school_year)
             runs = _runs(rows, table, districts)
-            files = _submit_files(pendings, table, rows, runs)
-            store = next(iter(pendings.values())).store
+            files = _submit_files(processes, pendings, table, rows, runs)
             checks[table] = checker().submit(_check_table, rows, table, runs, files, store)
             if progress is not None:
                 for district, where in runs.items():

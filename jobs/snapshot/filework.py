@@ -78,6 +78,26 @@ def write_new(path: str, data: Any) -> None:
         os.close(fd)
 
 
+def wrong_columns(table: str, names: list[str]) -> str:
+    return f"{table}: the file's columns {names} are not the contract's"
+
+
+def unreadable(table: str, exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"{table}: the file does not read back: {first}"
+
+
+def compared(stored: pa.Table, rows: pa.Table, table: str) -> str | None:
+    """The problem in one line when a file's rows as read back are not the rows written into
+    it, value for value; None when they are."""
+    if stored.schema != rows.schema:
+        stored = stored.cast(rows.schema)
+    if same_rows(stored, rows):
+        return None
+    what = "rows" if stored.num_rows != rows.num_rows else "values"
+    return f"{table}: the file re-reads with other {what} than were written into it"
+
+
 def write_and_check(
     path: str, table: str, rows: pa.Table, options: dict[str, Any], columns: list[str]
 ) -> tuple[str, str | None]:
@@ -93,17 +113,11 @@ def write_and_check(
         parquet = pq.ParquetFile(pa.BufferReader(data))
         names = [f.name for f in parquet.schema_arrow]
         if names != columns:
-            return sha, f"{table}: the file's columns {names} are not the contract's"
+            return sha, wrong_columns(table, names)
         stored = parquet.read(use_threads=False)
     except (OSError, pa.ArrowException) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return sha, f"{table}: the file does not read back: {first}"
-    if stored.schema != rows.schema:
-        stored = stored.cast(rows.schema)
-    if same_rows(stored, rows):
-        return sha, None
-    what = "rows" if stored.num_rows != rows.num_rows else "values"
-    return sha, f"{table}: the file re-reads with other {what} than were written into it"
+        return sha, unreadable(table, exc)
+    return sha, compared(stored, rows, table)
 
 
 def serve(request: dict[str, Any], rows: pa.Table) -> dict[str, tuple[str, str | None]]:

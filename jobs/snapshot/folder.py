@@ -201,8 +201,7 @@ class FolderStore(SnapshotStore):
             os.chmod(year_dir.parent, DIR_MODE)
         leftovers = _leftovers(year_dir, final.name, listed)
         self._settle_committed(year_dir, final, committed, leftovers)
-        for name in leftovers:
-            shutil.rmtree(year_dir / name, ignore_errors=True)
+        self.clean_leftovers(year_dir, final.name, leftovers)
         staging = year_dir / staging_name(final.name)
         staging.mkdir(mode=DIR_MODE)
         os.chmod(staging, DIR_MODE)
@@ -224,11 +223,11 @@ class FolderStore(SnapshotStore):
         refuse_committed(self, str(final), waiting, committed)
 
     @staticmethod
-    def clean_leftovers(year_dir: Path, final_name: str, keep: set[str] | None = None) -> None:
-        """Remove staging and replaced folders an interrupted snapshot of this part left."""
-        for name in _leftovers(year_dir, final_name):
-            if name not in (keep or set()):
-                shutil.rmtree(year_dir / name, ignore_errors=True)
+    def clean_leftovers(year_dir: Path, final_name: str, names: list[str] | None = None) -> None:
+        """Remove staging and replaced folders an interrupted snapshot of this part left
+        (`names`, when they were already found)."""
+        for name in _leftovers(year_dir, final_name) if names is None else names:
+            shutil.rmtree(year_dir / name, ignore_errors=True)
 
     def settle(self, location: str, staging: str, manifest_sha256: str) -> bool:
         final = Path(location)

@@ -25,6 +25,7 @@ from jobs import __version__
 from jobs.config import Settings
 from jobs.errors import EoyError, first_line
 from jobs.scope import current_scope
+from jobs.snapshot.filework import unreadable, wrong_columns
 from jobs.snapshot.fingerprint import (
     CONTENT_ALGORITHM,
     KEY_ALGORITHM,
@@ -270,15 +271,10 @@ def read_stored(
             parquet = pq.ParquetFile(source)
             names = [f.name for f in parquet.schema_arrow]
             if names != current_scope().tables[table].column_names:
-                return (
-                    None,
-                    digest.hexdigest(),
-                    f"{table}: the file's columns {names} are not the contract's",
-                )
+                return None, digest.hexdigest(), wrong_columns(table, names)
             return use(parquet), digest.hexdigest(), None
     except (OSError, pa.ArrowException, SnapshotError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return None, digest.hexdigest(), f"{table}: the file does not read back: {first}"
+        return None, digest.hexdigest(), unreadable(table, exc)
 
 
 def _reread(pending: Pending, taken: Taken) -> tuple[Fingerprint, str, list[str]]:

@@ -295,11 +295,11 @@ def test_a_file_compares_with_the_rows_as_their_fingerprint_takes_them() -> None
     def rows(*scores: float | None) -> pa.Table:
         return pa.table({"score": pa.array(scores, pa.float64())})
 
-    assert batch.same_rows(rows(1.5, None, float("nan")), rows(1.5, None, float("nan")))
-    assert not batch.same_rows(rows(0.0), rows(-0.0))
-    assert not batch.same_rows(rows(1.0, None), rows(None, 1.0))
-    assert not batch.same_rows(rows(1.0), rows(1.0, 1.0))
-    assert batch.same_rows(rows(1.0, 2.0).slice(1), rows(2.0))
+    assert filework.same_rows(rows(1.5, None, float("nan")), rows(1.5, None, float("nan")))
+    assert not filework.same_rows(rows(0.0), rows(-0.0))
+    assert not filework.same_rows(rows(1.0, None), rows(None, 1.0))
+    assert not filework.same_rows(rows(1.0), rows(1.0, 1.0))
+    assert filework.same_rows(rows(1.0, 2.0).slice(1), rows(2.0))
 
 
 def test_a_file_in_memory_and_a_file_streamed_are_the_same_bytes(

@@ -63,16 +63,25 @@ def leftovers(settings: Settings) -> list[str]:
     return [n for n in names if not n.startswith("d") or "." in n or "~" in n]
 
 
-def count_batches_in_flight(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """[the most batches passing at once], kept up to date while the run goes."""
+def count_batches_in_flight(monkeypatch: pytest.MonkeyPatch, meet: int = 1) -> list[int]:
+    """[the most batches passing at once], kept up to date while the run goes. With `meet`,
+    the first `meet` batches wait inside for each other (a minute at most) before they go
+    on: a runner that passes them one after another fails there, and a loaded machine
+    cannot end one before the next begins."""
     lock, now, most = threading.Lock(), [0], [0]
     real = district_pass.take_batch
+    met = threading.Barrier(meet, timeout=60)
+    entered = [0]
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         with lock:
             now[0] += 1
             most[0] = max(most[0], now[0])
+            entered[0] += 1
+            waits = meet > 1 and entered[0] <= meet
         try:
+            if waits:
+                met.wait()
             return real(*args, **kwargs)
         finally:
             with lock:
@@ -93,7 +102,7 @@ def test_a_batch_ends_exactly_as_its_districts_one_by_one(
     reference = reference_outcome(tmp_path_factory.mktemp("reference"))  # in one batch
     fresh(settings)
     monkeypatch.setattr(runner, "BATCH_DISTRICTS", size)  # 1: every district alone
-    in_flight = count_batches_in_flight(monkeypatch)
+    in_flight = count_batches_in_flight(monkeypatch, meet=2 if size == 2 else 1)
     done = run_cli(settings)
     assert done.returncode == 0, done.stderr
     assert_same_end_state(outcome(settings), reference)

@@ -11,7 +11,10 @@ generated data is run here district by district and in failing batches, on both 
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
+import os
+import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -207,11 +210,16 @@ def test_a_file_process_killed_mid_batch_costs_the_batch_a_retry_and_nothing_els
     real_submit = batch._submit_files
 
     def submit_then_kill(*args: Any) -> Any:
+        if killed:
+            return real_submit(*args)
+        # the first table of the first batch: the process is stopped before it is asked, so
+        # it cannot answer before it is killed (its input pipe holds the whole request)
+        process = filework.file_processes(batch.FILE_PROCESSES)[0]
+        fcntl.fcntl(process.proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+        os.kill(process.proc.pid, signal.SIGSTOP)
         files = real_submit(*args)
-        if not killed:  # the first table of the first batch, its files being written
-            process = filework.file_processes(batch.FILE_PROCESSES)[0]
-            process.proc.kill()
-            killed.extend([process.proc.wait(), files[0].exception(timeout=60)])
+        process.proc.kill()
+        killed.extend([process.proc.wait(), files[0].exception(timeout=60)])
         return files
 
     monkeypatch.setattr(batch, "_submit_files", submit_then_kill)

@@ -189,7 +189,7 @@ def _state_from(table: str, districts: list[str], grouped: bool) -> tuple[str, s
         return scoped.relation, where, f"cast({quote_ident(column)} as text)"
     if not scoped.deleted:
         return scoped.relation, "true", "null" if grouped else "''"
-    owned = owned_sql(scope, scoped)
+    owned = owned_sql(scope, scoped, districts)
     return f"({owned}) as o", f"o.{OWNER} in ({literals(districts)})", f"o.{OWNER}"
 
 

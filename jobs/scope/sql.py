@@ -123,39 +123,65 @@ def _on(left: str, right: str, pairs: tuple[tuple[str, str], ...]) -> str:
     return " and ".join(f"{left}.{quote_ident(a)} = {right}.{quote_ident(b)}" for a, b in pairs)
 
 
-def owned_sql(scope: Scope, table: ScopedTable) -> str:
-    """Every owned row of the table: its columns and `eoy_district` (one row per owner)."""
+def _owner_in(owner: str, kind: str, districts: list[str] | None) -> str:
+    """` and <owner> in (<the districts>)`, typed like the column (so that the warehouse can
+    use its index and its statistics on it), or nothing without districts."""
+    if districts is None:
+        return ""
+    if kind in ("int", "bigint"):
+        return f" and {owner} in ({literals(districts, 'int')})"
+    return f" and cast({owner} as text) in ({literals(districts)})"
+
+
+def _kind_in(scope: Scope, qualified: str, column: str) -> str:
+    """The logical kind of a column of any table of the catalog (text when not found)."""
+    found = scope.catalog.tables.get(qualified)
+    types = dict(found.columns) if found is not None else {}
+    return kind_of(types[column]) if column in types else "text"
+
+
+def _owner_path(
+    scope: Scope, table: ScopedTable, districts: list[str] | None, alias: str
+) -> tuple[list[str], list[str], str]:
+    """How a row of the table (as `alias`) reaches its owner: the relations to join (each
+    with its alias), the conditions (the joins' keys, no null on the path, and with
+    `districts`, only theirs), and the owner's text expression."""
     decl = table.decl
-    cols = ", ".join(f"t0.{quote_ident(c)}" for c in table.column_names)
-    source = f"{relation(decl.qualified)} as t0"
     if decl.district:
-        owner = f"t0.{quote_ident(decl.district)}"
-        return (
-            f"select {cols}, cast({owner} as text) as {OWNER} from {source} "
-            f"where {owner} is not null"
-        )
+        owner = f"{alias}.{quote_ident(decl.district)}"
+        only = _owner_in(owner, table.kind(decl.district), districts)
+        return [], [f"{owner} is not null{only}"], f"cast({owner} as text)"
     if decl.via:
-        joins, left = [], "t0"
+        relations, conditions, left = [], [], alias
         for i, step in enumerate(decl.via, start=1):
-            joins.append(f"join {relation(step.table)} as t{i} on {_on(left, f't{i}', step.on)}")
+            relations.append(f"{relation(step.table)} as t{i}")
+            conditions.append(_on(left, f"t{i}", step.on))
             left = f"t{i}"
-        owner = f"{left}.{quote_ident(decl.column or '')}"
-        return (
-            f"select {cols}, cast({owner} as text) as {OWNER} from {source} "
-            f"{' '.join(joins)} where {owner} is not null"
-        )
+        column = decl.column or ""
+        owner = f"{left}.{quote_ident(column)}"
+        only = _owner_in(owner, _kind_in(scope, decl.via[-1].table, column), districts)
+        return relations, [*conditions, f"{owner} is not null{only}"], f"cast({owner} as text)"
     if decl.of is not None:
-        parent = scope.by_qualified(decl.of.table)
-        return (
-            f"select {cols}, p.{OWNER} from {source} join ({owned_sql(scope, parent)}) as p "
-            f"on {_on('t0', 'p', decl.of.on)}"
-        )
+        parent = owned_sql(scope, scope.by_qualified(decl.of.table), districts)
+        return [f"({parent}) as p"], [_on(alias, "p", decl.of.on)], f"p.{OWNER}"
     keys = tuple((k, k) for k in table.key)
+    model = (_FIXED.get() or {}).get(decl.qualified, decl.rows_relation)
+    only = _owner_in("m.district_id", "text", districts)
     return (
-        f"select {cols}, cast(m.district_id as text) as {OWNER} from {source} "
-        f"join {(_FIXED.get() or {}).get(decl.qualified, decl.rows_relation)} as m "
-        f"on {_on('t0', 'm', keys)} where m.district_id is not null"
+        [f"{model} as m"],
+        [_on(alias, "m", keys), f"m.district_id is not null{only}"],
+        "cast(m.district_id as text)",
     )
+
+
+def owned_sql(scope: Scope, table: ScopedTable, districts: list[str] | None = None) -> str:
+    """Every owned row of the table: its columns and `eoy_district` (one row per owner);
+    with `districts`, only those districts' rows, the filter put where the district is read
+    (at the end of a path, on the parent, on the model), not on the whole join's result."""
+    cols = ", ".join(f"t0.{quote_ident(c)}" for c in table.column_names)
+    relations, conditions, owner = _owner_path(scope, table, districts, "t0")
+    sources = ", ".join([f"{relation(table.qualified)} as t0", *relations])
+    return f"select {cols}, {owner} as {OWNER} from {sources} where {' and '.join(conditions)}"
 
 
 def shared(scope: Scope, table: ScopedTable) -> bool:
@@ -185,7 +211,7 @@ def select_sql(scope: Scope, table: ScopedTable, districts: list[str], columns: 
             f"({literals(districts, kind)})"
         )
     return (
-        f"select {columns}, o.{OWNER} from ({owned_sql(scope, table)}) as o "
+        f"select {columns}, o.{OWNER} from ({owned_sql(scope, table, districts)}) as o "
         f"where o.{OWNER} in ({literals(districts)})"
     )
 
@@ -202,33 +228,38 @@ def delete_sql(
         column, kind = own
         where = f"{quote_ident(column)} in ({literals(districts, kind)})"
         return f"delete from {target} where {where}{tail}"
-    keys = tuple((k, k) for k in table.key)
-    batch = literals(districts)
     guard = ""
     if shared(scope, table):
+        relations, conditions, owner = _owner_path(scope, table, None, target)
         guard = (
-            f" and not exists (select 1 from ({owned_sql(scope, table)}) as o2 "
-            f"where {_on('o2', 'o', keys)} and o2.{OWNER} not in ({batch}) "
-            f"and o2.{OWNER} not in ({_completed(school_year)}))"
+            f" and not exists (select 1 from {', '.join(relations)} where "
+            f"{' and '.join(conditions)} and {owner} not in ({literals(districts)}) "
+            f"and {owner} not in ({_completed(school_year)}))"
         )
-    return (
-        f"delete from {target} where exists (select 1 from ({owned_sql(scope, table)}) as o "
-        f"where o.{OWNER} in ({batch}) and {_on('o', target, keys)}{guard}){tail}"
-    )
+    return f"delete from {target} where {_reached(scope, table, districts, target)}{guard}{tail}"
+
+
+def _reached(scope: Scope, table: ScopedTable, districts: list[str] | None, alias: str) -> str:
+    """A condition on a row of a table reached through keys (as `alias`): a district owns it
+    (of `districts`, when given). The row is joined to its path, not to a second reading of
+    its own table by its key."""
+    relations, conditions, _ = _owner_path(scope, table, districts, alias)
+    return f"exists (select 1 from {', '.join(relations)} where {' and '.join(conditions)})"
 
 
 def delete_owned_sql(scope: Scope, table: ScopedTable, districts: list[str], columns: str) -> str:
     """PostgreSQL: one statement deleting the batch's rows of a table whose rows reach their
     district through keys and have one owner each, handing them back: `columns` (over alias
     d) and `eoy_district`. The rows come out of the statement that deletes them, as from a
-    table with its own district column."""
+    table with its own district column; the table is read once, as the statement's target,
+    joined to its path (not to a second reading of itself by its key)."""
     if shared(scope, table):
         raise ValueError(f"{table.qualified}: a row may have several owners")
-    keys = tuple((k, k) for k in table.key)
+    relations, conditions, owner = _owner_path(scope, table, districts, "d")
+    using = f" using {', '.join(relations)}" if relations else ""
     return (
-        f"delete from {relation(table.qualified)} as d using ({owned_sql(scope, table)}) as o "
-        f"where o.{OWNER} in ({literals(districts)}) and {_on('o', 'd', keys)} "
-        f"returning {columns}, o.{OWNER}"
+        f"delete from {relation(table.qualified)} as d{using} "
+        f"where {' and '.join(conditions)} returning {columns}, {owner} as {OWNER}"
     )
 
 
@@ -263,18 +294,14 @@ def unowned_sql(scope: Scope, table: ScopedTable) -> str:
     target = relation(table.qualified)
     if own is not None:
         return f"select count(*) from {target} where {quote_ident(own[0])} is null"
-    keys = tuple((k, k) for k in table.key)
-    return (
-        f"select count(*) from {target} where not exists "
-        f"(select 1 from ({owned_sql(scope, table)}) as o where {_on('o', target, keys)})"
-    )
+    return f"select count(*) from {target} where not {_reached(scope, table, None, target)}"
 
 
 def counts_sql(scope: Scope, table: ScopedTable, districts: list[str] | None = None) -> str:
     """(district, rows) of the table's owned rows, of `districts` or of every district."""
     where = f" where o.{OWNER} in ({literals(districts)})" if districts is not None else ""
     return (
-        f"select o.{OWNER}, count(*) from ({owned_sql(scope, table)}) as o{where} "
+        f"select o.{OWNER}, count(*) from ({owned_sql(scope, table, districts)}) as o{where} "
         f"group by o.{OWNER}"
     )
 

@@ -462,9 +462,8 @@ def _batch_pass(
             _, manifest_sha = write_manifest(
                 pending, settings, tx.target, district, school_year, created_at, tables
             )
+            pending.sync()
         details[district] = pass_detail(MAIN, pending, manifest_sha, mine, created_at.isoformat())
-    with writing(store):
-        store.sync_all([pendings[d] for d in districts])
     fault_point("after:verify")
     phase.step = "delete"
     fault_point("before:delete")

@@ -10,10 +10,10 @@ import os
 import secrets
 import shutil
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from jobs.snapshot.filework import write_new
 from jobs.snapshot.layout import (
@@ -44,14 +44,6 @@ from jobs.snapshot.part import (
 def _syncers() -> ThreadPoolExecutor:
     """Threads for fsync: files synced at once share the file system's journal commits."""
     return thread_pool("fsync", 8)
-
-
-def _fsync_all(paths: list[Path]) -> None:
-    """fsync each path, all at once; the first error once all are done."""
-    syncs = [_syncers().submit(fsync_path, path) for path in paths]
-    wait(syncs)
-    for done in syncs:
-        done.result()
 
 
 def swap_in(staging: Path, final: Path) -> None:
@@ -165,7 +157,9 @@ class FolderPending(Pending):
 
     def sync(self) -> None:
         """fsync every file at once, then the folder itself."""
-        _fsync_all(list(self.folder.iterdir()))
+        syncs = [_syncers().submit(fsync_path, path) for path in self.folder.iterdir()]
+        for done in syncs:
+            done.result()
         fsync_path(self.folder)
 
     def publish(self) -> None:
@@ -184,14 +178,6 @@ class FolderStore(SnapshotStore):
 
     def check(self) -> None:
         return None  # the writer says what a folder lacks, when it writes
-
-    def sync_all(self, pendings: list[Pending]) -> None:
-        """Every part's files, then every part's folder, each all at once: a batch's
-        districts share the file system's journal commits, instead of one district's
-        files after another's."""
-        folders = [cast(FolderPending, p).folder for p in pendings]
-        _fsync_all([path for folder in folders for path in folder.iterdir()])
-        _fsync_all(folders)
 
     def close(self) -> None:
         return None

@@ -182,12 +182,6 @@ class SnapshotStore(ABC):
         for district, part in parts.items():
             pendings[district] = self.begin(school_year, district, part, committed, listed)
 
-    def sync_all(self, pendings: list[Pending]) -> None:
-        """Make every part's files durable, as `sync` of each does; a store may do them at
-        once."""
-        for pending in pendings:
-            pending.sync()
-
     @abstractmethod
     def settle(self, location: str, staging: str, manifest_sha256: str) -> bool:
         """Put in place a committed part whose last step a kill cut off: its manifest waits

@@ -28,7 +28,6 @@ import jobs.reset.batch as batch
 import jobs.reset.district as district_pass
 import jobs.reset.runner as runner
 import jobs.snapshot.filework as filework
-import jobs.snapshot.folder as folder
 import jobs.snapshot.writer as writer
 from jobs.config import Settings
 from jobs.snapshot.store import open_store
@@ -236,17 +235,16 @@ def test_a_file_process_killed_mid_batch_costs_the_batch_a_retry_and_nothing_els
 
 
 @pytest.mark.parametrize("target", TARGETS, indirect=True)
-@pytest.mark.parametrize("failure", ["database", "disk", "sync"])
+@pytest.mark.parametrize("failure", ["database", "disk"])
 def test_a_batch_that_fails_is_taken_district_by_district_in_the_same_run(
     settings: Settings,
     failure: str,
     tmp_path_factory: pytest.TempPathFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A failure of the batch's statement (a value the warehouse refused), of its files or of
-    their fsync (the batch's files are synced all at once) is not every district's: each is
-    taken alone at once, and each completes (before, every district of the batch failed with
-    the first one's message and waited for the next run)."""
+    """A failure of the batch's statement (a value the warehouse refused) or of its files is
+    not every district's: each is taken alone at once, and each completes (before, every
+    district of the batch failed with the first one's message and waited for the next run)."""
     reference = reference_outcome(tmp_path_factory.mktemp("reference"))
     fresh(settings)
     failures: list[str] = []
@@ -259,31 +257,11 @@ def test_a_batch_that_fails_is_taken_district_by_district_in_the_same_run(
         real_rows(*args, **kwargs)
         raise duckdb.ConversionException("Conversion Error: could not convert string")
 
-    real_fsync = folder.fsync_path
-
-    def sync_failed_once(path: Path) -> None:
-        if not failures:
-            failures.append(failure)
-            raise OSError(errno.EIO, "Input/output error")
-        real_fsync(path)
-
     monkeypatch.setattr(batch, "FILE_PROCESSES", 0)  # the files on this process's threads
-    alone: list[Any] = []  # districts synced alone: the batch's failure was not swallowed
-    real_sync = folder.FolderPending.sync
-
-    def synced_alone(pending: Any) -> None:
-        alone.append(pending)
-        real_sync(pending)
-
-    if failure == "sync":
-        monkeypatch.setattr(folder, "fsync_path", sync_failed_once)
-        monkeypatch.setattr(folder.FolderPending, "sync", synced_alone)
-    else:
-        monkeypatch.setattr(batch, "_rows" if failure == "database" else "_write", refused)
+    monkeypatch.setattr(batch, "_rows" if failure == "database" else "_write", refused)
     done = run_cli(settings)
     assert done.returncode == 0, done.stderr
     assert failures, "no batch passed: the test proves nothing"
-    assert alone or failure != "sync", "the failed fsync did not fail its batch"
     assert {d["status"] for d in json.loads(done.stdout)["districts"]} == {"completed"}
     assert_same_end_state(outcome(settings), reference)
     assert leftovers(settings) == []

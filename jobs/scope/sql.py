@@ -9,6 +9,7 @@ no owner: it is never selected, never deleted. A row may have several owners onl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -108,14 +109,16 @@ def owners_fixed(scope: Scope) -> Iterator[None]:
         _FIXED.reset(token)
 
 
+_INTEGER = re.compile(r"0|-?[1-9][0-9]*")
+
+
 def literals(districts: list[str], kind: str = "text") -> str:
     """District ids as SQL literals, typed like the column they are compared with."""
     if any("\x00" in d for d in districts):
         raise ValueError("a district id with a NUL character")
     if kind == "int":
-        if not all(d.lstrip("-").isdigit() for d in districts):
-            return "null"  # no integer id matches a text one
-        return ", ".join(str(int(d)) for d in districts) or "null"
+        # only an integer's own text form names a row of an integer column ('007' names none)
+        return ", ".join(d for d in districts if _INTEGER.fullmatch(d)) or "null"
     return ", ".join("'" + d.replace("'", "''") + "'" for d in districts) or "null"
 
 

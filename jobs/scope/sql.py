@@ -110,13 +110,14 @@ def owners_fixed(scope: Scope) -> Iterator[None]:
 
 
 _INTEGER = re.compile(r"0|-?[1-9][0-9]*")
+INTEGER_KINDS = ("int", "bigint")
 
 
 def literals(districts: list[str], kind: str = "text") -> str:
     """District ids as SQL literals, typed like the column they are compared with."""
     if any("\x00" in d for d in districts):
         raise ValueError("a district id with a NUL character")
-    if kind == "int":
+    if kind in INTEGER_KINDS:
         # only an integer's own text form names a row of an integer column ('007' names none)
         return ", ".join(d for d in districts if _INTEGER.fullmatch(d)) or "null"
     return ", ".join("'" + d.replace("'", "''") + "'" for d in districts) or "null"
@@ -131,8 +132,8 @@ def _owner_in(owner: str, kind: str, districts: list[str] | None) -> str:
     use its index and its statistics on it), or nothing without districts."""
     if districts is None:
         return ""
-    if kind in ("int", "bigint"):
-        return f" and {owner} in ({literals(districts, 'int')})"
+    if kind in INTEGER_KINDS:
+        return f" and {owner} in ({literals(districts, kind)})"
     return f" and cast({owner} as text) in ({literals(districts)})"
 
 
@@ -213,10 +214,7 @@ def select_sql(scope: Scope, table: ScopedTable, districts: list[str], columns: 
             f"from {relation(table.qualified)} where {quote_ident(column)} in "
             f"({literals(districts, kind)})"
         )
-    return (
-        f"select {columns}, o.{OWNER} from ({owned_sql(scope, table, districts)}) as o "
-        f"where o.{OWNER} in ({literals(districts)})"
-    )
+    return f"select {columns}, o.{OWNER} from ({owned_sql(scope, table, districts)}) as o"
 
 
 def delete_sql(
@@ -302,9 +300,8 @@ def unowned_sql(scope: Scope, table: ScopedTable) -> str:
 
 def counts_sql(scope: Scope, table: ScopedTable, districts: list[str] | None = None) -> str:
     """(district, rows) of the table's owned rows, of `districts` or of every district."""
-    where = f" where o.{OWNER} in ({literals(districts)})" if districts is not None else ""
     return (
-        f"select o.{OWNER}, count(*) from ({owned_sql(scope, table, districts)}) as o{where} "
+        f"select o.{OWNER}, count(*) from ({owned_sql(scope, table, districts)}) as o "
         f"group by o.{OWNER}"
     )
 

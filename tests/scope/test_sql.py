@@ -13,6 +13,7 @@ def test_an_integer_column_is_compared_with_the_integers_own_text_forms_only() -
     assert literals(["7", "12", "-3", "0"], "int") == "7, 12, -3, 0"
     assert literals(["007", "+7", "-0", " 7", "7 ", "²", "d00001", "7"], "int") == "7"
     assert literals(["d00001"], "int") == "null"
+    assert literals(["007", "7", "-12"], "bigint") == "7, -12"
     assert literals([], "int") == "null"
 
 
